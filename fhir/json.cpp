@@ -1,0 +1,345 @@
+#include "fhir/json.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/writer.h>
+
+namespace ccm::fhir::json {
+namespace {
+
+const Value kNullValue;
+const Array kEmptyArray;
+const Object kEmptyObject;
+
+// Builds a Value tree from RapidJSON SAX events. Containers under construction are tracked by pointer;
+// a container's own vector is only appended to while it is on top of the stack, so the pointers to
+// its ancestors (elements of vectors that are not growing) stay valid.
+class DomBuilder {
+ public:
+  explicit DomBuilder(std::size_t max_depth) : max_depth_(max_depth) {}
+
+  bool Null() { return Add(Value()); }
+  bool Bool(bool b) { return Add(Value::Bool(b)); }
+  // With kParseNumbersAsStringsFlag every number arrives through RawNumber; the typed overloads exist
+  // only to satisfy the handler concept.
+  bool Int(int i) { return Add(Value::Number(std::int64_t{i})); }
+  bool Uint(unsigned u) { return Add(Value::Number(std::int64_t{u})); }
+  bool Int64(std::int64_t i) { return Add(Value::Number(i)); }
+  bool Uint64(std::uint64_t u) { return Add(Value::Number(std::to_string(u))); }
+  bool Double(double d) { return Add(Value::Number(fmt::format("{}", d))); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+    return Add(Value::Number(std::string(s, n)));
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool) {
+    return Add(Value::String(std::string(s, n)));
+  }
+  bool StartObject() { return Open(Value::MakeObject()); }
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    std::string_view key(s, n);
+    const Object& members = stack_.back()->object();
+    if (std::any_of(members.begin(), members.end(), [&](const Member& m) { return m.key == key; })) {
+      error_ = fmt::format("duplicate property name \"{}\" (FHIR JSON forbids repeated names)", key);
+      return false;
+    }
+    key_.assign(s, n);
+    return true;
+  }
+  bool EndObject(rapidjson::SizeType) {
+    stack_.pop_back();
+    return true;
+  }
+  bool StartArray() { return Open(Value::MakeArray()); }
+  bool EndArray(rapidjson::SizeType) {
+    stack_.pop_back();
+    return true;
+  }
+
+  Value TakeRoot() { return std::move(root_); }
+  const std::string& error() const { return error_; }
+
+ private:
+  Value* Add(Value v, bool) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Value* top = stack_.back();
+    if (Array* a = top->mutable_array()) {
+      a->push_back(std::move(v));
+      return &a->back();
+    }
+    Object* o = top->mutable_object();
+    o->push_back(Member{std::move(key_), std::move(v)});
+    key_.clear();
+    return &o->back().value;
+  }
+  bool Add(Value v) { return Add(std::move(v), true) != nullptr; }
+  bool Open(Value container) {
+    if (stack_.size() >= max_depth_) {
+      error_ = fmt::format("nesting deeper than {} levels", max_depth_);
+      return false;
+    }
+    stack_.push_back(Add(std::move(container), true));
+    return true;
+  }
+
+  std::size_t max_depth_;
+  std::vector<Value*> stack_;
+  std::string key_;
+  Value root_;
+  std::string error_;
+};
+
+// RapidJSON output stream appending to a std::string.
+struct StringSink {
+  using Ch = char;
+  std::string* out;
+  void Put(char c) { out->push_back(c); }
+  void Flush() {}
+};
+
+template <class Writer>
+void Write(const Value& v, Writer& w) {
+  switch (v.kind()) {
+    case Kind::kNull: w.Null(); break;
+    case Kind::kBool: w.Bool(v.as_bool()); break;
+    case Kind::kNumber: {
+      std::string_view t = v.number_text();
+      w.RawValue(t.data(), t.size(), rapidjson::kNumberType);
+      break;
+    }
+    case Kind::kString: {
+      std::string_view s = v.str();
+      w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+      break;
+    }
+    case Kind::kArray:
+      w.StartArray();
+      for (const Value& e : v.array()) Write(e, w);
+      w.EndArray();
+      break;
+    case Kind::kObject:
+      w.StartObject();
+      for (const Member& m : v.object()) {
+        w.Key(m.key.data(), static_cast<rapidjson::SizeType>(m.key.size()));
+        Write(m.value, w);
+      }
+      w.EndObject();
+      break;
+  }
+}
+
+}  // namespace
+
+std::string_view KindName(Kind k) noexcept {
+  switch (k) {
+    case Kind::kNull: return "null";
+    case Kind::kBool: return "boolean";
+    case Kind::kNumber: return "number";
+    case Kind::kString: return "string";
+    case Kind::kArray: return "array";
+    case Kind::kObject: return "object";
+  }
+  return "?";
+}
+
+Value Value::Number(std::string text) {
+  if (!IsJsonNumber(text)) return Value();
+  return Value(Storage{NumberText{std::move(text)}});
+}
+
+bool Value::as_bool() const noexcept {
+  const bool* b = std::get_if<bool>(&v_);
+  return b != nullptr && *b;
+}
+std::string_view Value::number_text() const noexcept {
+  const NumberText* n = std::get_if<NumberText>(&v_);
+  return n != nullptr ? std::string_view(n->text) : std::string_view();
+}
+std::string_view Value::str() const noexcept {
+  const std::string* s = std::get_if<std::string>(&v_);
+  return s != nullptr ? std::string_view(*s) : std::string_view();
+}
+const Array& Value::array() const noexcept {
+  const Array* a = std::get_if<Array>(&v_);
+  return a != nullptr ? *a : kEmptyArray;
+}
+const Object& Value::object() const noexcept {
+  const Object* o = std::get_if<Object>(&v_);
+  return o != nullptr ? *o : kEmptyObject;
+}
+
+const Value* Value::find(std::string_view key) const noexcept {
+  for (const Member& m : object()) {
+    if (m.key == key) return &m.value;
+  }
+  return nullptr;
+}
+Value* Value::find(std::string_view key) noexcept {
+  Object* o = mutable_object();
+  if (o == nullptr) return nullptr;
+  for (Member& m : *o) {
+    if (m.key == key) return &m.value;
+  }
+  return nullptr;
+}
+const Value& Value::operator[](std::string_view key) const noexcept {
+  const Value* v = find(key);
+  return v != nullptr ? *v : kNullValue;
+}
+const Value& Value::operator[](std::size_t i) const noexcept {
+  const Array& a = array();
+  return i < a.size() ? a[i] : kNullValue;
+}
+std::size_t Value::size() const noexcept {
+  if (is_array()) return array().size();
+  if (is_object()) return object().size();
+  return 0;
+}
+
+Value& Value::set(std::string_view key, Value v) {
+  if (!is_object()) v_ = Object{};
+  if (Value* existing = find(key)) {
+    *existing = std::move(v);
+    return *existing;
+  }
+  Object& o = *mutable_object();
+  o.push_back(Member{std::string(key), std::move(v)});
+  return o.back().value;
+}
+
+bool Value::erase(std::string_view key) {
+  Object* o = mutable_object();
+  if (o == nullptr) return false;
+  auto it = std::find_if(o->begin(), o->end(), [&](const Member& m) { return m.key == key; });
+  if (it == o->end()) return false;
+  o->erase(it);
+  return true;
+}
+
+Value& Value::push_back(Value v) {
+  if (!is_array()) v_ = Array{};
+  Array& a = *mutable_array();
+  a.push_back(std::move(v));
+  return a.back();
+}
+
+bool Value::Equivalent(const Value& other) const {
+  if (kind() != other.kind()) return false;
+  switch (kind()) {
+    case Kind::kArray: {
+      const Array& a = array();
+      const Array& b = other.array();
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (!a[i].Equivalent(b[i])) return false;
+      }
+      return true;
+    }
+    case Kind::kObject: {
+      if (size() != other.size()) return false;
+      for (const Member& m : object()) {
+        const Value* o = other.find(m.key);
+        if (o == nullptr || !m.value.Equivalent(*o)) return false;
+      }
+      return true;
+    }
+    default: return *this == other;
+  }
+}
+
+Result<Value> Parse(std::string_view text, const ParseOptions& options, ParseErrorInfo* info) {
+  std::size_t skipped = 0;
+  // A UTF-8 byte order mark is not JSON, but editors on Windows write one; accept and skip it.
+  if (text.starts_with("\xEF\xBB\xBF")) {
+    text.remove_prefix(3);
+    skipped = 3;
+  }
+  DomBuilder builder(options.max_depth);
+  rapidjson::Reader reader;
+  rapidjson::MemoryStream ms(text.data(), text.size());
+  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(ms);
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag |
+                              rapidjson::kParseValidateEncodingFlag |
+                              rapidjson::kParseIterativeFlag;
+  rapidjson::ParseResult ok = reader.Parse<kFlags>(stream, builder);
+  if (ok) return builder.TakeRoot();
+
+  ParseErrorInfo e;
+  e.offset = ok.Offset();
+  std::string what = builder.error().empty() ? rapidjson::GetParseError_En(ok.Code()) : builder.error();
+  if (ok.Code() == rapidjson::kParseErrorDocumentEmpty) what = "empty input: expected a JSON object";
+  auto [line, column] = LineColumn(text, e.offset);
+  e.line = line;
+  e.column = column;
+  e.offset += skipped;
+  e.message = std::move(what);
+  std::string message = fmt::format("line {}, column {}: {}", e.line, e.column, e.message);
+  if (info != nullptr) *info = std::move(e);
+  return MakeError(Errc::kParseError, std::move(message));
+}
+
+void SerializeTo(const Value& v, std::string& out) {
+  StringSink sink{&out};
+  rapidjson::Writer<StringSink> w(sink);
+  Write(v, w);
+}
+
+std::string Serialize(const Value& v) {
+  std::string out;
+  SerializeTo(v, out);
+  return out;
+}
+
+std::string SerializePretty(const Value& v) {
+  std::string out;
+  StringSink sink{&out};
+  rapidjson::PrettyWriter<StringSink> w(sink);
+  w.SetIndent(' ', 2);
+  Write(v, w);
+  return out;
+}
+
+bool IsJsonNumber(std::string_view t) noexcept {
+  std::size_t i = 0;
+  const std::size_t n = t.size();
+  auto digit = [&](std::size_t k) { return k < n && t[k] >= '0' && t[k] <= '9'; };
+  if (i < n && t[i] == '-') ++i;
+  if (!digit(i)) return false;
+  if (t[i] == '0') {
+    ++i;
+  } else {
+    while (digit(i)) ++i;
+  }
+  if (i < n && t[i] == '.') {
+    ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < n && (t[i] == '+' || t[i] == '-')) ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  return i == n;
+}
+
+std::pair<std::size_t, std::size_t> LineColumn(std::string_view text, std::size_t offset) noexcept {
+  offset = std::min(offset, text.size());
+  std::size_t line = 1;
+  std::size_t line_start = 0;
+  for (std::size_t i = 0; i < offset; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  return {line, offset - line_start + 1};
+}
+
+}  // namespace ccm::fhir::json

@@ -1,0 +1,139 @@
+// Lossless JSON for FHIR.
+//
+// A small DOM built on RapidJSON's SAX reader that keeps everything a FHIR resource can carry:
+// - numbers are kept as their literal text (`1.50` stays `1.50`, `0.1000000000000000000001` is not rounded), as FHIR's
+//   decimal type requires (R4 §2.1.28.0.1 "decimal": precision is significant);
+// - object members keep their order, so a resource serialised again reads like the original;
+// - nothing is interpreted: extensions, `_element` primitive extensions, contained resources and
+//   properties unknown to us are ordinary members and survive any edit made through the typed views.
+//
+// Parsing rejects what FHIR JSON forbids (R4 §2.6.2): comments, trailing commas, unquoted names,
+// duplicate property names, invalid UTF-8, more than one top-level value. Errors say where (line and
+// column, 1-based) and what.
+//
+// Values are regular types: copyable, movable, comparable with ==. Not thread-safe for concurrent
+// mutation; concurrent reads of an unchanging Value are safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "fhir/result.h"
+
+namespace ccm::fhir::json {
+
+class Value;
+struct Member;
+
+using Array = std::vector<Value>;
+using Object = std::vector<Member>;  // insertion order; keys unique (enforced by the parser and set())
+
+enum class Kind : std::uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
+
+std::string_view KindName(Kind k) noexcept;
+
+// The text of a JSON number, exactly as written.
+struct NumberText {
+  std::string text;
+  bool operator==(const NumberText&) const = default;
+};
+
+class Value {
+ public:
+  Value() = default;  // null
+  static Value Bool(bool b) { return Value(Storage{b}); }
+  // `text` must be a valid JSON number (checked: returns null Value if not; see IsJsonNumber).
+  static Value Number(std::string text);
+  static Value Number(std::int64_t v) { return Value(Storage{NumberText{std::to_string(v)}}); }
+  static Value String(std::string s) { return Value(Storage{std::move(s)}); }
+  static Value MakeArray(Array a = {}) { return Value(Storage{std::move(a)}); }
+  static Value MakeObject(Object o = {}) { return Value(Storage{std::move(o)}); }
+
+  Kind kind() const noexcept { return static_cast<Kind>(v_.index()); }
+  bool is_null() const noexcept { return kind() == Kind::kNull; }
+  bool is_bool() const noexcept { return kind() == Kind::kBool; }
+  bool is_number() const noexcept { return kind() == Kind::kNumber; }
+  bool is_string() const noexcept { return kind() == Kind::kString; }
+  bool is_array() const noexcept { return kind() == Kind::kArray; }
+  bool is_object() const noexcept { return kind() == Kind::kObject; }
+
+  // Accessors return a neutral value (false, "", empty) when the kind does not match, so that reading
+  // optional FHIR elements never needs a guard; check kind() where the difference matters.
+  bool as_bool() const noexcept;
+  std::string_view number_text() const noexcept;  // "" unless a number
+  std::string_view str() const noexcept;          // "" unless a string
+  const Array& array() const noexcept;            // empty unless an array
+  const Object& object() const noexcept;          // empty unless an object
+  Array* mutable_array() noexcept { return std::get_if<Array>(&v_); }
+  Object* mutable_object() noexcept { return std::get_if<Object>(&v_); }
+
+  // Object member lookup (linear: FHIR objects are small). nullptr when absent or not an object.
+  const Value* find(std::string_view key) const noexcept;
+  Value* find(std::string_view key) noexcept;
+  // Member `key` or a shared null value.
+  const Value& operator[](std::string_view key) const noexcept;
+  // Array element `i` or a shared null value.
+  const Value& operator[](std::size_t i) const noexcept;
+  std::size_t size() const noexcept;  // members or elements; 0 for scalars
+
+  // Mutation. set() replaces the member in place (keeping its position) or appends it; on a non-object
+  // it first turns this value into an empty object. erase() returns whether a member was removed.
+  Value& set(std::string_view key, Value v);
+  bool erase(std::string_view key);
+  // push_back() turns a non-array into an empty array first.
+  Value& push_back(Value v);
+
+  // Structural equality: kinds, number text, strings, array order and object member order all match.
+  bool operator==(const Value& other) const = default;
+  // Equality that ignores object member order (JSON semantics); numbers still compare by text.
+  bool Equivalent(const Value& other) const;
+
+ private:
+  using Storage = std::variant<std::monostate, bool, NumberText, std::string, Array, Object>;
+  explicit Value(Storage s) : v_(std::move(s)) {}
+  Storage v_;
+};
+
+struct Member {
+  std::string key;
+  Value value;
+  bool operator==(const Member&) const = default;
+};
+
+// Where a parse failed. offset is a byte offset into the text; line/column are 1-based.
+struct ParseErrorInfo {
+  std::size_t offset = 0;
+  std::size_t line = 1;
+  std::size_t column = 1;
+  std::string message;
+};
+
+struct ParseOptions {
+  // Deepest nesting accepted; FHIR resources rarely exceed 15. Guards the parser's stack.
+  std::size_t max_depth = 256;
+};
+
+// Parses one JSON text (leading UTF-8 BOM and surrounding whitespace allowed). On failure the Error's
+// message is "line L, column C: what" and `info` (if given) holds the position.
+Result<Value> Parse(std::string_view text, const ParseOptions& options = {},
+                    ParseErrorInfo* info = nullptr);
+
+// Serialises compactly (no whitespace), numbers as their original text.
+std::string Serialize(const Value& v);
+// Serialises with two-space indentation.
+std::string SerializePretty(const Value& v);
+// Appends compact serialisation to `out` (avoids a copy in hot loops).
+void SerializeTo(const Value& v, std::string& out);
+
+// True when `text` matches the JSON number grammar (RFC 8259 §6).
+bool IsJsonNumber(std::string_view text) noexcept;
+
+// Converts a byte offset in `text` to a 1-based line and column.
+std::pair<std::size_t, std::size_t> LineColumn(std::string_view text, std::size_t offset) noexcept;
+
+}  // namespace ccm::fhir::json

@@ -1,0 +1,3 @@
+#include "gateway/cli.h"
+
+int main(int argc, char** argv) { return ccm::gateway::RunCli(argc, argv); }
