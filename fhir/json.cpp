@@ -15,85 +15,6 @@ const Value kNullValue;
 const Array kEmptyArray;
 const Object kEmptyObject;
 
-// Builds a Value tree from RapidJSON SAX events. Containers under construction are tracked by pointer;
-// a container's own vector is only appended to while it is on top of the stack, so the pointers to
-// its ancestors (elements of vectors that are not growing) stay valid.
-class DomBuilder {
- public:
-  explicit DomBuilder(std::size_t max_depth) : max_depth_(max_depth) {}
-
-  bool Null() { return Add(Value()); }
-  bool Bool(bool b) { return Add(Value::Bool(b)); }
-  // With kParseNumbersAsStringsFlag every number arrives through RawNumber; the typed overloads exist
-  // only to satisfy the handler concept.
-  bool Int(int i) { return Add(Value::Number(std::int64_t{i})); }
-  bool Uint(unsigned u) { return Add(Value::Number(std::int64_t{u})); }
-  bool Int64(std::int64_t i) { return Add(Value::Number(i)); }
-  bool Uint64(std::uint64_t u) { return Add(Value::Number(std::to_string(u))); }
-  bool Double(double d) { return Add(Value::Number(fmt::format("{}", d))); }
-  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
-    return Add(Value::Number(std::string(s, n)));
-  }
-  bool String(const char* s, rapidjson::SizeType n, bool) {
-    return Add(Value::String(std::string(s, n)));
-  }
-  bool StartObject() { return Open(Value::MakeObject()); }
-  bool Key(const char* s, rapidjson::SizeType n, bool) {
-    std::string_view key(s, n);
-    const Object& members = stack_.back()->object();
-    if (std::any_of(members.begin(), members.end(), [&](const Member& m) { return m.key == key; })) {
-      error_ = fmt::format("duplicate property name \"{}\" (FHIR JSON forbids repeated names)", key);
-      return false;
-    }
-    key_.assign(s, n);
-    return true;
-  }
-  bool EndObject(rapidjson::SizeType) {
-    stack_.pop_back();
-    return true;
-  }
-  bool StartArray() { return Open(Value::MakeArray()); }
-  bool EndArray(rapidjson::SizeType) {
-    stack_.pop_back();
-    return true;
-  }
-
-  Value TakeRoot() { return std::move(root_); }
-  const std::string& error() const { return error_; }
-
- private:
-  Value* Add(Value v, bool) {
-    if (stack_.empty()) {
-      root_ = std::move(v);
-      return &root_;
-    }
-    Value* top = stack_.back();
-    if (Array* a = top->mutable_array()) {
-      a->push_back(std::move(v));
-      return &a->back();
-    }
-    Object* o = top->mutable_object();
-    o->push_back(Member{std::move(key_), std::move(v)});
-    key_.clear();
-    return &o->back().value;
-  }
-  bool Add(Value v) { return Add(std::move(v), true) != nullptr; }
-  bool Open(Value container) {
-    if (stack_.size() >= max_depth_) {
-      error_ = fmt::format("nesting deeper than {} levels", max_depth_);
-      return false;
-    }
-    stack_.push_back(Add(std::move(container), true));
-    return true;
-  }
-
-  std::size_t max_depth_;
-  std::vector<Value*> stack_;
-  std::string key_;
-  Value root_;
-  std::string error_;
-};
-
 // RapidJSON output stream appending to a std::string.
 struct StringSink {
   using Ch = char;
@@ -145,6 +66,58 @@ std::string_view KindName(Kind k) noexcept {
     case Kind::kObject: return "object";
   }
   return "?";
+}
+
+// SaxBuilder: containers under construction are tracked by pointer. A container's own vector is only
+// appended to while it is on top of the stack, so pointers to its ancestors (elements of vectors that
+// are not growing at that moment) stay valid.
+bool SaxBuilder::Double(double d) { return Add(Value::Number(fmt::format("{}", d))); }
+
+bool SaxBuilder::Key(const char* s, unsigned n, bool) {
+  std::string_view key(s, n);
+  const Object& members = stack_.back()->object();
+  if (std::any_of(members.begin(), members.end(), [&](const Member& m) { return m.key == key; })) {
+    error_ = fmt::format("duplicate property name \"{}\" (FHIR JSON forbids repeated names)", key);
+    return false;
+  }
+  key_.assign(s, n);
+  return true;
+}
+
+Value* SaxBuilder::Append(Value v) {
+  if (stack_.empty()) {
+    root_ = std::move(v);
+    has_root_ = true;
+    return &root_;
+  }
+  Value* top = stack_.back();
+  if (Array* a = top->mutable_array()) {
+    a->push_back(std::move(v));
+    return &a->back();
+  }
+  Object* o = top->mutable_object();
+  o->push_back(Member{std::move(key_), std::move(v)});
+  key_.clear();
+  return &o->back().value;
+}
+
+bool SaxBuilder::Open(Value container) {
+  if (stack_.size() >= max_depth_) {
+    error_ = fmt::format("nesting deeper than {} levels", max_depth_);
+    return false;
+  }
+  stack_.push_back(Append(std::move(container)));
+  return true;
+}
+
+Value SaxBuilder::Take() {
+  Value out = std::move(root_);
+  root_ = Value();
+  has_root_ = false;
+  stack_.clear();
+  key_.clear();
+  error_.clear();
+  return out;
 }
 
 Value Value::Number(std::string text) {
@@ -259,7 +232,7 @@ Result<Value> Parse(std::string_view text, const ParseOptions& options, ParseErr
     text.remove_prefix(3);
     skipped = 3;
   }
-  DomBuilder builder(options.max_depth);
+  SaxBuilder builder(options.max_depth);
   rapidjson::Reader reader;
   rapidjson::MemoryStream ms(text.data(), text.size());
   rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(ms);
@@ -267,7 +240,7 @@ Result<Value> Parse(std::string_view text, const ParseOptions& options, ParseErr
                               rapidjson::kParseValidateEncodingFlag |
                               rapidjson::kParseIterativeFlag;
   rapidjson::ParseResult ok = reader.Parse<kFlags>(stream, builder);
-  if (ok) return builder.TakeRoot();
+  if (ok) return builder.Take();
 
   ParseErrorInfo e;
   e.offset = ok.Offset();

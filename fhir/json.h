@@ -118,6 +118,52 @@ struct ParseOptions {
   std::size_t max_depth = 256;
 };
 
+// Incremental builder behind Parse, exposed for streaming readers: feed it RapidJSON-style SAX events
+// (numbers as raw text) and take the finished value. A handler method returning false means the input
+// must be rejected; error() then says why (duplicate name, nesting too deep).
+class SaxBuilder {
+ public:
+  explicit SaxBuilder(std::size_t max_depth = ParseOptions{}.max_depth) : max_depth_(max_depth) {}
+
+  bool Null() { return Add(Value()); }
+  bool Bool(bool b) { return Add(Value::Bool(b)); }
+  bool Int(int i) { return Add(Value::Number(std::int64_t{i})); }
+  bool Uint(unsigned u) { return Add(Value::Number(std::int64_t{u})); }
+  bool Int64(std::int64_t i) { return Add(Value::Number(i)); }
+  bool Uint64(std::uint64_t u) { return Add(Value::Number(std::to_string(u))); }
+  bool Double(double d);
+  bool RawNumber(const char* s, unsigned n, bool) { return Add(Value::Number(std::string(s, n))); }
+  bool String(const char* s, unsigned n, bool) { return Add(Value::String(std::string(s, n))); }
+  bool StartObject() { return Open(Value::MakeObject()); }
+  bool Key(const char* s, unsigned n, bool);
+  bool EndObject(unsigned) { return Close(); }
+  bool StartArray() { return Open(Value::MakeArray()); }
+  bool EndArray(unsigned) { return Close(); }
+
+  // True once a complete top-level value has been built.
+  bool done() const noexcept { return has_root_ && stack_.empty(); }
+  std::size_t depth() const noexcept { return stack_.size(); }
+  // Returns the built value and resets the builder for the next one.
+  Value Take();
+  const std::string& error() const noexcept { return error_; }
+
+ private:
+  Value* Append(Value v);
+  bool Add(Value v) { return Append(std::move(v)) != nullptr; }
+  bool Open(Value container);
+  bool Close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  std::size_t max_depth_;
+  std::vector<Value*> stack_;  // open containers; see json.cpp for why the pointers stay valid
+  std::string key_;
+  Value root_;
+  bool has_root_ = false;
+  std::string error_;
+};
+
 // Parses one JSON text (leading UTF-8 BOM and surrounding whitespace allowed). On failure the Error's
 // message is "line L, column C: what" and `info` (if given) holds the position.
 Result<Value> Parse(std::string_view text, const ParseOptions& options = {},
