@@ -140,6 +140,10 @@ class SaxBuilder {
   bool StartArray() { return Open(Value::MakeArray()); }
   bool EndArray(unsigned) { return Close(); }
 
+  // Adds an already built value where the next value belongs (an array element, or the member named
+  // by the last Key()).
+  bool AddValue(Value v) { return Add(std::move(v)); }
+
   // True once a complete top-level value has been built.
   bool done() const noexcept { return has_root_ && stack_.empty(); }
   std::size_t depth() const noexcept { return stack_.size(); }

@@ -1,0 +1,583 @@
+#include "fhir/reader.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <zlib.h>
+
+namespace ccm::fhir {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::size_t kChunk = std::size_t{1} << 16;
+
+struct GzCloser {
+  void operator()(gzFile_s* f) const noexcept { gzclose(f); }
+};
+using GzHandle = std::unique_ptr<gzFile_s, GzCloser>;
+
+// gzopen reads plain files transparently as well, so one code path serves `.json` and `.json.gz`.
+Result<GzHandle> OpenGz(const fs::path& file) {
+  GzHandle h(gzopen(file.c_str(), "rb"));
+  if (!h) {
+    return MakeError(Errc::kIo, fmt::format("cannot open {}: {}", file.string(), std::strerror(errno)));
+  }
+  gzbuffer(h.get(), kChunk * 2);
+  return h;
+}
+
+// zlib reports a truncated gzip stream not through gzread's return value (which is just short, then
+// 0) but through gzerror() == Z_BUF_ERROR; see zlib.h, gzread.
+bool GzFailed(gzFile_s* f) {
+  int code = Z_OK;
+  gzerror(f, &code);
+  return code != Z_OK && code != Z_STREAM_END;
+}
+
+// A gzread that returns -1 for truncated input too.
+long GzRead(gzFile_s* f, char* buf, std::size_t cap) {
+  int n = gzread(f, buf, static_cast<unsigned>(cap));
+  if (n < 0 || (n == 0 && GzFailed(f))) return -1;
+  return n;
+}
+
+std::string GzErrorText(gzFile_s* f) {
+  int code = 0;
+  const char* msg = gzerror(f, &code);
+  if (code == Z_ERRNO) return std::strerror(errno);
+  return msg != nullptr ? msg : "read error";
+}
+
+// A RapidJSON input stream over chunks from a fill function, counting lines as it goes so that each
+// Bundle entry can be located in the file.
+class ChunkStream {
+ public:
+  using Ch = char;
+  // fill(buffer, capacity) returns bytes read, 0 at end, or -1 on error.
+  using FillFn = std::function<long(char*, std::size_t)>;
+
+  explicit ChunkStream(FillFn fill) : fill_(std::move(fill)), buf_(kChunk) {}
+
+  Ch Peek() {
+    if (pos_ == len_ && !Fill()) return '\0';
+    return buf_[pos_];
+  }
+  Ch Take() {
+    if (pos_ == len_ && !Fill()) return '\0';
+    Ch c = buf_[pos_++];
+    ++count_;
+    if (c == '\n') {
+      ++line_;
+      line_start_ = count_;
+    }
+    return c;
+  }
+  std::size_t Tell() const { return count_; }
+  // Output functions required by the stream concept; the reader never calls them on an input stream.
+  Ch* PutBegin() { return nullptr; }
+  void Put(Ch) {}
+  void Flush() {}
+  std::size_t PutEnd(Ch*) { return 0; }
+
+  std::size_t line() const { return line_; }
+  std::size_t column() const { return count_ - line_start_ + 1; }
+  bool failed() const { return failed_; }
+
+ private:
+  bool Fill() {
+    if (eof_) return false;
+    long n = fill_(buf_.data(), buf_.size());
+    if (n <= 0) {
+      eof_ = true;
+      failed_ = n < 0;
+      return false;
+    }
+    pos_ = 0;
+    len_ = static_cast<std::size_t>(n);
+    return true;
+  }
+
+  FillFn fill_;
+  std::vector<char> buf_;
+  std::size_t pos_ = 0;
+  std::size_t len_ = 0;
+  std::size_t count_ = 0;
+  std::size_t line_ = 1;
+  std::size_t line_start_ = 0;
+  bool eof_ = false;
+  bool failed_ = false;
+};
+
+std::string Loc(std::string_view file, std::size_t line, std::size_t column = 0) {
+  if (line == 0) return std::string(file);
+  if (column == 0) return fmt::format("{}:{}", file, line);
+  return fmt::format("{}:{}:{}", file, line, column);
+}
+
+}  // namespace
+
+// Streams a JSON document: the top-level object is built as a DOM, except the elements of a top-level
+// `entry` array of a Bundle, which are built and handed on one at a time (see reader.h).
+class BundleStreamer {
+ public:
+  BundleStreamer(ResourceReader& reader, std::string file, ChunkStream& stream)
+      : reader_(reader),
+        file_(std::move(file)),
+        stream_(stream),
+        top_(reader.options_.parse.max_depth),
+        entry_(reader.options_.parse.max_depth) {}
+
+  bool Null() { return Scalar([](json::SaxBuilder& b) { return b.Null(); }); }
+  bool Bool(bool v) { return Scalar([&](json::SaxBuilder& b) { return b.Bool(v); }); }
+  bool Int(int v) { return Scalar([&](json::SaxBuilder& b) { return b.Int(v); }); }
+  bool Uint(unsigned v) { return Scalar([&](json::SaxBuilder& b) { return b.Uint(v); }); }
+  bool Int64(std::int64_t v) { return Scalar([&](json::SaxBuilder& b) { return b.Int64(v); }); }
+  bool Uint64(std::uint64_t v) { return Scalar([&](json::SaxBuilder& b) { return b.Uint64(v); }); }
+  bool Double(double v) { return Scalar([&](json::SaxBuilder& b) { return b.Double(v); }); }
+  bool RawNumber(const char* s, unsigned n, bool c) {
+    return Scalar([&](json::SaxBuilder& b) { return b.RawNumber(s, n, c); });
+  }
+  bool String(const char* s, unsigned n, bool c) {
+    if (open_ == 1 && top_key_is_type_) resource_type_.assign(s, n);
+    bool ok = Scalar([&](json::SaxBuilder& b) { return b.String(s, n, c); });
+    if (ok && open_ == 1 && top_key_is_type_ && resource_type_ == "Bundle") FlushPending();
+    return ok;
+  }
+  bool Key(const char* s, unsigned n, bool c) {
+    if (open_ == 1) {
+      std::string_view key(s, n);
+      top_key_is_entry_ = key == "entry";
+      top_key_is_type_ = key == "resourceType";
+    }
+    return Target().Key(s, n, c);
+  }
+  bool StartObject() {
+    if (open_ == 0) is_object_ = true;
+    return Open([](json::SaxBuilder& b) { return b.StartObject(); });
+  }
+  bool EndObject(unsigned n) { return Close([&](json::SaxBuilder& b) { return b.EndObject(n); }); }
+  bool StartArray() {
+    if (open_ == 1 && top_key_is_entry_) {
+      ++open_;
+      in_entries_ = true;
+      return top_.StartArray();
+    }
+    return Open([](json::SaxBuilder& b) { return b.StartArray(); });
+  }
+  bool EndArray(unsigned n) {
+    if (in_entries_ && open_ == 2 && entry_.depth() == 0) {
+      --open_;
+      in_entries_ = false;
+      return top_.EndArray(n);
+    }
+    return Close([&](json::SaxBuilder& b) { return b.EndArray(n); });
+  }
+
+  // Called after a successful parse: delivers the single resource, or the pending entries.
+  void Finish() {
+    if (resource_type_ == "Bundle") {
+      FlushPending();
+      return;
+    }
+    json::Value root = top_.Take();
+    if (!pending_.empty()) {
+      // Not a Bundle after all (e.g. a List, whose `entry` is an ordinary element): put the entries
+      // back where they were.
+      json::Value* entries = root.find("entry");
+      for (Pending& p : pending_) {
+        if (entries != nullptr) entries->push_back(std::move(p.value));
+      }
+      pending_.clear();
+    }
+    reader_.Deliver(std::move(root), SourceLocation{file_, 1, ""});
+  }
+
+  const std::string& builder_error() const {
+    return !entry_.error().empty() ? entry_.error() : top_.error();
+  }
+  bool is_object() const { return is_object_; }
+  bool is_bundle() const { return resource_type_ == "Bundle"; }
+  std::size_t entries_seen() const { return entry_index_; }
+  bool stopped() const { return reader_.stopped(); }
+
+ private:
+  struct Pending {
+    json::Value value;
+    std::size_t index;
+    std::size_t line;
+  };
+
+  bool InEntry() const { return in_entries_ && open_ >= 2; }
+  json::SaxBuilder& Target() { return InEntry() ? entry_ : top_; }
+
+  void NoteEntryStart() {
+    if (InEntry() && entry_.depth() == 0) entry_line_ = stream_.line();
+  }
+
+  template <class F>
+  bool Scalar(F&& f) {
+    NoteEntryStart();
+    if (open_ == 1) top_key_is_entry_ = false;
+    json::SaxBuilder& b = Target();
+    if (!f(b)) return false;
+    if (InEntry() && entry_.done()) return EntryComplete();
+    return true;
+  }
+  template <class F>
+  bool Open(F&& f) {
+    NoteEntryStart();
+    if (open_ == 1) top_key_is_entry_ = false;
+    json::SaxBuilder& b = Target();
+    ++open_;
+    return f(b);
+  }
+  template <class F>
+  bool Close(F&& f) {
+    json::SaxBuilder& b = Target();
+    bool in_entry = InEntry();
+    --open_;
+    if (!f(b)) return false;
+    if (in_entry && entry_.done()) return EntryComplete();
+    return true;
+  }
+
+  bool EntryComplete() {
+    Pending p{entry_.Take(), entry_index_++, entry_line_};
+    if (resource_type_ == "Bundle") {
+      HandleEntry(std::move(p));
+    } else if (resource_type_.empty()) {
+      pending_.push_back(std::move(p));
+    } else {
+      return top_.AddValue(std::move(p.value));
+    }
+    return !reader_.stopped();
+  }
+
+  void FlushPending() {
+    for (Pending& p : pending_) {
+      if (reader_.stopped()) break;
+      HandleEntry(std::move(p));
+    }
+    pending_.clear();
+  }
+
+  // Bundle.entry: resource, plus request (transaction/batch) or response (…-response), R4 §2.36.
+  void HandleEntry(Pending p) {
+    std::string pointer = fmt::format("Bundle.entry[{}]", p.index);
+    std::string loc = Loc(file_, p.line);
+    if (!p.value.is_object()) {
+      reader_.Report(Severity::kError, IssueCode::kStructure, pointer,
+                     fmt::format("must be an object, found {}; entry skipped",
+                                 json::KindName(p.value.kind())),
+                     loc);
+      return;
+    }
+    json::Value* resource = p.value.find("resource");
+    if (resource == nullptr) {
+      const json::Value& request = p.value["request"];
+      std::string_view method = request["method"].str();
+      if (request.is_object() && (method == "GET" || method == "HEAD")) {
+        reader_.Report(Severity::kInformation, IssueCode::kInformational, pointer,
+                       fmt::format("{} {} is a read request; nothing to ingest", method,
+                                   request["url"].str()),
+                       loc);
+      } else if (request.is_object()) {
+        reader_.Report(Severity::kWarning, IssueCode::kNotSupported, pointer,
+                       fmt::format("{} {} has no resource: file ingest reads resources and does not "
+                                   "apply this request; apply it on the server instead",
+                                   request["method"].str(), request["url"].str()),
+                       loc);
+      } else if (!p.value["response"].is_object()) {
+        reader_.Report(Severity::kError, IssueCode::kRequired, pointer,
+                       "has no resource: add `resource` or remove the entry; entry skipped", loc);
+      }
+      return;
+    }
+    if (!resource->is_object()) {
+      reader_.Report(Severity::kError, IssueCode::kStructure, pointer + ".resource",
+                     fmt::format("must be an object, found {}; entry skipped",
+                                 json::KindName(resource->kind())),
+                     loc);
+      return;
+    }
+    reader_.Deliver(std::move(*resource), SourceLocation{file_, p.line, pointer + ".resource"});
+  }
+
+  ResourceReader& reader_;
+  std::string file_;
+  ChunkStream& stream_;
+  json::SaxBuilder top_;
+  json::SaxBuilder entry_;
+  std::size_t open_ = 0;  // containers open in the document
+  bool is_object_ = false;
+  bool in_entries_ = false;
+  bool top_key_is_entry_ = false;
+  bool top_key_is_type_ = false;
+  std::string resource_type_;
+  std::size_t entry_index_ = 0;
+  std::size_t entry_line_ = 0;
+  std::vector<Pending> pending_;
+};
+
+std::string SourceLocation::ToString() const {
+  std::string out = Loc(file, line);
+  if (!pointer.empty()) out += fmt::format(" {}", pointer);
+  return out;
+}
+
+FileFormat FormatOf(const fs::path& path) {
+  std::string name = path.filename().string();
+  if (name.ends_with(".gz")) name.resize(name.size() - 3);
+  if (name.ends_with(".ndjson") || name.ends_with(".jsonl")) return FileFormat::kNdjson;
+  if (name.ends_with(".json")) return FileFormat::kJson;
+  return FileFormat::kUnknown;
+}
+
+ResourceReader::ResourceReader(ResourceFn on_resource, IssueFn on_issue, ReadOptions options)
+    : on_resource_(std::move(on_resource)), on_issue_(std::move(on_issue)), options_(options) {}
+
+void ResourceReader::Deliver(json::Value&& resource, SourceLocation where) {
+  ++counts_.resources;
+  if (!on_resource_(std::move(resource), where)) stopped_ = true;
+}
+
+void ResourceReader::Report(Severity s, IssueCode c, std::string path, std::string message,
+                            std::string location) {
+  Issue issue{s, c, std::move(path), std::move(message), std::move(location)};
+  // Reader warnings are requests it does not apply (see HandleEntry): data not taken in, so they
+  // count as skipped like errors do; information notes do not.
+  if (s != Severity::kInformation) ++counts_.skipped;
+  if (!on_issue_(issue)) stopped_ = true;
+}
+
+Status ResourceReader::Read(const fs::path& path) {
+  std::error_code ec;
+  fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) {
+    return MakeError(Errc::kNotFound, fmt::format("{}: no such file or directory", path.string()));
+  }
+  if (!fs::is_directory(st)) {
+    ReadFile(path);
+    return {};
+  }
+  std::vector<fs::path> files;
+  fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec);
+  if (ec) {
+    return MakeError(Errc::kIo, fmt::format("{}: cannot list directory: {}", path.string(), ec.message()));
+  }
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const fs::path& p = it->path();
+    if (p.filename().string().starts_with(".")) {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;  // hidden files and folders (.git, editor swap files) are never input
+    }
+    if (it->is_regular_file()) files.push_back(p);
+  }
+  if (ec) {
+    Report(Severity::kError, IssueCode::kIncomplete, "",
+           fmt::format("listing stopped early: {}", ec.message()), path.string());
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) {
+    if (stopped_) break;
+    if (FormatOf(f) == FileFormat::kUnknown) {
+      ++counts_.files_skipped;
+      Report(Severity::kInformation, IssueCode::kInformational, "",
+             "skipped: not a .json, .ndjson or .jsonl file (optionally .gz)", f.string());
+      continue;
+    }
+    ReadFile(f);
+  }
+  return {};
+}
+
+void ResourceReader::ReadFile(const fs::path& file) {
+  FileFormat format = FormatOf(file);
+  // The SMART bulk-data client writes its own event log next to the exported files; it is not FHIR.
+  if (file.filename() == "log.ndjson") {
+    ++counts_.files_skipped;
+    Report(Severity::kInformation, IssueCode::kInformational, "",
+           "skipped: a Bulk Data client log, not FHIR resources", file.string());
+    return;
+  }
+  ++counts_.files;
+  if (format == FileFormat::kNdjson) {
+    ReadNdjsonFile(file);
+  } else {
+    // A file named explicitly with another ending is read as JSON.
+    ReadJsonFile(file);
+  }
+}
+
+void ResourceReader::NdjsonLine(std::string_view line, const std::string& file, std::size_t line_no) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank lines are allowed
+  json::ParseErrorInfo info;
+  Result<json::Value> v = json::Parse(line, options_.parse, &info);
+  if (!v) {
+    Report(Severity::kError, IssueCode::kStructure, "",
+           fmt::format("invalid JSON: {}; line skipped", info.message), Loc(file, line_no, info.column));
+    return;
+  }
+  if (!v->is_object()) {
+    Report(Severity::kError, IssueCode::kStructure, "",
+           fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
+                       json::KindName(v->kind())),
+           Loc(file, line_no));
+    return;
+  }
+  Deliver(std::move(*v), SourceLocation{file, line_no, ""});
+}
+
+void ResourceReader::ReadNdjsonText(std::string_view text, std::string_view name) {
+  std::string file(name);
+  std::size_t line_no = 0;
+  while (!text.empty() && !stopped_) {
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    ++line_no;
+    NdjsonLine(line, file, line_no);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
+void ResourceReader::ReadNdjsonFile(const fs::path& path) {
+  std::string file = path.string();
+  Result<GzHandle> h = OpenGz(path);
+  if (!h) {
+    Report(Severity::kError, IssueCode::kNotFound, "", h.error().message + "; file skipped", file);
+    return;
+  }
+  std::vector<char> buf(kChunk);
+  std::string line;
+  std::size_t line_no = 0;
+  bool overlong = false;
+  auto finish_line = [&] {
+    ++line_no;
+    if (overlong) {
+      Report(Severity::kError, IssueCode::kTooLong, "",
+             fmt::format("line longer than {} bytes; line skipped (raise the limit or split the file)",
+                         options_.max_line_bytes),
+             Loc(file, line_no));
+    } else {
+      NdjsonLine(line, file, line_no);
+    }
+    line.clear();
+    overlong = false;
+  };
+  long n = 0;
+  while (!stopped_ && (n = GzRead(h->get(), buf.data(), buf.size())) > 0) {
+    std::string_view chunk(buf.data(), static_cast<std::size_t>(n));
+    while (!chunk.empty() && !stopped_) {
+      std::size_t nl = chunk.find('\n');
+      std::string_view part = chunk.substr(0, nl);
+      if (!overlong) {
+        if (line.size() + part.size() > options_.max_line_bytes) {
+          overlong = true;
+          line.clear();
+          line.shrink_to_fit();
+        } else {
+          line.append(part);
+        }
+      }
+      if (nl == std::string_view::npos) break;
+      finish_line();
+      chunk.remove_prefix(nl + 1);
+    }
+  }
+  if (n < 0) {
+    Report(Severity::kError, IssueCode::kIncomplete, "",
+           fmt::format("read failed after line {}: {}; the rest of the file was not read", line_no,
+                       GzErrorText(h->get())),
+           Loc(file, line_no + 1));
+    return;
+  }
+  if (!stopped_ && (!line.empty() || overlong)) finish_line();  // last line without a newline
+}
+
+namespace {
+
+void RunJson(ResourceReader& reader, BundleStreamer& streamer, ChunkStream& stream,
+             const std::string& file,
+             const std::function<void(Severity, IssueCode, std::string, std::string)>& report) {
+  rapidjson::Reader r;
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag |
+                              rapidjson::kParseValidateEncodingFlag |
+                              rapidjson::kParseIterativeFlag;
+  // Skip a UTF-8 byte order mark (written by some Windows editors).
+  if (stream.Peek() == '\xEF') {
+    stream.Take();
+    if (stream.Peek() == '\xBB') stream.Take();
+    if (stream.Peek() == '\xBF') stream.Take();
+  }
+  rapidjson::ParseResult ok = r.Parse<kFlags>(stream, streamer);
+  if (streamer.stopped()) return;
+  if (stream.failed()) {
+    report(Severity::kError, IssueCode::kIncomplete, Loc(file, stream.line(), stream.column()),
+           "read failed (truncated or corrupt file); the rest of the file was not read");
+    return;
+  }
+  if (!ok) {
+    std::string what = streamer.builder_error().empty() ? rapidjson::GetParseError_En(ok.Code())
+                                                        : streamer.builder_error();
+    if (ok.Code() == rapidjson::kParseErrorDocumentEmpty) what = "empty file: expected a JSON object";
+    std::string tail = streamer.is_bundle() || streamer.entries_seen() > 0
+                           ? fmt::format("; {} Bundle entries before this point were read, the rest "
+                                         "of the file was not",
+                                         streamer.entries_seen())
+                           : "; file skipped";
+    report(Severity::kError, IssueCode::kStructure, Loc(file, stream.line(), stream.column()),
+           fmt::format("invalid JSON: {}{}", what, tail));
+    return;
+  }
+  if (!streamer.is_object()) {
+    report(Severity::kError, IssueCode::kStructure, Loc(file, 1),
+           "expected a FHIR resource or Bundle (a JSON object) at the top level; file skipped");
+    return;
+  }
+  (void)reader;
+  streamer.Finish();
+}
+
+}  // namespace
+
+void ResourceReader::ReadJsonFile(const fs::path& path) {
+  std::string file = path.string();
+  Result<GzHandle> h = OpenGz(path);
+  if (!h) {
+    Report(Severity::kError, IssueCode::kNotFound, "", h.error().message + "; file skipped", file);
+    return;
+  }
+  gzFile_s* g = h->get();
+  ChunkStream stream([g](char* buf, std::size_t cap) { return GzRead(g, buf, cap); });
+  BundleStreamer streamer(*this, file, stream);
+  RunJson(*this, streamer, stream, file, [&](Severity s, IssueCode c, std::string loc, std::string msg) {
+    if (c == IssueCode::kIncomplete) msg = fmt::format("{}: {}", msg, GzErrorText(g));
+    Report(s, c, "", std::move(msg), std::move(loc));
+  });
+}
+
+void ResourceReader::ReadJsonText(std::string_view text, std::string_view name) {
+  std::string file(name);
+  ChunkStream stream([&text](char* buf, std::size_t cap) -> long {
+    std::size_t n = std::min(cap, text.size());
+    std::copy_n(text.data(), n, buf);
+    text.remove_prefix(n);
+    return static_cast<long>(n);
+  });
+  BundleStreamer streamer(*this, file, stream);
+  RunJson(*this, streamer, stream, file, [&](Severity s, IssueCode c, std::string loc, std::string msg) {
+    Report(s, c, "", std::move(msg), std::move(loc));
+  });
+}
+
+}  // namespace ccm::fhir

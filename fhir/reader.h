@@ -1,0 +1,99 @@
+// Streaming readers for FHIR resources on disk.
+//
+// Formats (chosen by file name; `.gz` means gzip-compressed and is read transparently):
+// - NDJSON (`.ndjson`, `.jsonl`, as written by Bulk Data $export): one resource per line; blank lines
+//   are ignored.
+// - JSON (`.json`): a single resource, or a Bundle of any type (searchset, collection, transaction,
+//   batch, ...) whose `entry[].resource` are read one at a time.
+// - Directories: every file with one of those endings, recursively, in sorted path order. Other files
+//   and hidden files are reported as skipped; a Bulk Data client's `log.ndjson` is recognised and
+//   skipped with a note.
+//
+// Memory does not grow with file size: NDJSON holds one line at a time and a Bundle one entry at a
+// time (plus entries seen before the Bundle's `resourceType` when that comes late, which is rare).
+//
+// Every resource is delivered with its SourceLocation (file, line where it starts, and the entry index
+// for Bundles). A malformed line or entry is reported as an Issue and skipped; reading continues. Only
+// failures that stop a whole file (it cannot be opened, a Bundle's JSON is broken part-way through)
+// end that file; they are still reported as Issues so the caller sees every problem in one list.
+//
+// Not thread-safe; use one reader per thread.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "fhir/issues.h"
+#include "fhir/json.h"
+#include "fhir/result.h"
+
+namespace ccm::fhir {
+
+struct SourceLocation {
+  std::string file;
+  std::size_t line = 0;   // 1-based line where the resource starts; 0 when unknown
+  std::string pointer;    // inside the file, e.g. "Bundle.entry[3].resource"; "" for NDJSON lines
+
+  // "file:line" (plus " Bundle.entry[3].resource" when inside a Bundle)
+  std::string ToString() const;
+};
+
+struct ReadOptions {
+  // A single NDJSON line longer than this is reported and skipped (guards memory).
+  std::size_t max_line_bytes = std::size_t{256} << 20;
+  json::ParseOptions parse;
+};
+
+// What a reader saw, for the end-of-run summary.
+struct ReadCounts {
+  std::size_t files = 0;
+  std::size_t resources = 0;       // delivered to the callback
+  std::size_t skipped = 0;         // lines or entries reported and not delivered
+  std::size_t files_skipped = 0;   // files not read (unknown ending, hidden, bulk log)
+};
+
+class ResourceReader {
+ public:
+  // Called for each resource read. Return false to stop reading (e.g. --strict after an error).
+  using ResourceFn = std::function<bool(json::Value&& resource, const SourceLocation& where)>;
+  // Called for each problem found (issue.location is set). Return false to stop reading.
+  using IssueFn = std::function<bool(const Issue& issue)>;
+
+  ResourceReader(ResourceFn on_resource, IssueFn on_issue, ReadOptions options = {});
+
+  // Reads a file or a directory. Returns an error only when the path itself does not exist or cannot
+  // be listed; per-file problems go to the issue callback. Returns Errc::kIncomplete-free success
+  // even when the callbacks asked to stop; check stopped().
+  Status Read(const std::filesystem::path& path);
+
+  // Reads NDJSON or JSON text already in memory (used by tests and the HTTP server); `name` is used in
+  // locations.
+  void ReadNdjsonText(std::string_view text, std::string_view name);
+  void ReadJsonText(std::string_view text, std::string_view name);
+
+  const ReadCounts& counts() const noexcept { return counts_; }
+  bool stopped() const noexcept { return stopped_; }
+
+ private:
+  friend class BundleStreamer;
+  void ReadFile(const std::filesystem::path& file);
+  void ReadNdjsonFile(const std::filesystem::path& file);
+  void ReadJsonFile(const std::filesystem::path& file);
+  void NdjsonLine(std::string_view line, const std::string& file, std::size_t line_no);
+  void Deliver(json::Value&& resource, SourceLocation where);
+  void Report(Severity s, IssueCode c, std::string path, std::string message, std::string location);
+
+  ResourceFn on_resource_;
+  IssueFn on_issue_;
+  ReadOptions options_;
+  ReadCounts counts_;
+  bool stopped_ = false;
+};
+
+// The kind of file `path` names, by its ending.
+enum class FileFormat { kNdjson, kJson, kUnknown };
+FileFormat FormatOf(const std::filesystem::path& path);
+
+}  // namespace ccm::fhir

@@ -1,0 +1,254 @@
+#include "fhir/reader.h"
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <vector>
+
+#include "test_util.h"
+
+namespace ccm::fhir {
+namespace {
+
+using ccm::testing::SharedData;
+using ccm::testing::TempDir;
+using ccm::testing::WriteFile;
+using ccm::testing::WriteGzFile;
+
+struct Collected {
+  std::vector<json::Value> resources;
+  std::vector<SourceLocation> where;
+  std::vector<Issue> issues;
+  ResourceReader MakeReader(ReadOptions options = {}) {
+    return ResourceReader(
+        [this](json::Value&& v, const SourceLocation& w) {
+          resources.push_back(std::move(v));
+          where.push_back(w);
+          return true;
+        },
+        [this](const Issue& i) {
+          issues.push_back(i);
+          return true;
+        },
+        options);
+  }
+  std::size_t errors() const {
+    std::size_t n = 0;
+    for (const Issue& i : issues) n += i.is_error() ? 1 : 0;
+    return n;
+  }
+};
+
+TEST(ReaderTest, ReadsSyntheaNdjsonWithLineNumbers) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(SharedData() / "fhir/synthea-bulk-10pt/Patient.000.ndjson"));
+  EXPECT_EQ(c.resources.size(), 13u);
+  EXPECT_TRUE(c.issues.empty());
+  for (std::size_t i = 0; i < c.where.size(); ++i) {
+    EXPECT_EQ(c.where[i].line, i + 1);
+    EXPECT_EQ(c.resources[i]["resourceType"].str(), "Patient");
+  }
+}
+
+TEST(ReaderTest, DirectorySkipsBulkLogAndCountsEverything) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(SharedData() / "fhir/synthea-bulk-10pt"));
+  EXPECT_EQ(c.resources.size(), 13u + 555u + 1215u + 2056u);
+  EXPECT_EQ(c.errors(), 0u);
+  EXPECT_EQ(r.counts().files, 4u);
+  EXPECT_EQ(r.counts().files_skipped, 1u);
+  ASSERT_EQ(c.issues.size(), 1u);
+  EXPECT_NE(c.issues[0].location.find("log.ndjson"), std::string::npos);
+  // Sorted path order: Condition, Encounter, Patient, Procedure.
+  EXPECT_EQ(c.resources.front()["resourceType"].str(), "Condition");
+  EXPECT_EQ(c.resources.back()["resourceType"].str(), "Procedure");
+}
+
+TEST(ReaderTest, BadLinesAreReportedWithFileAndLineAndTheRestIsRead) {
+  TempDir dir;
+  WriteFile(dir / "mixed.ndjson",
+            "{\"resourceType\":\"Patient\",\"id\":\"a\"}\r\n"
+            "\n"
+            "{\"resourceType\":\"Patient\",\"id\":\"b\",}\n"
+            "[1,2]\n"
+            "   \n"
+            "{\"resourceType\":\"Patient\",\"id\":\"c\"}");  // no final newline
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(dir / "mixed.ndjson"));
+  ASSERT_EQ(c.resources.size(), 2u);
+  EXPECT_EQ(c.resources[0]["id"].str(), "a");
+  EXPECT_EQ(c.resources[1]["id"].str(), "c");
+  EXPECT_EQ(c.where[1].line, 6u);
+  ASSERT_EQ(c.issues.size(), 2u);
+  std::string first = FormatIssue(c.issues[0]);
+  EXPECT_NE(first.find("mixed.ndjson:3:"), std::string::npos) << first;
+  EXPECT_NE(first.find("invalid JSON"), std::string::npos) << first;
+  std::string second = FormatIssue(c.issues[1]);
+  EXPECT_NE(second.find("mixed.ndjson:4"), std::string::npos) << second;
+  EXPECT_NE(second.find("found array"), std::string::npos) << second;
+  EXPECT_EQ(r.counts().skipped, 2u);
+}
+
+TEST(ReaderTest, GzipNdjsonAndJsonAreReadTransparently) {
+  TempDir dir;
+  std::string ndjson = ccm::testing::ReadFile(SharedData() / "fhir/synthea-g10-2pt/Condition.ndjson");
+  WriteGzFile(dir / "Condition.ndjson.gz", ndjson);
+  WriteGzFile(dir / "bundle.json.gz",
+              ccm::testing::ReadFile(SharedData() / "fhir/spec-r4-examples/Bundle-bundle-example.json"));
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(dir.path()));
+  EXPECT_EQ(c.errors(), 0u);
+  EXPECT_EQ(c.resources.size(), 42u + 2u);  // "Condition…" sorts before "bundle…"
+  EXPECT_EQ(c.resources[42]["resourceType"].str(), "MedicationRequest");
+}
+
+TEST(ReaderTest, TruncatedGzipIsReportedNotCrashed) {
+  TempDir dir;
+  std::string ndjson = ccm::testing::ReadFile(SharedData() / "fhir/synthea-g10-2pt/Encounter.ndjson");
+  WriteGzFile(dir / "full.ndjson.gz", ndjson);
+  std::string gz = ccm::testing::ReadFile(dir / "full.ndjson.gz");
+  WriteFile(dir / "cut.ndjson.gz", std::string_view(gz).substr(0, gz.size() / 2));
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(dir / "cut.ndjson.gz"));
+  EXPECT_GT(c.resources.size(), 10u);
+  EXPECT_LT(c.resources.size(), 189u);
+  ASSERT_GE(c.errors(), 1u);
+  EXPECT_NE(FormatIssue(c.issues.back()).find("the rest of the file was not read"), std::string::npos)
+      << FormatIssue(c.issues.back());
+}
+
+TEST(ReaderTest, OverlongLineIsSkippedWithinTheLimit) {
+  TempDir dir;
+  std::string big = "{\"resourceType\":\"Basic\",\"id\":\"x\",\"pad\":\"" + std::string(5000, 'a') + "\"}";
+  WriteFile(dir / "big.ndjson", big + "\n{\"resourceType\":\"Basic\",\"id\":\"y\"}\n");
+  Collected c;
+  ReadOptions o;
+  o.max_line_bytes = 1000;
+  ResourceReader r = c.MakeReader(o);
+  ASSERT_TRUE(r.Read(dir / "big.ndjson"));
+  ASSERT_EQ(c.resources.size(), 1u);
+  EXPECT_EQ(c.resources[0]["id"].str(), "y");
+  EXPECT_EQ(c.where[0].line, 2u);
+  ASSERT_EQ(c.issues.size(), 1u);
+  EXPECT_EQ(c.issues[0].code, IssueCode::kTooLong);
+  EXPECT_EQ(c.issues[0].location, (dir / "big.ndjson").string() + ":1");
+}
+
+TEST(ReaderTest, SearchsetBundleEntriesCarryLineAndPointer) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  auto file = SharedData() / "fhir/spec-r4-examples/Bundle-bundle-example.json";
+  ASSERT_TRUE(r.Read(file));
+  ASSERT_EQ(c.resources.size(), 2u);
+  EXPECT_EQ(c.where[0].pointer, "Bundle.entry[0].resource");
+  EXPECT_EQ(c.where[0].line, 20u);  // the line of the entry's opening brace
+  EXPECT_EQ(c.where[1].pointer, "Bundle.entry[1].resource");
+  EXPECT_EQ(c.resources[1]["resourceType"].str(), "Medication");
+}
+
+TEST(ReaderTest, TransactionBundleReportsRequestsItCannotApply) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(SharedData() / "fhir/spec-r4-examples/Bundle-bundle-transaction.json"));
+  EXPECT_EQ(c.resources.size(), 6u);
+  std::size_t deletes = 0, gets = 0;
+  for (const Issue& i : c.issues) {
+    if (i.message.starts_with("DELETE")) ++deletes;
+    if (i.message.starts_with("GET")) ++gets;
+  }
+  EXPECT_EQ(deletes, 2u);
+  EXPECT_EQ(gets, 2u);
+  EXPECT_EQ(r.counts().skipped, 2u);  // the DELETEs; GETs carry no data
+}
+
+TEST(ReaderTest, ResourceTypeAfterEntriesAndNonBundleEntryArrays) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  r.ReadJsonText(R"({"entry":[{"resource":{"resourceType":"Patient","id":"p1"}},
+                              {"resource":{"resourceType":"Patient","id":"p2"}}],
+                     "type":"collection","resourceType":"Bundle"})",
+                 "late.json");
+  r.ReadJsonText(R"({"resourceType":"List","id":"l","status":"current","mode":"working",
+                     "entry":[{"item":{"reference":"Patient/p1"}},{"item":{"reference":"Patient/p2"}}]})",
+                 "list.json");
+  ASSERT_EQ(c.resources.size(), 3u);
+  EXPECT_EQ(c.resources[0]["id"].str(), "p1");
+  EXPECT_EQ(c.resources[1]["id"].str(), "p2");
+  EXPECT_EQ(c.resources[2]["resourceType"].str(), "List");
+  EXPECT_EQ(c.resources[2]["entry"].size(), 2u);
+  EXPECT_EQ(json::Serialize(c.resources[2]["entry"][1]), R"({"item":{"reference":"Patient/p2"}})");
+  EXPECT_TRUE(c.issues.empty());
+}
+
+TEST(ReaderTest, BrokenBundleKeepsEntriesReadBeforeTheError) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  r.ReadJsonText("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n"
+                 "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p1\"}},\n"
+                 "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p2\"}},\n"
+                 "{\"resource\":{\"resourceType\":\"Patient\" \"id\":\"p3\"}}]}\n",
+                 "broken.json");
+  ASSERT_EQ(c.resources.size(), 2u);
+  EXPECT_EQ(c.where[1].line, 3u);
+  ASSERT_EQ(c.issues.size(), 1u);
+  std::string msg = FormatIssue(c.issues[0]);
+  EXPECT_NE(msg.find("broken.json:4:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2 Bundle entries before this point were read"), std::string::npos) << msg;
+}
+
+TEST(ReaderTest, BadEntriesAreSkippedOthersKept) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  r.ReadJsonText(R"({"resourceType":"Bundle","type":"collection","entry":[
+      42, {"fullUrl":"urn:uuid:1"}, {"resource":[1]}, {"resource":{"resourceType":"Patient","id":"ok"}}]})",
+                 "b.json");
+  ASSERT_EQ(c.resources.size(), 1u);
+  ASSERT_EQ(c.errors(), 3u);
+  EXPECT_EQ(c.issues[0].path, "Bundle.entry[0]");
+  EXPECT_EQ(c.issues[1].path, "Bundle.entry[1]");
+  EXPECT_EQ(c.issues[2].path, "Bundle.entry[2].resource");
+}
+
+TEST(ReaderTest, StreamsEntriesAndStopsWhenAsked) {
+  // Build a Bundle far larger than one entry; the callback stops after the first entry, proving that
+  // entries are handed over as they are parsed, not after the whole file.
+  std::string bundle = R"({"resourceType":"Bundle","type":"collection","entry":[)";
+  for (int i = 0; i < 5000; ++i) {
+    if (i) bundle += ",";
+    bundle += R"({"resource":{"resourceType":"Patient","id":"p)" + std::to_string(i) + R"("}})";
+  }
+  bundle += "]}";
+  std::size_t seen = 0;
+  ResourceReader r([&](json::Value&&, const SourceLocation&) { return ++seen < 1; },
+                   [](const Issue&) { return true; });
+  r.ReadJsonText(bundle, "big.json");
+  EXPECT_EQ(seen, 1u);
+  EXPECT_TRUE(r.stopped());
+}
+
+TEST(ReaderTest, MissingPathIsAnError) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  auto st = r.Read("/nonexistent/ccm/input.ndjson");
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.error().is(Errc::kNotFound));
+}
+
+TEST(ReaderTest, TopLevelNonObjectAndEmptyFile) {
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  r.ReadJsonText("[{\"resourceType\":\"Patient\"}]", "arr.json");
+  r.ReadJsonText("", "empty.json");
+  EXPECT_TRUE(c.resources.empty());
+  ASSERT_EQ(c.issues.size(), 2u);
+  EXPECT_NE(c.issues[0].message.find("top level"), std::string::npos);
+  EXPECT_NE(c.issues[1].message.find("empty file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ccm::fhir
