@@ -378,6 +378,7 @@ class PathStep {
 struct ResourceScope {
   std::vector<std::string_view> local_refs;
   bool refers_to_container = false;
+  std::vector<const json::Value*> contained_referring_container;  // direct contained resources
 };
 
 class Validator {
@@ -390,8 +391,10 @@ class Validator {
  private:
   void Object(const json::Value& obj, const StructureInfo& s, std::string& path, std::size_t depth,
               ResourceScope& scope);
-  void Member(const json::Object& members, const json::Member& m, const StructureInfo& s,
-              std::string& path, std::size_t depth, ResourceScope& scope);
+  // Returns the element definition of the member (nullptr when unknown).
+  const ElementInfo* Member(const json::Object& members, const json::Member& m,
+                            const StructureInfo& s, std::string& path, std::size_t depth,
+                            ResourceScope& scope);
   void PrimitiveExtension(const json::Object& members, const json::Member& m,
                           const ElementInfo& e, std::string& path, std::size_t depth,
                           ResourceScope& scope);
@@ -487,9 +490,9 @@ void Validator::Object(const json::Value& obj, const StructureInfo& s, std::stri
   std::size_t n_choice = 0;
   for (const json::Member& m : members) {
     if (is_resource && m.key == "resourceType") continue;
-    Member(members, m, s, path, depth, scope);
+    const ElementInfo* e = Member(members, m, s, path, depth, scope);
     // Only one type of a choice element may be present (R4 §2.24.0.1 choice types).
-    if (const ElementInfo* e = r4::FindChild(s.name, m.key); e != nullptr && e->is_choice()) {
+    if (e != nullptr && e->is_choice() && m.key[0] != '_') {
       auto end = choice_seen + n_choice;
       if (std::find(choice_seen, end, e->choice_base) != end) {
         PathStep step(path, m.key);
@@ -507,15 +510,16 @@ void Validator::Object(const json::Value& obj, const StructureInfo& s, std::stri
   if (s.name == "Extension") Extension(obj, path);
 }
 
-void Validator::Member(const json::Object& members, const json::Member& m, const StructureInfo& s,
-                       std::string& path, std::size_t depth, ResourceScope& scope) {
+const ElementInfo* Validator::Member(const json::Object& members, const json::Member& m,
+                                     const StructureInfo& s, std::string& path, std::size_t depth,
+                                     ResourceScope& scope) {
   std::string_view key = m.key;
   if (key == "fhir_comments") {
     PathStep step(path, key);
     Warning(IssueCode::kStructure, path,
             "'fhir_comments' is not part of FHIR R4 JSON (it was removed after DSTU2); it will be "
             "kept unchanged but servers may drop it");
-    return;
+    return nullptr;
   }
   const ElementInfo* e = nullptr;
   if (key.size() > 1 && key[0] == '_') {
@@ -527,10 +531,10 @@ void Validator::Member(const json::Object& members, const json::Member& m, const
               fmt::format("'{}' is only allowed for primitive elements; {} is a {}, so put its "
                           "id and extensions inside '{}' itself",
                           key, key.substr(1), e->type, key.substr(1)));
-        return;
+        return e;
       }
       PrimitiveExtension(members, m, *e, path, depth, scope);
-      return;
+      return e;
     }
   } else {
     e = r4::FindChild(s.name, key);
@@ -546,7 +550,7 @@ void Validator::Member(const json::Object& members, const json::Member& m, const
                           "extension)",
                           key, where, s.name));
     }
-    return;
+    return nullptr;
   }
 
   PathStep step(path, key);
@@ -560,13 +564,13 @@ void Validator::Member(const json::Object& members, const json::Member& m, const
                         key, Describe(v.kind()), e->min));
       // Still check the single value as if it were the array's only item.
       if (v.is_object() || (primitive && !v.is_null())) Item(*e, s, v, path, depth, scope);
-      return;
+      return e;
     }
     const json::Array& items = v.array();
     if (items.empty()) {
       Error(IssueCode::kStructure, path,
             "empty arrays are not allowed in FHIR JSON; leave the property out instead");
-      return;
+      return e;
     }
     const json::Value* ext = nullptr;
     if (primitive) {
@@ -596,21 +600,22 @@ void Validator::Member(const json::Object& members, const json::Member& m, const
       }
       Item(*e, s, item, path, depth, scope);
     }
-    return;
+    return e;
   }
   if (v.is_array()) {
     Error(IssueCode::kStructure, path,
           fmt::format("The property {} must be a single value, not a JSON Array (its cardinality "
                       "is {}..1); keep one value without [ ]",
                       key, e->min));
-    return;
+    return e;
   }
   if (v.is_null()) {
     Error(IssueCode::kStructure, path,
           "null is not allowed in FHIR JSON; leave the property out instead");
-    return;
+    return e;
   }
   Item(*e, s, v, path, depth, scope);
+  return e;
 }
 
 void Validator::PrimitiveExtension(const json::Object& members, const json::Member& m,
@@ -686,6 +691,7 @@ void Validator::Item(const ElementInfo& e, const StructureInfo& parent, const js
         Resource(v, path, depth + 1, inner, true);
         scope.local_refs.insert(scope.local_refs.end(), inner.local_refs.begin(),
                                 inner.local_refs.end());
+        if (inner.refers_to_container) scope.contained_referring_container.push_back(&v);
         if (v.find("contained") != nullptr) {
           Error(IssueCode::kInvariant, path,
                 "a contained resource SHALL NOT contain nested resources (dom-2); move them into "
@@ -729,15 +735,12 @@ void Validator::Primitive(const ElementInfo& e, const StructureInfo& parent, con
                           const std::string& path, ResourceScope& scope) {
   std::string problem = CheckPrimitive(e.type, v);
   if (!problem.empty()) {
-    IssueCode code = v.is_object() || v.kind() == json::Kind::kArray ? IssueCode::kStructure
-                     : ShapeOf(e.type) == JsonShape::kString && !v.is_string()
-                         ? IssueCode::kStructure
-                         : IssueCode::kValue;
-    if ((ShapeOf(e.type) == JsonShape::kNumber && !v.is_number()) ||
-        (ShapeOf(e.type) == JsonShape::kBool && !v.is_bool())) {
-      code = IssueCode::kStructure;
-    }
-    Error(code, path, std::move(problem));
+    // Wrong JSON kind is a structural problem; a well-shaped but bad value is a value problem.
+    const JsonShape shape = ShapeOf(e.type);
+    const bool kind_ok = (shape == JsonShape::kString && v.is_string()) ||
+                         (shape == JsonShape::kNumber && v.is_number()) ||
+                         (shape == JsonShape::kBool && v.is_bool());
+    Error(kind_ok ? IssueCode::kValue : IssueCode::kStructure, path, std::move(problem));
     return;
   }
   if (!e.codes.empty() && !e.AllowsCode(v.str())) {
@@ -851,13 +854,8 @@ void Validator::Contained(const json::Value& resource, const std::string& path,
     bool referenced = !id.empty() && std::find(scope.local_refs.begin(), scope.local_refs.end(),
                                                id) != scope.local_refs.end();
     if (referenced) continue;
-    // Does this contained resource refer to its container ("#")?
-    ResourceScope own;
-    IssueList ignored;
-    Validator quiet(options_, ignored);
-    std::string p;
-    quiet.Resource(c, p, 0, own, true);
-    if (own.refers_to_container) continue;
+    const auto& back = scope.contained_referring_container;
+    if (std::find(back.begin(), back.end(), &c) != back.end()) continue;
     Error(IssueCode::kInvariant, fmt::format("{}.contained[{}]", path, i),
           fmt::format("The contained resource '{}' is not referenced from elsewhere in the "
                       "containing resource nor does it refer to the containing resource (dom-3); "
