@@ -1,12 +1,312 @@
 #include "gateway/cli.h"
 
 #include <cstdio>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "fhir/datatypes.h"
+#include "fhir/validate.h"
+#include "gateway/ingest.h"
+#include "gateway/sample_activity.h"
 
 namespace ccm::gateway {
+namespace {
 
-int RunCli(int, char**) {
-  std::fputs("usage: ccm-gateway <command> [options]\n", stderr);
-  return 2;
+// Exit statuses, documented in README.md.
+constexpr int kExitOk = 0;
+constexpr int kExitDataProblems = 1;  // input had problems; something was skipped
+constexpr int kExitUsage = 2;         // bad command line or config
+constexpr int kExitFatal = 3;         // could not run (missing input, I/O failure)
+
+constexpr std::string_view kUsage = R"(usage: ccm-gateway <command> [options]
+
+commands:
+  check    --input PATH... [--strict] [--outcome FILE]
+           Validate FHIR input (NDJSON, Bundles, single resources, directories, .gz) the way
+           the pipeline reads it. Prints counts per resource type and every issue as
+           file:line: path: message. Exit 0 only when nothing was skipped.
+  ingest   --input PATH... [--strict]
+           Read and de-duplicate the input and print what was taken in, per type and per patient.
+  generate-activity --input PATH... --month YYYY-MM --out DIR [--seed N] [--utc-offset +hh:mm]
+           Write deterministic synthetic care-management activity for the living patients in the
+           input (see samples/activity/README.md).
+  version  Print the version.
+  help     Print this text.
+
+exit status: 0 ok, 1 input problems (see the issues printed), 2 usage error, 3 fatal error.
+)";
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Minimal, strict option parser: every flag is declared; unknown flags are errors.
+class Args {
+ public:
+  Args(std::span<char*> argv, std::set<std::string_view> flags, std::set<std::string_view> options,
+       std::set<std::string_view> repeated)
+      : flags_(std::move(flags)), options_(std::move(options)), repeated_(std::move(repeated)) {
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+      std::string_view a = argv[i];
+      std::string value;
+      std::string_view name = a;
+      if (auto eq = a.find('='); a.starts_with("--") && eq != std::string_view::npos) {
+        name = a.substr(0, eq);
+        value = std::string(a.substr(eq + 1));
+      }
+      if (flags_.contains(name)) {
+        set_flags_.insert(std::string(name));
+      } else if (options_.contains(name) || repeated_.contains(name)) {
+        if (value.empty()) {
+          if (i + 1 >= argv.size()) throw UsageError(fmt::format("{} needs a value", name));
+          value = argv[++i];
+        }
+        values_[std::string(name)].push_back(value);
+        // `--input a b c`: further non-flag words belong to a repeated option.
+        while (repeated_.contains(name) && i + 1 < argv.size() &&
+               !std::string_view(argv[i + 1]).starts_with("--")) {
+          values_[std::string(name)].push_back(argv[++i]);
+        }
+      } else {
+        throw UsageError(fmt::format("unknown option {}", a));
+      }
+    }
+    for (const auto& [k, v] : values_) {
+      if (v.size() > 1 && !repeated_.contains(k)) throw UsageError(fmt::format("{} given twice", k));
+    }
+  }
+  bool flag(std::string_view f) const { return set_flags_.contains(std::string(f)); }
+  std::optional<std::string> value(std::string_view o) const {
+    auto it = values_.find(std::string(o));
+    if (it == values_.end()) return std::nullopt;
+    return it->second.front();
+  }
+  std::string required(std::string_view o) const {
+    auto v = value(o);
+    if (!v) throw UsageError(fmt::format("{} is required", o));
+    return *v;
+  }
+  std::vector<std::string> all(std::string_view o) const {
+    auto it = values_.find(std::string(o));
+    return it == values_.end() ? std::vector<std::string>{} : it->second;
+  }
+
+ private:
+  std::set<std::string_view> flags_, options_, repeated_;
+  std::set<std::string> set_flags_;
+  std::map<std::string, std::vector<std::string>> values_;
+};
+
+std::vector<std::filesystem::path> Inputs(const Args& args) {
+  std::vector<std::filesystem::path> inputs;
+  for (const std::string& s : args.all("--input")) inputs.emplace_back(s);
+  if (inputs.empty()) throw UsageError("--input PATH is required (a file or directory)");
+  return inputs;
+}
+
+IngestOptions MakeIngestOptions(const Args& args) {
+  IngestOptions o;
+  o.strict = args.flag("--strict");
+  o.validate = [](const fhir::json::Value& r) { return fhir::Validate(r); };
+  return o;
+}
+
+void PrintIssues(const fhir::IssueList& issues, std::FILE* out) {
+  for (const fhir::Issue& i : issues) {
+    if (i.severity == fhir::Severity::kInformation) continue;
+    fmt::print(out, "{}\n", fhir::FormatIssue(i));
+  }
+}
+
+void PrintCounts(const IngestReport& r, std::FILE* out) {
+  fmt::print(out, "{:<24} {:>9} {:>9} {:>11}\n", "resource type", "read", "invalid", "duplicates");
+  std::size_t read = 0, invalid = 0, dups = 0;
+  for (const auto& [type, c] : r.per_type) {
+    fmt::print(out, "{:<24} {:>9} {:>9} {:>11}\n", type, c.read, c.invalid, c.duplicates);
+    read += c.read;
+    invalid += c.invalid;
+    dups += c.duplicates;
+  }
+  fmt::print(out, "{:<24} {:>9} {:>9} {:>11}\n", "total", read, invalid, dups);
+  std::size_t errors = r.issues.error_count();
+  std::size_t warnings = 0;
+  for (const fhir::Issue& i : r.issues) warnings += i.severity == fhir::Severity::kWarning ? 1 : 0;
+  fmt::print(out,
+             "\n{} file(s) read, {} file(s) not read, {} resource(s) read, {} skipped "
+             "({} unreadable line/entry, {} invalid resource), {} error(s), {} warning(s){}\n",
+             r.read.files, r.read.files_skipped, r.read.resources, r.skipped(), r.read.skipped,
+             r.invalid, errors, warnings, r.stopped_early ? "; stopped at the first error (--strict)" : "");
+}
+
+int RunCheck(const Args& args) {
+  auto inputs = Inputs(args);
+  ResourceStore store;
+  Result<IngestReport> report = Ingest(inputs, MakeIngestOptions(args), store);
+  if (!report) {
+    fmt::print(stderr, "ccm-gateway check: {}\n", report.error().message);
+    return kExitFatal;
+  }
+  PrintIssues(report->issues, stdout);
+  if (!report->issues.empty()) fmt::print("\n");
+  PrintCounts(*report, stdout);
+  if (auto file = args.value("--outcome")) {
+    std::ofstream out(*file, std::ios::binary | std::ios::trunc);
+    out << fhir::json::SerializePretty(fhir::ToOperationOutcome(report->issues)) << "\n";
+    if (!out) {
+      fmt::print(stderr, "ccm-gateway check: cannot write {}\n", *file);
+      return kExitFatal;
+    }
+  }
+  return report->skipped() > 0 || report->stopped_early ? kExitDataProblems : kExitOk;
+}
+
+// The patient a resource belongs to, as "Patient/id", or "" when it has none we can resolve.
+std::string PatientOf(const fhir::json::Value& r) {
+  std::string_view type = r["resourceType"].str();
+  if (type == "Patient") return fmt::format("Patient/{}", r["id"].str());
+  for (std::string_view element : {"subject", "patient", "beneficiary"}) {
+    const fhir::json::Value* ref = r.find(element);
+    if (ref == nullptr) continue;
+    fhir::IssueList ignored;
+    fhir::Reference parsed = fhir::ReadReference(*ref, element, ignored);
+    if (auto key = parsed.Key(); key && key->starts_with("Patient/")) return *key;
+  }
+  return "";
+}
+
+int RunIngest(const Args& args) {
+  auto inputs = Inputs(args);
+  ResourceStore store;
+  Result<IngestReport> report = Ingest(inputs, MakeIngestOptions(args), store);
+  if (!report) {
+    fmt::print(stderr, "ccm-gateway ingest: {}\n", report.error().message);
+    return kExitFatal;
+  }
+  PrintIssues(report->issues, stderr);
+  PrintCounts(*report, stdout);
+
+  // Per patient: how many resources of each type refer to them.
+  std::map<std::string, std::map<std::string, std::size_t>> per_patient;
+  std::set<std::string> types;
+  std::size_t unattached = 0;
+  store.ForEach("", [&](const StoredResource& s) {
+    std::string patient = PatientOf(s.resource);
+    std::string type(s.resource["resourceType"].str());
+    if (patient.empty()) {
+      ++unattached;
+      return;
+    }
+    if (type != "Patient") {
+      ++per_patient[patient][type];
+      types.insert(type);
+    } else {
+      per_patient[patient];
+    }
+  });
+  fmt::print("\n{} unique resources kept; {} patient(s):\n\n{:<46}", store.size(), per_patient.size(),
+             "patient");
+  for (const std::string& t : types) fmt::print(" {:>12}", t);
+  fmt::print("\n");
+  for (const auto& [patient, counts] : per_patient) {
+    fmt::print("{:<46}", patient);
+    for (const std::string& t : types) {
+      auto it = counts.find(t);
+      fmt::print(" {:>12}", it == counts.end() ? 0 : it->second);
+    }
+    fmt::print("\n");
+  }
+  if (unattached > 0) fmt::print("\n{} resource(s) not tied to a patient\n", unattached);
+  return report->skipped() > 0 ? kExitDataProblems : kExitOk;
+}
+
+int RunGenerateActivity(const Args& args) {
+  ActivityOptions o;
+  o.inputs = Inputs(args);
+  std::string month = args.required("--month");
+  unsigned m = 0;
+  int y = 0;
+  if (month.size() != 7 || month[4] != '-' || std::sscanf(month.c_str(), "%4d-%2u", &y, &m) != 2 ||
+      m < 1 || m > 12) {
+    throw UsageError(fmt::format("--month must be YYYY-MM, got \"{}\"", month));
+  }
+  o.year = y;
+  o.month = m;
+  if (auto seed = args.value("--seed")) {
+    try {
+      o.seed = std::stoull(*seed);
+    } catch (const std::exception&) {
+      throw UsageError(fmt::format("--seed must be a non-negative integer, got \"{}\"", *seed));
+    }
+  }
+  if (auto off = args.value("--utc-offset")) {
+    auto parsed = fhir::FhirDateTime::Parse(fmt::format("2000-01-01T00:00:00{}", *off));
+    if (!parsed || off->size() != 6) {
+      throw UsageError(fmt::format("--utc-offset must look like -05:00, got \"{}\"", *off));
+    }
+    o.utc_offset = *off;
+  }
+  o.out_dir = args.required("--out");
+  fhir::IssueList issues;
+  Result<ActivitySummary> s = GenerateActivity(o, issues);
+  PrintIssues(issues, stderr);
+  if (!s) {
+    fmt::print(stderr, "ccm-gateway generate-activity: {}\n", s.error().message);
+    return kExitFatal;
+  }
+  fmt::print("{} patient(s): {} encounter(s), {} consent(s), {} care plan(s)\n", s->patients,
+             s->encounters, s->consents, s->care_plans);
+  for (const std::string& f : s->files) fmt::print("wrote {}\n", f);
+  return issues.has_errors() ? kExitDataProblems : kExitOk;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  std::span<char*> all(argv, static_cast<std::size_t>(argc));
+  if (all.size() < 2) {
+    fmt::print(stderr, "{}", kUsage);
+    return kExitUsage;
+  }
+  std::string_view command = all[1];
+  std::span<char*> rest = all.subspan(2);
+  try {
+    if (command == "check") {
+      return RunCheck(Args(rest, {"--strict"}, {"--outcome"}, {"--input"}));
+    }
+    if (command == "ingest") {
+      return RunIngest(Args(rest, {"--strict"}, {}, {"--input"}));
+    }
+    if (command == "generate-activity") {
+      return RunGenerateActivity(
+          Args(rest, {}, {"--month", "--out", "--seed", "--utc-offset"}, {"--input"}));
+    }
+    if (command == "version" || command == "--version") {
+      fmt::print("ccm-gateway {}\n", CCM_VERSION);
+      return kExitOk;
+    }
+    if (command == "help" || command == "--help" || command == "-h") {
+      fmt::print("{}", kUsage);
+      return kExitOk;
+    }
+    fmt::print(stderr, "ccm-gateway: unknown command \"{}\"\n\n{}", command, kUsage);
+    return kExitUsage;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "ccm-gateway {}: {}\nrun `ccm-gateway help` for usage\n", command, e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    // The process boundary: anything unexpected is reported, never a crash.
+    fmt::print(stderr, "ccm-gateway {}: internal error: {}\n", command, e.what());
+    return kExitFatal;
+  }
 }
 
 }  // namespace ccm::gateway

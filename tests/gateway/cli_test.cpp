@@ -1,0 +1,94 @@
+// Runs the real build/ccm-gateway binary as a user would.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "fhir/json.h"
+#include "fhir/validate.h"
+#include "test_util.h"
+
+namespace ccm::gateway {
+namespace {
+
+using ccm::testing::BinaryPath;
+using ccm::testing::SharedData;
+using ccm::testing::SourceDir;
+using ccm::testing::TempDir;
+
+struct RunResult {
+  int status = -1;
+  std::string out;  // stdout and stderr
+};
+
+RunResult RunGateway(const std::string& args) {
+  std::string cmd = BinaryPath().string() + " " + args + " 2>&1";
+  RunResult r;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+TEST(CliTest, CheckOnBundledSamplesSucceeds) {
+  auto s = SourceDir() / "samples";
+  RunResult r = RunGateway("check --input " + (s / "synthea-10pt").string() + " " +
+                    (s / "synthea-g10-2pt").string() + " " + (s / "activity").string());
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("Encounter"), std::string::npos);
+  EXPECT_NE(r.out.find(" 0 skipped"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, CheckReportsEveryProblemWithFileAndLine) {
+  TempDir dir;
+  auto outcome = dir / "outcome.json";
+  RunResult r = RunGateway("check --input " + (SharedData() / "fhir/validator-cases").string() +
+                    " --outcome " + outcome.string());
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("test-ndjson.ndjson:3: Encounter.period"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("json-comma-bad-2.json:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Encounter.status"), std::string::npos) << r.out;
+  auto oo = fhir::json::Parse(ccm::testing::ReadFile(outcome));
+  ASSERT_TRUE(oo);
+  EXPECT_EQ((*oo)["resourceType"].str(), "OperationOutcome");
+  EXPECT_GT((*oo)["issue"].size(), 5u);
+  EXPECT_FALSE(fhir::Validate(*oo).has_errors());
+}
+
+TEST(CliTest, UsageAndFatalErrorsHaveDistinctStatuses) {
+  RunResult unknown = RunGateway("check --inptu x");
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_NE(unknown.out.find("unknown option --inptu"), std::string::npos) << unknown.out;
+  RunResult no_input = RunGateway("check");
+  EXPECT_EQ(no_input.status, 2);
+  EXPECT_NE(no_input.out.find("--input"), std::string::npos);
+  RunResult missing = RunGateway("check --input /nonexistent/ccm");
+  EXPECT_EQ(missing.status, 3);
+  EXPECT_NE(missing.out.find("/nonexistent/ccm: no such file or directory"), std::string::npos);
+  RunResult bad_month = RunGateway("generate-activity --input x --month 2026-13 --out y");
+  EXPECT_EQ(bad_month.status, 2);
+  EXPECT_EQ(RunGateway("nonsense").status, 2);
+  EXPECT_EQ(RunGateway("help").status, 0);
+}
+
+TEST(CliTest, StrictStopsEarly) {
+  RunResult r = RunGateway("check --strict --input " + (SharedData() / "fhir/validator-cases").string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("stopped at the first error"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, IngestPrintsPerPatientTable) {
+  RunResult r = RunGateway("ingest --input " + (SourceDir() / "samples").string());
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("Patient/e91975f5-9445-c11f-cabf-c3c6dae161f2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("15 patient(s)"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace ccm::gateway
