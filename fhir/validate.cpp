@@ -408,6 +408,7 @@ class Validator {
   void Contained(const json::Value& resource, const std::string& path,
                  const ResourceScope& scope);
   void Bundle(const json::Value& bundle, const std::string& path);
+  void SearchSet(const json::Value& bundle, const std::string& path);
 
   void Error(IssueCode c, const std::string& path, std::string message) {
     out_.Add(Severity::kError, c, path, std::move(message));
@@ -864,6 +865,38 @@ void Validator::Contained(const json::Value& resource, const std::string& path,
   }
 }
 
+// The resource types a search URL asks for: the type before '?' ("base/Patient?name=x") or the
+// `_type` parameter ("base?_type=Observation,DocumentReference"). Empty when unknown.
+std::vector<std::string_view> SearchTypes(std::string_view url) {
+  std::vector<std::string_view> types;
+  std::size_t q = url.find('?');
+  std::string_view base = url.substr(0, q);
+  std::string_view last = base.substr(base.rfind('/') == std::string_view::npos ? 0 : base.rfind('/') + 1);
+  if (r4::IsResourceType(last)) {
+    types.push_back(last);
+    return types;
+  }
+  if (q == std::string_view::npos) return types;
+  std::string_view query = url.substr(q + 1);
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    if (param.substr(0, 6) == "_type=") {
+      param.remove_prefix(6);
+      while (!param.empty()) {
+        std::size_t comma = param.find(',');
+        std::string_view t = param.substr(0, comma);
+        if (r4::IsResourceType(t)) types.push_back(t);
+        if (comma == std::string_view::npos) break;
+        param.remove_prefix(comma + 1);
+      }
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return types;
+}
+
 bool IsAbsoluteUri(std::string_view s) {
   // RFC 3986 §3.1: scheme ":" ...
   std::size_t colon = s.find(':');
@@ -877,6 +910,54 @@ bool IsAbsoluteUri(std::string_view s) {
   return colon + 1 < s.size();
 }
 
+void Validator::SearchSet(const json::Value& bundle, const std::string& path) {
+  // R4 §3.1.1.4 (http.html#search) and Bundle.entry.search.mode: matches are resources the server
+  // holds (so they have ids) of the searched type; outcome entries are OperationOutcomes.
+  std::string_view self;
+  for (const json::Value& l : bundle["link"].array()) {
+    if (l["relation"].str() == "self") self = l["url"].str();
+  }
+  if (self.empty()) {
+    Warning(IssueCode::kInvalid, path,
+            "SearchSet Bundles should have a self link that specifies what the search was");
+  }
+  const std::vector<std::string_view> types = SearchTypes(self);
+  bool missing_mode = false;
+  const json::Array& entries = bundle["entry"].array();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const json::Value& resource = entries[i]["resource"];
+    if (!resource.is_object()) continue;
+    std::string_view mode = entries[i]["search"]["mode"].str();
+    std::string_view rt = resource["resourceType"].str();
+    std::string rpath = fmt::format("{}.entry[{}].resource", path, i);
+    if (mode.empty()) missing_mode = true;
+    if (mode == "outcome") {
+      if (rt != "OperationOutcome") {
+        Error(IssueCode::kInvalid, rpath,
+              fmt::format("This is not an OperationOutcome ({}); entries with search.mode "
+                          "'outcome' must be OperationOutcomes",
+                          rt));
+      }
+      continue;
+    }
+    if (mode != "match") continue;
+    if (resource.find("id") == nullptr) {
+      Error(IssueCode::kInvalid, rpath, "Search results must have ids");
+    }
+    if (!types.empty() && std::find(types.begin(), types.end(), rt) == types.end()) {
+      std::string expected;
+      for (std::string_view t : types) expected += fmt::format("{}{}", expected.empty() ? "" : ", ", t);
+      Error(IssueCode::kInvalid, rpath,
+            fmt::format("This is not a matching resource type for the specified search ({} "
+                        "expecting [{}])",
+                        rt, expected));
+    }
+  }
+  if (missing_mode) {
+    Warning(IssueCode::kInvalid, path, "SearchSet bundles should have search modes on the entries");
+  }
+}
+
 void Validator::Bundle(const json::Value& bundle, const std::string& path) {
   // R4 §2.36 Bundle invariants bdl-1..12 and the absolute fullUrl rule (R4 §2.36.4).
   std::string_view type = bundle["type"].str();
@@ -888,6 +969,19 @@ void Validator::Bundle(const json::Value& bundle, const std::string& path) {
           "Constraint failed: bdl-1: total only when a search or history");
   }
   const json::Array& entries = bundle["entry"].array();
+  // A relation type (self, next, ...) names one link; the HL7 validator rejects repeats.
+  const json::Array& links = bundle["link"].array();
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    std::string_view rel = links[i]["relation"].str();
+    for (std::size_t j = 0; j < i && !rel.empty(); ++j) {
+      if (links[j]["relation"].str() == rel) {
+        Error(IssueCode::kInvalid, fmt::format("{}.link[{}]", path, i),
+              fmt::format("The link relationship type '{}' can only occur once", rel));
+        break;
+      }
+    }
+  }
+  if (searchset) SearchSet(bundle, path);
   std::vector<std::pair<std::string_view, std::string_view>> full_urls;
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const json::Value& entry = entries[i];
