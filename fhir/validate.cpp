@@ -239,12 +239,18 @@ bool IsUuid(std::string_view s) {
 
 std::string_view Describe(json::Kind k) {
   switch (k) {
-    case json::Kind::kNull: return "null";
-    case json::Kind::kBool: return "a boolean";
-    case json::Kind::kNumber: return "a number";
-    case json::Kind::kString: return "a string";
-    case json::Kind::kArray: return "an array";
-    case json::Kind::kObject: return "an object";
+    case json::Kind::kNull:
+      return "null";
+    case json::Kind::kBool:
+      return "a boolean";
+    case json::Kind::kNumber:
+      return "a number";
+    case json::Kind::kString:
+      return "a string";
+    case json::Kind::kArray:
+      return "an array";
+    case json::Kind::kObject:
+      return "an object";
   }
   return "a value";
 }
@@ -306,10 +312,10 @@ std::string CheckString(std::string_view type, std::string_view s) {
                     : type == "dateTime" ? DateKind::kDateTime
                                          : DateKind::kInstant;
     if (ParseDateTime(s, kind)) return {};
-    std::string_view form =
-        kind == DateKind::kDate       ? "YYYY, YYYY-MM or YYYY-MM-DD"
-        : kind == DateKind::kDateTime ? "YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss(.sss)+zz:zz"
-                                      : "YYYY-MM-DDThh:mm:ss(.sss)+zz:zz (zone required)";
+    std::string_view form = kind == DateKind::kDate ? "YYYY, YYYY-MM or YYYY-MM-DD"
+                            : kind == DateKind::kDateTime
+                                ? "YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss(.sss)+zz:zz"
+                                : "YYYY-MM-DDThh:mm:ss(.sss)+zz:zz (zone required)";
     return fmt::format("'{}' is not a valid {} (expected {}, a real calendar date)", s, type, form);
   }
   if (type == "time") {
@@ -326,8 +332,8 @@ std::string CheckString(std::string_view type, std::string_view s) {
     std::size_t i = 0;
     while (i < s.size() && IsSpace(s[i])) ++i;
     std::string_view rest = s.substr(i);
-    if (rest.substr(0, 4) != "<div" || (rest.size() > 4 && rest[4] != ' ' && rest[4] != '>' &&
-                                        !IsSpace(rest[4]))) {
+    if (rest.substr(0, 4) != "<div" ||
+        (rest.size() > 4 && rest[4] != ' ' && rest[4] != '>' && !IsSpace(rest[4]))) {
       return "narrative must be an XHTML <div> element";
     }
     std::string_view open = rest.substr(0, rest.find('>'));
@@ -347,7 +353,8 @@ std::string CheckNumber(std::string_view type, std::string_view text) {
                        text, type);
   }
   if (type == "positiveInt" && *v < 1) return fmt::format("'{}' is not a positiveInt (>= 1)", text);
-  if (type == "unsignedInt" && *v < 0) return fmt::format("'{}' is not an unsignedInt (>= 0)", text);
+  if (type == "unsignedInt" && *v < 0)
+    return fmt::format("'{}' is not an unsignedInt (>= 0)", text);
   return {};
 }
 
@@ -395,9 +402,8 @@ class Validator {
   const ElementInfo* Member(const json::Object& members, const json::Member& m,
                             const StructureInfo& s, std::string& path, std::size_t depth,
                             ResourceScope& scope);
-  void PrimitiveExtension(const json::Object& members, const json::Member& m,
-                          const ElementInfo& e, std::string& path, std::size_t depth,
-                          ResourceScope& scope);
+  void PrimitiveExtension(const json::Object& members, const json::Member& m, const ElementInfo& e,
+                          std::string& path, std::size_t depth, ResourceScope& scope);
   void Item(const ElementInfo& e, const StructureInfo& parent, const json::Value& v,
             std::string& path, std::size_t depth, ResourceScope& scope);
   void Primitive(const ElementInfo& e, const StructureInfo& parent, const json::Value& v,
@@ -405,8 +411,7 @@ class Validator {
   void Required(const json::Object& members, const StructureInfo& s, const std::string& path);
   void Period(const json::Value& obj, const std::string& path);
   void Extension(const json::Value& obj, const std::string& path);
-  void Contained(const json::Value& resource, const std::string& path,
-                 const ResourceScope& scope);
+  void Contained(const json::Value& resource, const std::string& path, const ResourceScope& scope);
   void Bundle(const json::Value& bundle, const std::string& path);
   void SearchSet(const json::Value& bundle, const std::string& path);
 
@@ -544,7 +549,7 @@ const ElementInfo* Validator::Member(const json::Object& members, const json::Me
     if (options_.warn_unknown_properties) {
       PathStep step(path, key);
       std::string_view where = s.kind == r4::StructureKind::kBackbone ? std::string_view("element")
-                                                                         : std::string_view("type");
+                                                                      : std::string_view("type");
       Warning(IssueCode::kStructure, path,
               fmt::format("unrecognised property '{}': it is not an element of the R4 {} {}; it "
                           "will be kept unchanged (check the spelling, or carry the data in an "
@@ -651,7 +656,8 @@ void Validator::PrimitiveExtension(const json::Object& members, const json::Memb
       PathStep index(path, i);
       const json::Value& item = v.array()[i];
       if (item.is_null()) {
-        if (values == nullptr || !values->is_array() || (*values)[i].is_null()) {
+        // With a value array, a null pair is reported once, from the value side (Member()).
+        if (values == nullptr || !values->is_array()) {
           Error(IssueCode::kStructure, path,
                 fmt::format("position {} has neither a value in '{}' nor an extension in '{}'", i,
                             base, m.key));
@@ -790,8 +796,9 @@ void Validator::Required(const json::Object& members, const StructureInfo& s,
         if (alt.choice_base == e.choice_base && present(alt.name)) any = true;
       }
       if (!any) {
-        Error(IssueCode::kRequired, path.empty() ? std::string(e.choice_base)
-                                                 : fmt::format("{}.{}[x]", path, e.choice_base),
+        Error(IssueCode::kRequired,
+              path.empty() ? std::string(e.choice_base)
+                           : fmt::format("{}.{}[x]", path, e.choice_base),
               fmt::format("missing required element {}[x] (minimum cardinality {}); add one of "
                           "its typed forms, e.g. {}",
                           e.choice_base, e.min, e.name));
@@ -813,7 +820,8 @@ void Validator::Period(const json::Value& obj, const std::string& path) {
   auto end = ParseDateTime(obj["end"].str(), DateKind::kDateTime);
   if (!start || !end) return;  // absent or already reported as invalid
   std::optional<int> cmp = CompareDateTimes(*start, *end);
-  bool fails = cmp ? *cmp > 0 : options_.period_precision == ValidateOptions::PeriodPrecision::kFhirPath;
+  bool fails =
+      cmp ? *cmp > 0 : options_.period_precision == ValidateOptions::PeriodPrecision::kFhirPath;
   if (!fails) return;
   Error(IssueCode::kInvariant, path,
         cmp ? fmt::format("Constraint failed: per-1: 'If present, start SHALL have a lower value "
@@ -850,7 +858,7 @@ void Validator::Contained(const json::Value& resource, const std::string& path,
   const json::Value& contained = resource["contained"];
   for (std::size_t i = 0; i < contained.array().size(); ++i) {
     const json::Value& c = contained.array()[i];
-    if (!c.is_object()) continue;
+    if (!c.is_object() || !r4::IsResourceType(c["resourceType"].str())) continue;  // reported
     std::string_view id = c["id"].str();
     bool referenced = !id.empty() && std::find(scope.local_refs.begin(), scope.local_refs.end(),
                                                id) != scope.local_refs.end();
@@ -871,7 +879,8 @@ std::vector<std::string_view> SearchTypes(std::string_view url) {
   std::vector<std::string_view> types;
   std::size_t q = url.find('?');
   std::string_view base = url.substr(0, q);
-  std::string_view last = base.substr(base.rfind('/') == std::string_view::npos ? 0 : base.rfind('/') + 1);
+  std::string_view last =
+      base.substr(base.rfind('/') == std::string_view::npos ? 0 : base.rfind('/') + 1);
   if (r4::IsResourceType(last)) {
     types.push_back(last);
     return types;
@@ -946,7 +955,8 @@ void Validator::SearchSet(const json::Value& bundle, const std::string& path) {
     }
     if (!types.empty() && std::find(types.begin(), types.end(), rt) == types.end()) {
       std::string expected;
-      for (std::string_view t : types) expected += fmt::format("{}{}", expected.empty() ? "" : ", ", t);
+      for (std::string_view t : types)
+        expected += fmt::format("{}{}", expected.empty() ? "" : ", ", t);
       Error(IssueCode::kInvalid, rpath,
             fmt::format("This is not a matching resource type for the specified search ({} "
                         "expecting [{}])",
@@ -1035,7 +1045,9 @@ void Validator::Bundle(const json::Value& bundle, const std::string& path) {
       }
     }
   }
-  auto first_type = [&]() { return entries.empty() ? std::string_view() : entries[0]["resource"]["resourceType"].str(); };
+  auto first_type = [&]() {
+    return entries.empty() ? std::string_view() : entries[0]["resource"]["resourceType"].str();
+  };
   if (type == "document") {
     const json::Value& id = bundle["identifier"];
     if (id.find("system") == nullptr || id.find("value") == nullptr) {
@@ -1075,9 +1087,10 @@ std::string CheckPrimitive(std::string_view type, const json::Value& value) {
       if (shape == JsonShape::kString) return CheckString(type, value.str());
       break;
     case json::Kind::kObject:
-      return fmt::format("a {} must be {}, not an object; extensions and ids of primitive "
-                         "elements go in the '_name' sibling property",
-                         type, expected);
+      return fmt::format(
+          "a {} must be {}, not an object; extensions and ids of primitive "
+          "elements go in the '_name' sibling property",
+          type, expected);
     default:
       break;
   }

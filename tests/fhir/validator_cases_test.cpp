@@ -115,8 +115,8 @@ struct JavaError {
 
 // The Java validator's error-level issues, minus those that came from a terminology server (they
 // carry the operationoutcome-issue-server extension: display-name checks against tx.fhir.org that
-// an offline validator cannot make), with a `not-found` + `code-invalid` pair on one expression (its
-// two reports of one bad required code) counted once.
+// an offline validator cannot make), with a `not-found` + `code-invalid` pair on one expression
+// (its two reports of one bad required code) counted once.
 std::vector<JavaError> JavaErrors(const json::Value& oo) {
   std::vector<JavaError> out;
   std::vector<std::string> code_invalid_at;
@@ -140,10 +140,11 @@ std::vector<JavaError> JavaErrors(const json::Value& oo) {
       e.line = std::stoul(e.text.substr(at + 8));
     }
     if (issue["code"].str() == "not-found" &&
-        std::any_of(oo["issue"].array().begin(), oo["issue"].array().end(), [&](const json::Value& o) {
-          return o["code"].str() == "code-invalid" &&
-                 StripComments(o["expression"][std::size_t{0}].str()) == e.expression;
-        })) {
+        std::any_of(oo["issue"].array().begin(), oo["issue"].array().end(),
+                    [&](const json::Value& o) {
+                      return o["code"].str() == "code-invalid" &&
+                             StripComments(o["expression"][std::size_t{0}].str()) == e.expression;
+                    })) {
       continue;
     }
     out.push_back(std::move(e));
@@ -177,12 +178,29 @@ struct ResourceCase {
 TEST(ValidatorCasesTest, ManifestListsTheCasesWeRun) {
   json::Value manifest = ParseFile(kCases / "manifest-subset.json");
   // Every case of the manifest is run by one of the tests below.
-  const std::vector<std::string_view> covered = {
-      "synthea", "care-plan", "us-cond", "contained-resource-bad-id", "encounter-period",
-      "test-ndjson", "json-good", "json-comma-bad-1", "json-comma-bad-2", "json-no-quotes-1",
-      "json-no-quotes-2", "json-comments-1-no", "json-comments-2-no", "bad-json-close",
-      "bad-json-close-2", "bad-json-close-3", "json-prop-key", "bundle-duplicate-id", "bundle-id-1",
-      "bundle-id-2", "bundle-id-3", "bundle-id-4", "bundle-id-5"};
+  const std::vector<std::string_view> covered = {"synthea",
+                                                 "care-plan",
+                                                 "us-cond",
+                                                 "contained-resource-bad-id",
+                                                 "encounter-period",
+                                                 "test-ndjson",
+                                                 "json-good",
+                                                 "json-comma-bad-1",
+                                                 "json-comma-bad-2",
+                                                 "json-no-quotes-1",
+                                                 "json-no-quotes-2",
+                                                 "json-comments-1-no",
+                                                 "json-comments-2-no",
+                                                 "bad-json-close",
+                                                 "bad-json-close-2",
+                                                 "bad-json-close-3",
+                                                 "json-prop-key",
+                                                 "bundle-duplicate-id",
+                                                 "bundle-id-1",
+                                                 "bundle-id-2",
+                                                 "bundle-id-3",
+                                                 "bundle-id-4",
+                                                 "bundle-id-5"};
   EXPECT_EQ(manifest["test-cases"].size(), covered.size());
   for (const json::Value& c : manifest["test-cases"].array()) {
     EXPECT_TRUE(fs::exists(kCases / std::string(c["file"].str()))) << c["file"].str();
@@ -199,7 +217,8 @@ TEST(ValidatorCasesTest, ResourceCasesMatchJavaValidator) {
       {"synthea",
        "synthea.json",
        {"Encounter.status", "Encounter.reasonCode"},
-       {"'completed' is not in the required value set http://hl7.org/fhir/ValueSet/encounter-status",
+       {"'completed' is not in the required value set "
+        "http://hl7.org/fhir/ValueSet/encounter-status",
         "must be a JSON Array, not an object"}},
       {"encounter-period", "encounter-period.json", {"Encounter.period"}, {"per-1"}},
       {"contained-resource-bad-id",
@@ -268,10 +287,14 @@ TEST(ValidatorCasesTest, NotAResource) {
 
 TEST(ValidatorCasesTest, JsonSyntaxCasesFailToParseNearTheJavaLine) {
   const std::pair<const char*, const char*> cases[] = {
-      {"json-comma-bad-1", "json-comma-bad-1.json"},   {"json-comma-bad-2", "json-comma-bad-2.json"},
-      {"json-no-quotes-1", "json-no-quotes-1.json"},   {"json-no-quotes-2", "json-no-quotes-2.json"},
-      {"json-comments-1-no", "json-comments-1.json"},  {"json-comments-2-no", "json-comments-2.json"},
-      {"bad-json-close", "bad-json-close-1.json"},     {"bad-json-close-2", "bad-json-close-2.json"},
+      {"json-comma-bad-1", "json-comma-bad-1.json"},
+      {"json-comma-bad-2", "json-comma-bad-2.json"},
+      {"json-no-quotes-1", "json-no-quotes-1.json"},
+      {"json-no-quotes-2", "json-no-quotes-2.json"},
+      {"json-comments-1-no", "json-comments-1.json"},
+      {"json-comments-2-no", "json-comments-2.json"},
+      {"bad-json-close", "bad-json-close-1.json"},
+      {"bad-json-close-2", "bad-json-close-2.json"},
       {"bad-json-close-3", "bad-json-close-3.json"},
   };
   for (const auto& [name, file] : cases) {
