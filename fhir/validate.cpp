@@ -580,9 +580,11 @@ const ElementInfo* Validator::Member(const json::Object& members, const json::Me
     }
     const json::Value* ext = nullptr;
     if (primitive) {
-      std::string underscored = fmt::format("_{}", key);
-      auto it = std::find_if(members.begin(), members.end(),
-                             [&](const json::Member& o) { return o.key == underscored; });
+      // `_key` without building the string: this runs for every primitive array.
+      auto it = std::find_if(members.begin(), members.end(), [&](const json::Member& o) {
+        return o.key.size() == key.size() + 1 && o.key[0] == '_' &&
+               std::string_view(o.key).substr(1) == key;
+      });
       if (it != members.end()) ext = &it->value;
     }
     for (std::size_t i = 0; i < items.size(); ++i) {

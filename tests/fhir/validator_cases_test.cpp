@@ -359,7 +359,13 @@ TEST(SampleDataValidateTest, SpecR4ExamplesHaveNoErrors) {
   for (const auto& f : files) ValidateInto(ReadFile(f), f.filename().string(), t);
   EXPECT_EQ(t.resources, 89u);
   EXPECT_TRUE(t.errors.empty()) << Dump(t);
-  std::cout << Dump(t);
+  // The only warning: Bundle-bundle-response.json answers a GET search with an (empty) searchset
+  // Bundle that has no self link. Servers accept it; the HL7 validator warns likewise.
+  const std::map<std::string, int> expected_warnings = {
+      {"Bundle.entry.resource: SearchSet Bundles should have a self link that specifies what the "
+       "search was",
+       1}};
+  EXPECT_EQ(t.warnings, expected_warnings) << Dump(t);
 }
 
 TEST(SampleDataValidateTest, SyntheaBulkHasNoErrors) {
@@ -369,7 +375,7 @@ TEST(SampleDataValidateTest, SyntheaBulkHasNoErrors) {
   }
   EXPECT_EQ(t.resources, 13u + 555u + 1215u + 2056u);
   EXPECT_TRUE(t.errors.empty()) << Dump(t);
-  std::cout << Dump(t);
+  EXPECT_TRUE(t.warnings.empty()) << Dump(t);
 }
 
 TEST(SampleDataValidateTest, SyntheaG10HasNoErrors) {
@@ -382,7 +388,7 @@ TEST(SampleDataValidateTest, SyntheaG10HasNoErrors) {
   for (const auto& f : files) ValidateNdjson(f, t);
   EXPECT_EQ(t.resources, 2u + 42u + 189u + 26u + 40u + 26u + 1u);
   EXPECT_TRUE(t.errors.empty()) << Dump(t);
-  std::cout << Dump(t);
+  EXPECT_TRUE(t.warnings.empty()) << Dump(t);
 }
 
 }  // namespace
