@@ -36,10 +36,14 @@ struct ValueSetRow {
 
 StructureKind ToKind(char c) {
   switch (c) {
-    case 'R': return StructureKind::kResource;
-    case 'T': return StructureKind::kDatatype;
-    case 'B': return StructureKind::kBackbone;
-    default: return StructureKind::kAbstract;
+    case 'R':
+      return StructureKind::kResource;
+    case 'T':
+      return StructureKind::kDatatype;
+    case 'B':
+      return StructureKind::kBackbone;
+    default:
+      return StructureKind::kAbstract;
   }
 }
 

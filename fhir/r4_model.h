@@ -23,10 +23,10 @@
 namespace ccm::fhir::r4 {
 
 enum class StructureKind : std::uint8_t {
-  kResource,      // a concrete resource type
-  kDatatype,      // a concrete complex datatype
-  kBackbone,      // a backbone element (or a datatype's nested element), named by its path
-  kAbstract,      // Resource, DomainResource, Element, BackboneElement
+  kResource,  // a concrete resource type
+  kDatatype,  // a concrete complex datatype
+  kBackbone,  // a backbone element (or a datatype's nested element), named by its path
+  kAbstract,  // Resource, DomainResource, Element, BackboneElement
 };
 
 enum class TypeKind : std::uint8_t {
@@ -42,7 +42,7 @@ struct ElementInfo {
   std::uint32_t min = 0;         // 0 or 1 (for a choice: of the whole choice group)
   bool many = false;             // max is "*": the JSON value is an array
   TypeKind type_kind = TypeKind::kComplex;
-  std::string_view value_set;          // required value set URL, "" when codes are not checked
+  std::string_view value_set;               // required value set URL, "" when codes are not checked
   std::span<const std::string_view> codes;  // allowed codes, sorted; empty when not checked
 
   bool is_choice() const noexcept { return !choice_base.empty(); }

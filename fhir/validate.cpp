@@ -239,12 +239,18 @@ bool IsUuid(std::string_view s) {
 
 std::string_view Describe(json::Kind k) {
   switch (k) {
-    case json::Kind::kNull: return "null";
-    case json::Kind::kBool: return "a boolean";
-    case json::Kind::kNumber: return "a number";
-    case json::Kind::kString: return "a string";
-    case json::Kind::kArray: return "an array";
-    case json::Kind::kObject: return "an object";
+    case json::Kind::kNull:
+      return "null";
+    case json::Kind::kBool:
+      return "a boolean";
+    case json::Kind::kNumber:
+      return "a number";
+    case json::Kind::kString:
+      return "a string";
+    case json::Kind::kArray:
+      return "an array";
+    case json::Kind::kObject:
+      return "an object";
   }
   return "a value";
 }
@@ -306,10 +312,10 @@ std::string CheckString(std::string_view type, std::string_view s) {
                     : type == "dateTime" ? DateKind::kDateTime
                                          : DateKind::kInstant;
     if (ParseDateTime(s, kind)) return {};
-    std::string_view form =
-        kind == DateKind::kDate       ? "YYYY, YYYY-MM or YYYY-MM-DD"
-        : kind == DateKind::kDateTime ? "YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss(.sss)+zz:zz"
-                                      : "YYYY-MM-DDThh:mm:ss(.sss)+zz:zz (zone required)";
+    std::string_view form = kind == DateKind::kDate ? "YYYY, YYYY-MM or YYYY-MM-DD"
+                            : kind == DateKind::kDateTime
+                                ? "YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss(.sss)+zz:zz"
+                                : "YYYY-MM-DDThh:mm:ss(.sss)+zz:zz (zone required)";
     return fmt::format("'{}' is not a valid {} (expected {}, a real calendar date)", s, type, form);
   }
   if (type == "time") {
@@ -326,8 +332,8 @@ std::string CheckString(std::string_view type, std::string_view s) {
     std::size_t i = 0;
     while (i < s.size() && IsSpace(s[i])) ++i;
     std::string_view rest = s.substr(i);
-    if (rest.substr(0, 4) != "<div" || (rest.size() > 4 && rest[4] != ' ' && rest[4] != '>' &&
-                                        !IsSpace(rest[4]))) {
+    if (rest.substr(0, 4) != "<div" ||
+        (rest.size() > 4 && rest[4] != ' ' && rest[4] != '>' && !IsSpace(rest[4]))) {
       return "narrative must be an XHTML <div> element";
     }
     std::string_view open = rest.substr(0, rest.find('>'));
@@ -347,7 +353,8 @@ std::string CheckNumber(std::string_view type, std::string_view text) {
                        text, type);
   }
   if (type == "positiveInt" && *v < 1) return fmt::format("'{}' is not a positiveInt (>= 1)", text);
-  if (type == "unsignedInt" && *v < 0) return fmt::format("'{}' is not an unsignedInt (>= 0)", text);
+  if (type == "unsignedInt" && *v < 0)
+    return fmt::format("'{}' is not an unsignedInt (>= 0)", text);
   return {};
 }
 
@@ -395,9 +402,8 @@ class Validator {
   const ElementInfo* Member(const json::Object& members, const json::Member& m,
                             const StructureInfo& s, std::string& path, std::size_t depth,
                             ResourceScope& scope);
-  void PrimitiveExtension(const json::Object& members, const json::Member& m,
-                          const ElementInfo& e, std::string& path, std::size_t depth,
-                          ResourceScope& scope);
+  void PrimitiveExtension(const json::Object& members, const json::Member& m, const ElementInfo& e,
+                          std::string& path, std::size_t depth, ResourceScope& scope);
   void Item(const ElementInfo& e, const StructureInfo& parent, const json::Value& v,
             std::string& path, std::size_t depth, ResourceScope& scope);
   void Primitive(const ElementInfo& e, const StructureInfo& parent, const json::Value& v,
@@ -405,9 +411,9 @@ class Validator {
   void Required(const json::Object& members, const StructureInfo& s, const std::string& path);
   void Period(const json::Value& obj, const std::string& path);
   void Extension(const json::Value& obj, const std::string& path);
-  void Contained(const json::Value& resource, const std::string& path,
-                 const ResourceScope& scope);
+  void Contained(const json::Value& resource, const std::string& path, const ResourceScope& scope);
   void Bundle(const json::Value& bundle, const std::string& path);
+  void SearchSet(const json::Value& bundle, const std::string& path);
 
   void Error(IssueCode c, const std::string& path, std::string message) {
     out_.Add(Severity::kError, c, path, std::move(message));
@@ -543,7 +549,7 @@ const ElementInfo* Validator::Member(const json::Object& members, const json::Me
     if (options_.warn_unknown_properties) {
       PathStep step(path, key);
       std::string_view where = s.kind == r4::StructureKind::kBackbone ? std::string_view("element")
-                                                                         : std::string_view("type");
+                                                                      : std::string_view("type");
       Warning(IssueCode::kStructure, path,
               fmt::format("unrecognised property '{}': it is not an element of the R4 {} {}; it "
                           "will be kept unchanged (check the spelling, or carry the data in an "
@@ -574,9 +580,11 @@ const ElementInfo* Validator::Member(const json::Object& members, const json::Me
     }
     const json::Value* ext = nullptr;
     if (primitive) {
-      std::string underscored = fmt::format("_{}", key);
-      auto it = std::find_if(members.begin(), members.end(),
-                             [&](const json::Member& o) { return o.key == underscored; });
+      // `_key` without building the string: this runs for every primitive array.
+      auto it = std::find_if(members.begin(), members.end(), [&](const json::Member& o) {
+        return o.key.size() == key.size() + 1 && o.key[0] == '_' &&
+               std::string_view(o.key).substr(1) == key;
+      });
       if (it != members.end()) ext = &it->value;
     }
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -650,7 +658,8 @@ void Validator::PrimitiveExtension(const json::Object& members, const json::Memb
       PathStep index(path, i);
       const json::Value& item = v.array()[i];
       if (item.is_null()) {
-        if (values == nullptr || !values->is_array() || (*values)[i].is_null()) {
+        // With a value array, a null pair is reported once, from the value side (Member()).
+        if (values == nullptr || !values->is_array()) {
           Error(IssueCode::kStructure, path,
                 fmt::format("position {} has neither a value in '{}' nor an extension in '{}'", i,
                             base, m.key));
@@ -789,8 +798,9 @@ void Validator::Required(const json::Object& members, const StructureInfo& s,
         if (alt.choice_base == e.choice_base && present(alt.name)) any = true;
       }
       if (!any) {
-        Error(IssueCode::kRequired, path.empty() ? std::string(e.choice_base)
-                                                 : fmt::format("{}.{}[x]", path, e.choice_base),
+        Error(IssueCode::kRequired,
+              path.empty() ? std::string(e.choice_base)
+                           : fmt::format("{}.{}[x]", path, e.choice_base),
               fmt::format("missing required element {}[x] (minimum cardinality {}); add one of "
                           "its typed forms, e.g. {}",
                           e.choice_base, e.min, e.name));
@@ -812,7 +822,8 @@ void Validator::Period(const json::Value& obj, const std::string& path) {
   auto end = ParseDateTime(obj["end"].str(), DateKind::kDateTime);
   if (!start || !end) return;  // absent or already reported as invalid
   std::optional<int> cmp = CompareDateTimes(*start, *end);
-  bool fails = cmp ? *cmp > 0 : options_.period_precision == ValidateOptions::PeriodPrecision::kFhirPath;
+  bool fails =
+      cmp ? *cmp > 0 : options_.period_precision == ValidateOptions::PeriodPrecision::kFhirPath;
   if (!fails) return;
   Error(IssueCode::kInvariant, path,
         cmp ? fmt::format("Constraint failed: per-1: 'If present, start SHALL have a lower value "
@@ -849,7 +860,7 @@ void Validator::Contained(const json::Value& resource, const std::string& path,
   const json::Value& contained = resource["contained"];
   for (std::size_t i = 0; i < contained.array().size(); ++i) {
     const json::Value& c = contained.array()[i];
-    if (!c.is_object()) continue;
+    if (!c.is_object() || !r4::IsResourceType(c["resourceType"].str())) continue;  // reported
     std::string_view id = c["id"].str();
     bool referenced = !id.empty() && std::find(scope.local_refs.begin(), scope.local_refs.end(),
                                                id) != scope.local_refs.end();
@@ -862,6 +873,39 @@ void Validator::Contained(const json::Value& resource, const std::string& path,
                       "reference it as \"#{}\" or make it a separate resource",
                       id, id));
   }
+}
+
+// The resource types a search URL asks for: the type before '?' ("base/Patient?name=x") or the
+// `_type` parameter ("base?_type=Observation,DocumentReference"). Empty when unknown.
+std::vector<std::string_view> SearchTypes(std::string_view url) {
+  std::vector<std::string_view> types;
+  std::size_t q = url.find('?');
+  std::string_view base = url.substr(0, q);
+  std::string_view last =
+      base.substr(base.rfind('/') == std::string_view::npos ? 0 : base.rfind('/') + 1);
+  if (r4::IsResourceType(last)) {
+    types.push_back(last);
+    return types;
+  }
+  if (q == std::string_view::npos) return types;
+  std::string_view query = url.substr(q + 1);
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    if (param.substr(0, 6) == "_type=") {
+      param.remove_prefix(6);
+      while (!param.empty()) {
+        std::size_t comma = param.find(',');
+        std::string_view t = param.substr(0, comma);
+        if (r4::IsResourceType(t)) types.push_back(t);
+        if (comma == std::string_view::npos) break;
+        param.remove_prefix(comma + 1);
+      }
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return types;
 }
 
 bool IsAbsoluteUri(std::string_view s) {
@@ -877,6 +921,55 @@ bool IsAbsoluteUri(std::string_view s) {
   return colon + 1 < s.size();
 }
 
+void Validator::SearchSet(const json::Value& bundle, const std::string& path) {
+  // R4 §3.1.1.4 (http.html#search) and Bundle.entry.search.mode: matches are resources the server
+  // holds (so they have ids) of the searched type; outcome entries are OperationOutcomes.
+  std::string_view self;
+  for (const json::Value& l : bundle["link"].array()) {
+    if (l["relation"].str() == "self") self = l["url"].str();
+  }
+  if (self.empty()) {
+    Warning(IssueCode::kInvalid, path,
+            "SearchSet Bundles should have a self link that specifies what the search was");
+  }
+  const std::vector<std::string_view> types = SearchTypes(self);
+  bool missing_mode = false;
+  const json::Array& entries = bundle["entry"].array();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const json::Value& resource = entries[i]["resource"];
+    if (!resource.is_object()) continue;
+    std::string_view mode = entries[i]["search"]["mode"].str();
+    std::string_view rt = resource["resourceType"].str();
+    std::string rpath = fmt::format("{}.entry[{}].resource", path, i);
+    if (mode.empty()) missing_mode = true;
+    if (mode == "outcome") {
+      if (rt != "OperationOutcome") {
+        Error(IssueCode::kInvalid, rpath,
+              fmt::format("This is not an OperationOutcome ({}); entries with search.mode "
+                          "'outcome' must be OperationOutcomes",
+                          rt));
+      }
+      continue;
+    }
+    if (mode != "match") continue;
+    if (resource.find("id") == nullptr) {
+      Error(IssueCode::kInvalid, rpath, "Search results must have ids");
+    }
+    if (!types.empty() && std::find(types.begin(), types.end(), rt) == types.end()) {
+      std::string expected;
+      for (std::string_view t : types)
+        expected += fmt::format("{}{}", expected.empty() ? "" : ", ", t);
+      Error(IssueCode::kInvalid, rpath,
+            fmt::format("This is not a matching resource type for the specified search ({} "
+                        "expecting [{}])",
+                        rt, expected));
+    }
+  }
+  if (missing_mode) {
+    Warning(IssueCode::kInvalid, path, "SearchSet bundles should have search modes on the entries");
+  }
+}
+
 void Validator::Bundle(const json::Value& bundle, const std::string& path) {
   // R4 §2.36 Bundle invariants bdl-1..12 and the absolute fullUrl rule (R4 §2.36.4).
   std::string_view type = bundle["type"].str();
@@ -888,6 +981,19 @@ void Validator::Bundle(const json::Value& bundle, const std::string& path) {
           "Constraint failed: bdl-1: total only when a search or history");
   }
   const json::Array& entries = bundle["entry"].array();
+  // A relation type (self, next, ...) names one link; the HL7 validator rejects repeats.
+  const json::Array& links = bundle["link"].array();
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    std::string_view rel = links[i]["relation"].str();
+    for (std::size_t j = 0; j < i && !rel.empty(); ++j) {
+      if (links[j]["relation"].str() == rel) {
+        Error(IssueCode::kInvalid, fmt::format("{}.link[{}]", path, i),
+              fmt::format("The link relationship type '{}' can only occur once", rel));
+        break;
+      }
+    }
+  }
+  if (searchset) SearchSet(bundle, path);
   std::vector<std::pair<std::string_view, std::string_view>> full_urls;
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const json::Value& entry = entries[i];
@@ -941,7 +1047,9 @@ void Validator::Bundle(const json::Value& bundle, const std::string& path) {
       }
     }
   }
-  auto first_type = [&]() { return entries.empty() ? std::string_view() : entries[0]["resource"]["resourceType"].str(); };
+  auto first_type = [&]() {
+    return entries.empty() ? std::string_view() : entries[0]["resource"]["resourceType"].str();
+  };
   if (type == "document") {
     const json::Value& id = bundle["identifier"];
     if (id.find("system") == nullptr || id.find("value") == nullptr) {
@@ -981,9 +1089,10 @@ std::string CheckPrimitive(std::string_view type, const json::Value& value) {
       if (shape == JsonShape::kString) return CheckString(type, value.str());
       break;
     case json::Kind::kObject:
-      return fmt::format("a {} must be {}, not an object; extensions and ids of primitive "
-                         "elements go in the '_name' sibling property",
-                         type, expected);
+      return fmt::format(
+          "a {} must be {}, not an object; extensions and ids of primitive "
+          "elements go in the '_name' sibling property",
+          type, expected);
     default:
       break;
   }

@@ -10,8 +10,8 @@
 //   bdl-1..12 and absolute fullUrls). Content the gateway keeps but does not understand (unknown
 //   properties, `fhir_comments`) is a warning (IssueCode::kStructure), never an error.
 // - Not checked: profiles (meta.profile), terminology beyond enumerable required `code` bindings
-//   (Coding/CodeableConcept bindings, display names), reference resolution, FHIRPath invariants other
-//   than those named above, XHTML narrative content beyond the root <div>.
+//   (Coding/CodeableConcept bindings, display names), reference resolution, FHIRPath invariants
+//   other than those named above, XHTML narrative content beyond the root <div>.
 // - Cost is linear in the size of the input; lookups go through hash tables built once; no regular
 //   expressions. Thread-safe (no shared mutable state).
 #pragma once
@@ -43,7 +43,8 @@ struct ValidateOptions {
 };
 
 // Validates one resource (a JSON object with a `resourceType`), including contained resources and
-// Bundle entry resources, recursively. An empty list (or only warnings) means the resource is valid.
+// Bundle entry resources, recursively. An empty list (or only warnings) means the resource is
+// valid.
 IssueList Validate(const json::Value& resource, const ValidateOptions& options = {});
 
 // Checks one primitive JSON value against the R4 rules for `type` ("date", "id", "decimal", ...;
