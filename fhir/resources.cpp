@@ -326,11 +326,6 @@ ConditionTiming ReadConditionTiming(const json::Value& parent, std::string_view 
   if (suffix == "Period") return ReadPeriod(m->value, path, issues);
   if (suffix == "Range") return ReadRange(m->value, path, issues);
   if (suffix == "String") return ReadString(m->value, path, issues);
-  if (suffix == "Boolean" && base == "abatement") {
-    // abatementBoolean exists in STU3 only; R4 dropped it. Reported, value ignored.
-    UnsupportedChoice(*m, parent_path, issues);
-    return std::monostate{};
-  }
   UnsupportedChoice(*m, parent_path, issues);
   return std::monostate{};
 }
@@ -507,7 +502,7 @@ EncounterView EncounterView::Read(const json::Value& r, IssueList& issues) {
   v.identifier = Identifiers(r, kType, issues);
   v.status = ReadCode(r, "status", kType, issues, kEncounterStatus, true, &v.status_text);
   Require(r, "class", kType, issues);
-  v.class_ = ReadCoding(r["class"], "Encounter.class", issues);
+  v.encounter_class = ReadCoding(r["class"], "Encounter.class", issues);
   v.type = Concepts(r, "type", kType, issues);
   v.service_type = Concept(r, "serviceType", kType, issues);
   v.priority = Concept(r, "priority", kType, issues);

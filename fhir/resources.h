@@ -198,6 +198,9 @@ struct ResourceView {
 
 // [x] choices used by several resources. monostate = absent.
 using DateTimeOrPeriod = std::variant<std::monostate, FhirDateTime, Period>;
+// Quantity profiles (R4 §2.24.0.12): same shape, constraints differ.
+using Duration = Quantity;
+using Age = Quantity;
 // Condition.onset[x] / abatement[x]: dateTime | Age | Period | Range | string.
 using ConditionTiming =
     std::variant<std::monostate, FhirDateTime, Quantity, Period, QuantityRange, std::string>;
@@ -222,6 +225,8 @@ struct PatientView : ResourceView {
   std::string_view npi() const noexcept { return FindIdentifier(identifier, kNpiSystem); }
 
   static PatientView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static PatientView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct ConditionView : ResourceView {
@@ -243,6 +248,8 @@ struct ConditionView : ResourceView {
   std::vector<Annotation> note;
 
   static ConditionView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static ConditionView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct EncounterParticipant {
@@ -265,7 +272,7 @@ struct EncounterView : ResourceView {
   std::vector<Identifier> identifier;
   std::string status_text;                // as written
   std::optional<EncounterStatus> status;  // 1..1; nullopt when missing or unknown (issue added)
-  Coding class_;                          // 1..1
+  Coding encounter_class;                 // Encounter.class, 1..1
   std::vector<CodeableConcept> type;
   CodeableConcept service_type;
   CodeableConcept priority;
@@ -282,6 +289,8 @@ struct EncounterView : ResourceView {
   Reference part_of;
 
   static EncounterView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static EncounterView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct CarePlanActivityDetail {
@@ -323,6 +332,8 @@ struct CarePlanView : ResourceView {
   std::vector<Annotation> note;
 
   static CarePlanView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static CarePlanView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct ConsentProvisionActor {
@@ -356,6 +367,8 @@ struct ConsentView : ResourceView {
   std::optional<ConsentProvision> provision;
 
   static ConsentView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static ConsentView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct PractitionerView : ResourceView {
@@ -364,6 +377,8 @@ struct PractitionerView : ResourceView {
   std::string_view npi() const noexcept { return FindIdentifier(identifier, kNpiSystem); }
 
   static PractitionerView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static PractitionerView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct PractitionerRoleView : ResourceView {
@@ -376,6 +391,8 @@ struct PractitionerRoleView : ResourceView {
   std::vector<CodeableConcept> specialty;
 
   static PractitionerRoleView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static PractitionerRoleView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct BundleLink {
@@ -414,6 +431,8 @@ struct BundleView : ResourceView {
   // Reads only the Bundle's own elements; entry resources are not read (use the typed views on
   // `entry[i].resource`), but each entry's fullUrl is checked as a reference form.
   static BundleView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static BundleView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct OperationOutcomeIssue {
@@ -429,6 +448,8 @@ struct OperationOutcomeView : ResourceView {
   std::vector<OperationOutcomeIssue> issue;  // 1..*
 
   static OperationOutcomeView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static OperationOutcomeView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct ChargeItemPerformer {
@@ -458,6 +479,8 @@ struct ChargeItemView : ResourceView {
   std::vector<Annotation> note;
 
   static ChargeItemView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static ChargeItemView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct ClaimDiagnosis {
@@ -495,6 +518,8 @@ struct ClaimView : ResourceView {
   Money total;
 
   static ClaimView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static ClaimView Read(json::Value&&, IssueList&) = delete;
 };
 
 struct ProvenanceAgent {
@@ -514,6 +539,8 @@ struct ProvenanceView : ResourceView {
   std::vector<ProvenanceAgent> agent;  // 1..*
 
   static ProvenanceView Read(const json::Value& resource, IssueList& issues);
+  // Views point into the JSON: reading a temporary would dangle.
+  static ProvenanceView Read(json::Value&&, IssueList&) = delete;
 };
 
 }  // namespace ccm::fhir

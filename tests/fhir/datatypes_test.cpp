@@ -104,6 +104,11 @@ TEST(ReferenceTest, ConditionalAsSyntheaWritesIt) {
   EXPECT_EQ(loc->SearchIdentifier()->value, "3b23bdf7-5bd6-30bf-85a9-a37d7d74938a");
   EXPECT_FALSE(ParseReferenceString("Patient?name=x&birthdate=2000")->SearchIdentifier());
   EXPECT_FALSE(ParseReferenceString("Nonsense?identifier=a|b"));
+  // An absolute URL with a query is still absolute (opaque, no Type/id key).
+  auto abs_query = ParseReferenceString("https://ehr.example/fhir/Patient?identifier=x|1");
+  ASSERT_TRUE(abs_query);
+  EXPECT_EQ(abs_query->kind, ReferenceKind::kAbsolute);
+  EXPECT_FALSE(abs_query->Key());
   EXPECT_FALSE(ParseReferenceString("Patient?"));
 }
 

@@ -102,7 +102,7 @@ SyntheaTotals ReadSyntheaDir(const fs::path& dir, IssueList& issues) {
         auto e = EncounterView::Read(r, these);
         ++t.encounters;
         if (e.status == EncounterStatus::kFinished) ++t.finished;
-        if (e.class_.code == "AMB") ++t.ambulatory;
+        if (e.encounter_class.code == "AMB") ++t.ambulatory;
         if (auto d = e.period.Duration()) {
           t.inclusive_seconds += std::chrono::duration_cast<std::chrono::seconds>(*d).count();
         }
@@ -271,7 +271,7 @@ TEST(SpecExamplesTest, SpotChecks) {
   const auto enc_json = ReadJsonFile(dir / "Encounter-f001.json");
   auto enc = EncounterView::Read(enc_json, issues);
   EXPECT_EQ(enc.status, EncounterStatus::kFinished);
-  EXPECT_EQ(enc.class_.code, "AMB");
+  EXPECT_EQ(enc.encounter_class.code, "AMB");
   EXPECT_EQ(DurationToSeconds(enc.length).value(), std::chrono::seconds(140 * 60));
   EXPECT_EQ(enc.participant.at(0).individual.Key(), "Practitioner/f002");
   EXPECT_EQ(enc.service_provider.Key(), "Organization/f001");
@@ -398,10 +398,10 @@ TEST(ResourcesTest, UnknownCodesAreIssuesNotCrashes) {
   EXPECT_EQ(issues.items()[1].path, "Encounter.period.start");
 
   IssueList more;
-  ConditionView::Read(J(R"({"resourceType":"Condition","clinicalStatus":{"coding":[
+  const auto cond = J(R"({"resourceType":"Condition","clinicalStatus":{"coding":[
       {"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"gone"}]},
-      "subject":{"reference":"Patient/1"},"onsetDateTime":"2020","onsetString":"x"})"),
-                      more);
+      "subject":{"reference":"Patient/1"},"onsetDateTime":"2020","onsetString":"x"})");
+  ConditionView::Read(cond, more);
   ASSERT_EQ(more.size(), 2u) << Dump(more);
   EXPECT_EQ(more.items()[0].path, "Condition.clinicalStatus");
   EXPECT_EQ(more.items()[1].path, "Condition.onsetString");
@@ -409,17 +409,18 @@ TEST(ResourcesTest, UnknownCodesAreIssuesNotCrashes) {
 
 TEST(ResourcesTest, RequiredElementsAndWrongType) {
   IssueList issues;
-  EncounterView::Read(J(R"({"resourceType":"Patient","id":"bad_id"})"), issues);
+  const auto wrong = J(R"({"resourceType":"Patient","id":"bad_id"})");
+  EncounterView::Read(wrong, issues);
   std::vector<std::string> paths;
   for (const auto& i : issues) paths.push_back(i.path);
   EXPECT_EQ(paths, (std::vector<std::string>{"Encounter.resourceType", "Encounter.id",
                                              "Encounter.status", "Encounter.class"}));
 
   IssueList cp;
-  CarePlanView::Read(J(R"({"resourceType":"CarePlan","status":"active","intent":"order",
+  const auto plan = J(R"({"resourceType":"CarePlan","status":"active","intent":"order",
       "subject":{"reference":"Practitioner/1"},
-      "activity":[{"reference":{"reference":"ServiceRequest/1"},"detail":{"status":"done"}}]})"),
-                     cp);
+      "activity":[{"reference":{"reference":"ServiceRequest/1"},"detail":{"status":"done"}}]})");
+  CarePlanView::Read(plan, cp);
   paths.clear();
   for (const auto& i : cp) paths.push_back(i.path);
   EXPECT_EQ(paths,
@@ -476,7 +477,8 @@ TEST(ResourcesTest, PractitionerRoleAndProvenance) {
   EXPECT_TRUE(issues.empty()) << Dump(issues);
 
   IssueList bad;
-  ProvenanceView::Read(J(R"({"resourceType":"Provenance","recorded":"2026-10-05"})"), bad);
+  const auto bad_prov = J(R"({"resourceType":"Provenance","recorded":"2026-10-05"})");
+  ProvenanceView::Read(bad_prov, bad);
   std::vector<std::string> paths;
   for (const auto& i : bad) paths.push_back(i.path);
   // recorded is present but is a date, not an instant: one value issue, no "required" issue.
