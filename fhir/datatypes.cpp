@@ -441,9 +441,14 @@ Period ReadPeriod(const json::Value& v, std::string_view path, IssueList& issues
   if (!CheckObject(v, path, issues)) return p;
   p.start = ReadDateTime(v["start"], JoinPath(path, "start"), issues);
   p.end = ReadDateTime(v["end"], JoinPath(path, "end"), issues);
-  // per-1: "If present, start SHALL have a lower value than end". Compared as earliest instants in
-  // UTC, which is exact when both carry offsets and a reasonable reading for partial dates.
-  if (p.start && p.end && p.end->LatestExclusive() <= p.start->Earliest()) {
+  // per-1: "If present, start SHALL have a lower value than end". Both sides are compared as UTC
+  // ranges (the end inclusive of its precision). When exactly one side has an offset the other is a
+  // zone-less date whose instants depend on a zone we do not know here (resolved in UTC they can be
+  // off by up to 14 h, the largest UTC offset), so only a violation beyond that is reported.
+  const bool mixed =
+      p.start && p.end && p.start->offset().has_value() != p.end->offset().has_value();
+  const auto slack = mixed ? std::chrono::hours(14) : std::chrono::hours(0);
+  if (p.start && p.end && p.end->LatestExclusive() + slack <= p.start->Earliest()) {
     issues.Error(
         IssueCode::kInvariant, std::string(path),
         fmt::format("per-1: period start {} is after its end {}", p.start->text(), p.end->text()));

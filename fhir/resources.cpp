@@ -193,11 +193,24 @@ std::vector<Annotation> ReadAnnotations(const json::Value& array, std::string_vi
   });
 }
 
+// R4 §2.6.2.4: a primitive may be present only as "_key" (an extension, e.g. data-absent-reason,
+// with no value); the element then exists and satisfies its cardinality.
+bool HasPrimitiveExtension(const json::Value& parent, std::string_view key) {
+  for (const auto& m : parent.object()) {
+    if (m.key.size() == key.size() + 1 && m.key[0] == '_' &&
+        std::string_view(m.key).substr(1) == key) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // 1..1 / 1..* elements (R4 §2.6.2: absent and empty are the same in JSON).
 void Require(const json::Value& parent, std::string_view key, std::string_view parent_path,
              IssueList& issues) {
   const json::Value* v = parent.find(key);
-  if (v == nullptr || v->is_null() || ((v->is_array() || v->is_object()) && v->size() == 0)) {
+  if ((v == nullptr || v->is_null() || ((v->is_array() || v->is_object()) && v->size() == 0)) &&
+      !HasPrimitiveExtension(parent, key)) {
     issues.Error(IssueCode::kRequired, JoinPath(parent_path, key),
                  fmt::format("{} is required", key));
   }
@@ -213,7 +226,9 @@ std::optional<E> ReadCode(const json::Value& parent, std::string_view key,
   const std::string path = JoinPath(parent_path, key);
   const json::Value& v = parent[key];
   if (v.is_null()) {
-    if (required) issues.Error(IssueCode::kRequired, path, fmt::format("{} is required", key));
+    if (required && !HasPrimitiveExtension(parent, key)) {
+      issues.Error(IssueCode::kRequired, path, fmt::format("{} is required", key));
+    }
     return std::nullopt;
   }
   std::string code = ReadString(v, path, issues);

@@ -257,6 +257,9 @@ TEST(PeriodTest, InclusiveEndContainsOverlapsDuration) {
   EXPECT_TRUE(open.Contains(FhirDateTime::Parse("2099-01-01")->Earliest()));
   EXPECT_TRUE(issues.empty());
 
+  // A zone-less end date and an offset start: consistent in New York, so not a per-1 violation.
+  ReadPeriod(J(R"({"start":"2026-10-05T22:00:00-04:00","end":"2026-10-05"})"), "P", issues);
+  EXPECT_TRUE(issues.empty()) << Dump(issues);
   ReadPeriod(J(R"({"start":"2026-10-05","end":"2026-10-04"})"), "Encounter.period", issues);
   ReadPeriod(J(R"({"start":"2026-02-30"})"), "Encounter.period", issues);
   ASSERT_EQ(issues.size(), 2u) << Dump(issues);

@@ -428,6 +428,17 @@ TEST(ResourcesTest, RequiredElementsAndWrongType) {
                                       "CarePlan.activity[0]"}));
 }
 
+TEST(ResourcesTest, PrimitiveExtensionSatisfiesRequired) {
+  // R4 §2.6.2.4: "_status" alone (e.g. data-absent-reason) means the element is present.
+  const auto r = J(R"({"resourceType":"Encounter","_status":{"extension":[{"url":
+      "http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"unknown"}]},
+      "class":{"code":"AMB"}})");
+  IssueList issues;
+  auto e = EncounterView::Read(r, issues);
+  EXPECT_TRUE(issues.empty()) << Dump(issues);
+  EXPECT_FALSE(e.status);
+}
+
 TEST(ResourcesTest, ViewsNeitherCopyNorChangeTheJson) {
   const auto r =
       J(R"({"resourceType":"Patient","id":"p1","extension":[{"url":"x","valueString":"y"}],
