@@ -193,14 +193,12 @@ struct ResourceView {
   Meta meta;
   std::optional<NarrativeStatus> text_status;  // DomainResource.text.status
 
+  // The viewed resource. Only valid on views returned by Read() (resource != nullptr).
   const json::Value& json() const noexcept { return *resource; }
 };
 
 // [x] choices used by several resources. monostate = absent.
 using DateTimeOrPeriod = std::variant<std::monostate, FhirDateTime, Period>;
-// Quantity profiles (R4 §2.24.0.12): same shape, constraints differ.
-using Duration = Quantity;
-using Age = Quantity;
 // Condition.onset[x] / abatement[x]: dateTime | Age | Period | Range | string.
 using ConditionTiming =
     std::variant<std::monostate, FhirDateTime, Quantity, Period, QuantityRange, std::string>;
