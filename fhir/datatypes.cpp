@@ -1,6 +1,7 @@
 #include "fhir/datatypes.h"
 
 #include <algorithm>
+#include <cctype>
 #include <iterator>
 
 #include <fmt/format.h>
@@ -196,6 +197,14 @@ bool IsOid(std::string_view s) {
     }
   }
   return !need_digit;
+}
+
+// RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+bool IsScheme(std::string_view s) {
+  if (s.empty() || !std::isalpha(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+  });
 }
 
 // Splits "Type/id" or "Type/id/_history/v" at the end of `s`. On success sets type/id/version and
@@ -432,9 +441,14 @@ Period ReadPeriod(const json::Value& v, std::string_view path, IssueList& issues
   if (!CheckObject(v, path, issues)) return p;
   p.start = ReadDateTime(v["start"], JoinPath(path, "start"), issues);
   p.end = ReadDateTime(v["end"], JoinPath(path, "end"), issues);
-  // per-1: "If present, start SHALL have a lower value than end". Compared as earliest instants in
-  // UTC, which is exact when both carry offsets and a reasonable reading for partial dates.
-  if (p.start && p.end && p.end->LatestExclusive() <= p.start->Earliest()) {
+  // per-1: "If present, start SHALL have a lower value than end". Both sides are compared as UTC
+  // ranges (the end inclusive of its precision). When exactly one side has an offset the other is a
+  // zone-less date whose instants depend on a zone we do not know here (resolved in UTC they can be
+  // off by up to 14 h, the largest UTC offset), so only a violation beyond that is reported.
+  const bool mixed =
+      p.start && p.end && p.start->offset().has_value() != p.end->offset().has_value();
+  const auto slack = mixed ? std::chrono::hours(14) : std::chrono::hours(0);
+  if (p.start && p.end && p.end->LatestExclusive() + slack <= p.start->Earliest()) {
     issues.Error(
         IssueCode::kInvariant, std::string(path),
         fmt::format("per-1: period start {} is after its end {}", p.start->text(), p.end->text()));
@@ -687,20 +701,11 @@ Result<Reference> ParseReferenceString(std::string_view text) {
     }
     return BadReference(text, "only urn:uuid: and urn:oid: URNs are references");
   }
-  // Conditional: "Type?search" (R4 §3.1.0.11.2, transaction processing; Synthea uses these).
-  if (const auto q = text.find('?'); q != std::string_view::npos) {
-    const auto type = text.substr(0, q);
-    if (!IsResourceType(type)) {
-      return BadReference(text, "a conditional reference must be Type?search with an R4 type");
-    }
-    if (q + 1 == text.size()) return BadReference(text, "conditional reference has no search");
-    r.kind = ReferenceKind::kConditional;
-    r.type = std::string(type);
-    r.query = std::string(text.substr(q + 1));
-    return r;
-  }
+  // Absolute: "scheme://..." where the scheme comes before any '?' (a conditional reference's
+  // query may itself contain URLs: "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|1").
   const auto scheme = text.find("://");
-  if (scheme != std::string_view::npos) {
+  if (scheme != std::string_view::npos && scheme < text.find('?') &&
+      IsScheme(text.substr(0, scheme))) {
     r.kind = ReferenceKind::kAbsolute;
     // A FHIR REST URL is [base]/Type/id[/_history/vid]; any other URL is still a valid absolute
     // reference (e.g. to a non-FHIR system), just without a Type/id key.
@@ -716,6 +721,18 @@ Result<Reference> ParseReferenceString(std::string_view text) {
         r.version.clear();
       }
     }
+    return r;
+  }
+  // Conditional: "Type?search" (R4 §3.1.0.11.2, transaction processing; Synthea uses these).
+  if (const auto q = text.find('?'); q != std::string_view::npos) {
+    const auto type = text.substr(0, q);
+    if (!IsResourceType(type)) {
+      return BadReference(text, "a conditional reference must be Type?search with an R4 type");
+    }
+    if (q + 1 == text.size()) return BadReference(text, "conditional reference has no search");
+    r.kind = ReferenceKind::kConditional;
+    r.type = std::string(type);
+    r.query = std::string(text.substr(q + 1));
     return r;
   }
   // Relative: exactly Type/id or Type/id/_history/vid.

@@ -128,6 +128,9 @@ struct Quantity {
   bool empty() const noexcept { return !value && unit.empty() && code.empty(); }
 };
 Quantity ReadQuantity(const json::Value& v, std::string_view path, IssueList& issues);
+// Quantity profiles (R4 §2.24.0.12): same shape, only their invariants differ.
+using Duration = Quantity;
+using Age = Quantity;
 
 // Range (R4 §2.24.0.13).
 struct QuantityRange {

@@ -104,6 +104,11 @@ TEST(ReferenceTest, ConditionalAsSyntheaWritesIt) {
   EXPECT_EQ(loc->SearchIdentifier()->value, "3b23bdf7-5bd6-30bf-85a9-a37d7d74938a");
   EXPECT_FALSE(ParseReferenceString("Patient?name=x&birthdate=2000")->SearchIdentifier());
   EXPECT_FALSE(ParseReferenceString("Nonsense?identifier=a|b"));
+  // An absolute URL with a query is still absolute (opaque, no Type/id key).
+  auto abs_query = ParseReferenceString("https://ehr.example/fhir/Patient?identifier=x|1");
+  ASSERT_TRUE(abs_query);
+  EXPECT_EQ(abs_query->kind, ReferenceKind::kAbsolute);
+  EXPECT_FALSE(abs_query->Key());
   EXPECT_FALSE(ParseReferenceString("Patient?"));
 }
 
@@ -252,6 +257,9 @@ TEST(PeriodTest, InclusiveEndContainsOverlapsDuration) {
   EXPECT_TRUE(open.Contains(FhirDateTime::Parse("2099-01-01")->Earliest()));
   EXPECT_TRUE(issues.empty());
 
+  // A zone-less end date and an offset start: consistent in New York, so not a per-1 violation.
+  ReadPeriod(J(R"({"start":"2026-10-05T22:00:00-04:00","end":"2026-10-05"})"), "P", issues);
+  EXPECT_TRUE(issues.empty()) << Dump(issues);
   ReadPeriod(J(R"({"start":"2026-10-05","end":"2026-10-04"})"), "Encounter.period", issues);
   ReadPeriod(J(R"({"start":"2026-02-30"})"), "Encounter.period", issues);
   ASSERT_EQ(issues.size(), 2u) << Dump(issues);
