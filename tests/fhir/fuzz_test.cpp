@@ -7,6 +7,7 @@
 
 #include "fhir/json.h"
 #include "fhir/reader.h"
+#include "fhir/resources.h"
 #include "fhir/validate.h"
 #include "test_util.h"
 
@@ -123,6 +124,43 @@ TEST(FuzzTest, MutatedBundlesThroughTheStreamingReaderNeverCrash) {
   }
   EXPECT_GT(resources, 100u);
   EXPECT_GT(issues, 100u);
+}
+
+template <class View>
+std::size_t ReadWithEveryShape(const char* example) {
+  // Every top-level element of the example replaced by each JSON kind in turn, then read through
+  // the typed view and the validator.
+  static constexpr const char* kKinds[] = {"null", "true", "0", "-1.50", "\"x\"", "[]", "{}",
+                                           "[1,{}]", "{\"a\":[null]}", "[{\"reference\":7}]"};
+  auto doc = json::Parse(ReadFile(SharedData() / "fhir/spec-r4-examples" / example));
+  EXPECT_TRUE(doc) << example;
+  if (!doc) return 0;
+  std::size_t reads = 0;
+  for (const json::Member& m : doc->object()) {
+    for (const char* k : kKinds) {
+      json::Value v = *doc;
+      v.set(m.key, json::Parse(k).value());
+      IssueList issues;
+      View view = View::Read(v, issues);
+      (void)view;
+      Exercise(v);
+      ++reads;
+    }
+  }
+  return reads;
+}
+
+TEST(FuzzTest, TypedViewsSurviveWrongShapes) {
+  std::size_t reads = 0;
+  reads += ReadWithEveryShape<EncounterView>("Encounter-f201.json");
+  reads += ReadWithEveryShape<ConditionView>("Condition-f201.json");
+  reads += ReadWithEveryShape<CarePlanView>("CarePlan-f201.json");
+  reads += ReadWithEveryShape<ConsentView>("Consent-consent-example-notTime.json");
+  reads += ReadWithEveryShape<PatientView>("Patient-pat2.json");
+  reads += ReadWithEveryShape<ClaimView>("Claim-760151.json");
+  reads += ReadWithEveryShape<ChargeItemView>("ChargeItem-example.json");
+  reads += ReadWithEveryShape<BundleView>("Bundle-bundle-transaction.json");
+  EXPECT_GT(reads, 500u);
 }
 
 }  // namespace
