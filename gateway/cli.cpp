@@ -147,14 +147,25 @@ void PrintCounts(const IngestReport& r, std::FILE* out) {
              r.invalid, errors, warnings, r.stopped_early ? "; stopped at the first error (--strict)" : "");
 }
 
-int RunCheck(const Args& args) {
-  auto inputs = Inputs(args);
-  ResourceStore store;
-  Result<IngestReport> report = Ingest(inputs, MakeIngestOptions(args), store);
+// Runs the ingest stage for a command; prints the fatal error and returns nullopt on failure.
+std::optional<IngestReport> RunIngestStage(const Args& args, std::string_view command,
+                                           ResourceStore& store, bool keep_resources) {
+  IngestOptions options = MakeIngestOptions(args);
+  options.keep_resources = keep_resources;
+  Result<IngestReport> report = Ingest(Inputs(args), options, store);
   if (!report) {
-    fmt::print(stderr, "ccm-gateway check: {}\n", report.error().message);
-    return kExitFatal;
+    fmt::print(stderr, "ccm-gateway {}: {}\n", command, report.error().message);
+    return std::nullopt;
   }
+  return std::move(*report);
+}
+
+int RunCheck(const Args& args) {
+  ResourceStore store;
+  // check keeps only each resource's identity and version (for duplicate counts), so its memory does
+  // not grow with the size of the export.
+  std::optional<IngestReport> report = RunIngestStage(args, "check", store, false);
+  if (!report) return kExitFatal;
   PrintIssues(report->issues, stdout);
   if (!report->issues.empty()) fmt::print("\n");
   PrintCounts(*report, stdout);
@@ -184,13 +195,9 @@ std::string PatientOf(const fhir::json::Value& r) {
 }
 
 int RunIngest(const Args& args) {
-  auto inputs = Inputs(args);
   ResourceStore store;
-  Result<IngestReport> report = Ingest(inputs, MakeIngestOptions(args), store);
-  if (!report) {
-    fmt::print(stderr, "ccm-gateway ingest: {}\n", report.error().message);
-    return kExitFatal;
-  }
+  std::optional<IngestReport> report = RunIngestStage(args, "ingest", store, true);
+  if (!report) return kExitFatal;
   PrintIssues(report->issues, stderr);
   PrintCounts(*report, stdout);
 

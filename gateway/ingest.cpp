@@ -97,6 +97,13 @@ Result<IngestReport> Ingest(const std::vector<std::filesystem::path>& inputs,
           if (options.strict) stop = true;
           return !stop;
         }
+        if (!options.keep_resources) {
+          Value identity = Value::MakeObject();
+          for (std::string_view k : {"resourceType", "id", "meta"}) {
+            if (Value* v = resource.find(k)) identity.set(k, std::move(*v));
+          }
+          resource = std::move(identity);
+        }
         if (store.Put(std::move(resource), where) != ResourceStore::PutResult::kAdded) {
           ++counts.duplicates;
         }

@@ -71,6 +71,9 @@ struct IngestReport {
 
 struct IngestOptions {
   bool strict = false;  // stop at the first error
+  // false: the store keeps only resourceType, id and meta of each resource (enough for duplicate
+  // detection), so validating a large export does not hold it in memory.
+  bool keep_resources = true;
   fhir::ReadOptions read;
   // Validates one resource; the default validator is fhir::Validate. Replaceable for tests.
   std::function<fhir::IssueList(const fhir::json::Value&)> validate;

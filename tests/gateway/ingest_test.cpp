@@ -86,6 +86,25 @@ TEST(IngestTest, InvalidResourcesAreSkippedAndExplained) {
   EXPECT_TRUE(period_issue);
 }
 
+TEST(IngestTest, IdentityOnlyModeStillCountsDuplicates) {
+  TempDir dir;
+  WriteFile(dir / "a.ndjson",
+            R"({"resourceType":"Patient","id":"p","meta":{"versionId":"1"},"gender":"male"})"
+            "\n"
+            R"({"resourceType":"Patient","id":"p","meta":{"versionId":"2"},"gender":"female"})"
+            "\n");
+  ResourceStore store;
+  IngestOptions o = Validating();
+  o.keep_resources = false;
+  auto report = Ingest({dir.path()}, o, store);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->per_type.at("Patient").duplicates, 1u);
+  const StoredResource* p = store.Find("Patient", "p");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->resource["meta"]["versionId"].str(), "2");
+  EXPECT_EQ(p->resource.find("gender"), nullptr);
+}
+
 TEST(IngestTest, StrictStopsAtTheFirstError) {
   TempDir dir;
   WriteFile(dir / "x.ndjson",
