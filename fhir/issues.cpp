@@ -8,30 +8,48 @@ namespace ccm::fhir {
 
 std::string_view ToCode(Severity s) noexcept {
   switch (s) {
-    case Severity::kFatal: return "fatal";
-    case Severity::kError: return "error";
-    case Severity::kWarning: return "warning";
-    case Severity::kInformation: return "information";
+    case Severity::kFatal:
+      return "fatal";
+    case Severity::kError:
+      return "error";
+    case Severity::kWarning:
+      return "warning";
+    case Severity::kInformation:
+      return "information";
   }
   return "error";
 }
 
 std::string_view ToCode(IssueCode c) noexcept {
   switch (c) {
-    case IssueCode::kInvalid: return "invalid";
-    case IssueCode::kStructure: return "structure";
-    case IssueCode::kRequired: return "required";
-    case IssueCode::kValue: return "value";
-    case IssueCode::kInvariant: return "invariant";
-    case IssueCode::kNotSupported: return "not-supported";
-    case IssueCode::kDuplicate: return "duplicate";
-    case IssueCode::kNotFound: return "not-found";
-    case IssueCode::kProcessing: return "processing";
-    case IssueCode::kTooLong: return "too-long";
-    case IssueCode::kCodeInvalid: return "code-invalid";
-    case IssueCode::kInformational: return "informational";
-    case IssueCode::kException: return "exception";
-    case IssueCode::kIncomplete: return "incomplete";
+    case IssueCode::kInvalid:
+      return "invalid";
+    case IssueCode::kStructure:
+      return "structure";
+    case IssueCode::kRequired:
+      return "required";
+    case IssueCode::kValue:
+      return "value";
+    case IssueCode::kInvariant:
+      return "invariant";
+    case IssueCode::kNotSupported:
+      return "not-supported";
+    case IssueCode::kDuplicate:
+      return "duplicate";
+    case IssueCode::kNotFound:
+      return "not-found";
+    case IssueCode::kProcessing:
+      return "processing";
+    case IssueCode::kTooLong:
+      return "too-long";
+    case IssueCode::kCodeInvalid:
+      return "code-invalid";
+    case IssueCode::kInformational:
+      return "informational";
+    case IssueCode::kException:
+      return "exception";
+    case IssueCode::kIncomplete:
+      return "incomplete";
   }
   return "invalid";
 }
@@ -90,7 +108,8 @@ json::Value ToOperationOutcome(const IssueList& issues) {
     add(Severity::kInformation, IssueCode::kInformational, "All OK", "");
   }
   for (const Issue& i : issues) {
-    std::string diagnostics = i.location.empty() ? i.message : fmt::format("{}: {}", i.location, i.message);
+    std::string diagnostics =
+        i.location.empty() ? i.message : fmt::format("{}: {}", i.location, i.message);
     add(i.severity, i.code, diagnostics, i.path);
   }
   return oo;

@@ -46,12 +46,15 @@ struct Issue {
   std::string message;   // what is wrong and how to fix it; never patient data values beyond codes
   std::string location;  // "file:line" (or "file:line:column"), "" when unknown
 
-  bool is_error() const noexcept { return severity == Severity::kError || severity == Severity::kFatal; }
+  bool is_error() const noexcept {
+    return severity == Severity::kError || severity == Severity::kFatal;
+  }
 };
 
 class IssueList {
  public:
-  void Add(Severity s, IssueCode c, std::string path, std::string message, std::string location = {});
+  void Add(Severity s, IssueCode c, std::string path, std::string message,
+           std::string location = {});
   void Error(IssueCode c, std::string path, std::string message) {
     Add(Severity::kError, c, std::move(path), std::move(message));
   }

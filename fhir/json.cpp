@@ -26,8 +26,12 @@ struct StringSink {
 template <class Writer>
 void Write(const Value& v, Writer& w) {
   switch (v.kind()) {
-    case Kind::kNull: w.Null(); break;
-    case Kind::kBool: w.Bool(v.as_bool()); break;
+    case Kind::kNull:
+      w.Null();
+      break;
+    case Kind::kBool:
+      w.Bool(v.as_bool());
+      break;
     case Kind::kNumber: {
       std::string_view t = v.number_text();
       w.RawValue(t.data(), t.size(), rapidjson::kNumberType);
@@ -58,19 +62,25 @@ void Write(const Value& v, Writer& w) {
 
 std::string_view KindName(Kind k) noexcept {
   switch (k) {
-    case Kind::kNull: return "null";
-    case Kind::kBool: return "boolean";
-    case Kind::kNumber: return "number";
-    case Kind::kString: return "string";
-    case Kind::kArray: return "array";
-    case Kind::kObject: return "object";
+    case Kind::kNull:
+      return "null";
+    case Kind::kBool:
+      return "boolean";
+    case Kind::kNumber:
+      return "number";
+    case Kind::kString:
+      return "string";
+    case Kind::kArray:
+      return "array";
+    case Kind::kObject:
+      return "object";
   }
   return "?";
 }
 
-// SaxBuilder: containers under construction are tracked by pointer. A container's own vector is only
-// appended to while it is on top of the stack, so pointers to its ancestors (elements of vectors that
-// are not growing at that moment) stay valid.
+// SaxBuilder: containers under construction are tracked by pointer. A container's own vector is
+// only appended to while it is on top of the stack, so pointers to its ancestors (elements of
+// vectors that are not growing at that moment) stay valid.
 bool SaxBuilder::Double(double d) { return Add(Value::Number(fmt::format("{}", d))); }
 
 bool SaxBuilder::Key(const char* s, unsigned n, bool) {
@@ -221,7 +231,8 @@ bool Value::Equivalent(const Value& other) const {
       }
       return true;
     }
-    default: return *this == other;
+    default:
+      return *this == other;
   }
 }
 
@@ -244,8 +255,10 @@ Result<Value> Parse(std::string_view text, const ParseOptions& options, ParseErr
 
   ParseErrorInfo e;
   e.offset = ok.Offset();
-  std::string what = builder.error().empty() ? rapidjson::GetParseError_En(ok.Code()) : builder.error();
-  if (ok.Code() == rapidjson::kParseErrorDocumentEmpty) what = "empty input: expected a JSON object";
+  std::string what =
+      builder.error().empty() ? rapidjson::GetParseError_En(ok.Code()) : builder.error();
+  if (ok.Code() == rapidjson::kParseErrorDocumentEmpty)
+    what = "empty input: expected a JSON object";
   auto [line, column] = LineColumn(text, e.offset);
   e.line = line;
   e.column = column;

@@ -1,15 +1,17 @@
 // Lossless JSON for FHIR.
 //
 // A small DOM built on RapidJSON's SAX reader that keeps everything a FHIR resource can carry:
-// - numbers are kept as their literal text (`1.50` stays `1.50`, `0.1000000000000000000001` is not rounded), as FHIR's
+// - numbers are kept as their literal text (`1.50` stays `1.50`, `0.1000000000000000000001` is not
+// rounded), as FHIR's
 //   decimal type requires (R4 §2.1.28.0.1 "decimal": precision is significant);
 // - object members keep their order, so a resource serialised again reads like the original;
 // - nothing is interpreted: extensions, `_element` primitive extensions, contained resources and
-//   properties unknown to us are ordinary members and survive any edit made through the typed views.
+//   properties unknown to us are ordinary members and survive any edit made through the typed
+//   views.
 //
 // Parsing rejects what FHIR JSON forbids (R4 §2.6.2): comments, trailing commas, unquoted names,
-// duplicate property names, invalid UTF-8, more than one top-level value. Errors say where (line and
-// column, 1-based) and what.
+// duplicate property names, invalid UTF-8, more than one top-level value. Errors say where (line
+// and column, 1-based) and what.
 //
 // Values are regular types: copyable, movable, comparable with ==. Not thread-safe for concurrent
 // mutation; concurrent reads of an unchanging Value are safe.
@@ -31,7 +33,8 @@ class Value;
 struct Member;
 
 using Array = std::vector<Value>;
-using Object = std::vector<Member>;  // insertion order; keys unique (enforced by the parser and set())
+using Object =
+    std::vector<Member>;  // insertion order; keys unique (enforced by the parser and set())
 
 enum class Kind : std::uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
 
@@ -62,8 +65,8 @@ class Value {
   bool is_array() const noexcept { return kind() == Kind::kArray; }
   bool is_object() const noexcept { return kind() == Kind::kObject; }
 
-  // Accessors return a neutral value (false, "", empty) when the kind does not match, so that reading
-  // optional FHIR elements never needs a guard; check kind() where the difference matters.
+  // Accessors return a neutral value (false, "", empty) when the kind does not match, so that
+  // reading optional FHIR elements never needs a guard; check kind() where the difference matters.
   bool as_bool() const noexcept;
   std::string_view number_text() const noexcept;  // "" unless a number
   std::string_view str() const noexcept;          // "" unless a string
@@ -81,14 +84,16 @@ class Value {
   const Value& operator[](std::size_t i) const noexcept;
   std::size_t size() const noexcept;  // members or elements; 0 for scalars
 
-  // Mutation. set() replaces the member in place (keeping its position) or appends it; on a non-object
-  // it first turns this value into an empty object. erase() returns whether a member was removed.
+  // Mutation. set() replaces the member in place (keeping its position) or appends it; on a
+  // non-object it first turns this value into an empty object. erase() returns whether a member was
+  // removed.
   Value& set(std::string_view key, Value v);
   bool erase(std::string_view key);
   // push_back() turns a non-array into an empty array first.
   Value& push_back(Value v);
 
-  // Structural equality: kinds, number text, strings, array order and object member order all match.
+  // Structural equality: kinds, number text, strings, array order and object member order all
+  // match.
   bool operator==(const Value& other) const = default;
   // Equality that ignores object member order (JSON semantics); numbers still compare by text.
   bool Equivalent(const Value& other) const;
@@ -118,9 +123,9 @@ struct ParseOptions {
   std::size_t max_depth = 256;
 };
 
-// Incremental builder behind Parse, exposed for streaming readers: feed it RapidJSON-style SAX events
-// (numbers as raw text) and take the finished value. A handler method returning false means the input
-// must be rejected; error() then says why (duplicate name, nesting too deep).
+// Incremental builder behind Parse, exposed for streaming readers: feed it RapidJSON-style SAX
+// events (numbers as raw text) and take the finished value. A handler method returning false means
+// the input must be rejected; error() then says why (duplicate name, nesting too deep).
 class SaxBuilder {
  public:
   explicit SaxBuilder(std::size_t max_depth = ParseOptions{}.max_depth) : max_depth_(max_depth) {}
@@ -168,8 +173,8 @@ class SaxBuilder {
   std::string error_;
 };
 
-// Parses one JSON text (leading UTF-8 BOM and surrounding whitespace allowed). On failure the Error's
-// message is "line L, column C: what" and `info` (if given) holds the position.
+// Parses one JSON text (leading UTF-8 BOM and surrounding whitespace allowed). On failure the
+// Error's message is "line L, column C: what" and `info` (if given) holds the position.
 Result<Value> Parse(std::string_view text, const ParseOptions& options = {},
                     ParseErrorInfo* info = nullptr);
 

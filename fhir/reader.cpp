@@ -27,7 +27,8 @@ using GzHandle = std::unique_ptr<gzFile_s, GzCloser>;
 Result<GzHandle> OpenGz(const fs::path& file) {
   GzHandle h(gzopen(file.c_str(), "rb"));
   if (!h) {
-    return MakeError(Errc::kIo, fmt::format("cannot open {}: {}", file.string(), std::strerror(errno)));
+    return MakeError(Errc::kIo,
+                     fmt::format("cannot open {}: {}", file.string(), std::strerror(errno)));
   }
   gzbuffer(h.get(), kChunk * 2);
   return h;
@@ -80,7 +81,8 @@ class ChunkStream {
     return c;
   }
   std::size_t Tell() const { return count_; }
-  // Output functions required by the stream concept; the reader never calls them on an input stream.
+  // Output functions required by the stream concept; the reader never calls them on an input
+  // stream.
   Ch* PutBegin() { return nullptr; }
   void Put(Ch) {}
   void Flush() {}
@@ -123,8 +125,8 @@ std::string Loc(std::string_view file, std::size_t line, std::size_t column = 0)
 
 }  // namespace
 
-// Streams a JSON document: the top-level object is built as a DOM, except the elements of a top-level
-// `entry` array of a Bundle, which are built and handed on one at a time (see reader.h).
+// Streams a JSON document: the top-level object is built as a DOM, except the elements of a
+// top-level `entry` array of a Bundle, which are built and handed on one at a time (see reader.h).
 class BundleStreamer {
  public:
   BundleStreamer(ResourceReader& reader, std::string file, ChunkStream& stream)
@@ -134,13 +136,27 @@ class BundleStreamer {
         top_(reader.options_.parse.max_depth),
         entry_(reader.options_.parse.max_depth) {}
 
-  bool Null() { return Scalar([](json::SaxBuilder& b) { return b.Null(); }); }
-  bool Bool(bool v) { return Scalar([&](json::SaxBuilder& b) { return b.Bool(v); }); }
-  bool Int(int v) { return Scalar([&](json::SaxBuilder& b) { return b.Int(v); }); }
-  bool Uint(unsigned v) { return Scalar([&](json::SaxBuilder& b) { return b.Uint(v); }); }
-  bool Int64(std::int64_t v) { return Scalar([&](json::SaxBuilder& b) { return b.Int64(v); }); }
-  bool Uint64(std::uint64_t v) { return Scalar([&](json::SaxBuilder& b) { return b.Uint64(v); }); }
-  bool Double(double v) { return Scalar([&](json::SaxBuilder& b) { return b.Double(v); }); }
+  bool Null() {
+    return Scalar([](json::SaxBuilder& b) { return b.Null(); });
+  }
+  bool Bool(bool v) {
+    return Scalar([&](json::SaxBuilder& b) { return b.Bool(v); });
+  }
+  bool Int(int v) {
+    return Scalar([&](json::SaxBuilder& b) { return b.Int(v); });
+  }
+  bool Uint(unsigned v) {
+    return Scalar([&](json::SaxBuilder& b) { return b.Uint(v); });
+  }
+  bool Int64(std::int64_t v) {
+    return Scalar([&](json::SaxBuilder& b) { return b.Int64(v); });
+  }
+  bool Uint64(std::uint64_t v) {
+    return Scalar([&](json::SaxBuilder& b) { return b.Uint64(v); });
+  }
+  bool Double(double v) {
+    return Scalar([&](json::SaxBuilder& b) { return b.Double(v); });
+  }
   bool RawNumber(const char* s, unsigned n, bool c) {
     return Scalar([&](json::SaxBuilder& b) { return b.RawNumber(s, n, c); });
   }
@@ -162,7 +178,9 @@ class BundleStreamer {
     if (open_ == 0) is_object_ = true;
     return Open([](json::SaxBuilder& b) { return b.StartObject(); });
   }
-  bool EndObject(unsigned n) { return Close([&](json::SaxBuilder& b) { return b.EndObject(n); }); }
+  bool EndObject(unsigned n) {
+    return Close([&](json::SaxBuilder& b) { return b.EndObject(n); });
+  }
   bool StartArray() {
     if (open_ == 1 && top_key_is_entry_) {
       ++open_;
@@ -273,10 +291,10 @@ class BundleStreamer {
     std::string pointer = fmt::format("Bundle.entry[{}]", p.index);
     std::string loc = Loc(file_, p.line);
     if (!p.value.is_object()) {
-      reader_.Report(Severity::kError, IssueCode::kStructure, pointer,
-                     fmt::format("must be an object, found {}; entry skipped",
-                                 json::KindName(p.value.kind())),
-                     loc);
+      reader_.Report(
+          Severity::kError, IssueCode::kStructure, pointer,
+          fmt::format("must be an object, found {}; entry skipped", json::KindName(p.value.kind())),
+          loc);
       return;
     }
     json::Value* resource = p.value.find("resource");
@@ -284,16 +302,17 @@ class BundleStreamer {
       const json::Value& request = p.value["request"];
       std::string_view method = request["method"].str();
       if (request.is_object() && (method == "GET" || method == "HEAD")) {
-        reader_.Report(Severity::kInformation, IssueCode::kInformational, pointer,
-                       fmt::format("{} {} is a read request; nothing to ingest", method,
-                                   request["url"].str()),
-                       loc);
+        reader_.Report(
+            Severity::kInformation, IssueCode::kInformational, pointer,
+            fmt::format("{} {} is a read request; nothing to ingest", method, request["url"].str()),
+            loc);
       } else if (request.is_object()) {
-        reader_.Report(Severity::kWarning, IssueCode::kNotSupported, pointer,
-                       fmt::format("{} {} has no resource: file ingest reads resources and does not "
-                                   "apply this request; apply it on the server instead",
-                                   request["method"].str(), request["url"].str()),
-                       loc);
+        reader_.Report(
+            Severity::kWarning, IssueCode::kNotSupported, pointer,
+            fmt::format("{} {} has no resource: file ingest reads resources and does not "
+                        "apply this request; apply it on the server instead",
+                        request["method"].str(), request["url"].str()),
+            loc);
       } else if (!p.value["response"].is_object()) {
         reader_.Report(Severity::kError, IssueCode::kRequired, pointer,
                        "has no resource: add `resource` or remove the entry; entry skipped", loc);
@@ -370,7 +389,8 @@ Status ResourceReader::Read(const fs::path& path) {
   std::vector<fs::path> files;
   fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec);
   if (ec) {
-    return MakeError(Errc::kIo, fmt::format("{}: cannot list directory: {}", path.string(), ec.message()));
+    return MakeError(Errc::kIo,
+                     fmt::format("{}: cannot list directory: {}", path.string(), ec.message()));
   }
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
@@ -417,14 +437,16 @@ void ResourceReader::ReadFile(const fs::path& file) {
   }
 }
 
-void ResourceReader::NdjsonLine(std::string_view line, const std::string& file, std::size_t line_no) {
+void ResourceReader::NdjsonLine(std::string_view line, const std::string& file,
+                                std::size_t line_no) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank lines are allowed
   json::ParseErrorInfo info;
   Result<json::Value> v = json::Parse(line, options_.parse, &info);
   if (!v) {
     Report(Severity::kError, IssueCode::kStructure, "",
-           fmt::format("invalid JSON: {}; line skipped", info.message), Loc(file, line_no, info.column));
+           fmt::format("invalid JSON: {}; line skipped", info.message),
+           Loc(file, line_no, info.column));
     return;
   }
   if (!v->is_object()) {
@@ -464,10 +486,11 @@ void ResourceReader::ReadNdjsonFile(const fs::path& path) {
   auto finish_line = [&] {
     ++line_no;
     if (overlong) {
-      Report(Severity::kError, IssueCode::kTooLong, "",
-             fmt::format("line longer than {} bytes; line skipped (raise the limit or split the file)",
-                         options_.max_line_bytes),
-             Loc(file, line_no));
+      Report(
+          Severity::kError, IssueCode::kTooLong, "",
+          fmt::format("line longer than {} bytes; line skipped (raise the limit or split the file)",
+                      options_.max_line_bytes),
+          Loc(file, line_no));
     } else {
       NdjsonLine(line, file, line_no);
     }
@@ -529,11 +552,13 @@ void RunJson(ResourceReader& reader, BundleStreamer& streamer, ChunkStream& stre
   if (!ok) {
     std::string what = streamer.builder_error().empty() ? rapidjson::GetParseError_En(ok.Code())
                                                         : streamer.builder_error();
-    if (ok.Code() == rapidjson::kParseErrorDocumentEmpty) what = "empty file: expected a JSON object";
+    if (ok.Code() == rapidjson::kParseErrorDocumentEmpty)
+      what = "empty file: expected a JSON object";
     std::string tail = streamer.is_bundle() || streamer.entries_seen() > 0
-                           ? fmt::format("; {} Bundle entries before this point were read, the rest "
-                                         "of the file was not",
-                                         streamer.entries_seen())
+                           ? fmt::format(
+                                 "; {} Bundle entries before this point were read, the rest "
+                                 "of the file was not",
+                                 streamer.entries_seen())
                            : "; file skipped";
     report(Severity::kError, IssueCode::kStructure, Loc(file, stream.line(), stream.column()),
            fmt::format("invalid JSON: {}{}", what, tail));
@@ -560,10 +585,11 @@ void ResourceReader::ReadJsonFile(const fs::path& path) {
   gzFile_s* g = h->get();
   ChunkStream stream([g](char* buf, std::size_t cap) { return GzRead(g, buf, cap); });
   BundleStreamer streamer(*this, file, stream);
-  RunJson(*this, streamer, stream, file, [&](Severity s, IssueCode c, std::string loc, std::string msg) {
-    if (c == IssueCode::kIncomplete) msg = fmt::format("{}: {}", msg, GzErrorText(g));
-    Report(s, c, "", std::move(msg), std::move(loc));
-  });
+  RunJson(*this, streamer, stream, file,
+          [&](Severity s, IssueCode c, std::string loc, std::string msg) {
+            if (c == IssueCode::kIncomplete) msg = fmt::format("{}: {}", msg, GzErrorText(g));
+            Report(s, c, "", std::move(msg), std::move(loc));
+          });
 }
 
 void ResourceReader::ReadJsonText(std::string_view text, std::string_view name) {
@@ -575,9 +601,10 @@ void ResourceReader::ReadJsonText(std::string_view text, std::string_view name) 
     return static_cast<long>(n);
   });
   BundleStreamer streamer(*this, file, stream);
-  RunJson(*this, streamer, stream, file, [&](Severity s, IssueCode c, std::string loc, std::string msg) {
-    Report(s, c, "", std::move(msg), std::move(loc));
-  });
+  RunJson(*this, streamer, stream, file,
+          [&](Severity s, IssueCode c, std::string loc, std::string msg) {
+            Report(s, c, "", std::move(msg), std::move(loc));
+          });
 }
 
 }  // namespace ccm::fhir

@@ -1,21 +1,24 @@
 // Streaming readers for FHIR resources on disk.
 //
 // Formats (chosen by file name; `.gz` means gzip-compressed and is read transparently):
-// - NDJSON (`.ndjson`, `.jsonl`, as written by Bulk Data $export): one resource per line; blank lines
+// - NDJSON (`.ndjson`, `.jsonl`, as written by Bulk Data $export): one resource per line; blank
+// lines
 //   are ignored.
 // - JSON (`.json`): a single resource, or a Bundle of any type (searchset, collection, transaction,
 //   batch, ...) whose `entry[].resource` are read one at a time.
-// - Directories: every file with one of those endings, recursively, in sorted path order. Other files
+// - Directories: every file with one of those endings, recursively, in sorted path order. Other
+// files
 //   and hidden files are reported as skipped; a Bulk Data client's `log.ndjson` is recognised and
 //   skipped with a note.
 //
 // Memory does not grow with file size: NDJSON holds one line at a time and a Bundle one entry at a
 // time (plus entries seen before the Bundle's `resourceType` when that comes late, which is rare).
 //
-// Every resource is delivered with its SourceLocation (file, line where it starts, and the entry index
-// for Bundles). A malformed line or entry is reported as an Issue and skipped; reading continues. Only
-// failures that stop a whole file (it cannot be opened, a Bundle's JSON is broken part-way through)
-// end that file; they are still reported as Issues so the caller sees every problem in one list.
+// Every resource is delivered with its SourceLocation (file, line where it starts, and the entry
+// index for Bundles). A malformed line or entry is reported as an Issue and skipped; reading
+// continues. Only failures that stop a whole file (it cannot be opened, a Bundle's JSON is broken
+// part-way through) end that file; they are still reported as Issues so the caller sees every
+// problem in one list.
 //
 // Not thread-safe; use one reader per thread.
 #pragma once
@@ -33,8 +36,8 @@ namespace ccm::fhir {
 
 struct SourceLocation {
   std::string file;
-  std::size_t line = 0;   // 1-based line where the resource starts; 0 when unknown
-  std::string pointer;    // inside the file, e.g. "Bundle.entry[3].resource"; "" for NDJSON lines
+  std::size_t line = 0;  // 1-based line where the resource starts; 0 when unknown
+  std::string pointer;   // inside the file, e.g. "Bundle.entry[3].resource"; "" for NDJSON lines
 
   // "file:line" (plus " Bundle.entry[3].resource" when inside a Bundle)
   std::string ToString() const;
@@ -49,9 +52,9 @@ struct ReadOptions {
 // What a reader saw, for the end-of-run summary.
 struct ReadCounts {
   std::size_t files = 0;
-  std::size_t resources = 0;       // delivered to the callback
-  std::size_t skipped = 0;         // lines or entries reported and not delivered
-  std::size_t files_skipped = 0;   // files not read (unknown ending, hidden, bulk log)
+  std::size_t resources = 0;      // delivered to the callback
+  std::size_t skipped = 0;        // lines or entries reported and not delivered
+  std::size_t files_skipped = 0;  // files not read (unknown ending, hidden, bulk log)
 };
 
 class ResourceReader {
@@ -63,13 +66,13 @@ class ResourceReader {
 
   ResourceReader(ResourceFn on_resource, IssueFn on_issue, ReadOptions options = {});
 
-  // Reads a file or a directory. Returns an error only when the path itself does not exist or cannot
-  // be listed; per-file problems go to the issue callback. Returns Errc::kIncomplete-free success
-  // even when the callbacks asked to stop; check stopped().
+  // Reads a file or a directory. Returns an error only when the path itself does not exist or
+  // cannot be listed; per-file problems go to the issue callback. Returns Errc::kIncomplete-free
+  // success even when the callbacks asked to stop; check stopped().
   Status Read(const std::filesystem::path& path);
 
-  // Reads NDJSON or JSON text already in memory (used by tests and the HTTP server); `name` is used in
-  // locations.
+  // Reads NDJSON or JSON text already in memory (used by tests and the HTTP server); `name` is used
+  // in locations.
   void ReadNdjsonText(std::string_view text, std::string_view name);
   void ReadJsonText(std::string_view text, std::string_view name);
 

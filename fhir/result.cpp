@@ -13,19 +13,32 @@ class Category final : public boost::system::error_category {
   const char* name() const noexcept override { return "ccm"; }
   std::string message(int ev) const override {
     switch (static_cast<Errc>(ev)) {
-      case Errc::kOk: return "ok";
-      case Errc::kInvalidArgument: return "invalid argument";
-      case Errc::kParseError: return "parse error";
-      case Errc::kInvalidResource: return "invalid resource";
-      case Errc::kNotFound: return "not found";
-      case Errc::kIo: return "i/o error";
-      case Errc::kNetwork: return "network error";
-      case Errc::kTimeout: return "timeout";
-      case Errc::kClientError: return "client error";
-      case Errc::kServerError: return "server error";
-      case Errc::kConflict: return "conflict";
-      case Errc::kUnsupported: return "unsupported";
-      case Errc::kInternal: return "internal error";
+      case Errc::kOk:
+        return "ok";
+      case Errc::kInvalidArgument:
+        return "invalid argument";
+      case Errc::kParseError:
+        return "parse error";
+      case Errc::kInvalidResource:
+        return "invalid resource";
+      case Errc::kNotFound:
+        return "not found";
+      case Errc::kIo:
+        return "i/o error";
+      case Errc::kNetwork:
+        return "network error";
+      case Errc::kTimeout:
+        return "timeout";
+      case Errc::kClientError:
+        return "client error";
+      case Errc::kServerError:
+        return "server error";
+      case Errc::kConflict:
+        return "conflict";
+      case Errc::kUnsupported:
+        return "unsupported";
+      case Errc::kInternal:
+        return "internal error";
     }
     return "unknown ccm error";
   }

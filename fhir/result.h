@@ -2,11 +2,12 @@
 //
 // Contract
 // - Expected failures (bad input, a missing file, a server that said no) are returned as
-//   `Result<T>` holding an `Error`; exceptions are reserved for programming errors and are caught once
-//   at the process boundary (main, the HTTP handler).
-// - `Error::code` is a `boost::system::error_code`, normally in `ccm::error_category()` (see Errc), so
-//   callers branch on the kind of failure without parsing text; `Error::message` is the human message
-//   (what, where, how to fix) and never contains secrets or patient data.
+//   `Result<T>` holding an `Error`; exceptions are reserved for programming errors and are caught
+//   once at the process boundary (main, the HTTP handler).
+// - `Error::code` is a `boost::system::error_code`, normally in `ccm::error_category()` (see Errc),
+// so
+//   callers branch on the kind of failure without parsing text; `Error::message` is the human
+//   message (what, where, how to fix) and never contains secrets or patient data.
 // - `CCM_TRY(expr)` returns early from a function returning Result<...> when `expr` failed;
 //   `CCM_TRY_ASSIGN(decl, expr)` does the same and otherwise binds the value.
 #pragma once
@@ -60,7 +61,8 @@ struct Error {
   bool is(Errc e) const noexcept { return code == make_error_code(e); }
 };
 
-// Found by ADL when `.value()` is called on a failed Result: converts to an exception at a boundary.
+// Found by ADL when `.value()` is called on a failed Result: converts to an exception at a
+// boundary.
 [[noreturn]] void throw_exception_from_error(const Error& e, const boost::source_location& loc);
 
 template <class T>
@@ -72,14 +74,13 @@ inline Error MakeError(Errc e, std::string message) { return Error{e, std::move(
 
 }  // namespace ccm
 
-
 #define CCM_CONCAT_INNER(a, b) a##b
 #define CCM_CONCAT(a, b) CCM_CONCAT_INNER(a, b)
 
 // Evaluates `expr` (a Result or Status); on failure returns its Error from the enclosing function.
-#define CCM_TRY(expr)                                 \
-  do {                                                \
-    auto&& ccm_try_result_ = (expr);                  \
+#define CCM_TRY(expr)                                     \
+  do {                                                    \
+    auto&& ccm_try_result_ = (expr);                      \
     if (!ccm_try_result_) return ccm_try_result_.error(); \
   } while (false)
 

@@ -81,7 +81,8 @@ class Args {
       }
     }
     for (const auto& [k, v] : values_) {
-      if (v.size() > 1 && !repeated_.contains(k)) throw UsageError(fmt::format("{} given twice", k));
+      if (v.size() > 1 && !repeated_.contains(k))
+        throw UsageError(fmt::format("{} given twice", k));
     }
   }
   bool flag(std::string_view f) const { return set_flags_.contains(std::string(f)); }
@@ -144,7 +145,8 @@ void PrintCounts(const IngestReport& r, std::FILE* out) {
              "\n{} file(s) read, {} file(s) not read, {} resource(s) read, {} skipped "
              "({} unreadable line/entry, {} invalid resource), {} error(s), {} warning(s){}\n",
              r.read.files, r.read.files_skipped, r.read.resources, r.skipped(), r.read.skipped,
-             r.invalid, errors, warnings, r.stopped_early ? "; stopped at the first error (--strict)" : "");
+             r.invalid, errors, warnings,
+             r.stopped_early ? "; stopped at the first error (--strict)" : "");
 }
 
 // Runs the ingest stage for a command; prints the fatal error and returns nullopt on failure.
@@ -162,8 +164,8 @@ std::optional<IngestReport> RunIngestStage(const Args& args, std::string_view co
 
 int RunCheck(const Args& args) {
   ResourceStore store;
-  // check keeps only each resource's identity and version (for duplicate counts), so its memory does
-  // not grow with the size of the export.
+  // check keeps only each resource's identity and version (for duplicate counts), so its memory
+  // does not grow with the size of the export.
   std::optional<IngestReport> report = RunIngestStage(args, "check", store, false);
   if (!report) return kExitFatal;
   PrintIssues(report->issues, stdout);
@@ -219,8 +221,8 @@ int RunIngest(const Args& args) {
       per_patient[patient];
     }
   });
-  fmt::print("\n{} unique resources kept; {} patient(s):\n\n{:<46}", store.size(), per_patient.size(),
-             "patient");
+  fmt::print("\n{} unique resources kept; {} patient(s):\n\n{:<46}", store.size(),
+             per_patient.size(), "patient");
   for (const std::string& t : types) fmt::print(" {:>12}", t);
   fmt::print("\n");
   for (const auto& [patient, counts] : per_patient) {

@@ -46,7 +46,8 @@ bool IsNewerVersion(const Value& candidate, const Value& existing) {
 ResourceStore::PutResult ResourceStore::Put(Value resource, fhir::SourceLocation where) {
   std::string type(resource["resourceType"].str());
   std::string_view id = resource["id"].str();
-  std::string key = id.empty() ? fmt::format("{}/#{}", type, ++anonymous_) : fmt::format("{}/{}", type, id);
+  std::string key =
+      id.empty() ? fmt::format("{}/#{}", type, ++anonymous_) : fmt::format("{}/{}", type, id);
   auto it = by_key_.find(key);
   if (it == by_key_.end()) {
     by_key_.emplace(std::move(key), StoredResource{std::move(resource), std::move(where)});
@@ -69,7 +70,8 @@ void ResourceStore::ForEach(std::string_view type,
     return;
   }
   std::string prefix = fmt::format("{}/", type);
-  for (auto it = by_key_.lower_bound(prefix); it != by_key_.end() && it->first.starts_with(prefix); ++it) {
+  for (auto it = by_key_.lower_bound(prefix); it != by_key_.end() && it->first.starts_with(prefix);
+       ++it) {
     fn(it->second);
   }
 }

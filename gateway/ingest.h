@@ -3,8 +3,8 @@
 // Every resource read from the inputs is validated; one with error-level issues is skipped and its
 // issues reported (with file:line); the rest go into a ResourceStore that keeps one resource per
 // (type, id): the newest by meta.versionId, then meta.lastUpdated, else the last seen (R4 §3.1.0.5:
-// versionId is opaque but servers issue it increasing; lastUpdated is an instant). The IngestReport says
-// what was read, kept, skipped and why.
+// versionId is opaque but servers issue it increasing; lastUpdated is an instant). The IngestReport
+// says what was read, kept, skipped and why.
 //
 // Not thread-safe: one Ingest per store at a time.
 #pragma once
@@ -60,10 +60,10 @@ struct TypeCounts {
 
 struct IngestReport {
   std::map<std::string, TypeCounts, std::less<>> per_type;
-  fhir::IssueList issues;       // everything found, in input order
-  fhir::ReadCounts read;        // reader's counts (files, lines/entries skipped for syntax)
-  std::size_t invalid = 0;      // resources skipped for validation errors
-  bool stopped_early = false;   // --strict stopped at the first error
+  fhir::IssueList issues;      // everything found, in input order
+  fhir::ReadCounts read;       // reader's counts (files, lines/entries skipped for syntax)
+  std::size_t invalid = 0;     // resources skipped for validation errors
+  bool stopped_early = false;  // --strict stopped at the first error
 
   // Resources and lines not taken in: non-zero means the exit status must be non-zero.
   std::size_t skipped() const noexcept { return read.skipped + invalid; }

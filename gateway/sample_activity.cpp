@@ -87,9 +87,11 @@ Value Coding(std::string_view system, std::string_view code, std::string_view di
   return Obj({{"system", Str(system)}, {"code", Str(code)}, {"display", Str(display)}});
 }
 Value Ref(std::string_view r) { return Obj({{"reference", Str(r)}}); }
-// meta.tag naming the scenario, so tests and people can see why a patient's numbers are what they are.
+// meta.tag naming the scenario, so tests and people can see why a patient's numbers are what they
+// are.
 Value ScenarioMeta(std::string_view scenario) {
-  return Obj({{"tag", Arr({Obj({{"system", Str("urn:ccm-gateway:sample-scenario")}, {"code", Str(scenario)}})})}});
+  return Obj({{"tag", Arr({Obj({{"system", Str("urn:ccm-gateway:sample-scenario")},
+                                {"code", Str(scenario)}})})}});
 }
 
 std::string_view CptDisplay(std::string_view code) {
@@ -119,7 +121,8 @@ class NdjsonFile {
     }
     std::error_code ec;
     std::filesystem::rename(tmp_, path_, ec);
-    if (ec) return MakeError(Errc::kIo, fmt::format("cannot rename {}: {}", tmp_.string(), ec.message()));
+    if (ec)
+      return MakeError(Errc::kIo, fmt::format("cannot rename {}: {}", tmp_.string(), ec.message()));
     return {};
   }
   const std::filesystem::path& path() const { return path_; }
@@ -154,7 +157,8 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
   std::error_code ec;
   std::filesystem::create_directories(o.out_dir, ec);
   if (ec) {
-    return MakeError(Errc::kIo, fmt::format("cannot create {}: {}", o.out_dir.string(), ec.message()));
+    return MakeError(Errc::kIo,
+                     fmt::format("cannot create {}: {}", o.out_dir.string(), ec.message()));
   }
   NdjsonFile encounters(o.out_dir / "Encounter.ccm.ndjson");
   NdjsonFile consents(o.out_dir / "Consent.ccm.ndjson");
@@ -162,17 +166,21 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
   NdjsonFile practitioners(o.out_dir / "Practitioner.ccm.ndjson");
   ActivitySummary summary;
 
-  practitioners.Add(Obj({{"resourceType", Str("Practitioner")},
-                         {"id", Str("ccm-sample-rn")},
-                         {"identifier", Arr({Obj({{"system", Str(kIdSystem)}, {"value", Str("rn-1")}})})},
-                         {"active", Value::Bool(true)},
-                         {"qualification", Arr({Obj({{"code", Obj({{"text", Str("Registered nurse (clinical staff)")}})}})})}}));
-  practitioners.Add(Obj({{"resourceType", Str("Practitioner")},
-                         {"id", Str("ccm-sample-md")},
-                         {"identifier", Arr({Obj({{"system", Str("http://hl7.org/fhir/sid/us-npi")},
-                                                  {"value", Str("9999999991")}})})},
-                         {"active", Value::Bool(true)},
-                         {"qualification", Arr({Obj({{"code", Obj({{"text", Str("Physician (billing practitioner)")}})}})})}}));
+  practitioners.Add(
+      Obj({{"resourceType", Str("Practitioner")},
+           {"id", Str("ccm-sample-rn")},
+           {"identifier", Arr({Obj({{"system", Str(kIdSystem)}, {"value", Str("rn-1")}})})},
+           {"active", Value::Bool(true)},
+           {"qualification",
+            Arr({Obj({{"code", Obj({{"text", Str("Registered nurse (clinical staff)")}})}})})}}));
+  practitioners.Add(
+      Obj({{"resourceType", Str("Practitioner")},
+           {"id", Str("ccm-sample-md")},
+           {"identifier", Arr({Obj({{"system", Str("http://hl7.org/fhir/sid/us-npi")},
+                                    {"value", Str("9999999991")}})})},
+           {"active", Value::Bool(true)},
+           {"qualification",
+            Arr({Obj({{"code", Obj({{"text", Str("Physician (billing practitioner)")}})}})})}}));
 
   std::size_t index = 0;
   for (const std::string& id : living) {
@@ -198,14 +206,16 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
           {"resourceType", Str("Encounter")},
           {"id", Str(fmt::format("ccm-{}-{}", tag.substr(0, 12), k + 1))},
           {"meta", ScenarioMeta(s.name)},
-          {"identifier", Arr({Obj({{"system", Str(kIdSystem)}, {"value", Str(fmt::format("enc-{}-{}", tag, k + 1))}})})},
+          {"identifier", Arr({Obj({{"system", Str(kIdSystem)},
+                                   {"value", Str(fmt::format("enc-{}-{}", tag, k + 1))}})})},
           {"status", Str("finished")},
           {"class", Coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "VR", "virtual")},
           {"type", Arr({Obj({{"coding", Arr({Coding(kCpt, s.code, CptDisplay(s.code))})},
                              {"text", Str("Care coordination call")}})})},
           {"subject", Ref(patient)},
           {"participant", Arr({Obj({{"individual", Ref(s.performer)}})})},
-          {"period", Obj({{"start", Str(Stamp(o, day, start))}, {"end", Str(Stamp(o, day, start + len))}})},
+          {"period",
+           Obj({{"start", Str(Stamp(o, day, start))}, {"end", Str(Stamp(o, day, start + len))}})},
           {"length", Obj({{"value", Value::Number(len)},
                           {"unit", Str("min")},
                           {"system", Str("http://unitsofmeasure.org")},
@@ -218,8 +228,9 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
     }
 
     if (s.consent != "none") {
-      Value provision = Obj({{"type", Str("permit")},
-                             {"period", Obj({{"start", Str(fmt::format("{:04}-01-15", o.year - 1))}})}});
+      Value provision =
+          Obj({{"type", Str("permit")},
+               {"period", Obj({{"start", Str(fmt::format("{:04}-01-15", o.year - 1))}})}});
       if (s.consent == "revoked-mid-month") {
         // The patient opted out on the 14th: CMS lets the month of revocation still be billed.
         provision.find("period")->set("end", Str(fmt::format("{:04}-{:02}-14", o.year, o.month)));
@@ -229,13 +240,15 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
           {"id", Str(fmt::format("ccm-consent-{}", tag.substr(0, 12)))},
           {"meta", ScenarioMeta(s.name)},
           {"status", Str(s.consent == "active" ? "active" : "inactive")},
-          {"scope", Obj({{"coding", Arr({Coding("http://terminology.hl7.org/CodeSystem/consentscope",
-                                                "treatment", "Treatment")})}})},
+          {"scope",
+           Obj({{"coding", Arr({Coding("http://terminology.hl7.org/CodeSystem/consentscope",
+                                       "treatment", "Treatment")})}})},
           {"category", Arr({Obj({{"coding", Arr({Coding("http://loinc.org", "59284-0",
                                                         "Patient Consent")})}})})},
           {"patient", Ref(patient)},
           {"dateTime", Str(fmt::format("{:04}-01-15", o.year - 1))},
-          {"policyRule", Obj({{"text", Str("Medicare chronic care management consent (verbal, documented)")}})},
+          {"policyRule",
+           Obj({{"text", Str("Medicare chronic care management consent (verbal, documented)")}})},
           {"provision", provision},
       }));
       ++summary.consents;
@@ -245,13 +258,16 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
           {"resourceType", Str("CarePlan")},
           {"id", Str(fmt::format("ccm-plan-{}", tag.substr(0, 12)))},
           {"meta", ScenarioMeta(s.name)},
-          {"text", Obj({{"status", Str("generated")},
-                        {"div", Str("<div xmlns=\"http://www.w3.org/1999/xhtml\">Chronic care management "
-                                    "comprehensive care plan (sample).</div>")}})},
+          {"text",
+           Obj({{"status", Str("generated")},
+                {"div", Str("<div xmlns=\"http://www.w3.org/1999/xhtml\">Chronic care management "
+                            "comprehensive care plan (sample).</div>")}})},
           {"status", Str(s.care_plan)},
           {"intent", Str("plan")},
-          {"category", Arr({Obj({{"coding", Arr({Coding("http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
-                                                        "assess-plan", "Assessment and Plan of Treatment")})}})})},
+          {"category",
+           Arr({Obj(
+               {{"coding", Arr({Coding("http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
+                                       "assess-plan", "Assessment and Plan of Treatment")})}})})},
           {"title", Str("Chronic care management plan")},
           {"subject", Ref(patient)},
           {"period", Obj({{"start", Str(fmt::format("{:04}-02-01", o.year - 1))}})},

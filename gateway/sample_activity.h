@@ -1,10 +1,11 @@
 // Deterministic generator of synthetic care-management activity for sample patients.
 //
 // Synthea produces patients, conditions and encounters but no chronic-care-management activity: no
-// time-tracked care-coordination encounters, no CCM consents, no CCM care plans. This generator adds
-// them for the living patients found in the inputs, one scenario per patient chosen round-robin in
-// patient-id order, so a demo practice exercises every billing path (thresholds met and missed,
-// practitioner time, complex CCM, overlapping calls, missing or revoked consent, draft care plan).
+// time-tracked care-coordination encounters, no CCM consents, no CCM care plans. This generator
+// adds them for the living patients found in the inputs, one scenario per patient chosen
+// round-robin in patient-id order, so a demo practice exercises every billing path (thresholds met
+// and missed, practitioner time, complex CCM, overlapping calls, missing or revoked consent, draft
+// care plan).
 //
 // Determinism: the output depends only on the set of patient ids, `month`, `seed` and `time_zone`
 // (no clock, no std::random_device); the same inputs give byte-identical files. Documented in
@@ -38,9 +39,9 @@ struct ActivitySummary {
   std::vector<std::string> files;  // written, in order
 };
 
-// Writes Encounter.ccm.ndjson, Consent.ccm.ndjson, CarePlan.ccm.ndjson and Practitioner.ccm.ndjson to
-// options.out_dir (created if needed; files are written to a temporary name and renamed, so a failed
-// run leaves no partial file).
+// Writes Encounter.ccm.ndjson, Consent.ccm.ndjson, CarePlan.ccm.ndjson and Practitioner.ccm.ndjson
+// to options.out_dir (created if needed; files are written to a temporary name and renamed, so a
+// failed run leaves no partial file).
 Result<ActivitySummary> GenerateActivity(const ActivityOptions& options, fhir::IssueList& issues);
 
 }  // namespace ccm::gateway

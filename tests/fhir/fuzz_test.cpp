@@ -1,6 +1,7 @@
 // Fuzz-style robustness: truncated and mutated versions of the samples go through the parser, the
-// reader, the validator and the typed views. Nothing may crash, hang or trip ASan/UBSan; every failure
-// must come back as an Error or an Issue. Deterministic (fixed seed) so a failure is reproducible.
+// reader, the validator and the typed views. Nothing may crash, hang or trip ASan/UBSan; every
+// failure must come back as an Error or an Issue. Deterministic (fixed seed) so a failure is
+// reproducible.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -41,15 +42,22 @@ std::size_t Exercise(const json::Value& v) {
 }
 
 std::string Mutate(std::string s, Rng& rng) {
-  static constexpr std::string_view kTokens[] = {"{", "}", "[", "]", ",", ":", "\"", "\\", "null",
-                                                 "-", "1e999", "\xff", "\xc3", "0", "\"_x\":", "{\"a\":"};
+  static constexpr std::string_view kTokens[] = {"{",    "}",  "[",       "]",      ",",     ":",
+                                                 "\"",   "\\", "null",    "-",      "1e999", "\xff",
+                                                 "\xc3", "0",  "\"_x\":", "{\"a\":"};
   int edits = 1 + static_cast<int>(rng.Below(4));
   for (int i = 0; i < edits && !s.empty(); ++i) {
     std::size_t pos = rng.Below(s.size());
     switch (rng.Below(4)) {
-      case 0: s.erase(pos, 1 + rng.Below(8)); break;
-      case 1: s.insert(pos, kTokens[rng.Below(std::size(kTokens))]); break;
-      case 2: s[pos] = static_cast<char>(rng.Next() & 0xff); break;
+      case 0:
+        s.erase(pos, 1 + rng.Below(8));
+        break;
+      case 1:
+        s.insert(pos, kTokens[rng.Below(std::size(kTokens))]);
+        break;
+      case 2:
+        s[pos] = static_cast<char>(rng.Next() & 0xff);
+        break;
       default: {
         // Swap a value's type by splicing in another part of the same text.
         std::size_t from = rng.Below(s.size());
@@ -62,8 +70,9 @@ std::string Mutate(std::string s, Rng& rng) {
 
 TEST(FuzzTest, TruncatedAndMutatedNdjsonLinesNeverCrash) {
   std::vector<std::string> lines;
-  for (const char* f : {"fhir/synthea-bulk-10pt/Patient.000.ndjson", "fhir/synthea-g10-2pt/Encounter.ndjson",
-                        "fhir/synthea-g10-2pt/CarePlan.ndjson", "fhir/synthea-g10-2pt/Condition.ndjson"}) {
+  for (const char* f :
+       {"fhir/synthea-bulk-10pt/Patient.000.ndjson", "fhir/synthea-g10-2pt/Encounter.ndjson",
+        "fhir/synthea-g10-2pt/CarePlan.ndjson", "fhir/synthea-g10-2pt/Condition.ndjson"}) {
     std::string text = ReadFile(SharedData() / f);
     for (std::size_t p = 0, nl; p < text.size(); p = nl + 1) {
       nl = text.find('\n', p);
@@ -86,17 +95,18 @@ TEST(FuzzTest, TruncatedAndMutatedNdjsonLinesNeverCrash) {
     ++parsed;
     work += Exercise(*v);
   }
-  EXPECT_GT(parsed, 100u);   // the mutations must reach the validator, not only the parser
+  EXPECT_GT(parsed, 100u);  // the mutations must reach the validator, not only the parser
   EXPECT_GT(rejected, 100u);
   EXPECT_GT(work, 0u);
 }
 
 TEST(FuzzTest, MutatedBundlesThroughTheStreamingReaderNeverCrash) {
   std::vector<std::string> docs;
-  for (const char* f : {"fhir/spec-r4-examples/Bundle-bundle-transaction.json",
-                        "fhir/spec-r4-examples/Bundle-bundle-example.json",
-                        "fhir/spec-r4-examples/Bundle-bundle-response.json",
-                        "fhir/spec-r4-examples/CarePlan-f201.json", "fhir/spec-r4-examples/Claim-760151.json"}) {
+  for (const char* f :
+       {"fhir/spec-r4-examples/Bundle-bundle-transaction.json",
+        "fhir/spec-r4-examples/Bundle-bundle-example.json",
+        "fhir/spec-r4-examples/Bundle-bundle-response.json",
+        "fhir/spec-r4-examples/CarePlan-f201.json", "fhir/spec-r4-examples/Claim-760151.json"}) {
     docs.push_back(ReadFile(SharedData() / f));
   }
   Rng rng(42);
@@ -130,8 +140,9 @@ template <class View>
 std::size_t ReadWithEveryShape(const char* example) {
   // Every top-level element of the example replaced by each JSON kind in turn, then read through
   // the typed view and the validator.
-  static constexpr const char* kKinds[] = {"null", "true", "0", "-1.50", "\"x\"", "[]", "{}",
-                                           "[1,{}]", "{\"a\":[null]}", "[{\"reference\":7}]"};
+  static constexpr const char* kKinds[] = {
+      "null", "true", "0",      "-1.50",          "\"x\"",
+      "[]",   "{}",   "[1,{}]", "{\"a\":[null]}", "[{\"reference\":7}]"};
   auto doc = json::Parse(ReadFile(SharedData() / "fhir/spec-r4-examples" / example));
   EXPECT_TRUE(doc) << example;
   if (!doc) return 0;

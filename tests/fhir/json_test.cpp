@@ -34,7 +34,8 @@ TEST(JsonTest, RejectsWhatFhirJsonForbids) {
   const Case cases[] = {
       {R"({"a":1,})", "line 1"},
       {R"({"a":1 // c
-})", "line 1"},
+})",
+       "line 1"},
       {R"({a:1})", "Missing a name"},
       {R"({"a":1,"a":2})", "duplicate property name \"a\""},
       {R"({"a":1} {"b":2})", "root"},
@@ -85,7 +86,8 @@ TEST(JsonTest, MutationKeepsPositionAndOtherMembers) {
 }
 
 TEST(JsonTest, NumberGrammar) {
-  for (const char* good : {"0", "-0", "1.50", "1e5", "1E+5", "-1.0e-10", "123456789012345678901234567890"}) {
+  for (const char* good :
+       {"0", "-0", "1.50", "1e5", "1E+5", "-1.0e-10", "123456789012345678901234567890"}) {
     EXPECT_TRUE(IsJsonNumber(good)) << good;
   }
   for (const char* bad : {"", "01", "1.", ".5", "+1", "1e", "NaN", "0x10", "1 "}) {

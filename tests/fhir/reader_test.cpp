@@ -94,10 +94,12 @@ TEST(ReaderTest, BadLinesAreReportedWithFileAndLineAndTheRestIsRead) {
 
 TEST(ReaderTest, GzipNdjsonAndJsonAreReadTransparently) {
   TempDir dir;
-  std::string ndjson = ccm::testing::ReadFile(SharedData() / "fhir/synthea-g10-2pt/Condition.ndjson");
+  std::string ndjson =
+      ccm::testing::ReadFile(SharedData() / "fhir/synthea-g10-2pt/Condition.ndjson");
   WriteGzFile(dir / "Condition.ndjson.gz", ndjson);
-  WriteGzFile(dir / "bundle.json.gz",
-              ccm::testing::ReadFile(SharedData() / "fhir/spec-r4-examples/Bundle-bundle-example.json"));
+  WriteGzFile(
+      dir / "bundle.json.gz",
+      ccm::testing::ReadFile(SharedData() / "fhir/spec-r4-examples/Bundle-bundle-example.json"));
   Collected c;
   ResourceReader r = c.MakeReader();
   ASSERT_TRUE(r.Read(dir.path()));
@@ -108,7 +110,8 @@ TEST(ReaderTest, GzipNdjsonAndJsonAreReadTransparently) {
 
 TEST(ReaderTest, TruncatedGzipIsReportedNotCrashed) {
   TempDir dir;
-  std::string ndjson = ccm::testing::ReadFile(SharedData() / "fhir/synthea-g10-2pt/Encounter.ndjson");
+  std::string ndjson =
+      ccm::testing::ReadFile(SharedData() / "fhir/synthea-g10-2pt/Encounter.ndjson");
   WriteGzFile(dir / "full.ndjson.gz", ndjson);
   std::string gz = ccm::testing::ReadFile(dir / "full.ndjson.gz");
   WriteFile(dir / "cut.ndjson.gz", std::string_view(gz).substr(0, gz.size() / 2));
@@ -118,13 +121,15 @@ TEST(ReaderTest, TruncatedGzipIsReportedNotCrashed) {
   EXPECT_GT(c.resources.size(), 10u);
   EXPECT_LT(c.resources.size(), 189u);
   ASSERT_GE(c.errors(), 1u);
-  EXPECT_NE(FormatIssue(c.issues.back()).find("the rest of the file was not read"), std::string::npos)
+  EXPECT_NE(FormatIssue(c.issues.back()).find("the rest of the file was not read"),
+            std::string::npos)
       << FormatIssue(c.issues.back());
 }
 
 TEST(ReaderTest, OverlongLineIsSkippedWithinTheLimit) {
   TempDir dir;
-  std::string big = "{\"resourceType\":\"Basic\",\"id\":\"x\",\"pad\":\"" + std::string(5000, 'a') + "\"}";
+  std::string big =
+      "{\"resourceType\":\"Basic\",\"id\":\"x\",\"pad\":\"" + std::string(5000, 'a') + "\"}";
   WriteFile(dir / "big.ndjson", big + "\n{\"resourceType\":\"Basic\",\"id\":\"y\"}\n");
   Collected c;
   ReadOptions o;
@@ -188,11 +193,12 @@ TEST(ReaderTest, ResourceTypeAfterEntriesAndNonBundleEntryArrays) {
 TEST(ReaderTest, BrokenBundleKeepsEntriesReadBeforeTheError) {
   Collected c;
   ResourceReader r = c.MakeReader();
-  r.ReadJsonText("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n"
-                 "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p1\"}},\n"
-                 "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p2\"}},\n"
-                 "{\"resource\":{\"resourceType\":\"Patient\" \"id\":\"p3\"}}]}\n",
-                 "broken.json");
+  r.ReadJsonText(
+      "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n"
+      "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p1\"}},\n"
+      "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"p2\"}},\n"
+      "{\"resource\":{\"resourceType\":\"Patient\" \"id\":\"p3\"}}]}\n",
+      "broken.json");
   ASSERT_EQ(c.resources.size(), 2u);
   EXPECT_EQ(c.where[1].line, 3u);
   ASSERT_EQ(c.issues.size(), 1u);
@@ -215,8 +221,8 @@ TEST(ReaderTest, BadEntriesAreSkippedOthersKept) {
 }
 
 TEST(ReaderTest, StreamsEntriesAndStopsWhenAsked) {
-  // Build a Bundle far larger than one entry; the callback stops after the first entry, proving that
-  // entries are handed over as they are parsed, not after the whole file.
+  // Build a Bundle far larger than one entry; the callback stops after the first entry, proving
+  // that entries are handed over as they are parsed, not after the whole file.
   std::string bundle = R"({"resourceType":"Bundle","type":"collection","entry":[)";
   for (int i = 0; i < 5000; ++i) {
     if (i) bundle += ",";

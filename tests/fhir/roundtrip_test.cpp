@@ -16,7 +16,8 @@ using ccm::testing::SharedData;
 
 std::vector<std::filesystem::path> SampleFiles() {
   std::vector<std::filesystem::path> files;
-  for (const char* dir : {"fhir/synthea-bulk-10pt", "fhir/synthea-g10-2pt", "fhir/spec-r4-examples"}) {
+  for (const char* dir :
+       {"fhir/synthea-bulk-10pt", "fhir/synthea-g10-2pt", "fhir/spec-r4-examples"}) {
     for (const auto& e : std::filesystem::directory_iterator(SharedData() / dir)) {
       if (FormatOf(e.path()) != FileFormat::kUnknown && e.path().filename() != "log.ndjson") {
         files.push_back(e.path());
@@ -66,7 +67,8 @@ TEST(RoundTripTest, EveryJsonExampleKeepsItsTreeThroughCompactAndPrettyForms) {
 TEST(RoundTripTest, EditingOneElementKeepsEverythingElse) {
   // Unknown properties, modifierExtension, primitive extensions, contained resources and decimals
   // with trailing zeros, as an EHR might send them.
-  const std::string original = R"({"resourceType":"CarePlan","id":"cp1",)"
+  const std::string original =
+      R"({"resourceType":"CarePlan","id":"cp1",)"
       R"("meta":{"versionId":"7","extension":[{"url":"http://ehr.example/x","valueDecimal":2.50}]},)"
       R"("contained":[{"resourceType":"Goal","id":"g1","lifecycleStatus":"active","description":{"text":"A1c < 7.0"},"subject":{"reference":"Patient/p"}}],)"
       R"("modifierExtension":[{"url":"http://ehr.example/m","valueBoolean":false}],)"

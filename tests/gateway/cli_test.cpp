@@ -39,7 +39,7 @@ RunResult RunGateway(const std::string& args) {
 TEST(CliTest, CheckOnBundledSamplesSucceeds) {
   auto s = SourceDir() / "samples";
   RunResult r = RunGateway("check --input " + (s / "synthea-10pt").string() + " " +
-                    (s / "synthea-g10-2pt").string() + " " + (s / "activity").string());
+                           (s / "synthea-g10-2pt").string() + " " + (s / "activity").string());
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("Encounter"), std::string::npos);
   EXPECT_NE(r.out.find(" 0 skipped"), std::string::npos) << r.out;
@@ -49,7 +49,7 @@ TEST(CliTest, CheckReportsEveryProblemWithFileAndLine) {
   TempDir dir;
   auto outcome = dir / "outcome.json";
   RunResult r = RunGateway("check --input " + (SharedData() / "fhir/validator-cases").string() +
-                    " --outcome " + outcome.string());
+                           " --outcome " + outcome.string());
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("test-ndjson.ndjson:3: Encounter.period"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("json-comma-bad-2.json:"), std::string::npos) << r.out;
@@ -78,7 +78,8 @@ TEST(CliTest, UsageAndFatalErrorsHaveDistinctStatuses) {
 }
 
 TEST(CliTest, StrictStopsEarly) {
-  RunResult r = RunGateway("check --strict --input " + (SharedData() / "fhir/validator-cases").string());
+  RunResult r =
+      RunGateway("check --strict --input " + (SharedData() / "fhir/validator-cases").string());
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("stopped at the first error"), std::string::npos) << r.out;
 }

@@ -27,8 +27,10 @@ TEST(IngestTest, NewerVersionByVersionIdThenLastUpdated) {
   EXPECT_TRUE(IsNewerVersion(v10, v1));  // numerically, not as text ("10" < "9")
   EXPECT_FALSE(IsNewerVersion(v1, v10));
   // 09:30Z is later than 10:00+02:00 (= 08:00Z), although it sorts earlier as text.
-  auto early = J(R"({"resourceType":"Patient","id":"a","meta":{"lastUpdated":"2026-01-01T10:00:00+02:00"}})");
-  auto late = J(R"({"resourceType":"Patient","id":"a","meta":{"lastUpdated":"2026-01-01T09:30:00Z"}})");
+  auto early = J(
+      R"({"resourceType":"Patient","id":"a","meta":{"lastUpdated":"2026-01-01T10:00:00+02:00"}})");
+  auto late =
+      J(R"({"resourceType":"Patient","id":"a","meta":{"lastUpdated":"2026-01-01T09:30:00Z"}})");
   EXPECT_TRUE(IsNewerVersion(late, early));
   EXPECT_FALSE(IsNewerVersion(early, late));
   auto bare = J(R"({"resourceType":"Patient","id":"a"})");
@@ -77,7 +79,8 @@ TEST(IngestTest, InvalidResourcesAreSkippedAndExplained) {
   bool status_issue = false, period_issue = false;
   for (const fhir::Issue& i : report->issues) {
     std::string line = fhir::FormatIssue(i);
-    if (line.find("enc.ndjson:2") != std::string::npos && i.path == "Encounter.status") status_issue = true;
+    if (line.find("enc.ndjson:2") != std::string::npos && i.path == "Encounter.status")
+      status_issue = true;
     if (line.find("enc.ndjson:3") != std::string::npos && i.path.starts_with("Encounter.period")) {
       period_issue = true;
     }
@@ -121,8 +124,9 @@ TEST(IngestTest, StrictStopsAtTheFirstError) {
 
 TEST(IngestTest, SyntheaSamplesIngestCleanly) {
   ResourceStore store;
-  auto report = Ingest({SharedData() / "fhir/synthea-bulk-10pt", SharedData() / "fhir/synthea-g10-2pt"},
-                       Validating(), store);
+  auto report =
+      Ingest({SharedData() / "fhir/synthea-bulk-10pt", SharedData() / "fhir/synthea-g10-2pt"},
+             Validating(), store);
   ASSERT_TRUE(report);
   for (const fhir::Issue& i : report->issues) {
     EXPECT_FALSE(i.is_error()) << fhir::FormatIssue(i);

@@ -52,7 +52,8 @@ TEST(GenerateActivityTest, DependsOnSeedAndIsValidFhir) {
       [&](fhir::json::Value&& r, const fhir::SourceLocation& w) {
         ++n;
         fhir::IssueList found = fhir::Validate(r);
-        for (const fhir::Issue& i : found) ADD_FAILURE() << w.ToString() << ": " << fhir::FormatIssue(i);
+        for (const fhir::Issue& i : found)
+          ADD_FAILURE() << w.ToString() << ": " << fhir::FormatIssue(i);
         return true;
       },
       [](const fhir::Issue& i) {
