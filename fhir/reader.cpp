@@ -437,6 +437,10 @@ void ResourceReader::ReadFile(const fs::path& file) {
   }
 }
 
+void ResourceReader::ReportUnreadable(const Error& e, const std::string& file) {
+  Report(Severity::kError, IssueCode::kNotFound, "", e.message + "; file skipped", file);
+}
+
 void ResourceReader::NdjsonLine(std::string_view line, const std::string& file,
                                 std::size_t line_no) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -475,10 +479,7 @@ void ResourceReader::ReadNdjsonText(std::string_view text, std::string_view name
 void ResourceReader::ReadNdjsonFile(const fs::path& path) {
   std::string file = path.string();
   Result<GzHandle> h = OpenGz(path);
-  if (!h) {
-    Report(Severity::kError, IssueCode::kNotFound, "", h.error().message + "; file skipped", file);
-    return;
-  }
+  if (!h) return ReportUnreadable(h.error(), file);
   std::vector<char> buf(kChunk);
   std::string line;
   std::size_t line_no = 0;
@@ -529,8 +530,7 @@ void ResourceReader::ReadNdjsonFile(const fs::path& path) {
 
 namespace {
 
-void RunJson(ResourceReader& reader, BundleStreamer& streamer, ChunkStream& stream,
-             const std::string& file,
+void RunJson(BundleStreamer& streamer, ChunkStream& stream, const std::string& file,
              const std::function<void(Severity, IssueCode, std::string, std::string)>& report) {
   rapidjson::Reader r;
   constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag |
@@ -569,7 +569,6 @@ void RunJson(ResourceReader& reader, BundleStreamer& streamer, ChunkStream& stre
            "expected a FHIR resource or Bundle (a JSON object) at the top level; file skipped");
     return;
   }
-  (void)reader;
   streamer.Finish();
 }
 
@@ -578,18 +577,14 @@ void RunJson(ResourceReader& reader, BundleStreamer& streamer, ChunkStream& stre
 void ResourceReader::ReadJsonFile(const fs::path& path) {
   std::string file = path.string();
   Result<GzHandle> h = OpenGz(path);
-  if (!h) {
-    Report(Severity::kError, IssueCode::kNotFound, "", h.error().message + "; file skipped", file);
-    return;
-  }
+  if (!h) return ReportUnreadable(h.error(), file);
   gzFile_s* g = h->get();
   ChunkStream stream([g](char* buf, std::size_t cap) { return GzRead(g, buf, cap); });
   BundleStreamer streamer(*this, file, stream);
-  RunJson(*this, streamer, stream, file,
-          [&](Severity s, IssueCode c, std::string loc, std::string msg) {
-            if (c == IssueCode::kIncomplete) msg = fmt::format("{}: {}", msg, GzErrorText(g));
-            Report(s, c, "", std::move(msg), std::move(loc));
-          });
+  RunJson(streamer, stream, file, [&](Severity s, IssueCode c, std::string loc, std::string msg) {
+    if (c == IssueCode::kIncomplete) msg = fmt::format("{}: {}", msg, GzErrorText(g));
+    Report(s, c, "", std::move(msg), std::move(loc));
+  });
 }
 
 void ResourceReader::ReadJsonText(std::string_view text, std::string_view name) {
@@ -601,10 +596,9 @@ void ResourceReader::ReadJsonText(std::string_view text, std::string_view name) 
     return static_cast<long>(n);
   });
   BundleStreamer streamer(*this, file, stream);
-  RunJson(*this, streamer, stream, file,
-          [&](Severity s, IssueCode c, std::string loc, std::string msg) {
-            Report(s, c, "", std::move(msg), std::move(loc));
-          });
+  RunJson(streamer, stream, file, [&](Severity s, IssueCode c, std::string loc, std::string msg) {
+    Report(s, c, "", std::move(msg), std::move(loc));
+  });
 }
 
 }  // namespace ccm::fhir

@@ -86,6 +86,7 @@ class ResourceReader {
   void ReadJsonFile(const std::filesystem::path& file);
   void NdjsonLine(std::string_view line, const std::string& file, std::size_t line_no);
   void Deliver(json::Value&& resource, SourceLocation where);
+  void ReportUnreadable(const Error& e, const std::string& file);
   void Report(Severity s, IssueCode c, std::string path, std::string message, std::string location);
 
   ResourceFn on_resource_;
