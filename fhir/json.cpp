@@ -81,10 +81,37 @@ std::string_view KindName(Kind k) noexcept {
 // SaxBuilder: containers under construction are tracked by pointer. A container's own vector is
 // only appended to while it is on top of the stack, so pointers to its ancestors (elements of
 // vectors that are not growing at that moment) stay valid.
-bool SaxBuilder::Double(double d) { return Add(Value::Number(fmt::format("{}", d))); }
+bool SaxBuilder::Double(double d) {
+  return skip_ != 0 ? Skip(0) : Add(Value::Number(fmt::format("{}", d)));
+}
+
+bool SaxBuilder::String(const char* s, unsigned n, bool) {
+  if (skip_ != 0) return Skip(0);
+  if (keep_member_ && stack_.size() == 1 && key_ == "resourceType") resource_type_.assign(s, n);
+  return Add(Value::String(std::string(s, n)));
+}
+
+bool SaxBuilder::Skip(int delta) noexcept {
+  // skip_ counts the open containers of the skipped value plus one; reaching 1 again after a
+  // close (or consuming a scalar at 1) ends the skipped member.
+  if (delta > 0) {
+    ++skip_;
+  } else if (delta < 0) {
+    if (--skip_ == 1) skip_ = 0;
+  } else if (skip_ == 1) {
+    skip_ = 0;
+  }
+  return true;
+}
 
 bool SaxBuilder::Key(const char* s, unsigned n, bool) {
+  if (skip_ != 0) return true;  // a name inside a skipped member
   std::string_view key(s, n);
+  if (keep_member_ && stack_.size() == 1 && key != "resourceType" &&
+      !keep_member_(resource_type_, key)) {
+    skip_ = 1;
+    return true;
+  }
   const Object& members = stack_.back()->object();
   if (std::any_of(members.begin(), members.end(), [&](const Member& m) { return m.key == key; })) {
     error_ = fmt::format("duplicate property name \"{}\" (FHIR JSON forbids repeated names)", key);
@@ -127,6 +154,8 @@ Value SaxBuilder::Take() {
   stack_.clear();
   key_.clear();
   error_.clear();
+  resource_type_.clear();
+  skip_ = 0;
   return out;
 }
 
@@ -243,7 +272,7 @@ Result<Value> Parse(std::string_view text, const ParseOptions& options, ParseErr
     text.remove_prefix(3);
     skipped = 3;
   }
-  SaxBuilder builder(options.max_depth);
+  SaxBuilder builder(options);
   rapidjson::Reader reader;
   rapidjson::MemoryStream ms(text.data(), text.size());
   rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(ms);

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -121,6 +122,12 @@ struct ParseErrorInfo {
 struct ParseOptions {
   // Deepest nesting accepted; FHIR resources rarely exceed 15. Guards the parser's stack.
   std::size_t max_depth = 256;
+  // Projection (optional): which members of the top-level object to build. Called once per
+  // top-level member name with the "resourceType" value seen so far ("" when it has not come yet;
+  // "resourceType" itself is always kept). Rejected members are still tokenised and checked for
+  // well-formed JSON but not stored, so a reader that needs a few elements of large resources does
+  // not pay for the rest. Duplicate names among rejected members are not detected.
+  std::function<bool(std::string_view resource_type, std::string_view name)> keep_member;
 };
 
 // Incremental builder behind Parse, exposed for streaming readers: feed it RapidJSON-style SAX
@@ -129,21 +136,27 @@ struct ParseOptions {
 class SaxBuilder {
  public:
   explicit SaxBuilder(std::size_t max_depth = ParseOptions{}.max_depth) : max_depth_(max_depth) {}
+  explicit SaxBuilder(const ParseOptions& options)
+      : max_depth_(options.max_depth), keep_member_(options.keep_member) {}
 
-  bool Null() { return Add(Value()); }
-  bool Bool(bool b) { return Add(Value::Bool(b)); }
-  bool Int(int i) { return Add(Value::Number(std::int64_t{i})); }
-  bool Uint(unsigned u) { return Add(Value::Number(std::int64_t{u})); }
-  bool Int64(std::int64_t i) { return Add(Value::Number(i)); }
-  bool Uint64(std::uint64_t u) { return Add(Value::Number(std::to_string(u))); }
+  bool Null() { return skip_ != 0 ? Skip(0) : Add(Value()); }
+  bool Bool(bool b) { return skip_ != 0 ? Skip(0) : Add(Value::Bool(b)); }
+  bool Int(int i) { return skip_ != 0 ? Skip(0) : Add(Value::Number(std::int64_t{i})); }
+  bool Uint(unsigned u) { return skip_ != 0 ? Skip(0) : Add(Value::Number(std::int64_t{u})); }
+  bool Int64(std::int64_t i) { return skip_ != 0 ? Skip(0) : Add(Value::Number(i)); }
+  bool Uint64(std::uint64_t u) {
+    return skip_ != 0 ? Skip(0) : Add(Value::Number(std::to_string(u)));
+  }
   bool Double(double d);
-  bool RawNumber(const char* s, unsigned n, bool) { return Add(Value::Number(std::string(s, n))); }
-  bool String(const char* s, unsigned n, bool) { return Add(Value::String(std::string(s, n))); }
-  bool StartObject() { return Open(Value::MakeObject()); }
+  bool RawNumber(const char* s, unsigned n, bool) {
+    return skip_ != 0 ? Skip(0) : Add(Value::Number(std::string(s, n)));
+  }
+  bool String(const char* s, unsigned n, bool);
+  bool StartObject() { return skip_ != 0 ? Skip(+1) : Open(Value::MakeObject()); }
   bool Key(const char* s, unsigned n, bool);
-  bool EndObject(unsigned) { return Close(); }
-  bool StartArray() { return Open(Value::MakeArray()); }
-  bool EndArray(unsigned) { return Close(); }
+  bool EndObject(unsigned) { return skip_ != 0 ? Skip(-1) : Close(); }
+  bool StartArray() { return skip_ != 0 ? Skip(+1) : Open(Value::MakeArray()); }
+  bool EndArray(unsigned) { return skip_ != 0 ? Skip(-1) : Close(); }
 
   // Adds an already built value where the next value belongs (an array element, or the member named
   // by the last Key()).
@@ -164,13 +177,19 @@ class SaxBuilder {
     stack_.pop_back();
     return true;
   }
+  // Consumes an event of a member rejected by the projection: +1 opens, -1 closes a container,
+  // 0 is a scalar.
+  bool Skip(int delta) noexcept;
 
   std::size_t max_depth_;
+  std::function<bool(std::string_view, std::string_view)> keep_member_;
   std::vector<Value*> stack_;  // open containers; see json.cpp for why the pointers stay valid
   std::string key_;
   Value root_;
   bool has_root_ = false;
   std::string error_;
+  std::string resource_type_;  // value of the top-level "resourceType", for the projection
+  std::size_t skip_ = 0;       // 0: building; 1: next value skipped; n>1: inside a skipped value
 };
 
 // Parses one JSON text (leading UTF-8 BOM and surrounding whitespace allowed). On failure the

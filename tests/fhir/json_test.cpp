@@ -107,5 +107,39 @@ TEST(JsonTest, EquivalentIgnoresMemberOrderOnly) {
   EXPECT_FALSE(a->Equivalent(*d));
 }
 
+TEST(JsonTest, ProjectionKeepsOnlyChosenTopLevelMembers) {
+  ParseOptions options;
+  std::vector<std::pair<std::string, std::string>> asked;
+  options.keep_member = [&](std::string_view type, std::string_view name) {
+    asked.emplace_back(type, name);
+    return name == "status" || name == "period";
+  };
+  const char* text =
+      R"({"resourceType":"Encounter","id":"e1","text":{"div":"<div>x</div>","n":[1,{"a":[]}]},)"
+      R"("status":"finished","extension":[{"url":"u","valueDecimal":1.50}],"period":{"start":"2026"},)"
+      R"("x":null,"y":true,"z":2.5})";
+  auto v = Parse(text, options);
+  ASSERT_TRUE(v) << v.error().message;
+  EXPECT_EQ(Serialize(*v), R"({"resourceType":"Encounter","status":"finished","period":{"start":"2026"}})");
+  ASSERT_FALSE(asked.empty());
+  EXPECT_EQ(asked.front(), (std::pair<std::string, std::string>{"Encounter", "id"}));
+  // Names inside skipped members are never offered (only top-level ones).
+  for (const auto& [type, name] : asked) EXPECT_NE(name, "div");
+  EXPECT_EQ(asked.size(), 8u);
+
+  // Skipped members are still checked for well-formed JSON.
+  ParseErrorInfo info;
+  EXPECT_FALSE(Parse(R"({"resourceType":"Encounter","text":{"div":[1,}})", options, &info));
+  EXPECT_EQ(info.column, 46u);  // the "}" after "1,"
+
+  // Before "resourceType" arrives the type is unknown and the callback sees "".
+  asked.clear();
+  auto late = Parse(R"({"status":"x","resourceType":"Patient","id":"p"})", options);
+  ASSERT_TRUE(late);
+  EXPECT_EQ(Serialize(*late), R"({"status":"x","resourceType":"Patient"})");
+  EXPECT_EQ(asked.front().first, "");
+  EXPECT_EQ(asked.back().first, "Patient");
+}
+
 }  // namespace
 }  // namespace ccm::fhir::json
