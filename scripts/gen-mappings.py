@@ -57,8 +57,9 @@ EXCLUDED = {
     38: "acute infection (hepatitis E)",
     39: "acute injury (hip/pelvic fracture)",
     61: "acute infection (pneumonia)",
-    72: "acute events (stroke, transient ischemic attack); whether sequelae (I69.-) count is an open "
-        "question, conservative choice = do not count (CCW lists them under this condition only)",
+    72: "acute events (stroke, transient ischemic attack: I60-I63, G45-G46, ...). Whether a past "
+        "stroke counts is an open question; conservative choice = do not count. CCW lists no "
+        "sequelae (I69.-) here; paralytic sequelae stay countable through Mobility Impairments (50)",
 }
 
 # Codes of an excluded condition that another condition lists again stay out there too (otherwise
