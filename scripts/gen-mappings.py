@@ -476,7 +476,8 @@ def generate(source_dir: Path) -> tuple[dict[str, str], list[str]]:
     }
     out = {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in files.items()}
 
-    summary.append("overlaps resolved (conditions listing the same code -> the one kept):")
+    summary.append(f"overlaps resolved ({sum(len(c) for c in cats.overlaps.values())} codes; "
+                   "conditions listing the same code -> the one kept):")
     for (cat_ids, winner), codes in sorted(cats.overlaps.items()):
         names = " / ".join(f"{c} {conditions[c].name} [{conditions[c].type}, "
                            f"{len(cats.codes[c])}]" for c in cat_ids)
