@@ -377,7 +377,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---------------------------------------------------------------------------------------------
 
-TEST(LoadTest, LoadsConceptMapFilesAndValueSetFiles) {
+TEST(MappingFilesTest, LoadsConceptMapFilesAndValueSetFiles) {
   TempDir dir;
   WriteFile(dir / "a.json", ConceptMap(kIcd10Cm, Element("E119", "diabetes")));
   WriteFile(dir / "b.json", ConceptMap(kSnomed, Element("59621000", "hypertension")));
@@ -394,7 +394,7 @@ TEST(LoadTest, LoadsConceptMapFilesAndValueSetFiles) {
   EXPECT_EQ(none->size(), 0u);
 }
 
-TEST(LoadTest, MalformedJsonNamesFileLineAndColumn) {
+TEST(MappingFilesTest, MalformedJsonNamesFileLineAndColumn) {
   TempDir dir;
   const auto file = dir / "broken.json";
   WriteFile(file, "{\n  \"resourceType\": \"ConceptMap\",\n  \"group\": [\n    ,\n  ]\n}\n");
@@ -410,7 +410,7 @@ TEST(LoadTest, MalformedJsonNamesFileLineAndColumn) {
       << set.error().message;
 }
 
-TEST(LoadTest, WrongResourceTypeNamesTheFile) {
+TEST(MappingFilesTest, WrongResourceTypeNamesTheFile) {
   TempDir dir;
   WriteFile(dir / "a.json", ConceptMap(kIcd10Cm, Element("E119", "diabetes")));
   WriteFile(dir / "vs.json", ValueSet(R"({"include":[{"system":"s","concept":[{"code":"1"}]}]})"));
@@ -425,7 +425,7 @@ TEST(LoadTest, WrongResourceTypeNamesTheFile) {
                                      ": resourceType: expected \"ValueSet\", got \"ConceptMap\"");
 }
 
-TEST(LoadTest, ErrorsInsideAFileNameTheFileAndPath) {
+TEST(MappingFilesTest, ErrorsInsideAFileNameTheFileAndPath) {
   TempDir dir;
   WriteFile(dir / "a.json", ConceptMap(kIcd10Cm, Element("E119", "diabetes")));
   WriteFile(dir / "b.json",
@@ -455,7 +455,7 @@ TEST(LoadTest, ErrorsInsideAFileNameTheFileAndPath) {
       << filter.error().message;
 }
 
-TEST(LoadTest, MissingFileIsNotFound) {
+TEST(MappingFilesTest, MissingFileIsNotFound) {
   TempDir dir;
   auto map = LoadChronicConditionMaps({dir / "nope.json"});
   ASSERT_FALSE(map);
