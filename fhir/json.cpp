@@ -279,7 +279,10 @@ Result<Value> Parse(std::string_view text, const ParseOptions& options, ParseErr
   constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag |
                               rapidjson::kParseValidateEncodingFlag |
                               rapidjson::kParseIterativeFlag;
-  rapidjson::ParseResult ok = reader.Parse<kFlags>(stream, builder);
+  constexpr unsigned kRelaxed =
+      kFlags | rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag;
+  rapidjson::ParseResult ok = options.relaxed ? reader.Parse<kRelaxed>(stream, builder)
+                                              : reader.Parse<kFlags>(stream, builder);
   if (ok) return builder.Take();
 
   ParseErrorInfo e;

@@ -122,6 +122,9 @@ struct ParseErrorInfo {
 struct ParseOptions {
   // Deepest nesting accepted; FHIR resources rarely exceed 15. Guards the parser's stack.
   std::size_t max_depth = 256;
+  // Accept /* */ and // comments and trailing commas: for hand-edited configuration files only,
+  // never for FHIR resources (FHIR JSON allows neither).
+  bool relaxed = false;
   // Projection (optional): which members of the top-level object to build. Called once per
   // top-level member name with the "resourceType" value seen so far ("" when it has not come yet;
   // "resourceType" itself is always kept). Rejected members are still tokenised and checked for

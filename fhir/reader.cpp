@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -441,26 +444,71 @@ void ResourceReader::ReportUnreadable(const Error& e, const std::string& file) {
   Report(Severity::kError, IssueCode::kNotFound, "", e.message + "; file skipped", file);
 }
 
+// One NDJSON line, parsed (possibly on a worker thread) and waiting to be handed over in order.
+struct ResourceReader::LineOutcome {
+  std::size_t line_no = 0;
+  std::optional<json::Value> value;  // a resource object, or nullopt
+  bool blank = false;
+  std::string error;  // why there is no value (unless blank)
+  std::size_t column = 0;
+};
+
+// Lines of one file handed to a worker: `text` holds them separated by '\n'.
+struct ResourceReader::LineBatch {
+  std::string text;
+  std::size_t first_line = 0;
+};
+
+ResourceReader::LineOutcome ResourceReader::ParseLine(std::string_view line, std::size_t line_no,
+                                                      const json::ParseOptions& options) {
+  LineOutcome out;
+  out.line_no = line_no;
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.find_first_not_of(" \t") == std::string_view::npos) {  // blank lines are allowed
+    out.blank = true;
+    return out;
+  }
+  json::ParseErrorInfo info;
+  Result<json::Value> v = json::Parse(line, options, &info);
+  if (!v) {
+    out.error = fmt::format("invalid JSON: {}; line skipped", info.message);
+    out.column = info.column;
+  } else if (!v->is_object()) {
+    out.error = fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
+                            json::KindName(v->kind()));
+  } else {
+    out.value = std::move(*v);
+  }
+  return out;
+}
+
+std::vector<ResourceReader::LineOutcome> ResourceReader::ParseBatch(
+    const LineBatch& batch, const json::ParseOptions& options) {
+  std::vector<LineOutcome> out;
+  std::string_view text = batch.text;
+  std::size_t line_no = batch.first_line;
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    out.push_back(ParseLine(text.substr(0, nl), line_no++, options));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
+  if (o.blank) return;
+  if (!o.value) {
+    Report(Severity::kError, IssueCode::kStructure, "", std::move(o.error),
+           Loc(file, o.line_no, o.column));
+    return;
+  }
+  Deliver(std::move(*o.value), SourceLocation{file, o.line_no, ""});
+}
+
 void ResourceReader::NdjsonLine(std::string_view line, const std::string& file,
                                 std::size_t line_no) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank lines are allowed
-  json::ParseErrorInfo info;
-  Result<json::Value> v = json::Parse(line, options_.parse, &info);
-  if (!v) {
-    Report(Severity::kError, IssueCode::kStructure, "",
-           fmt::format("invalid JSON: {}; line skipped", info.message),
-           Loc(file, line_no, info.column));
-    return;
-  }
-  if (!v->is_object()) {
-    Report(Severity::kError, IssueCode::kStructure, "",
-           fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
-                       json::KindName(v->kind())),
-           Loc(file, line_no));
-    return;
-  }
-  Deliver(std::move(*v), SourceLocation{file, line_no, ""});
+  HandleLine(ParseLine(line, line_no, options_.parse), file);
 }
 
 void ResourceReader::ReadNdjsonText(std::string_view text, std::string_view name) {
@@ -484,14 +532,48 @@ void ResourceReader::ReadNdjsonFile(const fs::path& path) {
   std::string line;
   std::size_t line_no = 0;
   bool overlong = false;
+
+  // With threads > 1, lines are grouped into batches parsed by std::async tasks; at most
+  // `threads` batches are in flight, and their outcomes are handed over in input order, so the
+  // callbacks see exactly what the single-threaded path would show them.
+  const bool parallel = options_.threads > 1;
+  constexpr std::size_t kBatchBytes = std::size_t{1} << 20;
+  LineBatch batch;
+  std::deque<std::future<std::vector<LineOutcome>>> in_flight;
+  auto hand_over_oldest = [&] {
+    std::vector<LineOutcome> done = in_flight.front().get();
+    in_flight.pop_front();
+    for (LineOutcome& o : done) {
+      if (stopped_) break;
+      HandleLine(std::move(o), file);
+    }
+  };
+  auto submit = [&] {
+    if (batch.text.empty()) return;
+    if (in_flight.size() >= options_.threads) hand_over_oldest();
+    in_flight.push_back(std::async(std::launch::async, &ResourceReader::ParseBatch,
+                                   std::move(batch), options_.parse));
+    batch = LineBatch{};
+  };
+  auto drain = [&] {
+    submit();
+    while (!in_flight.empty()) hand_over_oldest();
+  };
+
   auto finish_line = [&] {
     ++line_no;
     if (overlong) {
+      if (parallel) drain();  // keep issues in line order
       Report(
           Severity::kError, IssueCode::kTooLong, "",
           fmt::format("line longer than {} bytes; line skipped (raise the limit or split the file)",
                       options_.max_line_bytes),
           Loc(file, line_no));
+    } else if (parallel) {
+      if (batch.text.empty()) batch.first_line = line_no;
+      batch.text.append(line);
+      batch.text.push_back('\n');
+      if (batch.text.size() >= kBatchBytes) submit();
     } else {
       NdjsonLine(line, file, line_no);
     }
@@ -519,6 +601,7 @@ void ResourceReader::ReadNdjsonFile(const fs::path& path) {
     }
   }
   if (n < 0) {
+    if (parallel) drain();
     Report(Severity::kError, IssueCode::kIncomplete, "",
            fmt::format("read failed after line {}: {}; the rest of the file was not read", line_no,
                        GzErrorText(h->get())),
@@ -526,6 +609,7 @@ void ResourceReader::ReadNdjsonFile(const fs::path& path) {
     return;
   }
   if (!stopped_ && (!line.empty() || overlong)) finish_line();  // last line without a newline
+  if (parallel) drain();
 }
 
 namespace {

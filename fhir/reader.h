@@ -47,6 +47,9 @@ struct ReadOptions {
   // A single NDJSON line longer than this is reported and skipped (guards memory).
   std::size_t max_line_bytes = std::size_t{256} << 20;
   json::ParseOptions parse;
+  // NDJSON lines are parsed on this many threads (the callbacks still run on the calling thread,
+  // in input order). 1 = everything on the calling thread.
+  unsigned threads = 1;
 };
 
 // What a reader saw, for the end-of-run summary.
@@ -85,6 +88,13 @@ class ResourceReader {
   void ReadNdjsonFile(const std::filesystem::path& file);
   void ReadJsonFile(const std::filesystem::path& file);
   void NdjsonLine(std::string_view line, const std::string& file, std::size_t line_no);
+  struct LineOutcome;
+  struct LineBatch;
+  static LineOutcome ParseLine(std::string_view line, std::size_t line_no,
+                               const json::ParseOptions& options);
+  static std::vector<LineOutcome> ParseBatch(const LineBatch& batch,
+                                             const json::ParseOptions& options);
+  void HandleLine(LineOutcome&& outcome, const std::string& file);
   void Deliver(json::Value&& resource, SourceLocation where);
   void ReportUnreadable(const Error& e, const std::string& file);
   void Report(Severity s, IssueCode c, std::string path, std::string message, std::string location);

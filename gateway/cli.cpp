@@ -1,5 +1,6 @@
 #include "gateway/cli.h"
 
+#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <fstream>
@@ -8,12 +9,18 @@
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "fhir/datatypes.h"
 #include "fhir/validate.h"
+#include "gateway/ccm_config.h"
+#include "gateway/ccm_engine.h"
+#include "gateway/ccm_report.h"
+#include "gateway/evaluate.h"
 #include "gateway/ingest.h"
 #include "gateway/sample_activity.h"
 
@@ -35,6 +42,11 @@ commands:
            file:line: path: message. Exit 0 only when nothing was skipped.
   ingest   --input PATH... [--strict]
            Read and de-duplicate the input and print what was taken in, per type and per patient.
+  evaluate --month YYYY-MM --input PATH... [--config FILE] [--format ndjson|csv|table]
+           [--out FILE] [--threads N]
+           Evaluate chronic care management for the month: eligibility, consent, care plan,
+           minutes, billable CPT codes and expected payment per patient, with the evidence
+           (docs/ccm-rules.md). Default format: table on a terminal, else ndjson.
   generate-activity --input PATH... --month YYYY-MM --out DIR [--seed N] [--utc-offset +hh:mm]
            Write deterministic synthetic care-management activity for the living patients in the
            input (see samples/activity/README.md).
@@ -277,6 +289,105 @@ int RunGenerateActivity(const Args& args) {
   return issues.has_errors() ? kExitDataProblems : kExitOk;
 }
 
+// Writes `text` to `path` through a temporary file renamed into place, so that a failed run never
+// leaves a partial report where a previous good one was.
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view text) {
+  std::filesystem::path tmp = path;
+  tmp += fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return MakeError(Errc::kIo, fmt::format("{}: cannot create", tmp.string()));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      return MakeError(Errc::kIo, fmt::format("{}: write failed", tmp.string()));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return MakeError(Errc::kIo, fmt::format("{}: cannot write: {}", path.string(), ec.message()));
+  }
+  return {};
+}
+
+int RunEvaluate(const Args& args) {
+  auto month = YearMonth::Parse(args.required("--month"));
+  if (!month) throw UsageError(fmt::format("--month: {}", month.error().message));
+  std::string format =
+      args.value("--format")
+          .value_or(args.value("--out") || !::isatty(::fileno(stdout)) ? "ndjson" : "table");
+  if (format != "ndjson" && format != "csv" && format != "table") {
+    throw UsageError(fmt::format("--format must be ndjson, csv or table, got \"{}\"", format));
+  }
+  std::vector<std::filesystem::path> inputs = Inputs(args);
+  Result<EngineConfig> config =
+      args.value("--config") ? LoadEngineConfig(*args.value("--config")) : DefaultEngineConfig();
+  if (!config) {
+    fmt::print(stderr, "ccm-gateway evaluate: {}\n", config.error().message);
+    return config.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
+  }
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  if (auto t = args.value("--threads")) {
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(t->data(), t->data() + t->size(), n);
+    if (ec != std::errc() || end != t->data() + t->size() || n < 1 || n > 64) {
+      throw UsageError(fmt::format("--threads must be a number from 1 to 64, got \"{}\"", *t));
+    }
+    threads = n;
+  }
+  FactStore facts;
+  Result<CollectReport> collected = CollectFacts(inputs, *config, facts, threads);
+  if (!collected) {
+    fmt::print(stderr, "ccm-gateway evaluate: {}\n", collected.error().message);
+    return kExitFatal;
+  }
+  std::vector<PatientMonth> results = Evaluate(facts, *month, *config);
+
+  std::string text = format == "csv"     ? ToCsv(results)
+                     : format == "table" ? ToTable(results, *config)
+                                         : ToNdjson(results, *config);
+  if (auto out = args.value("--out")) {
+    if (Status s = WriteFileAtomically(*out, text); !s) {
+      fmt::print(stderr, "ccm-gateway evaluate: {}\n", s.error().message);
+      return kExitFatal;
+    }
+  } else {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  }
+
+  // Problems go to stderr: unreadable input, then data problems of unattributed resources, then
+  // a count of the per-patient ones (which are in the report itself).
+  PrintIssues(collected->read_issues, stderr);
+  fhir::IssueList unattributed;
+  for (const fhir::Issue& i : UnattributedIssues(facts)) {
+    unattributed.Add(i.severity, i.code, i.path, i.message, i.location);
+  }
+  PrintIssues(unattributed, stderr);
+  std::size_t patient_issues = 0;
+  for (const auto& r : results) patient_issues += r.issues.size();
+  EvaluationSummary sum = Summarize(results);
+  const FactCounts& fc = facts.counts();
+  fmt::print(stderr,
+             "evaluated {} ({}, fee schedule {}): {} patient(s), {} eligible, {} consented, {} "
+             "billable, expected {} {}; {} resource(s) from {} file(s), {} unreadable "
+             "line(s)/entr(ies), {} data issue(s) ({} in patient records)\n",
+             month->ToString(), config->practice.time_zone_name, config->fee_schedule.year,
+             sum.patients, sum.eligible, sum.consented, sum.billable,
+             FormatCents(sum.expected_payment), config->fee_schedule.currency, fc.resources,
+             collected->read.files, collected->read.skipped, fc.issues, patient_issues);
+  bool problems =
+      collected->read.skipped > 0 || !unattributed.empty() || collected->read_issues.has_errors();
+  for (const auto& r : results) {
+    for (const auto& i : r.issues) problems = problems || i.is_error();
+  }
+  return problems ? kExitDataProblems : kExitOk;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -293,6 +404,10 @@ int RunCli(int argc, char** argv) {
     }
     if (command == "ingest") {
       return RunIngest(Args(rest, {"--strict"}, {}, {"--input"}));
+    }
+    if (command == "evaluate") {
+      return RunEvaluate(
+          Args(rest, {}, {"--month", "--config", "--format", "--out", "--threads"}, {"--input"}));
     }
     if (command == "generate-activity") {
       return RunGenerateActivity(

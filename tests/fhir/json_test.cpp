@@ -120,7 +120,8 @@ TEST(JsonTest, ProjectionKeepsOnlyChosenTopLevelMembers) {
       R"("x":null,"y":true,"z":2.5})";
   auto v = Parse(text, options);
   ASSERT_TRUE(v) << v.error().message;
-  EXPECT_EQ(Serialize(*v), R"({"resourceType":"Encounter","status":"finished","period":{"start":"2026"}})");
+  EXPECT_EQ(Serialize(*v),
+            R"({"resourceType":"Encounter","status":"finished","period":{"start":"2026"}})");
   ASSERT_FALSE(asked.empty());
   EXPECT_EQ(asked.front(), (std::pair<std::string, std::string>{"Encounter", "id"}));
   // Names inside skipped members are never offered (only top-level ones).

@@ -1,0 +1,495 @@
+#include "gateway/ccm_facts.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+
+#include "mappings/code_systems.h"
+
+namespace ccm::gateway {
+namespace {
+
+using fhir::IssueCode;
+using fhir::IssueList;
+using fhir::json::Value;
+
+std::optional<std::uint64_t> NumericVersion(std::string_view v) {
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
+  return n;
+}
+
+// The patient a reference points to, as "Patient/<id>"; "" (with an issue) when it cannot be
+// resolved without a server (urn:uuid inside a Bundle, conditional references).
+std::string PatientKey(const fhir::Reference& ref, std::string_view path, IssueList& issues) {
+  if (ref.empty()) return {};
+  if (auto key = ref.Key(); key && ref.type == "Patient") return *key;
+  issues.Warning(IssueCode::kNotSupported, std::string(path),
+                 "the patient reference is not of the form Patient/<id> (or an absolute URL "
+                 "ending so); the resource cannot be attributed to a patient and is not counted");
+  return {};
+}
+
+// Cheap read of subject/patient.reference for resources that need no full view.
+std::string QuickPatientKey(const Value& r, std::string_view element) {
+  std::string_view ref = r[element]["reference"].str();
+  auto parsed = fhir::ParseReferenceString(ref);
+  if (!parsed || parsed->type != "Patient") return {};
+  auto key = parsed->Key();
+  return key ? *key : std::string();
+}
+
+VersionStamp QuickStamp(const Value& r) {
+  VersionStamp s;
+  const Value& meta = r["meta"];
+  s.version_id = std::string(meta["versionId"].str());
+  if (auto t = fhir::FhirDateTime::ParseInstant(meta["lastUpdated"].str())) {
+    s.last_updated = t->Earliest();
+  }
+  return s;
+}
+
+bool HasCodeIn(const Value& codeable_concept, const mappings::CodeSet& set) {
+  for (const Value& c : codeable_concept["coding"].array()) {
+    if (set.Contains(c["system"].str(), c["code"].str())) return true;
+  }
+  return false;
+}
+
+// Encounter.type[] and serviceType codings, in order.
+template <class F>
+void ForEachEncounterCoding(const Value& r, F&& f) {
+  for (const Value& t : r["type"].array()) {
+    for (const Value& c : t["coding"].array()) f(c["system"].str(), c["code"].str());
+  }
+  for (const Value& c : r["serviceType"]["coding"].array()) f(c["system"].str(), c["code"].str());
+}
+
+std::optional<TimePoint> Earliest(const std::optional<fhir::FhirDateTime>& d,
+                                  const date::time_zone* tz) {
+  if (!d) return std::nullopt;
+  return d->Range(tz).start;
+}
+
+std::optional<TimePoint> LatestExclusive(const std::optional<fhir::FhirDateTime>& d,
+                                         const date::time_zone* tz) {
+  if (!d) return std::nullopt;
+  return d->Range(tz).end;
+}
+
+std::string PerformerKey(const fhir::Reference& ref) {
+  if (auto id = ref.SearchIdentifier();
+      id && id->system == fhir::kNpiSystem && !id->value.empty()) {
+    return "npi:" + id->value;
+  }
+  if (auto key = ref.Key(); key && (ref.type == "Practitioner" || ref.type == "PractitionerRole")) {
+    return *key;
+  }
+  return {};
+}
+
+// ---- per type ----------------------------------------------------------------------------------
+
+void ExtractPatient(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
+  auto v = fhir::PatientView::Read(r, issues);
+  out.stored.stamp = StampOf(v.meta);
+  out.patient = "Patient/" + v.id;
+  PatientFact f;
+  f.deceased = v.deceased();
+  f.deceased_from = Earliest(v.deceased_date_time, config.practice.time_zone);
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out,
+                      IssueList& issues) {
+  // Most conditions are not chronic: find the category before reading the whole resource.
+  const mappings::ChronicCategory* category = nullptr;
+  std::string coding;
+  for (const Value& c : r["code"]["coding"].array()) {
+    category = config.chronic_conditions.Find(c["system"].str(), c["code"].str());
+    if (category != nullptr) {
+      coding = fmt::format("{}|{}", c["system"].str(), c["code"].str());
+      break;
+    }
+  }
+  if (category == nullptr) {
+    out.stored.stamp = QuickStamp(r);
+    out.patient = QuickPatientKey(r, "subject");
+    return;
+  }
+  auto v = fhir::ConditionView::Read(r, issues);
+  out.stored.stamp = StampOf(v.meta);
+  const date::time_zone* tz = config.practice.time_zone;
+  ConditionFact f;
+  f.patient = PatientKey(v.subject, "Condition.subject", issues);
+  out.patient = f.patient;
+  f.category = category;
+  f.coding = std::move(coding);
+  f.verification = v.verification_status_code;
+  f.clinical = v.clinical_status_code;
+  if (const auto* d = std::get_if<fhir::FhirDateTime>(&v.onset)) {
+    f.onset_from = d->Range(tz).start;
+  } else if (const auto* p = std::get_if<fhir::Period>(&v.onset); p && p->start) {
+    f.onset_from = p->start->Range(tz).start;
+  }
+  // Abatement (R4 Condition.abatement[x]); an abatement we cannot date is treated as "abated
+  // before the month" -- the conservative reading (docs/ccm-rules.md, rule 1).
+  if (const auto* d = std::get_if<fhir::FhirDateTime>(&v.abatement)) {
+    f.abatement = Abatement::kAt;
+    f.abated_from = d->Range(tz).start;
+  } else if (const auto* p = std::get_if<fhir::Period>(&v.abatement)) {
+    if (p->start) {
+      f.abatement = Abatement::kAt;
+      f.abated_from = p->start->Range(tz).start;
+    } else {
+      f.abatement = Abatement::kUnknownDate;
+    }
+  } else if (std::holds_alternative<fhir::Quantity>(v.abatement) ||
+             std::holds_alternative<fhir::QuantityRange>(v.abatement) ||
+             std::holds_alternative<std::string>(v.abatement)) {
+    f.abatement = Abatement::kUnknownDate;
+  } else if (const Value* b = r.find("abatementBoolean"); b != nullptr && b->as_bool()) {
+    f.abatement = Abatement::kUnknownDate;
+  }
+  if (f.abatement == Abatement::kNone && f.clinical &&
+      (*f.clinical == fhir::ConditionClinicalStatus::kResolved ||
+       *f.clinical == fhir::ConditionClinicalStatus::kInactive ||
+       *f.clinical == fhir::ConditionClinicalStatus::kRemission)) {
+    f.abatement = Abatement::kUnknownDate;
+  }
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out,
+                      IssueList& issues) {
+  bool activity = false;
+  ForEachEncounterCoding(r, [&](std::string_view system, std::string_view code) {
+    activity = activity || config.activity_codes.Contains(system, code);
+  });
+  if (!activity) {
+    out.stored.stamp = QuickStamp(r);
+    out.patient = QuickPatientKey(r, "subject");
+    return;
+  }
+  auto v = fhir::EncounterView::Read(r, issues);
+  out.stored.stamp = StampOf(v.meta);
+  EncounterFact f;
+  f.patient = PatientKey(v.subject, "Encounter.subject", issues);
+  out.patient = f.patient;
+  f.status = v.status_text;
+  f.finished = v.status == fhir::EncounterStatus::kFinished;
+  ForEachEncounterCoding(r, [&](std::string_view system, std::string_view code) {
+    if (f.activity_code.empty() && config.activity_codes.Contains(system, code)) {
+      f.activity_code = std::string(code);
+    }
+    f.practitioner_coded =
+        f.practitioner_coded || config.rules.practitioner_time_codes.Contains(system, code);
+    f.complex_coded = f.complex_coded || config.rules.complex_ccm_codes.Contains(system, code);
+  });
+  const date::time_zone* tz = config.practice.time_zone;
+  if (v.period.start) {
+    f.start = v.period.start->Range(tz).start;
+  } else if (f.finished) {
+    issues.Error(IssueCode::kRequired, "Encounter.period.start",
+                 "a care-management encounter needs period.start to be placed in a month; its "
+                 "time is not counted (add period.start)");
+  }
+  if (!v.length.empty()) {
+    auto us = fhir::DurationToMicros(v.length);
+    if (us) {
+      f.micros = us->count();
+    } else {
+      issues.Error(IssueCode::kValue, "Encounter.length",
+                   fmt::format("{}; its time is not counted (use a UCUM unit such as "
+                               "{{\"value\": 20, \"system\": \"http://unitsofmeasure.org\", "
+                               "\"code\": \"min\"}})",
+                               us.error().message));
+    }
+  } else if (v.period.start && v.period.end) {
+    // Without `length` the time is period.end - period.start, which is only meaningful when
+    // both carry a time of day (a date-only period would count whole days).
+    if (v.period.start->has_time() && v.period.end->has_time()) {
+      auto d = v.period.end->Range(tz).start - v.period.start->Range(tz).start;
+      if (d.count() >= 0) {
+        f.micros = d.count();
+      } else {
+        issues.Error(IssueCode::kInvariant, "Encounter.period",
+                     "period.end is before period.start; its time is not counted");
+      }
+    } else {
+      issues.Error(IssueCode::kValue, "Encounter.period",
+                   "period.start and period.end need a time of day to give a duration (or "
+                   "add Encounter.length); its time is not counted");
+    }
+  } else if (f.finished && v.period.start) {
+    issues.Error(IssueCode::kRequired, "Encounter.length",
+                 "a care-management encounter needs length or period.end to give its "
+                 "duration; its time is not counted");
+  }
+  for (std::size_t i = 0; i < v.participant.size(); ++i) {
+    std::string key = PerformerKey(v.participant[i].individual);
+    if (!key.empty() &&
+        std::find(f.performers.begin(), f.performers.end(), key) == f.performers.end()) {
+      f.performers.push_back(std::move(key));
+    }
+  }
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
+  bool consent_category = false;
+  for (const Value& c : r["category"].array()) {
+    consent_category = consent_category || HasCodeIn(c, config.consent_codes);
+  }
+  if (!consent_category) {
+    out.stored.stamp = QuickStamp(r);
+    out.patient = QuickPatientKey(r, "patient");
+    return;
+  }
+  auto v = fhir::ConsentView::Read(r, issues);
+  out.stored.stamp = StampOf(v.meta);
+  const date::time_zone* tz = config.practice.time_zone;
+  ConsentFact f;
+  f.patient = PatientKey(v.patient, "Consent.patient", issues);
+  out.patient = f.patient;
+  f.status = v.status;
+  if (v.provision) {
+    f.deny = v.provision->type == fhir::ConsentProvisionType::kDeny;
+    f.start = Earliest(v.provision->period.start, tz);
+    f.end = LatestExclusive(v.provision->period.end, tz);
+  }
+  if (!f.start) f.start = Earliest(v.date_time, tz);
+  if (!f.start && f.status == fhir::ConsentStatus::kActive && !f.deny) {
+    issues.Warning(IssueCode::kRequired, "Consent.provision.period.start",
+                   "the consent has neither provision.period.start nor dateTime, so the date it "
+                   "took effect is unknown; no time is billed under it");
+  }
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+// A plan element tagged on an activity: detail.code with kPlanElementSystem.
+std::optional<PlanElement> TaggedElement(const fhir::CarePlanActivity& a) {
+  if (!a.detail) return std::nullopt;
+  for (const auto& c : a.detail->code.coding) {
+    if (c.system != kPlanElementSystem) continue;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(PlanElement::kCount); ++i) {
+      if (c.code == ToCode(static_cast<PlanElement>(i))) return static_cast<PlanElement>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
+                     IssueList& issues) {
+  auto v = fhir::CarePlanView::Read(r, issues);
+  out.stored.stamp = StampOf(v.meta);
+  const date::time_zone* tz = config.practice.time_zone;
+  CarePlanFact f;
+  f.patient = PatientKey(v.subject, "CarePlan.subject", issues);
+  out.patient = f.patient;
+  f.status = v.status;
+  f.period_start = Earliest(v.period.start, tz);
+  f.period_end = LatestExclusive(v.period.end, tz);
+  auto set = [&](PlanElement e) { f.elements.set(static_cast<std::size_t>(e)); };
+  if (!v.addresses.empty()) set(PlanElement::kProblemList);
+  if (!v.goal.empty()) set(PlanElement::kGoals);
+  if (!v.care_team.empty()) set(PlanElement::kCoordination);
+  for (const auto& a : v.activity) {
+    set(PlanElement::kInterventions);
+    if (a.reference.type == "MedicationRequest" ||
+        (a.detail && a.detail->kind == "MedicationRequest")) {
+      set(PlanElement::kMedicationManagement);
+    }
+    if (auto e = TaggedElement(a)) set(*e);
+  }
+  if (v.meta.last_updated) {
+    f.last_revised = v.meta.last_updated->Range(tz).start;
+  } else if (v.created) {
+    f.last_revised = v.created->Range(tz).start;
+  } else {
+    f.last_revised = f.period_start;
+  }
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+void ExtractPractitioner(const Value& r, Extracted& out) {
+  out.stored.stamp = QuickStamp(r);
+  PractitionerFact f;
+  const Value& ids = r["identifier"];
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i]["system"].str() == fhir::kNpiSystem && !ids[i]["value"].str().empty()) {
+      f.npis.emplace_back(ids[i]["value"].str());
+    }
+  }
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+void ExtractPractitionerRole(const Value& r, Extracted& out, IssueList& issues) {
+  out.stored.stamp = QuickStamp(r);
+  fhir::Reference ref =
+      fhir::ReadReference(r["practitioner"], "PractitionerRole.practitioner", issues);
+  PractitionerRoleFact f;
+  f.practitioner = PerformerKey(ref);
+  out.stored.fact = std::make_unique<Fact>(std::move(f));
+}
+
+constexpr std::array<std::string_view, 7> kTypes = {
+    "Patient", "Condition", "Encounter", "Consent", "CarePlan", "Practitioner", "PractitionerRole"};
+
+}  // namespace
+
+bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing) {
+  const std::string& cv = candidate.version_id;
+  const std::string& ev = existing.version_id;
+  if (!cv.empty() && !ev.empty()) {
+    auto cn = NumericVersion(cv);
+    auto en = NumericVersion(ev);
+    if (cn && en && *cn != *en) return *cn > *en;
+    if (cv == ev) return true;  // the same version seen twice: the last seen wins
+  }
+  if (candidate.last_updated && existing.last_updated &&
+      *candidate.last_updated != *existing.last_updated) {
+    return *candidate.last_updated > *existing.last_updated;
+  }
+  return true;  // no way to tell: the last seen wins
+}
+
+VersionStamp StampOf(const fhir::Meta& meta) {
+  VersionStamp s;
+  s.version_id = meta.version_id;
+  if (meta.last_updated) s.last_updated = meta.last_updated->Earliest();
+  return s;
+}
+
+std::string_view ToCode(PlanElement e) noexcept {
+  switch (e) {
+    case PlanElement::kProblemList:
+      return "problem-list";
+    case PlanElement::kGoals:
+      return "measurable-goals";
+    case PlanElement::kInterventions:
+      return "interventions";
+    case PlanElement::kMedicationManagement:
+      return "medication-management";
+    case PlanElement::kCommunityResources:
+      return "community-resources";
+    case PlanElement::kCoordination:
+      return "care-coordination";
+    case PlanElement::kReviewSchedule:
+      return "review-schedule";
+    case PlanElement::kSymptomManagement:
+      return "symptom-management";
+    case PlanElement::kExpectedOutcome:
+      return "expected-outcome";
+    case PlanElement::kCount:
+      break;
+  }
+  return "?";
+}
+
+bool FactMemberNeeded(std::string_view type, std::string_view m) noexcept {
+  // Everything the views below read, plus what decides whether a resource may be used at all.
+  if (m == "id" || m == "meta" || m == "modifierExtension" || m == "implicitRules") return true;
+  auto any = [&](std::initializer_list<std::string_view> names) {
+    return std::find(names.begin(), names.end(), m) != names.end();
+  };
+  if (type.empty() || type == "CarePlan") return true;  // care plans are read whole (rule 9)
+  if (type == "Encounter") {
+    return any({"status", "_status", "class", "type", "serviceType", "subject", "participant",
+                "period", "length"});
+  }
+  if (type == "Condition") {
+    return any({"clinicalStatus", "verificationStatus", "code", "subject", "onsetDateTime",
+                "_onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString",
+                "abatementDateTime", "_abatementDateTime", "abatementPeriod", "abatementAge",
+                "abatementRange", "abatementString", "abatementBoolean"});
+  }
+  if (type == "Consent") {
+    return any({"status", "_status", "scope", "category", "patient", "dateTime", "provision"});
+  }
+  if (type == "Patient") return any({"deceasedBoolean", "deceasedDateTime"});
+  if (type == "Practitioner") return m == "identifier";
+  if (type == "PractitionerRole") return any({"practitioner", "identifier"});
+  return false;
+}
+
+Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
+                      const EngineConfig& config) {
+  Extracted out;
+  std::string_view type = fhir::ResourceType(r);
+  if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) return out;
+  std::string_view id = r["id"].str();
+  out.key =
+      id.empty() ? fmt::format("{}/#{}", type, where.ToString()) : fmt::format("{}/{}", type, id);
+  IssueList issues;
+  if (r.find("modifierExtension") != nullptr || r.find("implicitRules") != nullptr) {
+    // R4 §2.4.4: a system must not process a resource whose modifier extensions (or implicit
+    // rules) it does not understand; the safe reading is to leave it out and say so.
+    issues.Error(IssueCode::kNotSupported,
+                 fmt::format("{}.{}", type,
+                             r.find("modifierExtension") ? "modifierExtension" : "implicitRules"),
+                 "the resource carries a modifier the gateway does not understand; it is left "
+                 "out of the evaluation (remove or map the modifier)");
+    out.stored.stamp = QuickStamp(r);
+    out.patient = QuickPatientKey(r, type == "Consent" ? "patient" : "subject");
+  } else if (type == "Patient") {
+    ExtractPatient(r, config, out, issues);
+  } else if (type == "Condition") {
+    ExtractCondition(r, config, out, issues);
+  } else if (type == "Encounter") {
+    ExtractEncounter(r, config, out, issues);
+  } else if (type == "Consent") {
+    ExtractConsent(r, config, out, issues);
+  } else if (type == "CarePlan") {
+    ExtractCarePlan(r, config, out, issues);
+  } else if (type == "Practitioner") {
+    ExtractPractitioner(r, out);
+  } else {
+    ExtractPractitionerRole(r, out, issues);
+  }
+  if (id.empty()) {
+    issues.Error(IssueCode::kRequired, fmt::format("{}.id", type),
+                 "the resource has no id, so other resources cannot refer to it and a newer "
+                 "version cannot replace it");
+  }
+  if (!issues.empty()) {
+    issues.SetLocation(where.ToString());
+    out.stored.issues = std::make_unique<FactIssues>(FactIssues{out.patient, std::move(issues)});
+  }
+  return out;
+}
+
+void FactStore::Add(Extracted e) {
+  ++counts_.resources;
+  if (e.key.empty()) {
+    ++counts_.ignored_types;
+    return;
+  }
+  if (e.stored.issues) counts_.issues += e.stored.issues->list.size();
+  if (!e.patient.empty()) {
+    bool clinical = !e.key.starts_with("Patient/") && !e.key.starts_with("Practitioner");
+    auto [it, inserted] = patients_.emplace(e.patient, clinical);
+    if (!inserted && clinical) it->second = true;
+  }
+  auto it = entries_.find(e.key);
+  if (it == entries_.end()) {
+    if (e.stored.fact) ++counts_.kept;
+    entries_.emplace(std::move(e.key), std::move(e.stored));
+    return;
+  }
+  ++counts_.duplicates;
+  if (!IsNewer(e.stored.stamp, it->second.stamp)) return;
+  if (it->second.fact) --counts_.kept;
+  if (e.stored.fact) ++counts_.kept;
+  it->second = std::move(e.stored);
+}
+
+void FactStore::Add(const Value& resource, const fhir::SourceLocation& where,
+                    const EngineConfig& config) {
+  Add(ExtractFact(resource, where, config));
+}
+
+}  // namespace ccm::gateway

@@ -1,0 +1,187 @@
+// Compact facts for the CCM engine, extracted from FHIR resources as they stream past.
+//
+// The engine never holds the input: each Patient, Condition, Encounter, Consent, CarePlan,
+// Practitioner and PractitionerRole is reduced on arrival to the few values the rules need
+// (docs/ccm-rules.md), and everything else is dropped. Resources the rules cannot use (an
+// Encounter without a care-management code, a Condition outside the chronic value set) keep only
+// their version stamp, so that a newer version arriving later still replaces an older one and the
+// outcome does not depend on input order. Memory is therefore bounded by what the practice has to
+// bill, not by the size of the export.
+//
+// Data problems in the elements the rules read (a bad dateTime, an Encounter without
+// period.start, a Duration in an unknown unit) are kept with the fact as issues with their JSON
+// path and source location, and surface in the patient's report; the resource is then counted as
+// conservatively as possible (usually: not at all).
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "fhir/datetime.h"
+#include "fhir/issues.h"
+#include "fhir/json.h"
+#include "fhir/reader.h"
+#include "fhir/resources.h"
+#include "gateway/ccm_config.h"
+
+namespace ccm::gateway {
+
+using fhir::TimePoint;
+
+// Which of two versions of one resource wins (R4 §3.1.0.5: versionId is opaque but servers issue
+// it increasing; lastUpdated is an instant): numeric versionId, then lastUpdated, else the one
+// seen last.
+struct VersionStamp {
+  std::string version_id;
+  std::optional<TimePoint> last_updated;
+};
+bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing);
+VersionStamp StampOf(const fhir::Meta& meta);
+
+struct PatientFact {
+  bool deceased = false;                   // deceasedBoolean true or any deceasedDateTime
+  std::optional<TimePoint> deceased_from;  // earliest instant of deceasedDateTime
+};
+
+enum class Abatement : std::uint8_t {
+  kNone,         // not abated (no abatement[x], or abatementBoolean false)
+  kAt,           // abated at `abated_from`
+  kUnknownDate,  // abated, date unknown (abatementBoolean true / Age / String, or a resolved
+                 // clinicalStatus without abatement[x])
+};
+
+struct ConditionFact {
+  std::string patient;                        // "Patient/<id>"
+  const mappings::ChronicCategory* category;  // never null: only chronic conditions are kept
+  std::string coding;                         // "system|code" that matched
+  std::optional<fhir::ConditionVerificationStatus> verification;
+  std::optional<fhir::ConditionClinicalStatus> clinical;
+  std::optional<TimePoint> onset_from;  // earliest instant of onset[x] when it is a date
+  Abatement abatement = Abatement::kNone;
+  TimePoint abated_from{};
+};
+
+struct EncounterFact {
+  std::string patient;
+  bool finished = false;
+  std::string status;                   // as written
+  bool practitioner_coded = false;      // a code of rules.practitionerTimeCodes
+  bool complex_coded = false;           // a code of rules.complexCcmCodes
+  std::string activity_code;            // the first care-management code found ("99490")
+  std::optional<TimePoint> start;       // period.start (earliest instant)
+  std::optional<std::int64_t> micros;   // length, else period.end - period.start
+  std::vector<std::string> performers;  // participant individuals: "Practitioner/1", "npi:123…"
+};
+
+struct ConsentFact {
+  std::string patient;
+  std::optional<fhir::ConsentStatus> status;
+  bool deny = false;               // provision.type = deny
+  std::optional<TimePoint> start;  // provision.period.start, else dateTime
+  std::optional<TimePoint> end;    // provision.period.end (latest instant, exclusive)
+};
+
+// The CMS comprehensive care plan elements (docs/ccm-rules.md, rule 9).
+enum class PlanElement : std::uint8_t {
+  kProblemList,           // addresses
+  kGoals,                 // goal
+  kInterventions,         // activity
+  kMedicationManagement,  // a MedicationRequest activity, or an activity tagged so
+  kCommunityResources,    // an activity tagged community-resources
+  kCoordination,          // careTeam, or an activity tagged care-coordination
+  kReviewSchedule,        // an activity tagged review-schedule
+  kSymptomManagement,     // an activity tagged symptom-management
+  kExpectedOutcome,       // an activity tagged expected-outcome (prognosis)
+  kCount
+};
+std::string_view ToCode(PlanElement e) noexcept;
+// System of the codes above when they tag CarePlan.activity.detail.code.
+inline constexpr std::string_view kPlanElementSystem = "urn:ccm-gateway:care-plan-element";
+
+struct CarePlanFact {
+  std::string patient;
+  std::optional<fhir::CarePlanStatus> status;
+  std::optional<TimePoint> period_start;  // earliest
+  std::optional<TimePoint> period_end;    // latest, exclusive
+  std::bitset<static_cast<std::size_t>(PlanElement::kCount)> elements;
+  std::optional<TimePoint> last_revised;  // meta.lastUpdated, else created, else period.start
+};
+
+struct PractitionerFact {
+  std::vector<std::string> npis;
+};
+struct PractitionerRoleFact {
+  std::string practitioner;  // "Practitioner/<id>" or "npi:<npi>"
+};
+
+using Fact = std::variant<PatientFact, ConditionFact, EncounterFact, ConsentFact, CarePlanFact,
+                          PractitionerFact, PractitionerRoleFact>;
+
+// Data problems found in the elements read, with the patient they concern (may be "").
+struct FactIssues {
+  std::string patient;
+  fhir::IssueList list;
+};
+
+struct StoredFact {
+  VersionStamp stamp;
+  std::unique_ptr<Fact> fact;          // null: the resource matters to no rule (kept for versions)
+  std::unique_ptr<FactIssues> issues;  // only when there are any
+};
+
+// What the extraction counted, for the run summary.
+struct FactCounts {
+  std::size_t resources = 0;  // offered to Add
+  std::size_t kept = 0;       // currently holding a fact
+  std::size_t ignored_types = 0;
+  std::size_t duplicates = 0;  // same type/id seen again
+  std::size_t issues = 0;      // data problems found (including in superseded versions)
+};
+
+// The top-level elements the extraction reads, per resource type; pass as
+// fhir::json::ParseOptions::keep_member so the reader builds nothing else.
+bool FactMemberNeeded(std::string_view resource_type, std::string_view member) noexcept;
+
+// Reduces one resource to a fact (or to nothing) under `config`. Pure: usable from any thread.
+struct Extracted {
+  std::string key;      // "Type/id"; empty when the type is not one the engine reads
+  std::string patient;  // the patient the resource is about ("Patient/<id>"), when known
+  StoredFact stored;
+};
+Extracted ExtractFact(const fhir::json::Value& resource, const fhir::SourceLocation& where,
+                      const EngineConfig& config);
+
+// All facts of a run, newest version per resource. Not thread-safe; merge extractions from worker
+// threads on one thread.
+class FactStore {
+ public:
+  // Adds an extraction (de-duplicating by key and version stamp).
+  void Add(Extracted e);
+  // Convenience: ExtractFact + Add.
+  void Add(const fhir::json::Value& resource, const fhir::SourceLocation& where,
+           const EngineConfig& config);
+
+  const FactCounts& counts() const noexcept { return counts_; }
+  // Every entry, keyed "Type/id" (ordered, so reports are deterministic).
+  const std::map<std::string, StoredFact, std::less<>>& entries() const noexcept {
+    return entries_;
+  }
+  // Patients referenced by any Condition, Encounter, Consent or CarePlan, or present themselves.
+  const std::map<std::string, bool, std::less<>>& patients() const noexcept { return patients_; }
+
+ private:
+  std::map<std::string, StoredFact, std::less<>> entries_;
+  // Patient key -> true when referenced by clinical data (false: only the Patient resource seen).
+  std::map<std::string, bool, std::less<>> patients_;
+  FactCounts counts_;
+};
+
+}  // namespace ccm::gateway

@@ -1,0 +1,29 @@
+// The evaluate pipeline: stream the inputs into compact facts, then run the CCM engine.
+// Shared by `ccm-gateway evaluate` and the sync command, so that a month's answer is the same
+// whatever the source.
+#pragma once
+
+#include <filesystem>
+#include <vector>
+
+#include "fhir/issues.h"
+#include "fhir/reader.h"
+#include "fhir/result.h"
+#include "gateway/ccm_config.h"
+#include "gateway/ccm_facts.h"
+
+namespace ccm::gateway {
+
+struct CollectReport {
+  fhir::ReadCounts read;
+  fhir::IssueList read_issues;  // unreadable files, lines and entries (nothing else)
+};
+
+// Reads every input (files or directories: NDJSON, .gz, Bundles, single resources) into `facts`,
+// building only the elements the engine reads; NDJSON is parsed on `threads` threads. Fails only
+// when an input path does not exist.
+Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inputs,
+                                   const EngineConfig& config, FactStore& facts,
+                                   unsigned threads = 1);
+
+}  // namespace ccm::gateway
