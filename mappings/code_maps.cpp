@@ -260,10 +260,6 @@ Status ChronicConditionMap::AddConceptMap(const fhir::json::Value& concept_map,
                                           std::string_view origin) {
   if (!impl_) impl_ = std::make_unique<Impl>();  // a moved-from map is empty and usable
   CCM_TRY(CheckResourceType(concept_map, "ConceptMap", origin));
-  if (concept_map.find("group") == nullptr) {
-    return InvalidAt(origin, "ConceptMap.group",
-                     "expected at least one group (source system -> chronic categories)");
-  }
 
   // Everything is checked first and staged here, so that a failure adds nothing.
   struct Staged {
@@ -283,6 +279,10 @@ Status ChronicConditionMap::AddConceptMap(const fhir::json::Value& concept_map,
 
   CCM_TRY_ASSIGN(const json::Array* groups,
                  OptionalArray(concept_map, "group", "ConceptMap", origin));
+  if (groups == nullptr || groups->empty()) {
+    return InvalidAt(origin, "ConceptMap.group",
+                     "expected at least one group (source system -> chronic categories)");
+  }
   for (std::size_t g = 0; g < groups->size(); ++g) {
     const json::Value& group = (*groups)[g];
     const std::string group_path = fmt::format("ConceptMap.group[{}]", g);

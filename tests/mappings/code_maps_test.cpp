@@ -192,6 +192,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadConceptMap{"NotAnObject", "[1]", "expected a ConceptMap resource"},
         BadConceptMap{"NoGroup", R"({"resourceType":"ConceptMap"})",
                       "ConceptMap.group: expected at least one group"},
+        BadConceptMap{"EmptyGroup", R"({"resourceType":"ConceptMap","group":[]})",
+                      "ConceptMap.group: expected at least one group"},
         BadConceptMap{"GroupNotArray", R"({"resourceType":"ConceptMap","group":{}})",
                       "ConceptMap.group: expected an array, got a JSON object"},
         BadConceptMap{"MissingSource",
