@@ -131,7 +131,15 @@ struct ParseOptions {
   // well-formed JSON but not stored, so a reader that needs a few elements of large resources does
   // not pay for the rest. Duplicate names among rejected members are not detected.
   std::function<bool(std::string_view resource_type, std::string_view name)> keep_member;
+  // With a projection: resource types the caller does not read at all. When "resourceType" is
+  // the first member (as servers and bulk exports write it) and this returns false, parsing stops
+  // right there and the result is {"resourceType": "<type>"}: the rest of the text is not even
+  // checked for well-formedness, because nothing of it would be used.
+  std::function<bool(std::string_view resource_type)> keep_resource;
 };
+
+// Offset of the first byte of `text` that is not well-formed UTF-8 (RFC 3629), or npos.
+std::size_t FindInvalidUtf8(std::string_view text) noexcept;
 
 // Incremental builder behind Parse, exposed for streaming readers: feed it RapidJSON-style SAX
 // events (numbers as raw text) and take the finished value. A handler method returning false means
@@ -140,7 +148,9 @@ class SaxBuilder {
  public:
   explicit SaxBuilder(std::size_t max_depth = ParseOptions{}.max_depth) : max_depth_(max_depth) {}
   explicit SaxBuilder(const ParseOptions& options)
-      : max_depth_(options.max_depth), keep_member_(options.keep_member) {}
+      : max_depth_(options.max_depth),
+        keep_member_(options.keep_member),
+        keep_resource_(options.keep_resource) {}
 
   bool Null() { return skip_ != 0 ? Skip(0) : Add(Value()); }
   bool Bool(bool b) { return skip_ != 0 ? Skip(0) : Add(Value::Bool(b)); }
@@ -171,6 +181,8 @@ class SaxBuilder {
   // Returns the built value and resets the builder for the next one.
   Value Take();
   const std::string& error() const noexcept { return error_; }
+  // True when the parse was stopped on purpose by ParseOptions::keep_resource.
+  bool unwanted_resource() const noexcept { return unwanted_; }
 
  private:
   Value* Append(Value v);
@@ -182,10 +194,12 @@ class SaxBuilder {
   }
   // Consumes an event of a member rejected by the projection: +1 opens, -1 closes a container,
   // 0 is a scalar.
-  bool Skip(int delta) noexcept;
+  bool Skip(int delta);
 
   std::size_t max_depth_;
   std::function<bool(std::string_view, std::string_view)> keep_member_;
+  std::function<bool(std::string_view)> keep_resource_;
+  bool unwanted_ = false;
   std::vector<Value*> stack_;  // open containers; see json.cpp for why the pointers stay valid
   std::string key_;
   Value root_;
@@ -199,6 +213,12 @@ class SaxBuilder {
 // Error's message is "line L, column C: what" and `info` (if given) holds the position.
 Result<Value> Parse(std::string_view text, const ParseOptions& options = {},
                     ParseErrorInfo* info = nullptr);
+
+// Same as Parse, faster, on a mutable buffer: text[size] must be '\0', and the bytes are
+// overwritten (strings are decoded in place). For callers that own a buffer they no longer need,
+// such as a line of an NDJSON file.
+Result<Value> ParseInsitu(char* text, std::size_t size, const ParseOptions& options = {},
+                          ParseErrorInfo* info = nullptr);
 
 // Serialises compactly (no whitespace), numbers as their original text.
 std::string Serialize(const Value& v);

@@ -23,6 +23,7 @@
 // Not thread-safe; use one reader per thread.
 #pragma once
 
+#include <any>
 #include <cstddef>
 #include <filesystem>
 #include <functional>
@@ -31,6 +32,8 @@
 #include "fhir/issues.h"
 #include "fhir/json.h"
 #include "fhir/result.h"
+
+struct gzFile_s;
 
 namespace ccm::fhir {
 
@@ -69,6 +72,16 @@ class ResourceReader {
 
   ResourceReader(ResourceFn on_resource, IssueFn on_issue, ReadOptions options = {});
 
+  // For callers that reduce each resource to something small: `prepare` runs on the thread that
+  // parsed the resource (a worker when options.threads > 1; it must be thread-safe) and the
+  // resource is destroyed there; its result reaches `on_prepared` on the calling thread, in input
+  // order. Keeping allocation and release of the parsed tree on one thread is what lets the
+  // parallel path scale (freeing another thread's memory serialises on the allocator).
+  using PrepareFn = std::function<std::any(json::Value&& resource, const SourceLocation& where)>;
+  using PreparedFn = std::function<bool(std::any&& prepared, const SourceLocation& where)>;
+  ResourceReader(PrepareFn prepare, PreparedFn on_prepared, IssueFn on_issue,
+                 ReadOptions options = {});
+
   // Reads a file or a directory. Returns an error only when the path itself does not exist or
   // cannot be listed; per-file problems go to the issue callback. Returns Errc::kIncomplete-free
   // success even when the callbacks asked to stop; check stopped().
@@ -87,19 +100,25 @@ class ResourceReader {
   void ReadFile(const std::filesystem::path& file);
   void ReadNdjsonFile(const std::filesystem::path& file);
   void ReadJsonFile(const std::filesystem::path& file);
-  void NdjsonLine(std::string_view line, const std::string& file, std::size_t line_no);
+  // Parses (destructively) and hands over one line.
+  void NdjsonLine(std::string& line, const std::string& file, std::size_t line_no);
   struct LineOutcome;
   struct LineBatch;
-  static LineOutcome ParseLine(std::string_view line, std::size_t line_no,
+  // data[size] must be writable (it becomes the terminator); the line's bytes are overwritten.
+  static LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no,
                                const json::ParseOptions& options);
-  static std::vector<LineOutcome> ParseBatch(const LineBatch& batch,
-                                             const json::ParseOptions& options);
+  std::vector<LineOutcome> ParseBatch(LineBatch& batch) const;
   void HandleLine(LineOutcome&& outcome, const std::string& file);
+  void ReadNdjsonParallel(gzFile_s* gz, const std::string& file);
+  void ReportOverlong(const std::string& file, std::size_t line_no);
+  void ReportReadFailure(gzFile_s* gz, const std::string& file, std::size_t line_no);
   void Deliver(json::Value&& resource, SourceLocation where);
   void ReportUnreadable(const Error& e, const std::string& file);
   void Report(Severity s, IssueCode c, std::string path, std::string message, std::string location);
 
   ResourceFn on_resource_;
+  PrepareFn prepare_;
+  PreparedFn on_prepared_;
   IssueFn on_issue_;
   ReadOptions options_;
   ReadCounts counts_;

@@ -390,6 +390,10 @@ std::string_view ToCode(PlanElement e) noexcept {
   return "?";
 }
 
+bool FactTypeNeeded(std::string_view type) noexcept {
+  return std::find(kTypes.begin(), kTypes.end(), type) != kTypes.end();
+}
+
 bool FactMemberNeeded(std::string_view type, std::string_view m) noexcept {
   // Everything the views below read, plus what decides whether a resource may be used at all.
   if (m == "id" || m == "meta" || m == "modifierExtension" || m == "implicitRules") return true;
@@ -420,7 +424,7 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
                       const EngineConfig& config) {
   Extracted out;
   std::string_view type = fhir::ResourceType(r);
-  if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) return out;
+  if (!FactTypeNeeded(type)) return out;
   std::string_view id = r["id"].str();
   out.key =
       id.empty() ? fmt::format("{}/#{}", type, where.ToString()) : fmt::format("{}/{}", type, id);

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <any>
+#include <memory>
 
 namespace ccm::gateway {
 
@@ -17,10 +19,22 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
   CollectReport report;
   fhir::ReadOptions options;
   options.parse.keep_member = FactMemberNeeded;
+  options.parse.keep_resource = FactTypeNeeded;
   options.threads = std::max(1u, threads);
+  // Facts are extracted on the parsing threads; only the compact result crosses to this one.
   fhir::ResourceReader reader(
-      [&](fhir::json::Value&& resource, const fhir::SourceLocation& where) {
-        facts.Add(resource, where, config);
+      [&config](fhir::json::Value&& resource, const fhir::SourceLocation& where) {
+        Extracted e = ExtractFact(resource, where, config);
+        // Types the engine does not read need no hand-over (saves an allocation per resource).
+        if (e.key.empty()) return std::any();
+        return std::any(std::make_shared<Extracted>(std::move(e)));
+      },
+      [&](std::any&& prepared, const fhir::SourceLocation&) {
+        if (prepared.has_value()) {
+          facts.Add(std::move(*std::any_cast<std::shared_ptr<Extracted>&>(prepared)));
+        } else {
+          facts.Add(Extracted{});  // counted as a resource of a type the engine ignores
+        }
         return true;
       },
       [&](const fhir::Issue& issue) {

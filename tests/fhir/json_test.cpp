@@ -142,5 +142,34 @@ TEST(JsonTest, ProjectionKeepsOnlyChosenTopLevelMembers) {
   EXPECT_EQ(asked.back().first, "Patient");
 }
 
+TEST(JsonTest, ProjectionStopsAtUnwantedResourceTypes) {
+  ParseOptions options;
+  options.keep_member = [](std::string_view, std::string_view) { return true; };
+  options.keep_resource = [](std::string_view type) { return type != "Procedure"; };
+  // resourceType first: parsing stops there (the broken rest is not looked at).
+  auto skipped = Parse(R"({"resourceType":"Procedure","id":"x","code":{"coding":[}})", options);
+  ASSERT_TRUE(skipped) << skipped.error().message;
+  EXPECT_EQ(Serialize(*skipped), R"({"resourceType":"Procedure"})");
+  // A wanted type is parsed and checked in full.
+  EXPECT_FALSE(Parse(R"({"resourceType":"Encounter","id":"x","code":{"coding":[}})", options));
+  // resourceType not first: no early stop, the whole text is checked.
+  EXPECT_FALSE(Parse(R"({"id":"x","resourceType":"Procedure","code":[}})", options));
+  // Errors before resourceType are still errors.
+  EXPECT_FALSE(Parse(R"({"resourceType":)", options));
+}
+
+TEST(JsonTest, RejectsMalformedUtf8WithItsPosition) {
+  EXPECT_EQ(FindInvalidUtf8("plain ascii, long enough for the fast path"), std::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), std::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("abc\xC0\xAF"), 3u);              // overlong '/'
+  EXPECT_EQ(FindInvalidUtf8("abcdefghij\xED\xA0\x80"), 10u);  // a surrogate
+  EXPECT_EQ(FindInvalidUtf8("\xF4\x90\x80\x80"), 0u);         // above U+10FFFF
+  EXPECT_EQ(FindInvalidUtf8("ab\xE2\x82"), 2u);               // truncated
+  ParseErrorInfo info;
+  EXPECT_FALSE(Parse("{\"a\":\"x\xFFy\"}", {}, &info));
+  EXPECT_EQ(info.column, 8u);
+  EXPECT_NE(info.message.find("UTF-8"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ccm::fhir::json
