@@ -4,12 +4,14 @@
 #include <array>
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "fhir/json.h"
 #include "fhir/reader.h"
+#include "mappings/code_maps.h"
 
 namespace ccm::gateway {
 namespace {
@@ -65,11 +67,11 @@ constexpr std::array<Scenario, 8> kScenarios{{
     {"ccm-staff-45min", "active", "active", "99490", kStaff, {20, 15, 10, 0}},
     {"ccm-staff-19min", "active", "active", "99490", kStaff, {10, 9, 0, 0}},
     {"ccm-practitioner-35min", "active", "active", "99491", kPhysician, {20, 15, 0, 0}},
+    {"complex-ccm-95min", "active", "active", "99487", kStaff, {35, 30, 30, 0}},
     {"ccm-consent-revoked", "revoked-mid-month", "active", "99490", kStaff, {12, 14, 0, 0}},
+    {"ccm-overlapping-calls", "active", "active", "99490", kStaff, {15, 15, 0, 0}, true},
     {"ccm-no-consent", "none", "active", "99490", kStaff, {25, 0, 0, 0}},
     {"ccm-draft-plan", "active", "draft", "99490", kStaff, {30, 0, 0, 0}},
-    {"complex-ccm-75min", "active", "active", "99487", kStaff, {30, 25, 20, 0}},
-    {"ccm-overlapping-calls", "active", "active", "99490", kStaff, {15, 15, 0, 0}, true},
 }};
 
 Value Str(std::string_view s) { return Value::String(std::string(s)); }
@@ -140,8 +142,28 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
     return MakeError(Errc::kInvalidArgument, "month must be 1-12");
   }
   std::set<std::string> living;
+  // Chronic categories per patient (active, not abated), so that the billing scenarios go to the
+  // patients who could be billed at all: CCM candidates first, then PCM, then the rest.
+  CCM_TRY_ASSIGN(mappings::ChronicConditionMap chronic, mappings::DefaultChronicConditionMap());
+  std::map<std::string, std::set<std::string>> categories;
+  std::map<std::string, std::vector<std::string>> chronic_conditions;
   fhir::ResourceReader reader(
       [&](Value&& r, const fhir::SourceLocation&) {
+        if (r["resourceType"].str() == "Condition") {
+          std::string_view clinical = r["clinicalStatus"]["coding"][std::size_t{0}]["code"].str();
+          if (clinical != "active" || r.find("abatementDateTime") != nullptr) return true;
+          std::string_view subject = r["subject"]["reference"].str();
+          if (!subject.starts_with("Patient/")) return true;
+          for (const Value& c : r["code"]["coding"].array()) {
+            if (const auto* cat = chronic.Find(c["system"].str(), c["code"].str())) {
+              std::string pid(subject.substr(8));
+              categories[pid].insert(cat->code);
+              chronic_conditions[pid].push_back(fmt::format("Condition/{}", r["id"].str()));
+              break;
+            }
+          }
+          return true;
+        }
         if (r["resourceType"].str() != "Patient" || r["id"].str().empty()) return true;
         // Synthea marks the dead with deceasedDateTime; they get no activity.
         if (r.find("deceasedDateTime") != nullptr || r["deceasedBoolean"].as_bool()) return true;
@@ -182,8 +204,17 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
            {"qualification",
             Arr({Obj({{"code", Obj({{"text", Str("Physician (billing practitioner)")}})}})})}}));
 
+  std::vector<std::string> order(living.begin(), living.end());
+  std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+    auto rank = [&](const std::string& id) {
+      auto it = categories.find(id);
+      std::size_t n = it == categories.end() ? 0 : it->second.size();
+      return n >= 2 ? 0 : n == 1 ? 1 : 2;
+    };
+    return rank(a) < rank(b);
+  });
   std::size_t index = 0;
-  for (const std::string& id : living) {
+  for (const std::string& id : order) {
     const Scenario& s = kScenarios[index++ % kScenarios.size()];
     SplitMix64 rng(o.seed ^ Fnv1a(id));
     std::string patient = fmt::format("Patient/{}", id);
@@ -254,7 +285,7 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
       ++summary.consents;
     }
     if (s.care_plan != "none") {
-      plans.Add(Obj({
+      Value plan = Obj({
           {"resourceType", Str("CarePlan")},
           {"id", Str(fmt::format("ccm-plan-{}", tag.substr(0, 12)))},
           {"meta", ScenarioMeta(s.name)},
@@ -271,8 +302,18 @@ Result<ActivitySummary> GenerateActivity(const ActivityOptions& o, fhir::IssueLi
           {"title", Str("Chronic care management plan")},
           {"subject", Ref(patient)},
           {"period", Obj({{"start", Str(fmt::format("{:04}-02-01", o.year - 1))}})},
+          // Revised two months before the sample month: inside the 12-month review window.
+          {"created", Str(fmt::format("{:04}-{:02}-01", o.month > 2 ? o.year : o.year - 1,
+                                      (o.month + 9) % 12 + 1))},
           {"author", Ref(kPhysician)},
-      }));
+      });
+      Value addresses = Value::MakeArray();
+      std::vector<std::string> refs = chronic_conditions[id];
+      std::sort(refs.begin(), refs.end());
+      refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
+      for (const auto& ref : refs) addresses.push_back(Ref(ref));
+      if (addresses.size() > 0) plan.set("addresses", std::move(addresses));
+      plans.Add(plan);
       ++summary.care_plans;
     }
     ++summary.patients;
