@@ -477,7 +477,7 @@ struct ResourceReader::LineBatch {
 
 ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t size,
                                                       std::size_t line_no,
-                                                      const json::ParseOptions& options) {
+                                                      const std::string& file) const {
   LineOutcome out;
   out.line_no = line_no;
   if (size > 0 && data[size - 1] == '\r') --size;
@@ -486,15 +486,28 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
     out.blank = true;
     return out;
   }
-  data[size] = '\0';  // the in-situ parser needs a terminator; the line is ours to overwrite
+  data[size] = '\0';  // the in-situ parsers need a terminator; the line is ours to overwrite
+  if (prepare_line_) {
+    Result<std::any> prepared = prepare_line_(data, size, SourceLocation{file, line_no, ""});
+    if (prepared) {
+      out.prepared = std::move(*prepared);
+      out.is_prepared = true;
+    } else {
+      out.error = fmt::format("{}; line skipped", prepared.error().message);
+    }
+    return out;
+  }
   json::ParseErrorInfo info;
-  Result<json::Value> v = json::ParseInsitu(data, size, options, &info);
+  Result<json::Value> v = json::ParseInsitu(data, size, options_.parse, &info);
   if (!v) {
     out.error = fmt::format("invalid JSON: {}; line skipped", info.message);
     out.column = info.column;
   } else if (!v->is_object()) {
     out.error = fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
                             json::KindName(v->kind()));
+  } else if (prepare_) {
+    out.prepared = prepare_(std::move(*v), SourceLocation{file, line_no, ""});
+    out.is_prepared = true;  // the tree is released here, on the thread that allocated it
   } else {
     out.value = std::move(*v);
   }
@@ -509,13 +522,7 @@ std::vector<ResourceReader::LineOutcome> ResourceReader::ParseBatch(LineBatch& b
   while (p < end) {
     char* nl = static_cast<char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     char* line_end = nl != nullptr ? nl : end;  // `end` is the string's own terminator
-    out.push_back(ParseLine(p, static_cast<std::size_t>(line_end - p), line_no++, options_.parse));
-    LineOutcome& o = out.back();
-    if (prepare_ && o.value) {
-      o.prepared = prepare_(std::move(*o.value), SourceLocation{*batch.file, o.line_no, ""});
-      o.is_prepared = true;
-      o.value.reset();  // released on this thread, where it was allocated
-    }
+    out.push_back(ParseLine(p, static_cast<std::size_t>(line_end - p), line_no++, *batch.file));
     if (nl == nullptr) break;
     p = nl + 1;
   }
@@ -538,7 +545,7 @@ void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
 }
 
 void ResourceReader::NdjsonLine(std::string& line, const std::string& file, std::size_t line_no) {
-  HandleLine(ParseLine(line.data(), line.size(), line_no, options_.parse), file);
+  HandleLine(ParseLine(line.data(), line.size(), line_no, file), file);
 }
 
 void ResourceReader::ReadNdjsonText(std::string_view text, std::string_view name) {

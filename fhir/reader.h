@@ -82,6 +82,15 @@ class ResourceReader {
   ResourceReader(PrepareFn prepare, PreparedFn on_prepared, IssueFn on_issue,
                  ReadOptions options = {});
 
+  // Optional fast path with the prepare constructor: NDJSON lines are not parsed by the reader
+  // but handed raw to this function (NUL-terminated at data[size], writable, on the parsing
+  // thread); a value goes to on_prepared, an error is reported as an unreadable line (the message
+  // should say what and where, e.g. "invalid JSON: line 1, column 7: ..."). Resources in JSON
+  // files and Bundles still go through `prepare`.
+  using PrepareLineFn =
+      std::function<Result<std::any>(char* data, std::size_t size, const SourceLocation& where)>;
+  void set_prepare_line(PrepareLineFn f) { prepare_line_ = std::move(f); }
+
   // Reads a file or a directory. Returns an error only when the path itself does not exist or
   // cannot be listed; per-file problems go to the issue callback. Returns Errc::kIncomplete-free
   // success even when the callbacks asked to stop; check stopped().
@@ -105,8 +114,8 @@ class ResourceReader {
   struct LineOutcome;
   struct LineBatch;
   // data[size] must be writable (it becomes the terminator); the line's bytes are overwritten.
-  static LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no,
-                               const json::ParseOptions& options);
+  LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no,
+                        const std::string& file) const;
   std::vector<LineOutcome> ParseBatch(LineBatch& batch) const;
   void HandleLine(LineOutcome&& outcome, const std::string& file);
   void ReadNdjsonParallel(gzFile_s* gz, const std::string& file);
@@ -118,6 +127,7 @@ class ResourceReader {
 
   ResourceFn on_resource_;
   PrepareFn prepare_;
+  PrepareLineFn prepare_line_;
   PreparedFn on_prepared_;
   IssueFn on_issue_;
   ReadOptions options_;

@@ -6,6 +6,10 @@
 #include <array>
 #include <charconv>
 
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+
 #include "mappings/code_systems.h"
 
 namespace ccm::gateway {
@@ -33,8 +37,49 @@ std::string PatientKey(const fhir::Reference& ref, std::string_view path, IssueL
   return {};
 }
 
+// A read-only view of a RapidJSON value with the reading interface of fhir::json::Value, so that
+// the quick checks below serve both the DOM path and the NDJSON fast path (ExtractFactFromLine).
+class RjRef {
+ public:
+  explicit RjRef(const rapidjson::Value* v = nullptr) : v_(v) {}
+  RjRef operator[](std::string_view key) const {
+    if (v_ == nullptr || !v_->IsObject()) return RjRef();
+    auto it = v_->FindMember(
+        rapidjson::Value(rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
+    return it == v_->MemberEnd() ? RjRef() : RjRef(&it->value);
+  }
+  std::string_view str() const {
+    if (v_ == nullptr || !v_->IsString()) return {};
+    return {v_->GetString(), v_->GetStringLength()};
+  }
+  bool present() const { return v_ != nullptr; }
+  class Range {
+   public:
+    explicit Range(const rapidjson::Value* v) : v_(v) {}
+    struct It {
+      const rapidjson::Value* p;
+      RjRef operator*() const { return RjRef(p); }
+      It& operator++() {
+        ++p;
+        return *this;
+      }
+      bool operator!=(const It& o) const { return p != o.p; }
+    };
+    It begin() const { return {v_ != nullptr && v_->IsArray() ? v_->Begin() : nullptr}; }
+    It end() const { return {v_ != nullptr && v_->IsArray() ? v_->End() : nullptr}; }
+
+   private:
+    const rapidjson::Value* v_;
+  };
+  Range array() const { return Range(v_); }
+
+ private:
+  const rapidjson::Value* v_;
+};
+
 // Cheap read of subject/patient.reference for resources that need no full view.
-std::string QuickPatientKey(const Value& r, std::string_view element) {
+template <class V>
+std::string QuickPatientKey(const V& r, std::string_view element) {
   std::string_view ref = r[element]["reference"].str();
   auto parsed = fhir::ParseReferenceString(ref);
   if (!parsed || parsed->type != "Patient") return {};
@@ -42,30 +87,66 @@ std::string QuickPatientKey(const Value& r, std::string_view element) {
   return key ? *key : std::string();
 }
 
-VersionStamp QuickStamp(const Value& r) {
+template <class V>
+VersionStamp QuickStamp(const V& r) {
   VersionStamp s;
-  const Value& meta = r["meta"];
-  s.version_id = std::string(meta["versionId"].str());
-  if (auto t = fhir::FhirDateTime::ParseInstant(meta["lastUpdated"].str())) {
+  s.version_id = std::string(r["meta"]["versionId"].str());
+  if (auto t = fhir::FhirDateTime::ParseInstant(r["meta"]["lastUpdated"].str())) {
     s.last_updated = t->Earliest();
   }
   return s;
 }
 
-bool HasCodeIn(const Value& codeable_concept, const mappings::CodeSet& set) {
-  for (const Value& c : codeable_concept["coding"].array()) {
+template <class V>
+bool HasCodeIn(const V& codeable_concept, const mappings::CodeSet& set) {
+  for (const auto& c : codeable_concept["coding"].array()) {
     if (set.Contains(c["system"].str(), c["code"].str())) return true;
   }
   return false;
 }
 
 // Encounter.type[] and serviceType codings, in order.
-template <class F>
-void ForEachEncounterCoding(const Value& r, F&& f) {
-  for (const Value& t : r["type"].array()) {
-    for (const Value& c : t["coding"].array()) f(c["system"].str(), c["code"].str());
+template <class V, class F>
+void ForEachEncounterCoding(const V& r, F&& f) {
+  for (const auto& t : r["type"].array()) {
+    for (const auto& c : t["coding"].array()) f(c["system"].str(), c["code"].str());
   }
-  for (const Value& c : r["serviceType"]["coding"].array()) f(c["system"].str(), c["code"].str());
+  for (const auto& c : r["serviceType"]["coding"].array()) f(c["system"].str(), c["code"].str());
+}
+
+// Whether a resource of the engine's types matters to a rule, so needs reading in full. Most
+// encounters (visits, not care management), conditions (not chronic) and consents (other
+// categories) do not; they keep only their version stamp and patient.
+template <class V>
+bool NeedsFullRead(std::string_view type, const V& r, const EngineConfig& config) {
+  if (type == "Encounter") {
+    bool activity = false;
+    ForEachEncounterCoding(r, [&](std::string_view system, std::string_view code) {
+      activity = activity || config.activity_codes.Contains(system, code);
+    });
+    return activity;
+  }
+  if (type == "Condition") {
+    for (const auto& c : r["code"]["coding"].array()) {
+      if (config.chronic_conditions.Find(c["system"].str(), c["code"].str()) != nullptr) {
+        return true;
+      }
+    }
+    return false;
+  }
+  if (type == "Consent") {
+    for (const auto& c : r["category"].array()) {
+      if (HasCodeIn(c, config.consent_codes)) return true;
+    }
+    return false;
+  }
+  return true;  // Patient, CarePlan, Practitioner, PractitionerRole: always read
+}
+
+template <class V>
+void QuickExtract(std::string_view type, const V& r, Extracted& out) {
+  out.stored.stamp = QuickStamp(r);
+  out.patient = QuickPatientKey(r, type == "Consent" ? "patient" : "subject");
 }
 
 std::optional<TimePoint> Earliest(const std::optional<fhir::FhirDateTime>& d,
@@ -115,11 +196,6 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
       break;
     }
   }
-  if (category == nullptr) {
-    out.stored.stamp = QuickStamp(r);
-    out.patient = QuickPatientKey(r, "subject");
-    return;
-  }
   auto v = fhir::ConditionView::Read(r, issues);
   out.stored.stamp = StampOf(v.meta);
   const date::time_zone* tz = config.practice.time_zone;
@@ -165,15 +241,6 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
 
 void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out,
                       IssueList& issues) {
-  bool activity = false;
-  ForEachEncounterCoding(r, [&](std::string_view system, std::string_view code) {
-    activity = activity || config.activity_codes.Contains(system, code);
-  });
-  if (!activity) {
-    out.stored.stamp = QuickStamp(r);
-    out.patient = QuickPatientKey(r, "subject");
-    return;
-  }
   auto v = fhir::EncounterView::Read(r, issues);
   out.stored.stamp = StampOf(v.meta);
   EncounterFact f;
@@ -240,15 +307,6 @@ void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out
 }
 
 void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
-  bool consent_category = false;
-  for (const Value& c : r["category"].array()) {
-    consent_category = consent_category || HasCodeIn(c, config.consent_codes);
-  }
-  if (!consent_category) {
-    out.stored.stamp = QuickStamp(r);
-    out.patient = QuickPatientKey(r, "patient");
-    return;
-  }
   auto v = fhir::ConsentView::Read(r, issues);
   out.stored.stamp = StampOf(v.meta);
   const date::time_zone* tz = config.practice.time_zone;
@@ -429,7 +487,9 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
   out.key =
       id.empty() ? fmt::format("{}/#{}", type, where.ToString()) : fmt::format("{}/{}", type, id);
   IssueList issues;
-  if (r.find("modifierExtension") != nullptr || r.find("implicitRules") != nullptr) {
+  if (!NeedsFullRead(type, r, config)) {
+    QuickExtract(type, r, out);
+  } else if (r.find("modifierExtension") != nullptr || r.find("implicitRules") != nullptr) {
     // R4 §2.4.4: a system must not process a resource whose modifier extensions (or implicit
     // rules) it does not understand; the safe reading is to leave it out and say so.
     issues.Error(IssueCode::kNotSupported,
@@ -437,8 +497,7 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
                              r.find("modifierExtension") ? "modifierExtension" : "implicitRules"),
                  "the resource carries a modifier the gateway does not understand; it is left "
                  "out of the evaluation (remove or map the modifier)");
-    out.stored.stamp = QuickStamp(r);
-    out.patient = QuickPatientKey(r, type == "Consent" ? "patient" : "subject");
+    QuickExtract(type, r, out);
   } else if (type == "Patient") {
     ExtractPatient(r, config, out, issues);
   } else if (type == "Condition") {
@@ -464,6 +523,57 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
     out.stored.issues = std::make_unique<FactIssues>(FactIssues{out.patient, std::move(issues)});
   }
   return out;
+}
+
+Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
+                                      const fhir::SourceLocation& where,
+                                      const EngineConfig& config) {
+  // One allocation-free RapidJSON parse (a pooled allocator over a stack buffer; numbers as
+  // strings so that no decimal is rejected for overflowing a double; iterative, so no input can
+  // exhaust the stack) decides whether the resource matters. Only those that do -- a few percent
+  // of a bulk export -- are parsed again into the lossless DOM and read in full.
+  std::string_view text(data, size);
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  if (std::size_t bad = fhir::json::FindInvalidUtf8(text); bad != std::string_view::npos) {
+    return MakeError(Errc::kParseError,
+                     fmt::format("invalid JSON: column {}: invalid UTF-8 byte sequence (the text "
+                                 "must be UTF-8 encoding)",
+                                 bad + 1 + (text.data() - data)));
+  }
+  char pool[16384];
+  rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
+  rapidjson::Document doc(&allocator);
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  constexpr unsigned kFlags =
+      rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseIterativeFlag;
+  doc.ParseStream<kFlags>(stream);
+  if (doc.HasParseError() || !doc.IsObject()) {
+    // The lossless parser gives the reference diagnosis (line, column, duplicate names...).
+    fhir::json::ParseErrorInfo info;
+    auto v = fhir::json::Parse(std::string_view(data, size), {}, &info);
+    if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", info.message));
+    if (!v->is_object()) {
+      return MakeError(Errc::kParseError,
+                       fmt::format("expected a FHIR resource (a JSON object), found {}",
+                                   fhir::json::KindName(v->kind())));
+    }
+    return ExtractFact(*v, where, config);  // RapidJSON refused what we accept (cannot happen?)
+  }
+  RjRef r(&doc);
+  std::string_view type = r["resourceType"].str();
+  if (!FactTypeNeeded(type)) return Extracted{};
+  if (!r["id"].str().empty() && !NeedsFullRead(type, r, config)) {
+    Extracted out;
+    out.key = fmt::format("{}/{}", type, r["id"].str());
+    QuickExtract(type, r, out);
+    return out;
+  }
+  fhir::json::ParseOptions options;
+  options.keep_member = FactMemberNeeded;
+  fhir::json::ParseErrorInfo info;
+  auto v = fhir::json::ParseInsitu(data, size, options, &info);
+  if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", info.message));
+  return ExtractFact(*v, where, config);
 }
 
 void FactStore::Add(Extracted e) {
