@@ -92,8 +92,8 @@ std::size_t MakeCorpus(const std::vector<fs::path>& sources, const fs::path& out
       total += copy.size();
     }
   }
-  std::printf("corpus: %zu file(s), %u cop(ies) of %.1f MB = %.1f MB in %s\n", files.size(),
-              copies, one_copy / 1e6, total / 1e6, out_dir.c_str());
+  std::printf("corpus: %zu file(s), %u cop(ies) of %.1f MB = %.1f MB in %s\n", files.size(), copies,
+              one_copy / 1e6, total / 1e6, out_dir.c_str());
   return total;
 }
 
@@ -125,9 +125,8 @@ struct ChildRun {
 
 ChildRun RunBinary(const std::string& binary, const fs::path& corpus, int threads) {
   std::string t = std::to_string(threads);
-  std::vector<std::string> args = {binary,      "evaluate", "--month", "2026-10",
-                                   "--input",   corpus.string(), "--threads", t,
-                                   "--out",     "/dev/null"};
+  std::vector<std::string> args = {binary,          "evaluate",  "--month", "2026-10", "--input",
+                                   corpus.string(), "--threads", t,         "--out",   "/dev/null"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -208,11 +207,12 @@ int main(int argc, char** argv) {
   }
   double mbytes = bytes / 1e6;
   std::printf("resources: %zu\n", docs);
-  std::printf("| input MB | RapidJSON parse MB/s | evaluate 1 thread MB/s (%% of parse) | "
-              "evaluate 2 threads MB/s | peak RSS 1 thread MB (%% of input) | "
-              "peak RSS 2 threads MB |\n");
+  std::printf(
+      "| input MB | RapidJSON parse MB/s | evaluate 1 thread MB/s (%% of parse) | "
+      "evaluate 2 threads MB/s | peak RSS 1 thread MB (%% of input) | "
+      "peak RSS 2 threads MB |\n");
   std::printf("| %.0f | %.0f | %.0f (%.0f%%) | %.0f | %.0f (%.1f%%) | %.0f |\n", mbytes,
-              mbytes / base, mbytes / one, 100.0 * base / one, mbytes / two,
-              peak_one / 1024.0, 100.0 * peak_one * 1024.0 / bytes, peak_two / 1024.0);
+              mbytes / base, mbytes / one, 100.0 * base / one, mbytes / two, peak_one / 1024.0,
+              100.0 * peak_one * 1024.0 / bytes, peak_two / 1024.0);
   return 0;
 }

@@ -105,7 +105,7 @@ bool SaxBuilder::Skip(int delta) {
   // skip_ counts the open containers of the skipped value plus one; reaching 1 again after a
   // close (or consuming a scalar at 1) ends the skipped member.
   if (delta > 0) {
-    if (stack_.size() + skip_ >= max_depth_) {
+    if (stack_.size() + skip_ > max_depth_) {
       error_ = fmt::format("nesting deeper than {} levels", max_depth_);
       return false;
     }

@@ -463,6 +463,7 @@ struct ResourceReader::LineOutcome {
   std::optional<json::Value> value;  // a resource object, or nullopt
   std::any prepared;                 // with a PrepareFn: its result (may be empty)
   bool is_prepared = false;
+  bool too_long = false;  // longer than ReadOptions::max_line_bytes
   bool blank = false;
   std::string error;  // why there is no value (unless blank)
   std::size_t column = 0;
@@ -480,6 +481,10 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
                                                       const std::string& file) const {
   LineOutcome out;
   out.line_no = line_no;
+  if (size > options_.max_line_bytes) {  // the parallel path finds these only here
+    out.too_long = true;
+    return out;
+  }
   if (size > 0 && data[size - 1] == '\r') --size;
   std::string_view line(data, size);
   if (line.find_first_not_of(" \t") == std::string_view::npos) {  // blank lines are allowed
@@ -531,6 +536,7 @@ std::vector<ResourceReader::LineOutcome> ResourceReader::ParseBatch(LineBatch& b
 
 void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
   if (o.blank) return;
+  if (o.too_long) return ReportOverlong(file, o.line_no);
   if (o.is_prepared) {
     ++counts_.resources;
     if (!on_prepared_(std::move(o.prepared), SourceLocation{file, o.line_no, ""})) stopped_ = true;

@@ -238,7 +238,7 @@ Status ApplyRules(const Value& root, std::string_view origin, RuleConfig& rules)
   if (s == nullptr) return {};
   CCM_TRY(CheckKeys(*s, origin, "rules",
                     {"excludedVerificationStatuses", "practitionerTimeCodes", "complexCcmCodes",
-                     "carePlanReviewMonths", "maxUnits"}));
+                     "carePlanReviewMonths", "maxUnits", "maxEncounterMinutes"}));
   if (s->find("excludedVerificationStatuses") != nullptr) {
     CCM_TRY_ASSIGN(auto codes, StringListKey(*s, "excludedVerificationStatuses", origin, "rules"));
     rules.excluded_verification.clear();
@@ -260,6 +260,8 @@ Status ApplyRules(const Value& root, std::string_view origin, RuleConfig& rules)
   if (complex) rules.complex_ccm_codes = std::move(*complex);
   CCM_TRY_ASSIGN(auto months, IntKey(*s, "carePlanReviewMonths", origin, "rules", 0, 120));
   if (months) rules.care_plan_review_months = static_cast<int>(*months);
+  CCM_TRY_ASSIGN(auto longest, IntKey(*s, "maxEncounterMinutes", origin, "rules", 0, 24 * 60));
+  if (longest) rules.max_encounter_minutes = static_cast<int>(*longest);
   if (const Value* mu = s->find("maxUnits")) {
     if (!mu->is_object()) {
       return ConfigError(origin, "rules.maxUnits", R"(expected an object such as {"99439": 2})");
@@ -292,10 +294,12 @@ Status ApplyBilling(const Value& root, std::string_view origin, const std::files
     auto fees = FeeSchedule::FromJson(*v, p.string());
     if (!fees) return ConfigError(origin, "billing.feeSchedule", fees.error().message);
     config.fee_schedule = std::move(*fees);
+    config.fee_schedule_configured = true;
   } else if (year) {
     auto fees = BuiltInFeeSchedule(static_cast<int>(*year));
     if (!fees) return ConfigError(origin, "billing.feeScheduleYear", fees.error().message);
     config.fee_schedule = std::move(*fees);
+    config.fee_schedule_configured = true;
   }
   return {};
 }
@@ -394,6 +398,19 @@ Result<FeeSchedule> BuiltInFeeSchedule(int year) {
                    fmt::format("no fee schedule for {} is built in (built in: {}); set "
                                "billing.feeSchedule to a file instead",
                                year, years));
+}
+
+Status UseFeeScheduleForYear(EngineConfig& config, int year) {
+  if (config.fee_schedule_configured) return {};
+  std::vector<int> years = BuiltInFeeScheduleYears();
+  if (years.empty()) return MakeError(Errc::kInternal, "no fee schedule is built in");
+  int chosen = years.front();
+  for (int y : years) {
+    if (y <= year) chosen = y;
+  }
+  if (chosen == config.fee_schedule.year) return {};
+  CCM_TRY_ASSIGN(config.fee_schedule, BuiltInFeeSchedule(chosen));
+  return {};
 }
 
 Result<EngineConfig> DefaultEngineConfig() {

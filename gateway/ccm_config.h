@@ -73,6 +73,9 @@ struct RuleConfig {
   mappings::CodeSet complex_ccm_codes;
   // Care plans not revised for this many months are flagged (rule 9); 0 disables the flag.
   int care_plan_review_months = 12;
+  // A single care-management encounter longer than this is not counted (implausible; usually a
+  // unit error such as "d" for "min"); 0 disables the check.
+  int max_encounter_minutes = 240;
   // Most units of a code per patient-month (CMS limits 99439 to two).
   std::map<std::string, int, std::less<>> max_units = {{"99439", 2}};
 };
@@ -85,7 +88,12 @@ struct EngineConfig {
   mappings::CodeSet consent_codes;
   RuleConfig rules;
   FeeSchedule fee_schedule;
+  bool fee_schedule_configured = false;  // billing.feeSchedule or billing.feeScheduleYear given
 };
+
+// Unless the config chose a fee schedule, picks the built-in one for `year` (the service month's
+// year), else the newest built-in one before it, else the oldest after it.
+Status UseFeeScheduleForYear(EngineConfig& config, int year);
 
 // Built-in defaults: UTC, the shipped mappings, the newest shipped fee schedule.
 Result<EngineConfig> DefaultEngineConfig();

@@ -56,6 +56,7 @@ class BillerIndex {
 
 // Rule 1: does the condition count for the month?
 bool ConditionCounts(const ConditionFact& c, const InstantRange& month, const RuleConfig& rules) {
+  if (c.status_unreadable) return false;
   if (c.verification && rules.excluded_verification.contains(*c.verification)) return false;
   if (c.onset_from && *c.onset_from >= month.end) return false;
   if (c.abatement == Abatement::kUnknownDate) return false;
@@ -92,13 +93,13 @@ ConsentOutcome EvaluateConsents(const PatientFacts& pf, const InstantRange& mont
       revoked = true;
       continue;
     }
-    if (!c->start) continue;  // start unknown: a warning was recorded; nothing billed under it
-    if (*c->start >= month.end) continue;  // takes effect after the month
     bool inactive = *c->status == ConsentStatus::kInactive;
     if (inactive && !c->end) {
       revoked = true;  // revoked at an unknown date: conservatively, before the month
       continue;
     }
+    if (!c->start) continue;  // start unknown: a warning was recorded; nothing billed under it
+    if (*c->start >= month.end) continue;  // takes effect after the month
     if (c->end && *c->end <= month.start) {
       revoked = true;
       continue;
@@ -113,7 +114,7 @@ ConsentOutcome EvaluateConsents(const PatientFacts& pf, const InstantRange& mont
 // Rule 5: in effect during the month. A plan since completed still counts for a month its period
 // covers (re-running an old month must not change its answer); a revoked one never does.
 bool PlanInEffect(const CarePlanFact& p, const InstantRange& month) {
-  if (!p.status) return false;
+  if (!p.status || !p.intent_ok) return false;
   bool status_ok = *p.status == fhir::CarePlanStatus::kActive ||
                    (*p.status == fhir::CarePlanStatus::kCompleted && p.period_end);
   if (!status_ok) return false;
@@ -127,23 +128,19 @@ struct Interval {
   std::size_t evidence;  // index into PatientMonth::encounters
 };
 
-// Union of intervals per performer; returns total microseconds and sets counted_micros on the
-// evidence (the part of each interval not already covered by an earlier one of the same
-// performer).
-std::int64_t UnionMicros(std::vector<Interval>& intervals, std::vector<EncounterEvidence>* ev) {
+// Union of one performer's intervals: sets `field` on each interval's evidence to the part of it
+// not already covered by an earlier (or equal-start, earlier-listed) interval.
+void UnionMicros(std::vector<Interval>& intervals, std::vector<EncounterEvidence>& evidence,
+                 std::int64_t EncounterEvidence::*field) {
   std::sort(intervals.begin(), intervals.end(), [](const Interval& a, const Interval& b) {
     return a.start != b.start ? a.start < b.start : a.evidence < b.evidence;
   });
-  std::int64_t total = 0;
   TimePoint covered = TimePoint::min();
   for (const Interval& i : intervals) {
     TimePoint from = std::max(i.start, covered);
-    std::int64_t part = i.end > from ? (i.end - from).count() : 0;
-    total += part;
-    if (ev != nullptr) (*ev)[i.evidence].counted_micros = part;
+    evidence[i.evidence].*field = i.end > from ? (i.end - from).count() : 0;
     covered = std::max(covered, i.end);
   }
-  return total;
 }
 
 struct Option {
@@ -232,11 +229,11 @@ std::string_view ToCode(CarePlanState c) noexcept {
   return "missing";
 }
 
-std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, bool complex_documented,
-                                     const EngineConfig& config) {
+std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int64_t combined,
+                                     bool complex_documented, const EngineConfig& config) {
   // The billing practitioner's own time may count toward the clinical-staff codes (CMS FAQ), so
   // staff-code options draw on both pools; the practitioner codes on the practitioner's alone.
-  const std::int64_t all = billable.clinical_staff + billable.practitioner;
+  const std::int64_t all = combined;
   const std::int64_t own = billable.practitioner;
   std::vector<Option> options;
   if (program == Program::kCcm) {
@@ -324,7 +321,7 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
     if (pf.patient != nullptr && pf.patient->deceased) {
       death = pf.patient->deceased_from.value_or(TimePoint::min());
       r.deceased = *death < month.start;
-      if (!r.deceased) r.notes.emplace_back("died-this-month");
+      if (!r.deceased && *death < month.end) r.notes.emplace_back("died-this-month");
     }
 
     // Rules 1-3: chronic conditions and program.
@@ -376,10 +373,12 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       }
       r.care_plan_last_revised = plan->last_revised;
       if (config.rules.care_plan_review_months > 0) {
-        auto ymd = date::year_month_day(date::floor<date::days>(month.end)) -
-                   date::months(config.rules.care_plan_review_months);
-        TimePoint due = date::sys_days(ymd.ok() ? ymd : ymd.year() / ymd.month() / date::last);
-        r.care_plan_stale = !plan->last_revised || *plan->last_revised < due;
+        // Due: the start of the month N-1 months before M, in the practice's zone -- i.e. the
+        // plan must have been revised within the N calendar months ending with M.
+        int index = ym.year * 12 + static_cast<int>(ym.month) - 1 -
+                    (config.rules.care_plan_review_months - 1);
+        auto due = fhir::MonthRange(index / 12, static_cast<unsigned>(index % 12) + 1, tz);
+        r.care_plan_stale = !plan->last_revised || (due && *plan->last_revised < due->start);
       }
     } else if (draft) {
       r.care_plan = CarePlanState::kDraft;
@@ -392,8 +391,13 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       auto sb = b.second->start.value_or(TimePoint::min());
       return sa != sb ? sa < sb : *a.first < *b.first;
     });
-    std::map<std::pair<bool, std::string>, std::vector<Interval>> counted, billable;
+    // Overlapping time of one performer counts once, whichever pool (staff or practitioner) each
+    // encounter falls in: the union is taken per performer, and each encounter keeps only the
+    // part not already covered by an earlier one. Time after death is cut off.
+    std::map<std::string, std::vector<Interval>> counted, billable;
     bool complex_documented = false;
+    const std::int64_t max_micros =
+        static_cast<std::int64_t>(config.rules.max_encounter_minutes) * kMicrosPerMinute;
     for (const auto& [key, e] : pf.encounters) {
       if (e->start && (*e->start < month.start || *e->start >= month.end)) continue;
       if (!e->start && !e->finished) continue;
@@ -416,6 +420,8 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
         ev.reason = "no-start";
       } else if (!e->micros) {
         ev.reason = "no-duration";
+      } else if (max_micros > 0 && *e->micros > max_micros) {
+        ev.reason = "implausible-duration";
       } else if (death && *e->start >= *death) {
         ev.reason = "after-death";
       } else {
@@ -424,29 +430,35 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
         if (!ev.billable) ev.reason = "before-consent";
       }
       if (ev.counted) {
-        Interval in{*e->start, *e->start + fhir::Micros(*e->micros), r.encounters.size()};
-        counted[{ev.practitioner, ev.performer}].push_back(in);
+        TimePoint end = *e->start + fhir::Micros(*e->micros);
+        if (death && *death < end) end = *death;
+        Interval in{*e->start, end, r.encounters.size()};
+        counted[ev.performer].push_back(in);
         if (ev.billable) {
-          billable[{ev.practitioner, ev.performer}].push_back(in);
+          billable[ev.performer].push_back(in);
           complex_documented = complex_documented || e->complex_coded;
         }
       }
       r.encounters.push_back(std::move(ev));
     }
-    Minutes total_us, billable_us;
-    for (auto& [k, intervals] : counted) {
-      (k.first ? total_us.practitioner : total_us.clinical_staff) +=
-          UnionMicros(intervals, &r.encounters);
+    for (auto& [performer, intervals] : counted) {
+      UnionMicros(intervals, r.encounters, &EncounterEvidence::counted_micros);
     }
-    for (auto& [k, intervals] : billable) {
-      (k.first ? billable_us.practitioner : billable_us.clinical_staff) +=
-          UnionMicros(intervals, nullptr);
+    for (auto& [performer, intervals] : billable) {
+      UnionMicros(intervals, r.encounters, &EncounterEvidence::billable_micros);
     }
-    // Whole minutes, floored once at the end (rule 6): 19 min 59 s is 19 minutes.
-    r.minutes = {total_us.clinical_staff / kMicrosPerMinute,
-                 total_us.practitioner / kMicrosPerMinute};
-    r.billable_minutes = {billable_us.clinical_staff / kMicrosPerMinute,
-                          billable_us.practitioner / kMicrosPerMinute};
+    std::int64_t staff_us = 0, own_us = 0, billable_staff_us = 0, billable_own_us = 0;
+    for (const auto& ev : r.encounters) {
+      (ev.practitioner ? own_us : staff_us) += ev.counted_micros;
+      (ev.practitioner ? billable_own_us : billable_staff_us) += ev.billable_micros;
+    }
+    // Whole minutes, floored once at the end (rule 6): 19 min 59 s is 19 minutes, and the
+    // combined pool is floored from the summed seconds, not from the floored parts.
+    r.minutes = {staff_us / kMicrosPerMinute, own_us / kMicrosPerMinute};
+    r.billable_minutes = {billable_staff_us / kMicrosPerMinute, billable_own_us / kMicrosPerMinute};
+    const std::int64_t all_minutes = (staff_us + own_us) / kMicrosPerMinute;
+    const std::int64_t billable_all_minutes =
+        (billable_staff_us + billable_own_us) / kMicrosPerMinute;
 
     // Rule 8: what blocks billing, then the codes.
     if (r.deceased) r.blocked_by.emplace_back("deceased");
@@ -456,15 +468,17 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
     if (r.care_plan != CarePlanState::kActive) r.blocked_by.emplace_back("no-active-care-plan");
     // Would the time qualify if nothing else blocked? Without a consent in effect, judge on all
     // of the month's time; with one, on the time after it.
-    Minutes judged = r.consent == ConsentState::kActive ? r.billable_minutes : r.minutes;
+    const bool after_consent = r.consent == ConsentState::kActive;
+    Minutes judged = after_consent ? r.billable_minutes : r.minutes;
     Program judged_program = r.program == Program::kNone ? Program::kCcm : r.program;
     std::vector<BillingLine> lines =
-        ChooseCodes(judged_program, judged, complex_documented, config);
+        ChooseCodes(judged_program, judged, after_consent ? billable_all_minutes : all_minutes,
+                    complex_documented, config);
     if (lines.empty()) r.blocked_by.emplace_back("below-threshold");
     if (r.blocked_by.empty()) {
       std::vector<std::string> all_refs, practitioner_refs;
       for (const auto& ev : r.encounters) {
-        if (!ev.billable) continue;
+        if (ev.billable_micros <= 0) continue;  // only encounters whose time is in the units
         all_refs.push_back(ev.reference);
         if (ev.practitioner) practitioner_refs.push_back(ev.reference);
       }
@@ -479,13 +493,10 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       }
       r.billing = std::move(lines);
     }
-    if (r.consent == ConsentState::kActive &&
-        r.billable_minutes.clinical_staff + r.billable_minutes.practitioner <
-            r.minutes.clinical_staff + r.minutes.practitioner) {
+    if (after_consent && billable_all_minutes < all_minutes) {
       r.notes.emplace_back("time-before-consent");
     }
-    if (r.program == Program::kCcm && !complex_documented &&
-        r.billable_minutes.clinical_staff + r.billable_minutes.practitioner >= 60) {
+    if (r.program == Program::kCcm && !complex_documented && billable_all_minutes >= 90) {
       r.notes.emplace_back("complex-ccm-not-documented");
     }
     if (r.care_plan == CarePlanState::kActive && r.care_plan_stale) {

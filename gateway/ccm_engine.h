@@ -46,14 +46,16 @@ struct EncounterEvidence {
   std::string reference;  // "Encounter/<id>"
   std::string code;       // the care-management code found on it
   std::optional<TimePoint> start;
-  std::int64_t micros = 0;          // its own duration
-  std::int64_t counted_micros = 0;  // after removing overlap with the same performer's time
-  bool practitioner = false;        // whose time (rule 7)
-  std::string performer;            // "Practitioner/…", "npi:…", or "" when none is given
-  bool counted = false;             // in `minutes`
-  bool billable = false;            // in `billableMinutes` (after consent start, before death)
-  std::string reason;               // why not counted / not billable: "not-finished", "no-start",
-                                    // "no-duration", "after-death", "before-consent"
+  std::int64_t micros = 0;           // its own duration
+  std::int64_t counted_micros = 0;   // after removing overlap with the same performer's time
+  std::int64_t billable_micros = 0;  // the same among billable encounters only
+  bool practitioner = false;         // whose time (rule 7)
+  std::string performer;             // "Practitioner/…", "npi:…", or "" when none is given
+  bool counted = false;              // in `minutes`
+  bool billable = false;             // in `billableMinutes` (after consent start, before death)
+  std::string reason;                // why not counted / not billable: "not-finished", "no-start",
+                                     // "no-duration", "implausible-duration", "after-death",
+                                     // "before-consent"
 };
 
 struct BillingLine {
@@ -111,9 +113,10 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth month,
 std::vector<fhir::Issue> UnattributedIssues(const FactStore& facts);
 EvaluationSummary Summarize(const std::vector<PatientMonth>& results);
 
-// Rule 8 on its own (exposed for tests): the best allowed code combination for the given billable
-// minutes under `config`'s fee schedule and unit limits. Lines carry no encounters.
-std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, bool complex_documented,
-                                     const EngineConfig& config);
+// Rule 8 on its own (exposed for tests): the best allowed code combination under `config`'s fee
+// schedule and unit limits, for billable minutes per pool and `combined` (the whole minutes of
+// the summed time of both pools, which the staff codes may use). Lines carry no encounters.
+std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int64_t combined,
+                                     bool complex_documented, const EngineConfig& config);
 
 }  // namespace ccm::gateway

@@ -44,8 +44,8 @@ class RjRef {
   explicit RjRef(const rapidjson::Value* v = nullptr) : v_(v) {}
   RjRef operator[](std::string_view key) const {
     if (v_ == nullptr || !v_->IsObject()) return RjRef();
-    auto it = v_->FindMember(
-        rapidjson::Value(rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
+    auto it = v_->FindMember(rapidjson::Value(
+        rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
     return it == v_->MemberEnd() ? RjRef() : RjRef(&it->value);
   }
   std::string_view str() const {
@@ -161,6 +161,9 @@ std::optional<TimePoint> LatestExclusive(const std::optional<fhir::FhirDateTime>
   return d->Range(tz).end;
 }
 
+constexpr std::string_view kParticipationType =
+    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+
 std::string PerformerKey(const fhir::Reference& ref) {
   if (auto id = ref.SearchIdentifier();
       id && id->system == fhir::kNpiSystem && !id->value.empty()) {
@@ -181,6 +184,10 @@ void ExtractPatient(const Value& r, const EngineConfig& config, Extracted& out, 
   PatientFact f;
   f.deceased = v.deceased();
   f.deceased_from = Earliest(v.deceased_date_time, config.practice.time_zone);
+  if (!v.deceased_date_time && r.find("deceasedDateTime") != nullptr) {
+    // Present but unreadable (an issue says why): dead at an unknown date is the safe reading.
+    f.deceased = true;
+  }
   out.stored.fact = std::make_unique<Fact>(std::move(f));
 }
 
@@ -206,6 +213,10 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
   f.coding = std::move(coding);
   f.verification = v.verification_status_code;
   f.clinical = v.clinical_status_code;
+  // A status that is there but not readable as R4 (another system, a typo) could say refuted or
+  // resolved: the condition is not counted (the reader's issue says what to fix).
+  f.status_unreadable = (!v.verification_status.empty() && !f.verification) ||
+                        (!v.clinical_status.empty() && !f.clinical);
   if (const auto* d = std::get_if<fhir::FhirDateTime>(&v.onset)) {
     f.onset_from = d->Range(tz).start;
   } else if (const auto* p = std::get_if<fhir::Period>(&v.onset); p && p->start) {
@@ -297,6 +308,15 @@ void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out
                  "duration; its time is not counted");
   }
   for (std::size_t i = 0; i < v.participant.size(); ++i) {
+    // Only those who did the work: no type, or primary/secondary performer or participant
+    // (v3 ParticipationType PPRF, SPRF, PART) -- not a referrer, consultant or attender.
+    const auto& types = v.participant[i].type;
+    bool performer = types.empty() || std::any_of(types.begin(), types.end(), [](const auto& t) {
+                       return t.HasCode(kParticipationType, "PPRF") ||
+                              t.HasCode(kParticipationType, "SPRF") ||
+                              t.HasCode(kParticipationType, "PART");
+                     });
+    if (!performer) continue;
     std::string key = PerformerKey(v.participant[i].individual);
     if (!key.empty() &&
         std::find(f.performers.begin(), f.performers.end(), key) == f.performers.end()) {
@@ -315,9 +335,13 @@ void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, 
   out.patient = f.patient;
   f.status = v.status;
   if (v.provision) {
-    f.deny = v.provision->type == fhir::ConsentProvisionType::kDeny;
+    // An unreadable provision.type is not a permit.
+    f.deny = v.provision->type == fhir::ConsentProvisionType::kDeny ||
+             (!v.provision->type_text.empty() && !v.provision->type);
     f.start = Earliest(v.provision->period.start, tz);
     f.end = LatestExclusive(v.provision->period.end, tz);
+    // An end that is there but unreadable: ended at an unknown date, i.e. no longer in effect.
+    if (!f.end && r["provision"]["period"].find("end") != nullptr) f.end = TimePoint::min();
   }
   if (!f.start) f.start = Earliest(v.date_time, tz);
   if (!f.start && f.status == fhir::ConsentStatus::kActive && !f.deny) {
@@ -349,8 +373,11 @@ void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
   f.patient = PatientKey(v.subject, "CarePlan.subject", issues);
   out.patient = f.patient;
   f.status = v.status;
+  f.intent_ok = v.intent == fhir::CarePlanIntent::kPlan || v.intent == fhir::CarePlanIntent::kOrder;
   f.period_start = Earliest(v.period.start, tz);
+  if (!f.period_start) f.period_start = Earliest(v.created, tz);  // not in effect before it existed
   f.period_end = LatestExclusive(v.period.end, tz);
+  if (!f.period_end && r["period"].find("end") != nullptr) f.period_end = TimePoint::min();
   auto set = [&](PlanElement e) { f.elements.set(static_cast<std::size_t>(e)); };
   if (!v.addresses.empty()) set(PlanElement::kProblemList);
   if (!v.goal.empty()) set(PlanElement::kGoals);
@@ -406,7 +433,8 @@ bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing) {
     auto cn = NumericVersion(cv);
     auto en = NumericVersion(ev);
     if (cn && en && *cn != *en) return *cn > *en;
-    if (cv == ev) return true;  // the same version seen twice: the last seen wins
+    // Equal or opaque ids: lastUpdated decides (the same version seen twice with different
+    // instants keeps the later one, whatever the input order).
   }
   if (candidate.last_updated && existing.last_updated &&
       *candidate.last_updated != *existing.last_updated) {
@@ -489,7 +517,8 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
   IssueList issues;
   if (!NeedsFullRead(type, r, config)) {
     QuickExtract(type, r, out);
-  } else if (r.find("modifierExtension") != nullptr || r.find("implicitRules") != nullptr) {
+  } else if (type != "Patient" &&
+             (r.find("modifierExtension") != nullptr || r.find("implicitRules") != nullptr)) {
     // R4 §2.4.4: a system must not process a resource whose modifier extensions (or implicit
     // rules) it does not understand; the safe reading is to leave it out and say so.
     issues.Error(IssueCode::kNotSupported,

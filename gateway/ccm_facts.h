@@ -64,6 +64,7 @@ struct ConditionFact {
   std::string coding;                         // "system|code" that matched
   std::optional<fhir::ConditionVerificationStatus> verification;
   std::optional<fhir::ConditionClinicalStatus> clinical;
+  bool status_unreadable = false;       // a clinical/verification status we could not read
   std::optional<TimePoint> onset_from;  // earliest instant of onset[x] when it is a date
   Abatement abatement = Abatement::kNone;
   TimePoint abated_from{};
@@ -109,7 +110,8 @@ inline constexpr std::string_view kPlanElementSystem = "urn:ccm-gateway:care-pla
 struct CarePlanFact {
   std::string patient;
   std::optional<fhir::CarePlanStatus> status;
-  std::optional<TimePoint> period_start;  // earliest
+  bool intent_ok = false;                 // intent plan or order (not a proposal or option)
+  std::optional<TimePoint> period_start;  // earliest; created when there is no period.start
   std::optional<TimePoint> period_end;    // latest, exclusive
   std::bitset<static_cast<std::size_t>(PlanElement::kCount)> elements;
   std::optional<TimePoint> last_revised;  // meta.lastUpdated, else created, else period.start

@@ -118,6 +118,7 @@ Value ToJson(const PatientMonth& r, const EngineConfig& config) {
     ev.set("start", e.start ? Str(Instant(e.start)) : Value());
     ev.set("seconds", Value::Number(e.micros / 1'000'000));
     ev.set("countedSeconds", Value::Number(e.counted_micros / 1'000'000));
+    ev.set("billableSeconds", Value::Number(e.billable_micros / 1'000'000));
     ev.set("timeOf", Str(e.practitioner ? "practitioner" : "clinicalStaff"));
     ev.set("performer", e.performer.empty() ? Value() : Str(e.performer));
     ev.set("counted", Value::Bool(e.counted));

@@ -330,6 +330,10 @@ int RunEvaluate(const Args& args) {
     fmt::print(stderr, "ccm-gateway evaluate: {}\n", config.error().message);
     return config.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
   }
+  if (Status s = UseFeeScheduleForYear(*config, month->year); !s) {
+    fmt::print(stderr, "ccm-gateway evaluate: {}\n", s.error().message);
+    return kExitFatal;
+  }
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   if (auto t = args.value("--threads")) {
     unsigned n = 0;

@@ -1,5 +1,6 @@
 #include "fhir/reader.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -131,17 +132,56 @@ TEST(ReaderTest, OverlongLineIsSkippedWithinTheLimit) {
   std::string big =
       "{\"resourceType\":\"Basic\",\"id\":\"x\",\"pad\":\"" + std::string(5000, 'a') + "\"}";
   WriteFile(dir / "big.ndjson", big + "\n{\"resourceType\":\"Basic\",\"id\":\"y\"}\n");
-  Collected c;
-  ReadOptions o;
-  o.max_line_bytes = 1000;
-  ResourceReader r = c.MakeReader(o);
-  ASSERT_TRUE(r.Read(dir / "big.ndjson"));
-  ASSERT_EQ(c.resources.size(), 1u);
-  EXPECT_EQ(c.resources[0]["id"].str(), "y");
-  EXPECT_EQ(c.where[0].line, 2u);
-  ASSERT_EQ(c.issues.size(), 1u);
-  EXPECT_EQ(c.issues[0].code, IssueCode::kTooLong);
-  EXPECT_EQ(c.issues[0].location, (dir / "big.ndjson").string() + ":1");
+  for (unsigned threads : {1u, 2u}) {  // the parallel path must apply the same limit
+    Collected c;
+    ReadOptions o;
+    o.max_line_bytes = 1000;
+    o.threads = threads;
+    ResourceReader r = c.MakeReader(o);
+    ASSERT_TRUE(r.Read(dir / "big.ndjson"));
+    ASSERT_EQ(c.resources.size(), 1u) << threads;
+    EXPECT_EQ(c.resources[0]["id"].str(), "y");
+    EXPECT_EQ(c.where[0].line, 2u);
+    ASSERT_EQ(c.issues.size(), 1u);
+    EXPECT_EQ(c.issues[0].code, IssueCode::kTooLong);
+    EXPECT_EQ(c.issues[0].location, (dir / "big.ndjson").string() + ":1");
+  }
+}
+
+TEST(ReaderTest, ParallelReadDeliversInOrderWithLineNumbers) {
+  TempDir dir;
+  std::string text;
+  const int n = 30000;  // several blocks
+  for (int i = 1; i <= n; ++i) {
+    if (i % 1000 == 0) {
+      text += "{not json\n";
+    } else if (i % 777 == 0) {
+      text += "\r\n";  // blank (CRLF)
+    } else {
+      text += fmt::format("{{\"resourceType\":\"Basic\",\"id\":\"b{}\",\"pad\":\"{}\"}}\r\n", i,
+                          std::string(static_cast<std::size_t>(i % 97), 'x'));
+    }
+  }
+  text += "{\"resourceType\":\"Basic\",\"id\":\"last\"}";  // no final newline
+  WriteFile(dir / "many.ndjson", text);
+  Collected one, two;
+  ReadOptions o1, o2;
+  o2.threads = 2;
+  ResourceReader r1 = one.MakeReader(o1);
+  ResourceReader r2 = two.MakeReader(o2);
+  ASSERT_TRUE(r1.Read(dir / "many.ndjson"));
+  ASSERT_TRUE(r2.Read(dir / "many.ndjson"));
+  ASSERT_EQ(one.resources.size(), two.resources.size());
+  EXPECT_EQ(one.resources.size(), static_cast<std::size_t>(n - 30 - n / 777 + 1));
+  for (std::size_t i = 0; i < one.resources.size(); ++i) {
+    ASSERT_EQ(one.resources[i], two.resources[i]) << i;
+    ASSERT_EQ(one.where[i].line, two.where[i].line) << i;
+  }
+  EXPECT_EQ(two.resources.back()["id"].str(), "last");
+  EXPECT_EQ(two.where.back().line, static_cast<std::size_t>(n + 1));
+  ASSERT_EQ(two.issues.size(), 30u);
+  EXPECT_EQ(two.issues[0].location, (dir / "many.ndjson").string() + ":1000:2");
+  EXPECT_EQ(r2.counts().skipped, 30u);
 }
 
 TEST(ReaderTest, SearchsetBundleEntriesCarryLineAndPointer) {

@@ -158,7 +158,7 @@ TEST_F(EngineTest, MinutesAreSummedInSecondsAndFlooredOnce) {
 TEST_F(EngineTest, ChooseCodesPicksTheBestPayingAllowedFamily) {
   auto codes = [&](Program p, std::int64_t staff, std::int64_t own, bool complex) {
     std::string out;
-    for (const auto& l : ChooseCodes(p, {staff, own}, complex, config_)) {
+    for (const auto& l : ChooseCodes(p, {staff, own}, staff + own, complex, config_)) {
       out += fmt::format("{}{}x{}", out.empty() ? "" : " ", l.code, l.units);
     }
     return out;
@@ -543,6 +543,157 @@ TEST_F(EngineTest, EveryPatientWithClinicalDataIsReported) {
   EXPECT_EQ(results[0].program, Program::kNone);
   EXPECT_TRUE(Blocked(results[0], "not-eligible"));
   EXPECT_TRUE(Blocked(results[0], "no-consent"));
+}
+
+// ---- fixes found in review ---------------------------------------------------------------------
+
+TEST_F(EngineTest, MixedPoolsAreFlooredOnceFromTheSummedSeconds) {
+  Eligible();
+  Add(Encounter({.id = "a", .start = "2026-10-05T10:00:00Z", .minutes = 10.5}));
+  Add(Encounter({.id = "b", .start = "2026-10-06T10:00:00Z", .minutes = 9.5, .code = "99491"}));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.clinical_staff, 10);
+  EXPECT_EQ(r.minutes.practitioner, 9);
+  EXPECT_EQ(Codes(r), "99490x1");  // 1200 s of care management in all
+}
+
+TEST_F(EngineTest, SamePerformersOverlapCountsOnceAcrossPools) {
+  Eligible();
+  Add(Encounter({.id = "a", .start = "2026-10-05T10:00:00Z", .minutes = 20, .code = "99491"}));
+  Add(Encounter({.id = "b", .start = "2026-10-05T10:00:00Z", .minutes = 20}));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.clinical_staff + r.minutes.practitioner, 20);
+  EXPECT_EQ(Codes(r), "99490x1");
+}
+
+TEST_F(EngineTest, TimeIsCutOffAtDeath) {
+  Eligible();
+  Add(R"({"resourceType":"Patient","id":"p1","deceasedDateTime":"2026-10-10T12:00:00Z"})");
+  Add(Encounter({.id = "a", .start = "2026-10-10T11:45:00Z", .minutes = 25}));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.clinical_staff, 15);
+  EXPECT_TRUE(r.billing.empty());
+  EXPECT_EQ(std::count(r.notes.begin(), r.notes.end(), "died-this-month"), 1);
+  PatientMonth before = Eval("2026-09");  // died after that month: no note
+  EXPECT_EQ(std::count(before.notes.begin(), before.notes.end(), "died-this-month"), 0);
+}
+
+TEST_F(EngineTest, UnreadableValuesAreReadTheSafeWay) {
+  // A deceasedDateTime without a time-zone offset is invalid: dead, date unknown.
+  Eligible();
+  Add(R"({"resourceType":"Patient","id":"p1","deceasedDateTime":"1990-05-01T00:00:00"})");
+  EXPECT_TRUE(Blocked(Eval(), "deceased"));
+  // A verification status under the STU3 system could say "refuted": the condition is not counted.
+  facts_ = FactStore();
+  Add(Hypertension());
+  Add(Diabetes(
+      "dm",
+      R"(,"verificationStatus":{"coding":[{"system":"http://hl7.org/fhir/condition-ver-status","code":"refuted"}]})"));
+  EXPECT_EQ(Eval().program, Program::kPcm);
+  // A consent end that is not a date: no longer in effect.
+  facts_ = FactStore();
+  Add(Diabetes("dm"));
+  Add(Consent("active", "2025-01-15", "2026-09-31"));
+  EXPECT_EQ(Eval().consent, ConsentState::kRevoked);
+  // A provision type that is not permit/deny is not a permit.
+  facts_ = FactStore();
+  Add(Diabetes("dm"));
+  std::string odd = Consent("active");
+  odd.replace(odd.find("\"permit\""), 8, "\"Permit\"");
+  Add(odd);
+  EXPECT_NE(Eval().consent, ConsentState::kActive);
+}
+
+TEST_F(EngineTest, OnlyPerformingParticipantsAreWhoseTimeItIs) {
+  Eligible();
+  config_.practice.billing_practitioner_refs.insert("Practitioner/md");
+  Add(Encounter(
+      {.id = "a",
+       .start = "2026-10-05T10:00:00Z",
+       .minutes = 30,
+       .performer =
+           R"({"reference":"Practitioner/rn"}},{"type":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"REF"}]}],"individual":{"reference":"Practitioner/md"})"}));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.practitioner, 0);
+  EXPECT_EQ(r.minutes.clinical_staff, 30);
+  EXPECT_EQ(r.encounters[0].performer, "Practitioner/rn");
+}
+
+TEST_F(EngineTest, BilledUnitsTraceToTheirBillableTime) {
+  Add(Diabetes("dm"));
+  Add(Hypertension());
+  Add(CarePlan());
+  Add(Consent("active", "2026-10-15T10:10:00Z"));
+  Add(Encounter({.id = "a", .start = "2026-10-15T10:00:00Z", .minutes = 20}));
+  Add(Encounter({.id = "b", .start = "2026-10-15T10:10:00Z", .minutes = 20}));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.clinical_staff, 30);           // union of both
+  EXPECT_EQ(r.billable_minutes.clinical_staff, 20);  // b alone
+  ASSERT_EQ(Codes(r), "99490x1");
+  EXPECT_EQ(r.billing[0].encounters, std::vector<std::string>{"Encounter/b"});
+  EXPECT_EQ(r.encounters[1].billable_micros, 20 * 60'000'000LL);
+  EXPECT_EQ(r.encounters[1].counted_micros, 10 * 60'000'000LL);
+}
+
+TEST_F(EngineTest, ImplausiblyLongEncountersAreNotCounted) {
+  Eligible();
+  Add(R"({"resourceType":"Encounter","id":"day","status":"finished","class":{"code":"VR"},)"
+      R"("type":[{"coding":[{"system":"http://www.ama-assn.org/go/cpt","code":"99491"}]}],)"
+      R"("subject":{"reference":"Patient/p1"},"period":{"start":"2026-10-05T10:00:00Z"},)"
+      R"("length":{"value":1,"system":"http://unitsofmeasure.org","code":"d"}})");
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.practitioner, 0);
+  EXPECT_EQ(r.encounters[0].reason, "implausible-duration");
+  config_.rules.max_encounter_minutes = 0;  // check disabled
+  EXPECT_EQ(Eval().minutes.practitioner, 1440);
+}
+
+TEST_F(EngineTest, SameVersionIdLaterLastUpdatedWinsInAnyOrder) {
+  const std::string older =
+      Encounter({.id = "e",
+                 .start = "2026-10-05T10:00:00Z",
+                 .minutes = 40,
+                 .status = "entered-in-error",
+                 .extra = R"(,"meta":{"versionId":"2","lastUpdated":"2026-10-06T00:00:00Z"})"});
+  const std::string newer =
+      Encounter({.id = "e",
+                 .start = "2026-10-05T10:00:00Z",
+                 .minutes = 40,
+                 .extra = R"(,"meta":{"versionId":"2","lastUpdated":"2026-10-07T00:00:00Z"})"});
+  for (bool newer_first : {false, true}) {
+    facts_ = FactStore();
+    Eligible();
+    Add(newer_first ? newer : older);
+    Add(newer_first ? older : newer);
+    EXPECT_EQ(Eval().minutes.clinical_staff, 40) << newer_first;
+  }
+}
+
+TEST_F(EngineTest, DateOnlyValuesAreDaysInThePracticeZone) {
+  auto tz = fhir::LocateZone("America/New_York");
+  ASSERT_TRUE(tz);
+  config_.practice.time_zone = *tz;  // before Add: facts are read in the practice's zone
+  Add(Diabetes("dm"));
+  Add(Hypertension());
+  Add(CarePlan());
+  Add(Consent("active", "2026-10-15"));  // from 04:00Z (midnight in New York)
+  Add(Encounter({.id = "a", .start = "2026-10-15T03:30:00Z", .minutes = 25}));  // Oct 14, 23:30
+  Add(Encounter({.id = "b", .start = "2026-10-15T04:30:00Z", .minutes = 25}));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.billable_minutes.clinical_staff, 25);
+  EXPECT_EQ(r.encounters[0].reason, "before-consent");
+}
+
+TEST_F(EngineTest, ProposalsAndRevokedPlansDoNotUnlockBilling) {
+  Add(Diabetes("dm"));
+  std::string proposal = CarePlan("active");
+  proposal.replace(proposal.find("\"plan\""), 6, "\"proposal\"");
+  Add(proposal);
+  EXPECT_EQ(Eval().care_plan, CarePlanState::kMissing);
+  facts_ = FactStore();
+  Add(Diabetes("dm"));
+  Add(CarePlan("revoked"));
+  EXPECT_EQ(Eval().care_plan, CarePlanState::kMissing);
 }
 
 TEST(YearMonthTest, ParsesOnlyYyyyMm) {
