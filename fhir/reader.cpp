@@ -477,8 +477,8 @@ struct ResourceReader::LineBatch {
 };
 
 ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t size,
-                                                      std::size_t line_no,
-                                                      const std::string& file) const {
+                                                      std::size_t line_no, const std::string& file,
+                                                      std::string& scratch) const {
   LineOutcome out;
   out.line_no = line_no;
   if (size > options_.max_line_bytes) {  // the parallel path finds these only here
@@ -493,7 +493,8 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
   }
   data[size] = '\0';  // the in-situ parsers need a terminator; the line is ours to overwrite
   if (prepare_line_) {
-    Result<std::any> prepared = prepare_line_(data, size, SourceLocation{file, line_no, ""});
+    Result<std::any> prepared =
+        prepare_line_(data, size, SourceLocation{file, line_no, ""}, scratch);
     if (prepared) {
       out.prepared = std::move(*prepared);
       out.is_prepared = true;
@@ -521,13 +522,15 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
 
 std::vector<ResourceReader::LineOutcome> ResourceReader::ParseBatch(LineBatch& batch) const {
   std::vector<LineOutcome> out;
+  std::string scratch;
   char* p = batch.text.data();
   char* const end = p + batch.text.size();
   std::size_t line_no = batch.first_line;
   while (p < end) {
     char* nl = static_cast<char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     char* line_end = nl != nullptr ? nl : end;  // `end` is the string's own terminator
-    out.push_back(ParseLine(p, static_cast<std::size_t>(line_end - p), line_no++, *batch.file));
+    out.push_back(
+        ParseLine(p, static_cast<std::size_t>(line_end - p), line_no++, *batch.file, scratch));
     if (nl == nullptr) break;
     p = nl + 1;
   }
@@ -551,7 +554,7 @@ void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
 }
 
 void ResourceReader::NdjsonLine(std::string& line, const std::string& file, std::size_t line_no) {
-  HandleLine(ParseLine(line.data(), line.size(), line_no, file), file);
+  HandleLine(ParseLine(line.data(), line.size(), line_no, file, scratch_), file);
 }
 
 void ResourceReader::ReadNdjsonText(std::string_view text, std::string_view name) {

@@ -87,8 +87,9 @@ class ResourceReader {
   // thread); a value goes to on_prepared, an error is reported as an unreadable line (the message
   // should say what and where, e.g. "invalid JSON: line 1, column 7: ..."). Resources in JSON
   // files and Bundles still go through `prepare`.
-  using PrepareLineFn =
-      std::function<Result<std::any>(char* data, std::size_t size, const SourceLocation& where)>;
+  // `scratch` is a buffer owned by the calling thread and reused between calls.
+  using PrepareLineFn = std::function<Result<std::any>(
+      char* data, std::size_t size, const SourceLocation& where, std::string& scratch)>;
   void set_prepare_line(PrepareLineFn f) { prepare_line_ = std::move(f); }
 
   // Reads a file or a directory. Returns an error only when the path itself does not exist or
@@ -114,8 +115,8 @@ class ResourceReader {
   struct LineOutcome;
   struct LineBatch;
   // data[size] must be writable (it becomes the terminator); the line's bytes are overwritten.
-  LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no,
-                        const std::string& file) const;
+  LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no, const std::string& file,
+                        std::string& scratch) const;
   std::vector<LineOutcome> ParseBatch(LineBatch& batch) const;
   void HandleLine(LineOutcome&& outcome, const std::string& file);
   void ReadNdjsonParallel(gzFile_s* gz, const std::string& file);
@@ -133,6 +134,7 @@ class ResourceReader {
   ReadOptions options_;
   ReadCounts counts_;
   bool stopped_ = false;
+  std::string scratch_;  // for prepare_line_ on the calling thread
 };
 
 // The kind of file `path` names, by its ending.

@@ -274,12 +274,12 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
   for (const auto& [patient, clinical] : facts.patients()) {
     if (clinical) by_patient[patient];
   }
+  // Issues keyed by resource so that their order does not depend on hashing.
+  std::map<std::string_view, std::vector<std::pair<const std::string*, const fhir::IssueList*>>>
+      issues_by_patient;
   for (const auto& [key, stored] : facts.entries()) {
     if (stored.issues && !stored.issues->patient.empty()) {
-      auto it = by_patient.find(stored.issues->patient);
-      if (it != by_patient.end()) {
-        for (const auto& i : stored.issues->list) it->second.issues.push_back(i);
-      }
+      issues_by_patient[stored.issues->patient].emplace_back(&key, &stored.issues->list);
     }
     if (!stored.fact) continue;
     std::visit(
@@ -305,6 +305,19 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
           }
         },
         *stored.fact);
+  }
+
+  auto by_key = [](const auto& a, const auto& b) { return *a.first < *b.first; };
+  for (auto& [patient, pf] : by_patient) {
+    std::sort(pf.conditions.begin(), pf.conditions.end(), by_key);
+    std::sort(pf.consents.begin(), pf.consents.end(), by_key);
+    std::sort(pf.care_plans.begin(), pf.care_plans.end(), by_key);
+    auto it = issues_by_patient.find(patient);
+    if (it == issues_by_patient.end()) continue;
+    std::sort(it->second.begin(), it->second.end(), by_key);
+    for (const auto& [key, list] : it->second) {
+      for (const auto& i : *list) pf.issues.push_back(i);
+    }
   }
 
   BillerIndex billers(facts, config.practice);
@@ -508,13 +521,19 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
 }
 
 std::vector<fhir::Issue> UnattributedIssues(const FactStore& facts) {
-  std::vector<fhir::Issue> out;
+  std::vector<std::pair<const std::string*, const fhir::IssueList*>> found;
   for (const auto& [key, stored] : facts.entries()) {
     if (!stored.issues) continue;
     const std::string& patient = stored.issues->patient;
     auto it = facts.patients().find(patient);
     if (!patient.empty() && it != facts.patients().end() && it->second) continue;
-    for (const auto& i : stored.issues->list) out.push_back(i);
+    found.emplace_back(&key, &stored.issues->list);
+  }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  std::vector<fhir::Issue> out;
+  for (const auto& [key, list] : found) {
+    for (const auto& i : *list) out.push_back(i);
   }
   return out;
 }

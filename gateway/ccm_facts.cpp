@@ -81,6 +81,7 @@ class RjRef {
 template <class V>
 std::string QuickPatientKey(const V& r, std::string_view element) {
   std::string_view ref = r[element]["reference"].str();
+  if (ref.starts_with("Patient/") && fhir::IsValidId(ref.substr(8))) return std::string(ref);
   auto parsed = fhir::ParseReferenceString(ref);
   if (!parsed || parsed->type != "Patient") return {};
   auto key = parsed->Key();
@@ -554,28 +555,48 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
   return out;
 }
 
+// Lines up to this size are parsed recursively (faster); longer ones iteratively, so that no input
+// can exhaust a thread's stack however deeply it nests.
+constexpr std::size_t kRecursiveParseLimit = 8192;
+
 Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
-                                      const fhir::SourceLocation& where,
-                                      const EngineConfig& config) {
+                                      const fhir::SourceLocation& where, const EngineConfig& config,
+                                      std::string* scratch_buffer) {
   // One allocation-free RapidJSON parse (a pooled allocator over a stack buffer; numbers as
   // strings so that no decimal is rejected for overflowing a double; iterative, so no input can
   // exhaust the stack) decides whether the resource matters. Only those that do -- a few percent
   // of a bulk export -- are parsed again into the lossless DOM and read in full.
   std::string_view text(data, size);
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  // Bulk exports write resourceType first: a type no rule reads is dropped without parsing the
+  // rest (as fhir::json::ParseOptions::keep_resource does).
+  if (constexpr std::string_view kHead = "{\"resourceType\":\""; text.starts_with(kHead)) {
+    std::size_t end = text.find('"', kHead.size());
+    if (end != std::string_view::npos &&
+        !FactTypeNeeded(text.substr(kHead.size(), end - kHead.size())) &&
+        text.substr(kHead.size(), end - kHead.size()).find('\\') == std::string_view::npos) {
+      return Extracted{};
+    }
+  }
   if (std::size_t bad = fhir::json::FindInvalidUtf8(text); bad != std::string_view::npos) {
     return MakeError(Errc::kParseError,
                      fmt::format("invalid JSON: column {}: invalid UTF-8 byte sequence (the text "
                                  "must be UTF-8 encoding)",
                                  bad + 1 + (text.data() - data)));
   }
+  // In-situ parsing (strings decoded in place, not copied) on a scratch copy: the line itself
+  // must stay intact for the full parse below.
   char pool[16384];
   rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
   rapidjson::Document doc(&allocator);
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  constexpr unsigned kFlags =
-      rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseIterativeFlag;
-  doc.ParseStream<kFlags>(stream);
+  std::string& scratch = *scratch_buffer;
+  scratch.assign(text);
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseInsituFlag;
+  if (scratch.size() <= kRecursiveParseLimit) {
+    doc.ParseInsitu<kFlags>(scratch.data());  // nests at most size/2 deep: safe to recurse
+  } else {
+    doc.ParseInsitu<kFlags | rapidjson::kParseIterativeFlag>(scratch.data());
+  }
   if (doc.HasParseError() || !doc.IsObject()) {
     // The lossless parser gives the reference diagnosis (line, column, duplicate names...).
     fhir::json::ParseErrorInfo info;

@@ -43,9 +43,9 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
         return true;
       },
       options);
-  reader.set_prepare_line([&config](char* data, std::size_t size,
-                                    const fhir::SourceLocation& where) -> Result<std::any> {
-    Result<Extracted> e = ExtractFactFromLine(data, size, where, config);
+  reader.set_prepare_line([&config](char* data, std::size_t size, const fhir::SourceLocation& where,
+                                    std::string& scratch) -> Result<std::any> {
+    Result<Extracted> e = ExtractFactFromLine(data, size, where, config, &scratch);
     // (std::any could hold the Error itself: construct the error alternative explicitly.)
     if (!e) return Result<std::any>(boost::system::in_place_error, e.error());
     if (e->key.empty()) return Result<std::any>(std::any());

@@ -696,6 +696,68 @@ TEST_F(EngineTest, ProposalsAndRevokedPlansDoNotUnlockBilling) {
   EXPECT_EQ(Eval().care_plan, CarePlanState::kMissing);
 }
 
+TEST_F(EngineTest, PractitionerFamilyThresholdsAndMissingFees) {
+  auto codes = [&](std::int64_t own) {
+    std::string out;
+    for (const auto& l : ChooseCodes(Program::kCcm, {0, own}, own, false, config_)) {
+      out += fmt::format("{}{}x{}", out.empty() ? "" : " ", l.code, l.units);
+    }
+    return out;
+  };
+  // Staff codes may use the practitioner's time; the better-paying family wins.
+  EXPECT_EQ(codes(59), "99490x1 99439x1");  // $106.42 vs 99491 $82.16
+  EXPECT_EQ(codes(89), "99490x1 99439x2");  // $152.35 vs 99491+99437 $139.74
+  EXPECT_EQ(codes(90), "99491x1 99437x2");  // $197.32
+  // Without a rate the line is still chosen on time, its amount unknown, and noted.
+  config_.fee_schedule.rates.erase("99490");
+  config_.fee_schedule.rates.erase("99439");
+  config_.fee_schedule.rates.erase("99491");
+  config_.fee_schedule.rates.erase("99437");
+  Eligible();
+  Add(Encounter({.id = "a", .start = "2026-10-05T10:00:00Z", .minutes = 25}));
+  PatientMonth r = Eval();
+  ASSERT_EQ(Codes(r), "99490x1");
+  EXPECT_FALSE(r.billing[0].amount.has_value());
+  EXPECT_EQ(r.expected_payment, 0);
+  EXPECT_EQ(std::count(r.notes.begin(), r.notes.end(), "no-fee-for-99490"), 1);
+}
+
+TEST_F(EngineTest, CodeInServiceTypeAndPerformerThroughPractitionerRole) {
+  Eligible();
+  config_.practice.billing_practitioner_npis.insert("9999999991");
+  Add(R"({"resourceType":"Practitioner","id":"md","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"9999999991"}]})");
+  Add(R"({"resourceType":"PractitionerRole","id":"md-role","practitioner":{"reference":"Practitioner/md"}})");
+  Add(R"({"resourceType":"Encounter","id":"s","status":"finished","class":{"code":"VR"},)"
+      R"("serviceType":{"coding":[{"system":"http://www.ama-assn.org/go/cpt","code":"99490"}]},)"
+      R"("subject":{"reference":"Patient/p1"},"participant":[{"individual":{"reference":"PractitionerRole/md-role"}}],)"
+      R"("period":{"start":"2026-10-05T10:00:00Z","end":"2026-10-05T10:31:00Z"}})");
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.minutes.practitioner, 31);
+  EXPECT_EQ(Codes(r), "99491x1");
+}
+
+TEST_F(EngineTest, PeriodOnsetAndAbatementAndStatusesWithoutDates) {
+  auto program_with = [&](const std::string& extra) {
+    facts_ = FactStore();
+    Add(Hypertension());
+    Add(Diabetes("dm", extra));
+    return Eval().program;
+  };
+  EXPECT_EQ(program_with(R"(,"onsetPeriod":{"start":"2026-11-02"})"), Program::kPcm);
+  EXPECT_EQ(program_with(R"(,"abatementPeriod":{"start":"2026-01-01","end":"2026-02-01"})"),
+            Program::kPcm);
+  EXPECT_EQ(program_with(
+                R"(,"abatementAge":{"value":40,"system":"http://unitsofmeasure.org","code":"a"})"),
+            Program::kPcm);
+  EXPECT_EQ(program_with(R"(,"abatementBoolean":false)"), Program::kCcm);
+  EXPECT_EQ(program_with(R"(,"abatementDateTime":"2026-11-15")"), Program::kCcm);
+  // ICD-10-CM without the dot is the same category as with it.
+  facts_ = FactStore();
+  Add(Diabetes("dm"));
+  Add(R"({"resourceType":"Condition","id":"x","code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"E119"}]},"subject":{"reference":"Patient/p1"}})");
+  EXPECT_EQ(Eval().chronic_conditions.size(), 1u);
+}
+
 TEST(YearMonthTest, ParsesOnlyYyyyMm) {
   EXPECT_EQ(YearMonth::Parse("2026-10")->ToString(), "2026-10");
   for (const char* bad : {"2026-13", "2026-00", "2026-1", "26-10", "2026/10", "2026-10-01", ""}) {
