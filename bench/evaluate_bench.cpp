@@ -9,7 +9,7 @@
 //    duplicates that de-duplication would fold away.
 // 2. Baseline: read every line with std::getline and rapidjson::Document::Parse it (default
 //    flags), one thread -- "a plain RapidJSON parse of the same files".
-// 3. Runs the real binary: `evaluate --threads 1` and `--threads 2`, output to /dev/null, timing
+// 3. Runs the real binary: `evaluate --threads 1` and `--threads 2`, report to /dev/null, timing
 //    the wall clock and taking the peak resident set size from wait4().
 // Each measurement is repeated (default 3) and the best time kept; the corpus stays in the page
 // cache between runs (it is read once before timing), so disk speed is not what is measured.
@@ -125,8 +125,9 @@ struct ChildRun {
 
 ChildRun RunBinary(const std::string& binary, const fs::path& corpus, int threads) {
   std::string t = std::to_string(threads);
-  std::vector<std::string> args = {binary,          "evaluate",  "--month", "2026-10", "--input",
-                                   corpus.string(), "--threads", t,         "--out",   "/dev/null"};
+  // The report goes to stdout, redirected to /dev/null (not --out, which names a file).
+  std::vector<std::string> args = {binary,          "evaluate",  "--month", "2026-10",  "--input",
+                                   corpus.string(), "--threads", t,         "--format", "ndjson"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -134,6 +135,7 @@ ChildRun RunBinary(const std::string& binary, const fs::path& corpus, int thread
   pid_t pid = ::fork();
   if (pid == 0) {
     int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
     ::dup2(devnull, 2);
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);

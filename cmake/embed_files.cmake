@@ -1,5 +1,6 @@
 # Writes a C++ source that embeds text files as string literals, so that the binary carries its
-# defaults (fee schedules, mappings) and works without the source tree.
+# defaults (the fee schedules under config/; the mappings have their own mappings/embed_data.cmake)
+# and works without the source tree.
 #
 # Script mode: cmake -DOUTPUT=<file.cpp> -DHEADER=<include> -DNAMESPACE=<ns> -DFUNCTION=<name>
 #                    -DFILES=<a;b;c> -P embed_files.cmake
@@ -15,7 +16,8 @@ foreach(file IN LISTS FILES)
   if(text MATCHES "\\)ccm_embed\"")
     message(FATAL_ERROR "${file} contains the raw-string delimiter )ccm_embed\"")
   endif()
-  # Raw string literals longer than 64 KiB are split: some compilers limit a single literal.
+  # Written as adjacent raw-string pieces of at most 60,000 bytes (shorter source lines); the
+  # compiler joins them into one literal, which GCC and Clang accept at any length.
   string(LENGTH "${text}" length)
   set(parts "")
   set(pos 0)

@@ -129,7 +129,7 @@ std::filesystem::path Resolve(const std::filesystem::path& base, const std::stri
   return p.is_absolute() || base.empty() ? p : base / p;
 }
 
-Result<Value> ReadJsonFile(const std::filesystem::path& file, std::string_view what) {
+Result<Value> ReadJsonFile(const std::filesystem::path& file, std::string_view what, bool relaxed) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return MakeError(Errc::kNotFound, fmt::format("{}: cannot open {} file", file.string(), what));
@@ -137,7 +137,9 @@ Result<Value> ReadJsonFile(const std::filesystem::path& file, std::string_view w
   std::ostringstream ss;
   ss << in.rdbuf();
   fhir::json::ParseOptions options;
-  options.relaxed = true;  // hand-edited files: comments and trailing commas are welcome
+  // Hand-edited settings files accept comments and trailing commas; FHIR resources (mapping
+  // files) must be plain JSON, the same whether they add to or replace the defaults.
+  options.relaxed = relaxed;
   auto v = fhir::json::Parse(ss.str(), options);
   if (!v)
     return MakeError(Errc::kInvalidArgument,
@@ -153,6 +155,7 @@ Status ApplyPractice(const Value& root, std::string_view origin, PracticeConfig&
   CCM_TRY_ASSIGN(const Value* s, Section(root, "practice", origin, ""));
   if (s == nullptr) return {};
   CCM_TRY(CheckKeys(*s, origin, "practice", {"name", "timeZone", "billingPractitioners"}));
+  CCM_TRY(StringKey(*s, "name", origin, "practice"));  // informational, but must be a string
   CCM_TRY_ASSIGN(auto tz, StringKey(*s, "timeZone", origin, "practice"));
   if (tz) {
     auto zone = fhir::LocateZone(*tz);
@@ -210,7 +213,7 @@ Status ApplyMappings(const Value& root, std::string_view origin, const std::file
       config.chronic_conditions = std::move(*loaded);
     } else {
       for (const auto& p : paths) {
-        auto v = ReadJsonFile(p, "ConceptMap");
+        auto v = ReadJsonFile(p, "ConceptMap", /*relaxed=*/false);
         if (!v) return ConfigError(origin, "mappings.chronicConditions", v.error().message);
         Status added = config.chronic_conditions.AddConceptMap(*v, p.string());
         if (!added) {
@@ -267,6 +270,13 @@ Status ApplyRules(const Value& root, std::string_view origin, RuleConfig& rules)
       return ConfigError(origin, "rules.maxUnits", R"(expected an object such as {"99439": 2})");
     }
     for (const auto& m : mu->object()) {
+      static constexpr std::string_view kCodes[] = {"99490", "99439", "99491", "99437", "99487",
+                                                    "99489", "99424", "99425", "99426", "99427"};
+      if (std::find(std::begin(kCodes), std::end(kCodes), m.key) == std::end(kCodes)) {
+        return ConfigError(origin, fmt::format("rules.maxUnits.{}", m.key),
+                           "not a CCM/PCM code (expected one of 99490, 99439, 99491, 99437, "
+                           "99487, 99489, 99424, 99425, 99426, 99427)");
+      }
       CCM_TRY_ASSIGN(auto n, IntKey(*mu, m.key, origin, "rules.maxUnits", 1, 100));
       rules.max_units[m.key] = static_cast<int>(*n);
     }
@@ -289,7 +299,7 @@ Status ApplyBilling(const Value& root, std::string_view origin, const std::files
   }
   if (file) {
     std::filesystem::path p = Resolve(base, *file);
-    auto v = ReadJsonFile(p, "fee schedule");
+    auto v = ReadJsonFile(p, "fee schedule", /*relaxed=*/true);
     if (!v) return ConfigError(origin, "billing.feeSchedule", v.error().message);
     auto fees = FeeSchedule::FromJson(*v, p.string());
     if (!fees) return ConfigError(origin, "billing.feeSchedule", fees.error().message);
@@ -444,7 +454,7 @@ Result<EngineConfig> EngineConfigFromJson(const Value& v, std::string_view origi
 }
 
 Result<EngineConfig> LoadEngineConfig(const std::filesystem::path& file) {
-  CCM_TRY_ASSIGN(Value v, ReadJsonFile(file, "config"));
+  CCM_TRY_ASSIGN(Value v, ReadJsonFile(file, "config", /*relaxed=*/true));
   return EngineConfigFromJson(v, file.string(), file.parent_path());
 }
 

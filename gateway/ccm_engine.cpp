@@ -243,10 +243,10 @@ std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int
     p.practitioner_pool = true;
     options.push_back(std::move(p));
   } else if (program == Program::kPcm) {
+    options.push_back(Family(all, "99426", 30, "99427", 30, config));
     Option p = Family(own, "99424", 30, "99425", 30, config);
     p.practitioner_pool = true;
     options.push_back(std::move(p));
-    options.push_back(Family(all, "99426", 30, "99427", 30, config));
   }
   // The code families are mutually exclusive in a month (docs/ccm-rules.md, rule 8): pick the one
   // that pays most; on a tie, the earlier (staff before practitioner codes).
@@ -367,11 +367,13 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       r.care_plans.push_back(*key);
       if (p->status == fhir::CarePlanStatus::kDraft) draft = true;
       if (!PlanInEffect(*p, month)) continue;
-      // Several plans in effect: report on the most complete, then the most recently revised.
-      if (plan == nullptr || p->elements.count() > plan->elements.count() ||
-          (p->elements.count() == plan->elements.count() &&
-           p->last_revised.value_or(TimePoint::min()) >
-               plan->last_revised.value_or(TimePoint::min()))) {
+      // Several plans in effect: report on the current one -- the most recently revised (a
+      // practice's CCM plan rather than an old disease-specific plan), then the most complete.
+      const TimePoint revised = p->last_revised.value_or(TimePoint::min());
+      const TimePoint best =
+          plan == nullptr ? TimePoint::min() : plan->last_revised.value_or(TimePoint::min());
+      if (plan == nullptr || revised > best ||
+          (revised == best && p->elements.count() > plan->elements.count())) {
         plan = p;
         plan_key = key;
       }

@@ -4,9 +4,10 @@
 // Practitioner and PractitionerRole is reduced on arrival to the few values the rules need
 // (docs/ccm-rules.md), and everything else is dropped. Resources the rules cannot use (an
 // Encounter without a care-management code, a Condition outside the chronic value set) keep only
-// their version stamp, so that a newer version arriving later still replaces an older one and the
-// outcome does not depend on input order. Memory is therefore bounded by what the practice has to
-// bill, not by the size of the export.
+// their key and version stamp, so that a newer version arriving later still replaces an older one
+// and the outcome does not depend on input order; resources of other types keep nothing. Memory
+// is therefore a small constant per resource of the engine's types plus the facts of what the
+// practice can bill -- not the size of the export (docs/benchmarks.md has the figures).
 //
 // Data problems in the elements the rules read (a bad dateTime, an Encounter without
 // period.start, a Duration in an unknown unit) are kept with the fact as issues with their JSON

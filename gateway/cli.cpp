@@ -292,6 +292,16 @@ int RunGenerateActivity(const Args& args) {
 // Writes `text` to `path` through a temporary file renamed into place, so that a failed run never
 // leaves a partial report where a previous good one was.
 Status WriteFileAtomically(const std::filesystem::path& path, std::string_view text) {
+  std::error_code st_ec;
+  auto st = std::filesystem::status(path, st_ec);
+  if (!st_ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
+    // A device or pipe (/dev/null, /dev/stdout, a FIFO): write to it; never rename over it.
+    std::ofstream out(path, std::ios::binary);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) return MakeError(Errc::kIo, fmt::format("{}: write failed", path.string()));
+    return {};
+  }
   std::filesystem::path tmp = path;
   tmp += fmt::format(".tmp{}", ::getpid());
   {
@@ -384,8 +394,8 @@ int RunEvaluate(const Args& args) {
              sum.patients, sum.eligible, sum.consented, sum.billable,
              FormatCents(sum.expected_payment), config->fee_schedule.currency, fc.resources,
              collected->read.files, collected->read.skipped, fc.issues, patient_issues);
-  bool problems =
-      collected->read.skipped > 0 || !unattributed.empty() || collected->read_issues.has_errors();
+  bool problems = collected->read.skipped > 0 || unattributed.has_errors() ||
+                  collected->read_issues.has_errors();
   for (const auto& r : results) {
     for (const auto& i : r.issues) problems = problems || i.is_error();
   }

@@ -18,8 +18,6 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
   }
   CollectReport report;
   fhir::ReadOptions options;
-  options.parse.keep_member = FactMemberNeeded;
-  options.parse.keep_resource = FactTypeNeeded;
   options.threads = std::max(1u, threads);
   // Facts are extracted on the parsing threads; only the compact result crosses to this one.
   fhir::ResourceReader reader(

@@ -206,6 +206,11 @@ TEST(EvaluateCliTest, ThreadsAndFormatsAgree) {
   ASSERT_EQ(to_file.status, 0);
   EXPECT_EQ(to_file.out, "");
   EXPECT_EQ(ReadFile(tmp / "report.ndjson"), one.out);
+
+  // --out naming a device writes to it and never replaces it with a file.
+  CliRun to_null = Evaluate(base + " --out /dev/null");
+  EXPECT_EQ(to_null.status, 0);
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
 }
 
 TEST(EvaluateCliTest, ProjectedParallelReadEqualsFullSequentialRead) {
@@ -238,6 +243,13 @@ TEST(EvaluateCliTest, PartialConfigOverridesOnlyItsKeys) {
   EXPECT_NE(r.err.find("fee schedule 2025"), std::string::npos);
 }
 
+TEST(EvaluateCliTest, ShippedConfigsLoad) {
+  for (const char* name : {"example.json", "sample-practice.json"}) {
+    auto c = LoadEngineConfig(SourceDir() / "config" / name);
+    EXPECT_TRUE(c) << name << ": " << (c ? "" : c.error().message);
+  }
+}
+
 TEST(EvaluateCliTest, ConfigErrorsNameFileKeyAndExpectation) {
   TempDir tmp;
   struct Case {
@@ -254,6 +266,8 @@ TEST(EvaluateCliTest, ConfigErrorsNameFileKeyAndExpectation) {
       {R"({"mappings": {"chronicConditions": ["missing.json"]}})", "missing.json"},
       {R"({"practice": {"timeZone": "UTC",}, })", ""},  // trailing commas are accepted
       {R"({"practice": )", "c.json: line 1"},
+      {R"({"practice": {"name": 7}})", "practice.name: expected a non-empty string"},
+      {R"({"rules": {"maxUnits": {"99940": 1}}})", "rules.maxUnits.99940: not a CCM/PCM code"},
   };
   for (const auto& c : cases) {
     WriteFile(tmp / "c.json", c.json);
