@@ -8,7 +8,8 @@
 //    patients with their own conditions and encounters (references stay consistent), not
 //    duplicates that de-duplication would fold away.
 // 2. Baseline: read every line with std::getline and rapidjson::Document::Parse it (default
-//    flags), one thread -- "a plain RapidJSON parse of the same files".
+//    flags, built with the same RapidJSON settings as the gateway, e.g. RAPIDJSON_SSE2), one
+//    thread -- "a plain RapidJSON parse of the same files".
 // 3. Runs the real binary: `evaluate --threads 1` and `--threads 2`, report to /dev/null, timing
 //    the wall clock and taking the peak resident set size from wait4().
 // Each measurement is repeated (default 3) and the best time kept; the corpus stays in the page
@@ -109,7 +110,7 @@ double BaselineParse(const fs::path& dir, std::size_t* docs) {
     std::string line;
     while (std::getline(in, line)) {
       rapidjson::Document d;
-      d.Parse(line.data(), line.size());
+      d.Parse(line.c_str());  // the fastest plain call (null-terminated: SIMD string scanning)
       n += d.IsObject() ? 1 : 0;
     }
   }

@@ -286,11 +286,11 @@ std::size_t FindInvalidUtf8(std::string_view text) noexcept {
   const std::size_t n = text.size();
   std::size_t i = 0;
   while (i < n) {
-    if (i + 8 <= n) {  // ASCII fast path, eight bytes at a time
-      std::uint64_t w;
-      std::memcpy(&w, p + i, 8);
-      if ((w & 0x8080808080808080ULL) == 0) {
-        i += 8;
+    if (i + 16 <= n) {  // ASCII fast path, sixteen bytes at a time
+      std::uint64_t w[2];
+      std::memcpy(w, p + i, 16);
+      if (((w[0] | w[1]) & 0x8080808080808080ULL) == 0) {
+        i += 16;
         continue;
       }
     }

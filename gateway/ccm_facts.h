@@ -187,12 +187,12 @@ class FactStore {
   // Every entry, keyed "Type/id". Unordered: consumers that print sort what they print.
   const std::unordered_map<std::string, StoredFact>& entries() const noexcept { return entries_; }
   // Patients referenced by any Condition, Encounter, Consent or CarePlan, or present themselves.
-  const std::map<std::string, bool, std::less<>>& patients() const noexcept { return patients_; }
+  const std::unordered_map<std::string, bool>& patients() const noexcept { return patients_; }
 
  private:
   std::unordered_map<std::string, StoredFact> entries_;
   // Patient key -> true when referenced by clinical data (false: only the Patient resource seen).
-  std::map<std::string, bool, std::less<>> patients_;
+  std::unordered_map<std::string, bool> patients_;
   FactCounts counts_;
 };
 
