@@ -277,7 +277,9 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
   // Issues keyed by resource so that their order does not depend on hashing.
   std::map<std::string_view, std::vector<std::pair<const std::string*, const fhir::IssueList*>>>
       issues_by_patient;
-  for (const auto& [key, stored] : facts.entries()) {
+  for (const auto& [key_ptr, stored_ptr] : facts.notable()) {
+    const std::string& key = *key_ptr;
+    const StoredFact& stored = *stored_ptr;
     if (stored.issues && !stored.issues->patient.empty()) {
       issues_by_patient[stored.issues->patient].emplace_back(&key, &stored.issues->list);
     }
@@ -524,7 +526,9 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
 
 std::vector<fhir::Issue> UnattributedIssues(const FactStore& facts) {
   std::vector<std::pair<const std::string*, const fhir::IssueList*>> found;
-  for (const auto& [key, stored] : facts.entries()) {
+  for (const auto& [key_ptr, stored_ptr] : facts.notable()) {
+    const std::string& key = *key_ptr;
+    const StoredFact& stored = *stored_ptr;
     if (!stored.issues) continue;
     const std::string& patient = stored.issues->patient;
     auto it = facts.patients().find(patient);

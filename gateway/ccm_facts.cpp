@@ -641,14 +641,22 @@ void FactStore::Add(Extracted e) {
   auto it = entries_.find(e.key);
   if (it == entries_.end()) {
     if (e.stored.fact) ++counts_.kept;
-    entries_.emplace(std::move(e.key), std::move(e.stored));
-    return;
+    it = entries_.emplace(std::move(e.key), std::move(e.stored)).first;
+  } else {
+    ++counts_.duplicates;
+    if (!IsNewer(e.stored.stamp, it->second.stamp)) return;
+    if (it->second.fact) --counts_.kept;
+    if (e.stored.fact) ++counts_.kept;
+    bool listed = it->second.listed;
+    it->second = std::move(e.stored);
+    it->second.listed = listed;
   }
-  ++counts_.duplicates;
-  if (!IsNewer(e.stored.stamp, it->second.stamp)) return;
-  if (it->second.fact) --counts_.kept;
-  if (e.stored.fact) ++counts_.kept;
-  it->second = std::move(e.stored);
+  // Entries with a fact or issues are also listed, so that the engine visits them without
+  // walking every version stamp (node addresses in an unordered_map are stable).
+  if ((it->second.fact || it->second.issues) && !it->second.listed) {
+    it->second.listed = true;
+    notable_.emplace_back(&it->first, &it->second);
+  }
 }
 
 void FactStore::Add(const Value& resource, const fhir::SourceLocation& where,

@@ -138,6 +138,7 @@ struct StoredFact {
   VersionStamp stamp;
   std::unique_ptr<Fact> fact;          // null: the resource matters to no rule (kept for versions)
   std::unique_ptr<FactIssues> issues;  // only when there are any
+  bool listed = false;                 // in FactStore::notable() (set by the store)
 };
 
 // What the extraction counted, for the run summary.
@@ -186,11 +187,17 @@ class FactStore {
   const FactCounts& counts() const noexcept { return counts_; }
   // Every entry, keyed "Type/id". Unordered: consumers that print sort what they print.
   const std::unordered_map<std::string, StoredFact>& entries() const noexcept { return entries_; }
+  // The entries that have (or had) a fact or issues -- what the engine reads -- each once. Check
+  // `fact`/`issues`: a later version may have cleared them.
+  const std::vector<std::pair<const std::string*, const StoredFact*>>& notable() const noexcept {
+    return notable_;
+  }
   // Patients referenced by any Condition, Encounter, Consent or CarePlan, or present themselves.
   const std::unordered_map<std::string, bool>& patients() const noexcept { return patients_; }
 
  private:
   std::unordered_map<std::string, StoredFact> entries_;
+  std::vector<std::pair<const std::string*, const StoredFact*>> notable_;
   // Patient key -> true when referenced by clinical data (false: only the Patient resource seen).
   std::unordered_map<std::string, bool> patients_;
   FactCounts counts_;
