@@ -214,9 +214,14 @@ class SaxBuilder {
 Result<Value> Parse(std::string_view text, const ParseOptions& options = {},
                     ParseErrorInfo* info = nullptr);
 
-// Same as Parse, faster, on a mutable buffer: text[size] must be '\0', and the bytes are
-// overwritten (strings are decoded in place). For callers that own a buffer they no longer need,
-// such as a line of an NDJSON file.
+// Bytes a buffer given to ParseInsitu must extend beyond its terminator: RapidJSON's SIMD string
+// scan loads aligned 16-byte blocks and may read up to 15 bytes past the terminating NUL.
+inline constexpr std::size_t kInsituPadding = 16;
+
+// Same as Parse, faster, on a mutable buffer: text[size] must be '\0' and the buffer must stay
+// readable for kInsituPadding bytes after it (e.g. a std::string with that much spare capacity);
+// the bytes are overwritten (strings are decoded in place). For callers that own a buffer they no
+// longer need, such as a line of an NDJSON file.
 Result<Value> ParseInsitu(char* text, std::size_t size, const ParseOptions& options = {},
                           ParseErrorInfo* info = nullptr);
 

@@ -554,6 +554,7 @@ void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
 }
 
 void ResourceReader::NdjsonLine(std::string& line, const std::string& file, std::size_t line_no) {
+  line.reserve(line.size() + json::kInsituPadding);
   HandleLine(ParseLine(line.data(), line.size(), line_no, file, scratch_), file);
 }
 
@@ -768,7 +769,8 @@ void ResourceReader::ReadNdjsonParallel(gzFile_s* gz, const std::string& file) {
     auto batch = std::make_shared<LineBatch>();
     batch->first_line = line_no + 1;
     line_no += static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
-    if (eof && text.back() != '\n') ++line_no;  // last line without a newline
+    if (eof && text.back() != '\n') ++line_no;         // last line without a newline
+    text.reserve(text.size() + json::kInsituPadding);  // see ParseInsitu
     batch->text = std::move(text);
     submit(std::move(batch));
   }

@@ -83,10 +83,10 @@ class ResourceReader {
                  ReadOptions options = {});
 
   // Optional fast path with the prepare constructor: NDJSON lines are not parsed by the reader
-  // but handed raw to this function (NUL-terminated at data[size], writable, on the parsing
-  // thread); a value goes to on_prepared, an error is reported as an unreadable line (the message
-  // should say what and where, e.g. "invalid JSON: line 1, column 7: ..."). Resources in JSON
-  // files and Bundles still go through `prepare`.
+  // but handed raw to this function (NUL-terminated at data[size], writable, readable
+  // json::kInsituPadding bytes further, on the parsing thread); a value goes to on_prepared, an
+  // error is reported as an unreadable line (the message should say what and where, e.g. "invalid
+  // JSON: line 1, column 7: ..."). Resources in JSON files and Bundles still go through `prepare`.
   // `scratch` is a buffer owned by the calling thread and reused between calls.
   using PrepareLineFn = std::function<Result<std::any>(
       char* data, std::size_t size, const SourceLocation& where, std::string& scratch)>;

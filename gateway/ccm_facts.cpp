@@ -590,6 +590,7 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
   rapidjson::Document doc(&allocator);
   std::string& scratch = *scratch_buffer;
+  scratch.reserve(text.size() + fhir::json::kInsituPadding);  // SIMD scans read ahead
   scratch.assign(text);
   constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseInsituFlag;
   if (scratch.size() <= kRecursiveParseLimit) {

@@ -1,7 +1,10 @@
 // Helpers shared by the test suites: temporary directories, file I/O, paths to test data.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <filesystem>
 #include <fstream>
@@ -57,6 +60,28 @@ inline void WriteGzFile(const std::filesystem::path& p, std::string_view content
   gzFile f = gzopen(p.c_str(), "wb");
   gzwrite(f, content.data(), static_cast<unsigned>(content.size()));
   gzclose(f);
+}
+
+// Runs the built ccm-gateway with `args` (a shell command line fragment) as a user would.
+struct GatewayRun {
+  int status = -1;  // exit status, -1 when it did not exit normally
+  std::string out;  // stdout (and stderr when not separated)
+  std::string err;  // stderr when separated
+};
+inline GatewayRun RunGatewayBinary(const std::string& args, bool separate_stderr) {
+  TempDir tmp;
+  std::string cmd = BinaryPath().string() + " " + args +
+                    (separate_stderr ? " 2>" + (tmp / "stderr").string() : std::string(" 2>&1"));
+  GatewayRun r;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  if (separate_stderr) r.err = ReadFile(tmp / "stderr");
+  return r;
 }
 
 }  // namespace ccm::testing

@@ -18,22 +18,10 @@ using ccm::testing::SharedData;
 using ccm::testing::SourceDir;
 using ccm::testing::TempDir;
 
-struct RunResult {
-  int status = -1;
-  std::string out;  // stdout and stderr
-};
+using RunResult = ccm::testing::GatewayRun;
 
 RunResult RunGateway(const std::string& args) {
-  std::string cmd = BinaryPath().string() + " " + args + " 2>&1";
-  RunResult r;
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/false);
 }
 
 TEST(CliTest, CheckOnBundledSamplesSucceeds) {

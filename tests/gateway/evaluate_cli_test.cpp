@@ -27,26 +27,10 @@ using ccm::testing::TempDir;
 using ccm::testing::WriteFile;
 using fhir::json::Value;
 
-struct CliRun {
-  int status = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using CliRun = ccm::testing::GatewayRun;
 
 CliRun Evaluate(const std::string& args) {
-  TempDir tmp;
-  std::string cmd =
-      fmt::format("{} evaluate {} 2>{}", BinaryPath().string(), args, (tmp / "stderr").string());
-  CliRun r;
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = ReadFile(tmp / "stderr");
-  return r;
+  return ccm::testing::RunGatewayBinary("evaluate " + args, /*separate_stderr=*/true);
 }
 
 std::string Samples() {
