@@ -92,8 +92,10 @@ template <class V>
 VersionStamp QuickStamp(const V& r) {
   VersionStamp s;
   s.version_id = std::string(r["meta"]["versionId"].str());
-  if (auto t = fhir::FhirDateTime::ParseInstant(r["meta"]["lastUpdated"].str())) {
-    s.last_updated = t->Earliest();
+  // (Most exported resources have no lastUpdated: skip the parse, whose error path formats a
+  // message.)
+  if (std::string_view lu = r["meta"]["lastUpdated"].str(); !lu.empty()) {
+    if (auto t = fhir::FhirDateTime::ParseInstant(lu)) s.last_updated = t->Earliest();
   }
   return s;
 }
@@ -586,9 +588,14 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   }
   // In-situ parsing (strings decoded in place, not copied) on a scratch copy: the line itself
   // must stay intact for the full parse below.
-  char pool[16384];
-  rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
-  rapidjson::Document doc(&allocator);
+  // Both the tree and the parser's own stack come from buffers on this stack frame, so a typical
+  // line costs no heap allocation at all (only an unusually large one spills to the heap).
+  using Pool = rapidjson::MemoryPoolAllocator<>;
+  alignas(16) char tree_buffer[32768];
+  alignas(16) char stack_buffer[4096];
+  Pool allocator(tree_buffer, sizeof tree_buffer);
+  Pool stack_allocator(stack_buffer, sizeof stack_buffer);
+  rapidjson::GenericDocument<rapidjson::UTF8<>, Pool, Pool> doc(&allocator, 1024, &stack_allocator);
   std::string& scratch = *scratch_buffer;
   scratch.reserve(text.size() + fhir::json::kInsituPadding);  // SIMD scans read ahead
   scratch.assign(text);
@@ -636,8 +643,12 @@ void FactStore::Add(Extracted e) {
   if (e.stored.issues) counts_.issues += e.stored.issues->list.size();
   if (!e.patient.empty()) {
     bool clinical = !e.key.starts_with("Patient/") && !e.key.starts_with("Practitioner");
-    auto [it, inserted] = patients_.emplace(e.patient, clinical);
-    if (!inserted && clinical) it->second = true;
+    // find first: emplace would build (allocate) a node before finding the patient is known.
+    if (auto it = patients_.find(e.patient); it != patients_.end()) {
+      it->second = it->second || clinical;
+    } else {
+      patients_.emplace(std::move(e.patient), clinical);
+    }
   }
   auto it = entries_.find(e.key);
   if (it == entries_.end()) {

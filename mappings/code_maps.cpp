@@ -159,8 +159,13 @@ Result<std::string> ReadWholeFile(const std::filesystem::path& file) {
 // Parses `text` and checks its resourceType; errors as "origin:line:column: what".
 Result<json::Value> ParseResource(std::string_view text, std::string_view expected_type,
                                   std::string_view origin) {
+  // The in-situ parser is twice as fast; mapping files are large (the CCW map is ~1 MB) and
+  // loaded at every start, so the copy pays for itself.
+  std::string buffer;
+  buffer.reserve(text.size() + json::kInsituPadding);
+  buffer.assign(text);
   json::ParseErrorInfo info;
-  Result<json::Value> value = json::Parse(text, {}, &info);
+  Result<json::Value> value = json::ParseInsitu(buffer.data(), buffer.size(), {}, &info);
   if (!value) {
     return MakeError(Errc::kParseError,
                      fmt::format("{}:{}:{}: {}", origin, info.line, info.column, info.message));
