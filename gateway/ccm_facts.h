@@ -180,6 +180,11 @@ class FactStore {
  public:
   // Adds an extraction (de-duplicating by key and version stamp).
   void Add(Extracted e);
+  // Sizes the index for about `resources` entries up front (saves rehashing a large table).
+  void Reserve(std::size_t resources) {
+    entries_.reserve(resources);
+    patients_.reserve(resources / 64);
+  }
   // Convenience: ExtractFact + Add.
   void Add(const fhir::json::Value& resource, const fhir::SourceLocation& where,
            const EngineConfig& config);

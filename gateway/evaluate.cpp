@@ -17,6 +17,20 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
     }
   }
   CollectReport report;
+  // Size the fact index from the input size (exported resources average well over 500 bytes),
+  // so that a large export does not rehash a table that no longer fits the caches.
+  std::uintmax_t bytes = 0;
+  for (const auto& p : inputs) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(p, ec)) {
+      bytes += std::filesystem::file_size(p, ec);
+    } else {
+      for (const auto& e : std::filesystem::recursive_directory_iterator(p, ec)) {
+        if (e.is_regular_file(ec)) bytes += e.file_size(ec);
+      }
+    }
+  }
+  facts.Reserve(static_cast<std::size_t>(std::min<std::uintmax_t>(bytes / 500, 50'000'000)));
   fhir::ReadOptions options;
   options.threads = std::max(1u, threads);
   // Facts are extracted on the parsing threads; only the compact result crosses to this one.
