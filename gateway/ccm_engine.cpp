@@ -258,7 +258,7 @@ std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int
   if (best == nullptr) return {};
   std::vector<BillingLine> lines = best->lines;
   if (best->practitioner_pool) {
-    for (auto& l : lines) l.encounters = {"practitioner"};  // marker replaced by Evaluate
+    for (auto& l : lines) l.practitioner_time = true;
   }
   return lines;
 }
@@ -500,7 +500,7 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
         if (ev.practitioner) practitioner_refs.push_back(ev.reference);
       }
       for (auto& l : lines) {
-        bool own = l.encounters.size() == 1 && l.encounters.front() == "practitioner";
+        const bool own = l.practitioner_time;
         l.encounters = own ? practitioner_refs : all_refs;
         if (l.amount) {
           r.expected_payment += *l.amount;

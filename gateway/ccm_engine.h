@@ -62,6 +62,7 @@ struct BillingLine {
   std::string code;
   int units = 0;
   std::optional<Cents> amount;          // units x rate; nullopt when the code has no rate
+  bool practitioner_time = false;       // drawn on the billing practitioner's own time only
   std::vector<std::string> encounters;  // the encounters whose time this line draws on
 };
 

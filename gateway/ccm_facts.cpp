@@ -19,13 +19,6 @@ using fhir::IssueCode;
 using fhir::IssueList;
 using fhir::json::Value;
 
-std::optional<std::uint64_t> NumericVersion(std::string_view v) {
-  std::uint64_t n = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
-  return n;
-}
-
 // The patient a reference points to, as "Patient/<id>"; "" (with an issue) when it cannot be
 // resolved without a server (urn:uuid inside a Bundle, conditional references).
 std::string PatientKey(const fhir::Reference& ref, std::string_view path, IssueList& issues) {
@@ -89,18 +82,6 @@ std::string QuickPatientKey(const V& r, std::string_view element) {
 }
 
 template <class V>
-VersionStamp QuickStamp(const V& r) {
-  VersionStamp s;
-  s.version_id = std::string(r["meta"]["versionId"].str());
-  // (Most exported resources have no lastUpdated: skip the parse, whose error path formats a
-  // message.)
-  if (std::string_view lu = r["meta"]["lastUpdated"].str(); !lu.empty()) {
-    if (auto t = fhir::FhirDateTime::ParseInstant(lu)) s.last_updated = t->Earliest();
-  }
-  return s;
-}
-
-template <class V>
 bool HasCodeIn(const V& codeable_concept, const mappings::CodeSet& set) {
   for (const auto& c : codeable_concept["coding"].array()) {
     if (set.Contains(c["system"].str(), c["code"].str())) return true;
@@ -148,7 +129,7 @@ bool NeedsFullRead(std::string_view type, const V& r, const EngineConfig& config
 
 template <class V>
 void QuickExtract(std::string_view type, const V& r, Extracted& out) {
-  out.stored.stamp = QuickStamp(r);
+  out.stored.stamp = StampOfJson(r);
   out.patient = QuickPatientKey(r, type == "Consent" ? "patient" : "subject");
 }
 
@@ -404,7 +385,7 @@ void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
 }
 
 void ExtractPractitioner(const Value& r, Extracted& out) {
-  out.stored.stamp = QuickStamp(r);
+  out.stored.stamp = StampOfJson(r);
   PractitionerFact f;
   const Value& ids = r["identifier"];
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -416,7 +397,7 @@ void ExtractPractitioner(const Value& r, Extracted& out) {
 }
 
 void ExtractPractitionerRole(const Value& r, Extracted& out, IssueList& issues) {
-  out.stored.stamp = QuickStamp(r);
+  out.stored.stamp = StampOfJson(r);
   fhir::Reference ref =
       fhir::ReadReference(r["practitioner"], "PractitionerRole.practitioner", issues);
   PractitionerRoleFact f;
@@ -428,30 +409,6 @@ constexpr std::array<std::string_view, 7> kTypes = {
     "Patient", "Condition", "Encounter", "Consent", "CarePlan", "Practitioner", "PractitionerRole"};
 
 }  // namespace
-
-bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing) {
-  const std::string& cv = candidate.version_id;
-  const std::string& ev = existing.version_id;
-  if (!cv.empty() && !ev.empty()) {
-    auto cn = NumericVersion(cv);
-    auto en = NumericVersion(ev);
-    if (cn && en && *cn != *en) return *cn > *en;
-    // Equal or opaque ids: lastUpdated decides (the same version seen twice with different
-    // instants keeps the later one, whatever the input order).
-  }
-  if (candidate.last_updated && existing.last_updated &&
-      *candidate.last_updated != *existing.last_updated) {
-    return *candidate.last_updated > *existing.last_updated;
-  }
-  return true;  // no way to tell: the last seen wins
-}
-
-VersionStamp StampOf(const fhir::Meta& meta) {
-  VersionStamp s;
-  s.version_id = meta.version_id;
-  if (meta.last_updated) s.last_updated = meta.last_updated->Earliest();
-  return s;
-}
 
 std::string_view ToCode(PlanElement e) noexcept {
   switch (e) {

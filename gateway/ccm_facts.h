@@ -32,20 +32,11 @@
 #include "fhir/reader.h"
 #include "fhir/resources.h"
 #include "gateway/ccm_config.h"
+#include "gateway/versions.h"
 
 namespace ccm::gateway {
 
 using fhir::TimePoint;
-
-// Which of two versions of one resource wins (R4 §3.1.0.5: versionId is opaque but servers issue
-// it increasing; lastUpdated is an instant): numeric versionId, then lastUpdated, else the one
-// seen last.
-struct VersionStamp {
-  std::string version_id;
-  std::optional<TimePoint> last_updated;
-};
-bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing);
-VersionStamp StampOf(const fhir::Meta& meta);
 
 struct PatientFact {
   bool deceased = false;                   // deceasedBoolean true or any deceasedDateTime

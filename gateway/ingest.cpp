@@ -1,46 +1,15 @@
 #include "gateway/ingest.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
 
-#include "fhir/datetime.h"
+#include "gateway/versions.h"
 
 namespace ccm::gateway {
-namespace {
 
 using fhir::json::Value;
 
-// versionId as a number when it is all digits (as HAPI, Medplum's integers-as-text and most EHRs
-// issue them); std::nullopt otherwise.
-std::optional<std::uint64_t> NumericVersion(std::string_view v) {
-  std::uint64_t n = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || p != v.data() + v.size() || v.empty()) return std::nullopt;
-  return n;
-}
-
-}  // namespace
-
 bool IsNewerVersion(const Value& candidate, const Value& existing) {
-  const Value& cm = candidate["meta"];
-  const Value& em = existing["meta"];
-  std::string_view cv = cm["versionId"].str();
-  std::string_view ev = em["versionId"].str();
-  if (!cv.empty() && !ev.empty()) {
-    auto cn = NumericVersion(cv);
-    auto en = NumericVersion(ev);
-    if (cn && en && *cn != *en) return *cn > *en;
-    if (cv == ev) return true;  // same version seen twice: the last seen wins (identical content)
-  }
-  std::string_view cl = cm["lastUpdated"].str();
-  std::string_view el = em["lastUpdated"].str();
-  if (!cl.empty() && !el.empty()) {
-    auto ct = fhir::FhirDateTime::ParseInstant(cl);
-    auto et = fhir::FhirDateTime::ParseInstant(el);
-    if (ct && et && ct->Earliest() != et->Earliest()) return ct->Earliest() > et->Earliest();
-  }
-  return true;  // no way to tell: the last seen wins
+  return IsNewer(StampOfJson(candidate), StampOfJson(existing));
 }
 
 ResourceStore::PutResult ResourceStore::Put(Value resource, fhir::SourceLocation where) {
