@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <algorithm>
+#include <vector>
 
 #include <fmt/format.h>
 #include <rapidjson/error/en.h>
@@ -330,9 +331,12 @@ std::size_t FindInvalidUtf8(std::string_view text) noexcept {
 namespace {
 
 // Shared by Parse and ParseInsitu; `run` performs the RapidJSON parse into the builder.
+// `newlines` (optional): offsets of the raw line breaks of the text as it was before an in-situ
+// parse decoded escapes such as "\n" into it; without it the text itself is scanned.
 template <class Run>
 Result<Value> ParseText(std::string_view text, std::size_t skipped, const ParseOptions& options,
-                        ParseErrorInfo* info, Run&& run) {
+                        ParseErrorInfo* info, Run&& run,
+                        const std::vector<std::size_t>* newlines = nullptr) {
   SaxBuilder builder(options);
   // UTF-8 is checked up front by a fast scan instead of RapidJSON's per-character validating
   // stream (which cost a quarter of the parse); the recursive parser is safe because the builder
@@ -360,6 +364,11 @@ Result<Value> ParseText(std::string_view text, std::size_t skipped, const ParseO
   if (ok.Code() == rapidjson::kParseErrorDocumentEmpty)
     what = "empty input: expected a JSON object";
   auto [line, column] = LineColumn(text, e.offset);
+  if (newlines != nullptr) {
+    auto after = std::lower_bound(newlines->begin(), newlines->end(), e.offset);
+    line = 1 + static_cast<std::size_t>(after - newlines->begin());
+    column = e.offset - (after == newlines->begin() ? 0 : *(after - 1) + 1) + 1;
+  }
   e.line = line;
   e.column = column;
   e.offset += skipped;
@@ -395,14 +404,26 @@ Result<Value> ParseInsitu(char* text, std::size_t size, const ParseOptions& opti
   std::size_t skipped = BomLength(view);
   view.remove_prefix(skipped);
   char* start = text + skipped;
-  return ParseText(view, skipped, options, info, [&](SaxBuilder& builder) {
-    // In-situ: strings are decoded in the buffer instead of copied out of it first.
-    rapidjson::Reader reader;
-    rapidjson::InsituStringStream stream(start);
-    constexpr unsigned kInsitu = rapidjson::kParseInsituFlag;
-    return options.relaxed ? reader.Parse<kRelaxedFlags | kInsitu>(stream, builder)
-                           : reader.Parse<kStrictFlags | kInsitu>(stream, builder);
-  });
+  // Error positions must refer to the text as given, which the parse rewrites: note its line
+  // breaks first (one memchr for an NDJSON line, which has none).
+  std::vector<std::size_t> newlines;
+  for (const char* p = view.data();
+       (p = static_cast<const char*>(std::memchr(p, '\n', view.size() - (p - view.data())))) !=
+       nullptr;
+       ++p) {
+    newlines.push_back(static_cast<std::size_t>(p - view.data()));
+  }
+  return ParseText(
+      view, skipped, options, info,
+      [&](SaxBuilder& builder) {
+        // In-situ: strings are decoded in the buffer instead of copied out of it first.
+        rapidjson::Reader reader;
+        rapidjson::InsituStringStream stream(start);
+        constexpr unsigned kInsitu = rapidjson::kParseInsituFlag;
+        return options.relaxed ? reader.Parse<kRelaxedFlags | kInsitu>(stream, builder)
+                               : reader.Parse<kStrictFlags | kInsitu>(stream, builder);
+      },
+      &newlines);
 }
 
 void SerializeTo(const Value& v, std::string& out) {

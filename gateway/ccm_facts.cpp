@@ -4,11 +4,8 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
-#include <rapidjson/memorystream.h>
 
 #include "mappings/code_systems.h"
 
@@ -163,7 +160,7 @@ std::string PerformerKey(const fhir::Reference& ref) {
 
 void ExtractPatient(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
   auto v = fhir::PatientView::Read(r, issues);
-  out.stored.stamp = StampOf(v.meta);
+  out.stored.stamp = StampOfJson(r);
   out.patient = "Patient/" + v.id;
   PatientFact f;
   f.deceased = v.deceased();
@@ -188,7 +185,7 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
     }
   }
   auto v = fhir::ConditionView::Read(r, issues);
-  out.stored.stamp = StampOf(v.meta);
+  out.stored.stamp = StampOfJson(r);
   const date::time_zone* tz = config.practice.time_zone;
   ConditionFact f;
   f.patient = PatientKey(v.subject, "Condition.subject", issues);
@@ -224,6 +221,8 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
     f.abatement = Abatement::kUnknownDate;
   } else if (const Value* b = r.find("abatementBoolean"); b != nullptr && b->as_bool()) {
     f.abatement = Abatement::kUnknownDate;
+  } else if (r.find("abatementDateTime") != nullptr) {
+    f.abatement = Abatement::kUnknownDate;  // present but unreadable: abated, date unknown
   }
   if (f.abatement == Abatement::kNone && f.clinical &&
       (*f.clinical == fhir::ConditionClinicalStatus::kResolved ||
@@ -237,7 +236,7 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
 void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out,
                       IssueList& issues) {
   auto v = fhir::EncounterView::Read(r, issues);
-  out.stored.stamp = StampOf(v.meta);
+  out.stored.stamp = StampOfJson(r);
   EncounterFact f;
   f.patient = PatientKey(v.subject, "Encounter.subject", issues);
   out.patient = f.patient;
@@ -312,7 +311,7 @@ void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out
 
 void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
   auto v = fhir::ConsentView::Read(r, issues);
-  out.stored.stamp = StampOf(v.meta);
+  out.stored.stamp = StampOfJson(r);
   const date::time_zone* tz = config.practice.time_zone;
   ConsentFact f;
   f.patient = PatientKey(v.patient, "Consent.patient", issues);
@@ -327,7 +326,11 @@ void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, 
     // An end that is there but unreadable: ended at an unknown date, i.e. no longer in effect.
     if (!f.end && r["provision"]["period"].find("end") != nullptr) f.end = TimePoint::min();
   }
-  if (!f.start) f.start = Earliest(v.date_time, tz);
+  // dateTime stands in only when provision.period.start is absent -- not when it is there but
+  // unreadable (an earlier dateTime would open billing before the real start).
+  if (!f.start && r["provision"]["period"].find("start") == nullptr) {
+    f.start = Earliest(v.date_time, tz);
+  }
   if (!f.start && f.status == fhir::ConsentStatus::kActive && !f.deny) {
     issues.Warning(IssueCode::kRequired, "Consent.provision.period.start",
                    "the consent has neither provision.period.start nor dateTime, so the date it "
@@ -351,7 +354,7 @@ std::optional<PlanElement> TaggedElement(const fhir::CarePlanActivity& a) {
 void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
                      IssueList& issues) {
   auto v = fhir::CarePlanView::Read(r, issues);
-  out.stored.stamp = StampOf(v.meta);
+  out.stored.stamp = StampOfJson(r);
   const date::time_zone* tz = config.practice.time_zone;
   CarePlanFact f;
   f.patient = PatientKey(v.subject, "CarePlan.subject", issues);
@@ -521,10 +524,11 @@ constexpr std::size_t kRecursiveParseLimit = 8192;
 Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
                                       const fhir::SourceLocation& where, const EngineConfig& config,
                                       std::string* scratch_buffer) {
-  // One allocation-free RapidJSON parse (a pooled allocator over a stack buffer; numbers as
-  // strings so that no decimal is rejected for overflowing a double; iterative, so no input can
-  // exhaust the stack) decides whether the resource matters. Only those that do -- a few percent
-  // of a bulk export -- are parsed again into the lossless DOM and read in full.
+  // One allocation-free RapidJSON parse (pooled allocators over stack buffers; numbers as
+  // strings so that no decimal is rejected for overflowing a double; iterative for long lines,
+  // so that no input can exhaust the stack) decides whether the resource matters. Only those that
+  // do -- a few percent of a bulk export -- are parsed again into the lossless DOM and read in
+  // full.
   std::string_view text(data, size);
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   // Bulk exports write resourceType first: a type no rule reads is dropped without parsing the
@@ -537,12 +541,13 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
       return Extracted{};
     }
   }
-  if (std::size_t bad = fhir::json::FindInvalidUtf8(text); bad != std::string_view::npos) {
+  if (fhir::json::FindInvalidUtf8(text) != std::string_view::npos) {
+    // The lossless parser words the diagnosis ("line 1, column N: ...").
+    auto v = fhir::json::Parse(std::string_view(data, size));
     return MakeError(Errc::kParseError,
-                     fmt::format("invalid JSON: column {}: invalid UTF-8 byte sequence (the text "
-                                 "must be UTF-8 encoding)",
-                                 bad + 1 + (text.data() - data)));
+                     fmt::format("invalid JSON: {}", v ? "invalid UTF-8" : v.error().message));
   }
+
   // In-situ parsing (strings decoded in place, not copied) on a scratch copy: the line itself
   // must stay intact for the full parse below.
   // Both the tree and the parser's own stack come from buffers on this stack frame, so a typical
@@ -564,9 +569,8 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   }
   if (doc.HasParseError() || !doc.IsObject()) {
     // The lossless parser gives the reference diagnosis (line, column, duplicate names...).
-    fhir::json::ParseErrorInfo info;
-    auto v = fhir::json::Parse(std::string_view(data, size), {}, &info);
-    if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", info.message));
+    auto v = fhir::json::Parse(std::string_view(data, size));
+    if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", v.error().message));
     if (!v->is_object()) {
       return MakeError(Errc::kParseError,
                        fmt::format("expected a FHIR resource (a JSON object), found {}",
@@ -585,9 +589,8 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   }
   fhir::json::ParseOptions options;
   options.keep_member = FactMemberNeeded;
-  fhir::json::ParseErrorInfo info;
-  auto v = fhir::json::ParseInsitu(data, size, options, &info);
-  if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", info.message));
+  auto v = fhir::json::ParseInsitu(data, size, options);
+  if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", v.error().message));
   return ExtractFact(*v, where, config);
 }
 

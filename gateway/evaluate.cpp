@@ -17,17 +17,32 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
     }
   }
   CollectReport report;
-  // Size the fact index from the input size (exported resources average well over 500 bytes),
-  // so that a large export does not rehash a table that no longer fits the caches.
+  // Size the fact index from the input size (exported resources average well over 500 bytes;
+  // gzip shrinks NDJSON about eight-fold), so that a large export does not rehash a table that no
+  // longer fits the caches. Only an estimate: unreadable or hidden entries are simply skipped
+  // here (the reader reports them).
   std::uintmax_t bytes = 0;
+  auto count = [&bytes](const std::filesystem::directory_entry& e) {
+    std::error_code ec;
+    if (!e.is_regular_file(ec)) return;
+    std::uintmax_t n = e.file_size(ec);
+    if (ec) return;
+    bytes += e.path().extension() == ".gz" ? n * 8 : n;
+  };
   for (const auto& p : inputs) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(p, ec)) {
-      bytes += std::filesystem::file_size(p, ec);
-    } else {
-      for (const auto& e : std::filesystem::recursive_directory_iterator(p, ec)) {
-        if (e.is_regular_file(ec)) bytes += e.file_size(ec);
+    if (!std::filesystem::is_directory(p, ec)) {
+      count(std::filesystem::directory_entry(p, ec));
+      continue;
+    }
+    std::filesystem::recursive_directory_iterator it(
+        p, std::filesystem::directory_options::skip_permission_denied, ec);
+    for (; !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->path().filename().string().starts_with('.')) {
+        it.disable_recursion_pending();
+        continue;
       }
+      count(*it);
     }
   }
   facts.Reserve(static_cast<std::size_t>(std::min<std::uintmax_t>(bytes / 500, 50'000'000)));

@@ -1,6 +1,6 @@
 // The evaluate pipeline: stream the inputs into compact facts, then run the CCM engine.
-// Shared by `ccm-gateway evaluate` and the sync command, so that a month's answer is the same
-// whatever the source.
+// `ccm-gateway evaluate` runs it on files; the sync command (next issue) is to feed the same
+// FactStore, so that a month's answer is the same whatever the source.
 #pragma once
 
 #include <filesystem>

@@ -33,11 +33,4 @@ bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing) {
   return true;  // no way to tell: the last seen wins
 }
 
-VersionStamp StampOf(const fhir::Meta& meta) {
-  VersionStamp s;
-  s.version_id = meta.version_id;
-  if (meta.last_updated) s.last_updated = meta.last_updated->Earliest();
-  return s;
-}
-
 }  // namespace ccm::gateway

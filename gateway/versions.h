@@ -20,8 +20,6 @@ struct VersionStamp {
 // opaque ids) a later lastUpdated, else -- no way to tell -- the one seen last.
 bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing);
 
-VersionStamp StampOf(const fhir::Meta& meta);
-
 // From a resource's JSON (meta.versionId, meta.lastUpdated; an unreadable lastUpdated is
 // ignored). Generic over the JSON value type: anything with operator[](key) and str(), such as
 // fhir::json::Value or a view of a RapidJSON value.

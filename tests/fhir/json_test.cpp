@@ -171,5 +171,24 @@ TEST(JsonTest, RejectsMalformedUtf8WithItsPosition) {
   EXPECT_NE(info.message.find("UTF-8"), std::string::npos);
 }
 
+TEST(JsonTest, InsituErrorsPointIntoTheTextAsGiven) {
+  // The escaped "\n"s are decoded into the buffer before the error: positions must not count them.
+  std::string text = R"({"a":"x\ny\nz","b":[1,}})";
+  std::string expected_at = Parse(text).error().message;
+  text.reserve(text.size() + kInsituPadding);
+  ParseErrorInfo info;
+  auto v = ParseInsitu(text.data(), text.size(), {}, &info);
+  ASSERT_FALSE(v);
+  EXPECT_EQ(info.line, 1u);
+  EXPECT_EQ(info.column, 23u);
+  EXPECT_EQ(v.error().message, expected_at);
+  // Real line breaks still count.
+  std::string pretty = "{\n  \"a\": \"x\\ny\",\n  \"b\": [1,}\n}";
+  std::string pretty_expected = Parse(pretty).error().message;
+  pretty.reserve(pretty.size() + kInsituPadding);
+  EXPECT_EQ(ParseInsitu(pretty.data(), pretty.size(), {}, &info).error().message, pretty_expected);
+  EXPECT_EQ(info.line, 3u);
+}
+
 }  // namespace
 }  // namespace ccm::fhir::json

@@ -595,6 +595,18 @@ TEST_F(EngineTest, UnreadableValuesAreReadTheSafeWay) {
   Add(Diabetes("dm"));
   Add(Consent("active", "2025-01-15", "2026-09-31"));
   EXPECT_EQ(Eval().consent, ConsentState::kRevoked);
+  // An abatement date that is not a date: abated at an unknown date, so not counted.
+  facts_ = FactStore();
+  Add(Hypertension());
+  Add(Diabetes("dm", R"(,"abatementDateTime":"2020-13-01")"));
+  EXPECT_EQ(Eval().program, Program::kPcm);
+  // A provision.period.start that is not a date: dateTime does not stand in for it.
+  facts_ = FactStore();
+  Add(Diabetes("dm"));
+  std::string bad_start = Consent("active", "2026-10-32");
+  bad_start.replace(bad_start.find("\"patient\""), 0, R"("dateTime":"2025-01-01",)");
+  Add(bad_start);
+  EXPECT_EQ(Eval().consent, ConsentState::kNone);
   // A provision type that is not permit/deny is not a permit.
   facts_ = FactStore();
   Add(Diabetes("dm"));
