@@ -129,7 +129,9 @@ std::filesystem::path Resolve(const std::filesystem::path& base, const std::stri
   return p.is_absolute() || base.empty() ? p : base / p;
 }
 
-Result<Value> ReadJsonFile(const std::filesystem::path& file, std::string_view what, bool relaxed) {
+// Reads a hand-edited settings file (config, fee schedule): comments and trailing commas are
+// accepted. (Mapping files are FHIR resources and go through the mappings loaders, strictly.)
+Result<Value> ReadJsonFile(const std::filesystem::path& file, std::string_view what) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return MakeError(Errc::kNotFound, fmt::format("{}: cannot open {} file", file.string(), what));
@@ -137,9 +139,7 @@ Result<Value> ReadJsonFile(const std::filesystem::path& file, std::string_view w
   std::ostringstream ss;
   ss << in.rdbuf();
   fhir::json::ParseOptions options;
-  // Hand-edited settings files accept comments and trailing commas; FHIR resources (mapping
-  // files) must be plain JSON, the same whether they add to or replace the defaults.
-  options.relaxed = relaxed;
+  options.relaxed = true;
   auto v = fhir::json::Parse(ss.str(), options);
   if (!v)
     return MakeError(Errc::kInvalidArgument,
@@ -205,22 +205,12 @@ Status ApplyMappings(const Value& root, std::string_view origin, const std::file
   if (!files.empty()) {
     std::vector<std::filesystem::path> paths;
     for (const auto& f : files) paths.push_back(Resolve(base, f));
-    if (replace.value_or(false)) {
-      auto loaded = mappings::LoadChronicConditionMaps(paths);
-      if (!loaded) {
-        return ConfigError(origin, "mappings.chronicConditions", loaded.error().message);
-      }
-      config.chronic_conditions = std::move(*loaded);
-    } else {
-      for (const auto& p : paths) {
-        auto v = ReadJsonFile(p, "ConceptMap", /*relaxed=*/false);
-        if (!v) return ConfigError(origin, "mappings.chronicConditions", v.error().message);
-        Status added = config.chronic_conditions.AddConceptMap(*v, p.string());
-        if (!added) {
-          return ConfigError(origin, "mappings.chronicConditions", added.error().message);
-        }
-      }
-    }
+    // One loader for both modes: the same parsing and the same error wording.
+    auto loaded = mappings::LoadChronicConditionMaps(
+        paths, replace.value_or(false) ? mappings::ChronicConditionMap()
+                                       : std::move(config.chronic_conditions));
+    if (!loaded) return ConfigError(origin, "mappings.chronicConditions", loaded.error().message);
+    config.chronic_conditions = std::move(*loaded);
   }
   for (auto [key, target] : {std::pair{"activityCodes", &config.activity_codes},
                              std::pair{"consentCodes", &config.consent_codes}}) {
@@ -299,7 +289,7 @@ Status ApplyBilling(const Value& root, std::string_view origin, const std::files
   }
   if (file) {
     std::filesystem::path p = Resolve(base, *file);
-    auto v = ReadJsonFile(p, "fee schedule", /*relaxed=*/true);
+    auto v = ReadJsonFile(p, "fee schedule");
     if (!v) return ConfigError(origin, "billing.feeSchedule", v.error().message);
     auto fees = FeeSchedule::FromJson(*v, p.string());
     if (!fees) return ConfigError(origin, "billing.feeSchedule", fees.error().message);
@@ -454,7 +444,7 @@ Result<EngineConfig> EngineConfigFromJson(const Value& v, std::string_view origi
 }
 
 Result<EngineConfig> LoadEngineConfig(const std::filesystem::path& file) {
-  CCM_TRY_ASSIGN(Value v, ReadJsonFile(file, "config", /*relaxed=*/true));
+  CCM_TRY_ASSIGN(Value v, ReadJsonFile(file, "config"));
   return EngineConfigFromJson(v, file.string(), file.parent_path());
 }
 

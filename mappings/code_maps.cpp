@@ -588,8 +588,8 @@ Result<CodeSet> CodeSet::FromValueSet(const fhir::json::Value& value_set, std::s
 // Files and built-in defaults
 
 Result<ChronicConditionMap> LoadChronicConditionMaps(
-    const std::vector<std::filesystem::path>& files) {
-  ChronicConditionMap map;
+    const std::vector<std::filesystem::path>& files, ChronicConditionMap start) {
+  ChronicConditionMap map = std::move(start);
   for (const std::filesystem::path& file : files) {
     const std::string origin = file.string();
     CCM_TRY_ASSIGN(std::string text, ReadWholeFile(file));

@@ -105,8 +105,9 @@ class CodeSet {
 // Loading files: reads, json::Parse (errors as `file:line:column: what`, Errc::kParseError), checks
 // resourceType (Errc::kInvalidArgument), then AddConceptMap / FromValueSet with the file name as
 // origin. A missing file is Errc::kNotFound, an unreadable one Errc::kIo.
+// Each file must be a ConceptMap; they are added to `start` (empty: a map of these files only).
 Result<ChronicConditionMap> LoadChronicConditionMaps(
-    const std::vector<std::filesystem::path>& files);            // each must be a ConceptMap
+    const std::vector<std::filesystem::path>& files, ChronicConditionMap start = {});
 Result<CodeSet> LoadCodeSet(const std::filesystem::path& file);  // a ValueSet
 
 // Built-in defaults: the files in mappings/data/, embedded into the library at build time (so the
