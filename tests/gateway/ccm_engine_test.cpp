@@ -770,6 +770,29 @@ TEST_F(EngineTest, PeriodOnsetAndAbatementAndStatusesWithoutDates) {
   EXPECT_EQ(Eval().chronic_conditions.size(), 1u);
 }
 
+TEST_F(EngineTest, CarePlanPeriodAndStatusDecideTheMonth) {
+  auto plan_state = [&](const std::string& status, const std::string& period) {
+    facts_ = FactStore();
+    Add(Diabetes("dm"));
+    Add(CarePlan(status, "", "cp", period));
+    return Eval().care_plan;
+  };
+  EXPECT_EQ(plan_state("active", R"({"start":"2026-10-31"})"), CarePlanState::kActive);
+  EXPECT_EQ(plan_state("active", R"({"start":"2026-11-01"})"), CarePlanState::kMissing);
+  EXPECT_EQ(plan_state("active", R"({"start":"2025-01-01","end":"2026-09-30"})"),
+            CarePlanState::kMissing);
+  EXPECT_EQ(plan_state("on-hold", R"({"start":"2025-01-01"})"), CarePlanState::kMissing);
+  EXPECT_EQ(plan_state("draft", R"({"start":"2025-01-01"})"), CarePlanState::kDraft);
+  // An active plan beside a draft one: active wins.
+  facts_ = FactStore();
+  Add(Diabetes("dm"));
+  Add(CarePlan("draft", "", "cp-draft"));
+  Add(CarePlan("active", "", "cp-active"));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.care_plan, CarePlanState::kActive);
+  EXPECT_EQ(r.care_plan_reference, "CarePlan/cp-active");
+}
+
 TEST(YearMonthTest, ParsesOnlyYyyyMm) {
   EXPECT_EQ(YearMonth::Parse("2026-10")->ToString(), "2026-10");
   for (const char* bad : {"2026-13", "2026-00", "2026-1", "26-10", "2026/10", "2026-10-01", ""}) {
