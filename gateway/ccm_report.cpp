@@ -202,11 +202,13 @@ std::string ToTable(const std::vector<PatientMonth>& results, const EngineConfig
     if (id.size() > 38) id = id.substr(0, 37) + "~";
     std::vector<std::string> why = r.blocked_by;
     why.insert(why.end(), r.notes.begin(), r.notes.end());
-    out += fmt::format(
-        "{:<38} {:<7} {:>5} {:<8} {:<8} {:>6} {:>6}  {:<16} {:>9}  {}\n", id,
+    std::string row = fmt::format(
+        "{:<38} {:<7} {:>5} {:<8} {:<8} {:>6} {:>6}  {:<16} {:>9}  {}", id,
         r.program == Program::kNone ? "-" : ToCode(r.program), r.chronic_conditions.size(),
         ToCode(r.consent), ToCode(r.care_plan), r.minutes.clinical_staff, r.minutes.practitioner,
         r.billing.empty() ? "-" : Codes(r), FormatCents(r.expected_payment), Join(why, ", "));
+    while (!row.empty() && row.back() == ' ') row.pop_back();  // no trailing blanks
+    out += row + "\n";
   }
   EvaluationSummary s = Summarize(results);
   out += std::string(132, '-') + "\n";
