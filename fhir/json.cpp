@@ -91,14 +91,7 @@ bool SaxBuilder::Double(double d) {
 
 bool SaxBuilder::String(const char* s, unsigned n, bool) {
   if (skip_ != 0) return Skip(0);
-  if (keep_member_ && stack_.size() == 1 && key_ == "resourceType") {
-    resource_type_.assign(s, n);
-    if (keep_resource_ && stack_.back()->size() == 0 && !keep_resource_(resource_type_)) {
-      Add(Value::String(std::string(s, n)));
-      unwanted_ = true;
-      return false;  // stops the parse; see ParseOptions::keep_resource
-    }
-  }
+  if (keep_member_ && stack_.size() == 1 && key_ == "resourceType") resource_type_.assign(s, n);
   return Add(Value::String(std::string(s, n)));
 }
 
@@ -171,7 +164,6 @@ Value SaxBuilder::Take() {
   error_.clear();
   resource_type_.clear();
   skip_ = 0;
-  unwanted_ = false;
   return out;
 }
 
@@ -353,7 +345,7 @@ Result<Value> ParseText(std::string_view text, std::size_t skipped, const ParseO
     bad_input = "NUL byte in the text (not allowed anywhere in JSON)";
   } else {
     ok = run(builder);
-    if (ok || builder.unwanted_resource()) return builder.Take();
+    if (ok) return builder.Take();
   }
 
   ParseErrorInfo e;

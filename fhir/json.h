@@ -131,11 +131,6 @@ struct ParseOptions {
   // well-formed JSON but not stored, so a reader that needs a few elements of large resources does
   // not pay for the rest. Duplicate names among rejected members are not detected.
   std::function<bool(std::string_view resource_type, std::string_view name)> keep_member;
-  // With a projection: resource types the caller does not read at all. When "resourceType" is
-  // the first member (as servers and bulk exports write it) and this returns false, parsing stops
-  // right there and the result is {"resourceType": "<type>"}: the rest of the text is not even
-  // checked for well-formedness, because nothing of it would be used.
-  std::function<bool(std::string_view resource_type)> keep_resource;
 };
 
 // Offset of the first byte of `text` that is not well-formed UTF-8 (RFC 3629), or npos.
@@ -148,9 +143,7 @@ class SaxBuilder {
  public:
   explicit SaxBuilder(std::size_t max_depth = ParseOptions{}.max_depth) : max_depth_(max_depth) {}
   explicit SaxBuilder(const ParseOptions& options)
-      : max_depth_(options.max_depth),
-        keep_member_(options.keep_member),
-        keep_resource_(options.keep_resource) {}
+      : max_depth_(options.max_depth), keep_member_(options.keep_member) {}
 
   bool Null() { return skip_ != 0 ? Skip(0) : Add(Value()); }
   bool Bool(bool b) { return skip_ != 0 ? Skip(0) : Add(Value::Bool(b)); }
@@ -181,8 +174,6 @@ class SaxBuilder {
   // Returns the built value and resets the builder for the next one.
   Value Take();
   const std::string& error() const noexcept { return error_; }
-  // True when the parse was stopped on purpose by ParseOptions::keep_resource.
-  bool unwanted_resource() const noexcept { return unwanted_; }
 
  private:
   Value* Append(Value v);
@@ -198,8 +189,6 @@ class SaxBuilder {
 
   std::size_t max_depth_;
   std::function<bool(std::string_view, std::string_view)> keep_member_;
-  std::function<bool(std::string_view)> keep_resource_;
-  bool unwanted_ = false;
   std::vector<Value*> stack_;  // open containers; see json.cpp for why the pointers stay valid
   std::string key_;
   Value root_;

@@ -126,7 +126,6 @@ bool NeedsFullRead(std::string_view type, const V& r, const EngineConfig& config
 
 template <class V>
 void QuickExtract(std::string_view type, const V& r, Extracted& out) {
-  out.stored.stamp = StampOfJson(r);
   out.patient = QuickPatientKey(r, type == "Consent" ? "patient" : "subject");
 }
 
@@ -136,10 +135,13 @@ std::optional<TimePoint> Earliest(const std::optional<fhir::FhirDateTime>& d,
   return d->Range(tz).start;
 }
 
-std::optional<TimePoint> LatestExclusive(const std::optional<fhir::FhirDateTime>& d,
-                                         const date::time_zone* tz) {
-  if (!d) return std::nullopt;
-  return d->Range(tz).end;
+// The exclusive end of a Period whose JSON is `period`: an end that is there but unreadable (the
+// view reported it) means "ended at an unknown date", i.e. no longer in effect -- never "open".
+std::optional<TimePoint> PeriodEnd(const fhir::Period& read, const Value& period,
+                                   const date::time_zone* tz) {
+  if (read.end) return read.end->Range(tz).end;
+  if (period.find("end") != nullptr) return TimePoint::min();
+  return std::nullopt;
 }
 
 constexpr std::string_view kParticipationType =
@@ -160,7 +162,6 @@ std::string PerformerKey(const fhir::Reference& ref) {
 
 void ExtractPatient(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
   auto v = fhir::PatientView::Read(r, issues);
-  out.stored.stamp = StampOfJson(r);
   out.patient = "Patient/" + v.id;
   PatientFact f;
   f.deceased = v.deceased();
@@ -185,7 +186,6 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
     }
   }
   auto v = fhir::ConditionView::Read(r, issues);
-  out.stored.stamp = StampOfJson(r);
   const date::time_zone* tz = config.practice.time_zone;
   ConditionFact f;
   f.patient = PatientKey(v.subject, "Condition.subject", issues);
@@ -236,7 +236,6 @@ void ExtractCondition(const Value& r, const EngineConfig& config, Extracted& out
 void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out,
                       IssueList& issues) {
   auto v = fhir::EncounterView::Read(r, issues);
-  out.stored.stamp = StampOfJson(r);
   EncounterFact f;
   f.patient = PatientKey(v.subject, "Encounter.subject", issues);
   out.patient = f.patient;
@@ -311,7 +310,6 @@ void ExtractEncounter(const Value& r, const EngineConfig& config, Extracted& out
 
 void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, IssueList& issues) {
   auto v = fhir::ConsentView::Read(r, issues);
-  out.stored.stamp = StampOfJson(r);
   const date::time_zone* tz = config.practice.time_zone;
   ConsentFact f;
   f.patient = PatientKey(v.patient, "Consent.patient", issues);
@@ -322,9 +320,7 @@ void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, 
     f.deny = v.provision->type == fhir::ConsentProvisionType::kDeny ||
              (!v.provision->type_text.empty() && !v.provision->type);
     f.start = Earliest(v.provision->period.start, tz);
-    f.end = LatestExclusive(v.provision->period.end, tz);
-    // An end that is there but unreadable: ended at an unknown date, i.e. no longer in effect.
-    if (!f.end && r["provision"]["period"].find("end") != nullptr) f.end = TimePoint::min();
+    f.end = PeriodEnd(v.provision->period, r["provision"]["period"], tz);
   }
   // dateTime stands in only when provision.period.start is absent -- not when it is there but
   // unreadable (an earlier dateTime would open billing before the real start).
@@ -354,7 +350,6 @@ std::optional<PlanElement> TaggedElement(const fhir::CarePlanActivity& a) {
 void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
                      IssueList& issues) {
   auto v = fhir::CarePlanView::Read(r, issues);
-  out.stored.stamp = StampOfJson(r);
   const date::time_zone* tz = config.practice.time_zone;
   CarePlanFact f;
   f.patient = PatientKey(v.subject, "CarePlan.subject", issues);
@@ -363,8 +358,7 @@ void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
   f.intent_ok = v.intent == fhir::CarePlanIntent::kPlan || v.intent == fhir::CarePlanIntent::kOrder;
   f.period_start = Earliest(v.period.start, tz);
   if (!f.period_start) f.period_start = Earliest(v.created, tz);  // not in effect before it existed
-  f.period_end = LatestExclusive(v.period.end, tz);
-  if (!f.period_end && r["period"].find("end") != nullptr) f.period_end = TimePoint::min();
+  f.period_end = PeriodEnd(v.period, r["period"], tz);
   auto set = [&](PlanElement e) { f.elements.set(static_cast<std::size_t>(e)); };
   if (!v.addresses.empty()) set(PlanElement::kProblemList);
   if (!v.goal.empty()) set(PlanElement::kGoals);
@@ -388,7 +382,6 @@ void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
 }
 
 void ExtractPractitioner(const Value& r, Extracted& out) {
-  out.stored.stamp = StampOfJson(r);
   PractitionerFact f;
   const Value& ids = r["identifier"];
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -400,7 +393,6 @@ void ExtractPractitioner(const Value& r, Extracted& out) {
 }
 
 void ExtractPractitionerRole(const Value& r, Extracted& out, IssueList& issues) {
-  out.stored.stamp = StampOfJson(r);
   fhir::Reference ref =
       fhir::ReadReference(r["practitioner"], "PractitionerRole.practitioner", issues);
   PractitionerRoleFact f;
@@ -477,6 +469,7 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
   std::string_view id = r["id"].str();
   out.key =
       id.empty() ? fmt::format("{}/#{}", type, where.ToString()) : fmt::format("{}/{}", type, id);
+  out.stored.stamp = StampOfJson(r);
   IssueList issues;
   if (!NeedsFullRead(type, r, config)) {
     QuickExtract(type, r, out);
@@ -532,7 +525,7 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   std::string_view text(data, size);
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   // Bulk exports write resourceType first: a type no rule reads is dropped without parsing the
-  // rest (as fhir::json::ParseOptions::keep_resource does).
+  // rest.
   if (constexpr std::string_view kHead = "{\"resourceType\":\""; text.starts_with(kHead)) {
     std::size_t end = text.find('"', kHead.size());
     if (end != std::string_view::npos &&
@@ -584,6 +577,7 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   if (!r["id"].str().empty() && !NeedsFullRead(type, r, config)) {
     Extracted out;
     out.key = fmt::format("{}/{}", type, r["id"].str());
+    out.stored.stamp = StampOfJson(r);
     QuickExtract(type, r, out);
     return out;
   }

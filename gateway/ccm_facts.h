@@ -144,7 +144,7 @@ struct FactCounts {
 // The top-level elements the extraction reads, per resource type; pass as
 // fhir::json::ParseOptions::keep_member so the reader builds nothing else.
 bool FactMemberNeeded(std::string_view resource_type, std::string_view member) noexcept;
-// The resource types the extraction reads (fhir::json::ParseOptions::keep_resource).
+// The resource types the extraction reads.
 bool FactTypeNeeded(std::string_view resource_type) noexcept;
 
 // Reduces one resource to a fact (or to nothing) under `config`. Pure: usable from any thread.

@@ -142,22 +142,6 @@ TEST(JsonTest, ProjectionKeepsOnlyChosenTopLevelMembers) {
   EXPECT_EQ(asked.back().first, "Patient");
 }
 
-TEST(JsonTest, ProjectionStopsAtUnwantedResourceTypes) {
-  ParseOptions options;
-  options.keep_member = [](std::string_view, std::string_view) { return true; };
-  options.keep_resource = [](std::string_view type) { return type != "Procedure"; };
-  // resourceType first: parsing stops there (the broken rest is not looked at).
-  auto skipped = Parse(R"({"resourceType":"Procedure","id":"x","code":{"coding":[}})", options);
-  ASSERT_TRUE(skipped) << skipped.error().message;
-  EXPECT_EQ(Serialize(*skipped), R"({"resourceType":"Procedure"})");
-  // A wanted type is parsed and checked in full.
-  EXPECT_FALSE(Parse(R"({"resourceType":"Encounter","id":"x","code":{"coding":[}})", options));
-  // resourceType not first: no early stop, the whole text is checked.
-  EXPECT_FALSE(Parse(R"({"id":"x","resourceType":"Procedure","code":[}})", options));
-  // Errors before resourceType are still errors.
-  EXPECT_FALSE(Parse(R"({"resourceType":)", options));
-}
-
 TEST(JsonTest, RejectsMalformedUtf8WithItsPosition) {
   EXPECT_EQ(FindInvalidUtf8("plain ascii, long enough for the fast path"), std::string_view::npos);
   EXPECT_EQ(FindInvalidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), std::string_view::npos);
