@@ -20,6 +20,7 @@
 #include "gateway/ccm_config.h"
 #include "gateway/ccm_engine.h"
 #include "gateway/ccm_report.h"
+#include "gateway/cli_common.h"
 #include "gateway/evaluate.h"
 #include "gateway/ingest.h"
 #include "gateway/sample_activity.h"
@@ -27,11 +28,7 @@
 namespace ccm::gateway {
 namespace {
 
-// Exit statuses, documented in README.md.
-constexpr int kExitOk = 0;
-constexpr int kExitDataProblems = 1;  // input had problems; something was skipped
-constexpr int kExitUsage = 2;         // bad command line or config
-constexpr int kExitFatal = 3;         // could not run (missing input, I/O failure)
+using namespace cli;  // NOLINT(google-build-using-namespace): the shared CLI pieces
 
 constexpr std::string_view kUsage = R"(usage: ccm-gateway <command> [options]
 
@@ -47,6 +44,12 @@ commands:
            Evaluate chronic care management for the month: eligibility, consent, care plan,
            minutes, billable CPT codes and expected payment per patient, with the evidence
            (docs/ccm-rules.md). Default format: table on a terminal, else ndjson.
+  sync     --config FILE [--once] [--full] [--month YYYY-MM] [--report FILE]
+           Pull the configured FHIR sources into the state store (incrementally, after the
+           first run), then evaluate the month from the store exactly as `evaluate` does and
+           write the records to --report (default month: the current one in the practice time
+           zone). Without --once, repeats every sync.intervalSeconds until SIGINT/SIGTERM.
+           --full ignores the cursors and removes what the servers no longer have.
   generate-activity --input PATH... --month YYYY-MM --out DIR [--seed N] [--utc-offset +hh:mm]
            Write deterministic synthetic care-management activity for the living patients in the
            input (see samples/activity/README.md).
@@ -55,69 +58,6 @@ commands:
 
 exit status: 0 ok, 1 input problems (see the issues printed), 2 usage error, 3 fatal error.
 )";
-
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// Minimal, strict option parser: every flag is declared; unknown flags are errors.
-class Args {
- public:
-  Args(std::span<char*> argv, std::set<std::string_view> flags, std::set<std::string_view> options,
-       std::set<std::string_view> repeated)
-      : flags_(std::move(flags)), options_(std::move(options)), repeated_(std::move(repeated)) {
-    for (std::size_t i = 0; i < argv.size(); ++i) {
-      std::string_view a = argv[i];
-      std::string value;
-      std::string_view name = a;
-      if (auto eq = a.find('='); a.starts_with("--") && eq != std::string_view::npos) {
-        name = a.substr(0, eq);
-        value = std::string(a.substr(eq + 1));
-      }
-      if (flags_.contains(name)) {
-        set_flags_.insert(std::string(name));
-      } else if (options_.contains(name) || repeated_.contains(name)) {
-        if (value.empty()) {
-          if (i + 1 >= argv.size()) throw UsageError(fmt::format("{} needs a value", name));
-          value = argv[++i];
-        }
-        values_[std::string(name)].push_back(value);
-        // `--input a b c`: further non-flag words belong to a repeated option.
-        while (repeated_.contains(name) && i + 1 < argv.size() &&
-               !std::string_view(argv[i + 1]).starts_with("--")) {
-          values_[std::string(name)].push_back(argv[++i]);
-        }
-      } else {
-        throw UsageError(fmt::format("unknown option {}", a));
-      }
-    }
-    for (const auto& [k, v] : values_) {
-      if (v.size() > 1 && !repeated_.contains(k))
-        throw UsageError(fmt::format("{} given twice", k));
-    }
-  }
-  bool flag(std::string_view f) const { return set_flags_.contains(std::string(f)); }
-  std::optional<std::string> value(std::string_view o) const {
-    auto it = values_.find(std::string(o));
-    if (it == values_.end()) return std::nullopt;
-    return it->second.front();
-  }
-  std::string required(std::string_view o) const {
-    auto v = value(o);
-    if (!v) throw UsageError(fmt::format("{} is required", o));
-    return *v;
-  }
-  std::vector<std::string> all(std::string_view o) const {
-    auto it = values_.find(std::string(o));
-    return it == values_.end() ? std::vector<std::string>{} : it->second;
-  }
-
- private:
-  std::set<std::string_view> flags_, options_, repeated_;
-  std::set<std::string> set_flags_;
-  std::map<std::string, std::vector<std::string>> values_;
-};
 
 std::vector<std::filesystem::path> Inputs(const Args& args) {
   std::vector<std::filesystem::path> inputs;
@@ -131,13 +71,6 @@ IngestOptions MakeIngestOptions(const Args& args) {
   o.strict = args.flag("--strict");
   o.validate = [](const fhir::json::Value& r) { return fhir::Validate(r); };
   return o;
-}
-
-void PrintIssues(const fhir::IssueList& issues, std::FILE* out) {
-  for (const fhir::Issue& i : issues) {
-    if (i.severity == fhir::Severity::kInformation) continue;
-    fmt::print(out, "{}\n", fhir::FormatIssue(i));
-  }
 }
 
 void PrintCounts(const IngestReport& r, std::FILE* out) {
@@ -289,41 +222,6 @@ int RunGenerateActivity(const Args& args) {
   return issues.has_errors() ? kExitDataProblems : kExitOk;
 }
 
-// Writes `text` to `path` through a temporary file renamed into place, so that a failed run never
-// leaves a partial report where a previous good one was.
-Status WriteFileAtomically(const std::filesystem::path& path, std::string_view text) {
-  std::error_code st_ec;
-  auto st = std::filesystem::status(path, st_ec);
-  if (!st_ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
-    // A device or pipe (/dev/null, /dev/stdout, a FIFO): write to it; never rename over it.
-    std::ofstream out(path, std::ios::binary);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) return MakeError(Errc::kIo, fmt::format("{}: write failed", path.string()));
-    return {};
-  }
-  std::filesystem::path tmp = path;
-  tmp += fmt::format(".tmp{}", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return MakeError(Errc::kIo, fmt::format("{}: cannot create", tmp.string()));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      return MakeError(Errc::kIo, fmt::format("{}: write failed", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return MakeError(Errc::kIo, fmt::format("{}: cannot write: {}", path.string(), ec.message()));
-  }
-  return {};
-}
-
 int RunEvaluate(const Args& args) {
   auto month = YearMonth::Parse(args.required("--month"));
   if (!month) throw UsageError(fmt::format("--month: {}", month.error().message));
@@ -359,47 +257,8 @@ int RunEvaluate(const Args& args) {
     fmt::print(stderr, "ccm-gateway evaluate: {}\n", collected.error().message);
     return kExitFatal;
   }
-  std::vector<PatientMonth> results = Evaluate(facts, *month, *config);
-
-  std::string text = format == "csv"     ? ToCsv(results)
-                     : format == "table" ? ToTable(results, *config)
-                                         : ToNdjson(results, *config);
-  if (auto out = args.value("--out")) {
-    if (Status s = WriteFileAtomically(*out, text); !s) {
-      fmt::print(stderr, "ccm-gateway evaluate: {}\n", s.error().message);
-      return kExitFatal;
-    }
-  } else {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-  }
-
-  // Problems go to stderr: unreadable input, then data problems of unattributed resources, then
-  // a count of the per-patient ones (which are in the report itself).
-  PrintIssues(collected->read_issues, stderr);
-  fhir::IssueList unattributed;
-  for (const fhir::Issue& i : UnattributedIssues(facts)) {
-    unattributed.Add(i.severity, i.code, i.path, i.message, i.location);
-  }
-  PrintIssues(unattributed, stderr);
-  std::size_t patient_issues = 0;
-  for (const auto& r : results) patient_issues += r.issues.size();
-  EvaluationSummary sum = Summarize(results);
-  const FactCounts& fc = facts.counts();
-  fmt::print(stderr,
-             "evaluated {} ({}, fee schedule {}): {} patient(s), {} eligible, {} consented, {} "
-             "billable, expected {} {}; {} resource(s) from {} file(s), {} unreadable "
-             "line(s)/entr(ies), {} data issue(s) ({} in patient records)\n",
-             month->ToString(), config->practice.time_zone_name, config->fee_schedule.year,
-             sum.patients, sum.eligible, sum.consented, sum.billable,
-             FormatCents(sum.expected_payment), config->fee_schedule.currency, fc.resources,
-             collected->read.files, collected->read.skipped, fc.issues, patient_issues);
-  bool problems = collected->read.skipped > 0 || unattributed.has_errors() ||
-                  collected->read_issues.has_errors();
-  for (const auto& r : results) {
-    for (const auto& i : r.issues) problems = problems || i.is_error();
-  }
-  return problems ? kExitDataProblems : kExitOk;
+  return ReportMonth(facts, *collected, *month, *config, format, args.value("--out"), "evaluate",
+                     fmt::format("from {} file(s)", collected->read.files));
 }
 
 }  // namespace
@@ -422,6 +281,9 @@ int RunCli(int argc, char** argv) {
     if (command == "evaluate") {
       return RunEvaluate(
           Args(rest, {}, {"--month", "--config", "--format", "--out", "--threads"}, {"--input"}));
+    }
+    if (command == "sync") {
+      return RunSync(Args(rest, {"--once", "--full"}, {"--config", "--month", "--report"}, {}));
     }
     if (command == "generate-activity") {
       return RunGenerateActivity(

@@ -1,0 +1,226 @@
+#include "fhir/fhir_client.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <set>
+#include <thread>
+
+namespace ccm::fhir {
+namespace {
+
+// scheme://authority of an absolute URL ("https://ehr.example.org:8443"), lower-cased scheme.
+std::string Origin(std::string_view url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return "";
+  auto path = url.find_first_of("/?#", scheme_end + 3);
+  std::string origin(url.substr(0, path));
+  for (std::size_t i = 0; i < scheme_end; ++i) {
+    origin[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(origin[i])));
+  }
+  return origin;
+}
+
+std::string AppendParams(std::string url,
+                         const std::vector<std::pair<std::string, std::string>>& params) {
+  char sep = url.find('?') == std::string::npos ? '?' : '&';
+  for (const auto& [k, v] : params) {
+    url += sep;
+    url += EncodeQueryValue(k);
+    url += '=';
+    url += EncodeQueryValue(v);
+    sep = '&';
+  }
+  return url;
+}
+
+}  // namespace
+
+std::string DescribeOperationOutcome(const json::Value& v) {
+  if (v["resourceType"].str() != "OperationOutcome") return "";
+  std::string out;
+  for (const json::Value& issue : v["issue"].array()) {
+    std::string_view text = issue["diagnostics"].str();
+    if (text.empty()) text = issue["details"]["text"].str();
+    if (text.empty()) text = issue["details"]["coding"][0]["display"].str();
+    std::string one = fmt::format("{} {}{}{}", issue["severity"].str(), issue["code"].str(),
+                                  text.empty() ? "" : ": ", text);
+    // Servers sometimes echo whole resources into diagnostics; keep messages readable.
+    if (one.size() > 300) {
+      one.resize(300);
+      one += "...";
+    }
+    if (!out.empty()) out += "; ";
+    out += one;
+  }
+  return out;
+}
+
+FhirClient::FhirClient(FhirClientOptions options, std::shared_ptr<TokenSource> auth)
+    : options_(std::move(options)),
+      auth_(auth ? std::move(auth) : std::shared_ptr<TokenSource>(NoAuth())),
+      http_(options_.http),
+      rng_(std::random_device{}()) {
+  while (!options_.base_url.empty() && options_.base_url.back() == '/')
+    options_.base_url.pop_back();
+}
+
+std::string FhirClient::Absolute(const std::string& url) const {
+  if (url.find("://") != std::string::npos) return url;
+  if (url.starts_with('/')) return Origin(options_.base_url) + url;
+  return options_.base_url + "/" + url;
+}
+
+Result<FhirResponse> FhirClient::Execute(HttpRequest request, bool idempotent) {
+  request.url = Absolute(request.url);
+  bool has_accept = false;
+  for (const auto& [k, v] : request.headers) has_accept = has_accept || k == "Accept";
+  if (!has_accept) request.headers.emplace_back("Accept", "application/fhir+json");
+  std::string where = fmt::format("{} {}", request.method, RedactUrl(request.url));
+  std::size_t auth_slot = request.headers.size();
+  bool renewed = false;
+  Error last;
+  for (int attempt = 1; attempt <= std::max(1, options_.retry.max_attempts); ++attempt) {
+    std::optional<std::chrono::milliseconds> retry_after;
+    Result<std::string> authorization = auth_->Authorization(http_);
+    if (!authorization) {
+      const Error& e = authorization.error();
+      bool transient = e.is(Errc::kNetwork) || e.is(Errc::kTimeout) || e.is(Errc::kServerError);
+      if (!transient) return e;
+      last = e;
+    } else {
+      request.headers.resize(auth_slot);
+      if (!authorization->empty()) request.headers.emplace_back("Authorization", *authorization);
+      ++stats_.requests;
+      Result<HttpResponse> sent = http_.Send(request);
+      if (!sent) {
+        last = sent.error();
+        if (!idempotent) return last;
+      } else {
+        HttpResponse& r = *sent;
+        stats_.bytes += r.body.size();
+        if (r.status == 401 && auth_->Renewable() && !renewed) {
+          // The token may have been revoked or expired early: fetch a new one, once.
+          auth_->Invalidate(authorization.value());
+          renewed = true;
+          --attempt;  // not a failure of the server; does not use up an attempt
+          continue;
+        }
+        FhirResponse out;
+        out.status = r.status;
+        out.bytes = r.body.size();
+        if (auto d = r.Header("date")) out.date = ParseHttpDate(*d);
+        if (auto h = r.Header("etag")) out.etag = std::string(*h);
+        if (auto h = r.Header("location")) out.location = std::string(*h);
+        if (auto h = r.Header("last-modified")) out.last_modified = std::string(*h);
+        bool json_body = !r.body.empty();
+        Result<json::Value> parsed = json_body ? json::Parse(r.body) : Result<json::Value>();
+        if (r.status >= 200 && r.status < 300) {
+          if (parsed) {
+            out.body = std::move(*parsed);
+            return out;
+          }
+          // A success with a body that is not JSON: truncated or garbled on the way (proxies do
+          // this); the same request usually succeeds again.
+          last = MakeError(Errc::kServerError,
+                           fmt::format("{}: HTTP {} with a body that is not valid JSON ({})", where,
+                                       r.status, parsed.error().message));
+        } else {
+          std::string oo = parsed ? DescribeOperationOutcome(*parsed) : "";
+          Errc kind = r.status == 409 || r.status == 412   ? Errc::kConflict
+                      : r.status == 404 || r.status == 410 ? Errc::kNotFound
+                      : r.status >= 500 || r.status == 429 ? Errc::kServerError
+                                                           : Errc::kClientError;
+          last = MakeError(
+              kind, fmt::format("{}: HTTP {}{}{}", where, r.status, oo.empty() ? "" : ": ", oo));
+          if (!IsRetryableStatus(r.status)) return last;
+          if (!idempotent && r.status != 429 && r.status != 503) return last;
+          if (auto ra = r.Header("retry-after")) {
+            retry_after = ParseRetryAfter(*ra, std::chrono::system_clock::now());
+          }
+        }
+      }
+    }
+    if (attempt < options_.retry.max_attempts) {
+      ++stats_.retries;
+      std::this_thread::sleep_for(RetryDelay(options_.retry, attempt + 1, retry_after, rng_));
+    }
+  }
+  return Error(last.code, fmt::format("{} (gave up after {} attempt(s))", last.message,
+                                      std::max(1, options_.retry.max_attempts)));
+}
+
+Result<json::Value> FhirClient::Read(std::string_view type, std::string_view id) {
+  CCM_TRY_ASSIGN(FhirResponse r,
+                 Get(fmt::format("{}/{}", EncodeQueryValue(type), EncodeQueryValue(id))));
+  return std::move(r.body);
+}
+
+Result<json::Value> FhirClient::Capabilities() {
+  CCM_TRY_ASSIGN(FhirResponse r, Get("metadata"));
+  if (r.body["resourceType"].str() != "CapabilityStatement") {
+    return MakeError(Errc::kInvalidResource,
+                     fmt::format("GET {}/metadata did not return a CapabilityStatement",
+                                 RedactUrl(options_.base_url)));
+  }
+  return std::move(r.body);
+}
+
+Status FhirClient::Search(std::string_view type,
+                          const std::vector<std::pair<std::string, std::string>>& params,
+                          const PageFn& on_page) {
+  return Pages(AppendParams(Absolute(std::string(type)), params), on_page);
+}
+
+Status FhirClient::History(std::string_view type, std::string_view id,
+                           std::optional<std::string> since, const PageFn& on_page) {
+  std::string url = Absolute(std::string(type));
+  if (!id.empty()) {
+    url += '/';
+    url += EncodeQueryValue(id);
+  }
+  url += "/_history";
+  std::vector<std::pair<std::string, std::string>> params;
+  if (since) params.emplace_back("_since", *since);
+  return Pages(AppendParams(url, params), on_page);
+}
+
+Status FhirClient::Pages(std::string url, const PageFn& on_page) {
+  std::string origin = Origin(Absolute(options_.base_url));
+  std::set<std::string> seen;
+  for (std::size_t n = 1;; ++n) {
+    if (n > options_.max_pages) {
+      return MakeError(Errc::kServerError, fmt::format("{}: more than {} pages; stopped",
+                                                       RedactUrl(url), options_.max_pages));
+    }
+    seen.insert(url);
+    CCM_TRY_ASSIGN(FhirResponse r, Get(url));
+    if (r.body["resourceType"].str() != "Bundle") {
+      return MakeError(Errc::kInvalidResource,
+                       fmt::format("GET {}: page {} is not a Bundle", RedactUrl(url), n));
+    }
+    PageInfo info{n, &r};
+    CCM_TRY(on_page(r.body, info));
+    std::string next;
+    for (const json::Value& link : r.body["link"].array()) {
+      if (link["relation"].str() == "next") next = std::string(link["url"].str());
+    }
+    if (next.empty()) return {};
+    next = Absolute(next);
+    if (Origin(next) != origin) {
+      return MakeError(Errc::kServerError,
+                       fmt::format("GET {}: page {} links to another server ({}); not followed, so "
+                                   "that our credentials stay with this one",
+                                   RedactUrl(url), n, Origin(next)));
+    }
+    if (seen.contains(next)) {
+      return MakeError(Errc::kServerError,
+                       fmt::format("GET {}: page {}'s next link returns to a page already read (a "
+                                   "paging loop in the server); stopped",
+                                   RedactUrl(url), n));
+    }
+    url = std::move(next);
+  }
+}
+
+}  // namespace ccm::fhir

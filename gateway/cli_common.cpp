@@ -1,0 +1,98 @@
+#include "gateway/cli_common.h"
+
+#include <fstream>
+
+#include <unistd.h>
+
+#include "gateway/ccm_report.h"
+
+namespace ccm::gateway::cli {
+
+void PrintIssues(const fhir::IssueList& issues, std::FILE* out) {
+  for (const fhir::Issue& i : issues) {
+    if (i.severity == fhir::Severity::kInformation) continue;
+    fmt::print(out, "{}\n", fhir::FormatIssue(i));
+  }
+}
+
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view text) {
+  std::error_code st_ec;
+  auto st = std::filesystem::status(path, st_ec);
+  if (!st_ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
+    // A device or pipe (/dev/null, /dev/stdout, a FIFO): write to it; never rename over it.
+    std::ofstream out(path, std::ios::binary);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) return MakeError(Errc::kIo, fmt::format("{}: write failed", path.string()));
+    return {};
+  }
+  std::filesystem::path tmp = path;
+  tmp += fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return MakeError(Errc::kIo, fmt::format("{}: cannot create", tmp.string()));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      return MakeError(Errc::kIo, fmt::format("{}: write failed", tmp.string()));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return MakeError(Errc::kIo, fmt::format("{}: cannot write: {}", path.string(), ec.message()));
+  }
+  return {};
+}
+
+int ReportMonth(const FactStore& facts, const CollectReport& collected, const YearMonth& month,
+                const EngineConfig& config, const std::string& format,
+                const std::optional<std::string>& out, std::string_view command,
+                std::string_view inputs) {
+  std::vector<PatientMonth> results = Evaluate(facts, month, config);
+
+  std::string text = format == "csv"     ? ToCsv(results)
+                     : format == "table" ? ToTable(results, config)
+                                         : ToNdjson(results, config);
+  if (out) {
+    if (Status s = WriteFileAtomically(*out, text); !s) {
+      fmt::print(stderr, "ccm-gateway {}: {}\n", command, s.error().message);
+      return kExitFatal;
+    }
+  } else {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  }
+
+  // Problems go to stderr: unreadable input, then data problems of unattributed resources, then
+  // a count of the per-patient ones (which are in the report itself).
+  PrintIssues(collected.read_issues, stderr);
+  fhir::IssueList unattributed;
+  for (const fhir::Issue& i : UnattributedIssues(facts)) {
+    unattributed.Add(i.severity, i.code, i.path, i.message, i.location);
+  }
+  PrintIssues(unattributed, stderr);
+  std::size_t patient_issues = 0;
+  for (const auto& r : results) patient_issues += r.issues.size();
+  EvaluationSummary sum = Summarize(results);
+  const FactCounts& fc = facts.counts();
+  fmt::print(stderr,
+             "evaluated {} ({}, fee schedule {}): {} patient(s), {} eligible, {} consented, {} "
+             "billable, expected {} {}; {} resource(s) {}, {} unreadable "
+             "line(s)/entr(ies), {} data issue(s) ({} in patient records)\n",
+             month.ToString(), config.practice.time_zone_name, config.fee_schedule.year,
+             sum.patients, sum.eligible, sum.consented, sum.billable,
+             FormatCents(sum.expected_payment), config.fee_schedule.currency, fc.resources, inputs,
+             collected.read.skipped, fc.issues, patient_issues);
+  bool problems =
+      collected.read.skipped > 0 || unattributed.has_errors() || collected.read_issues.has_errors();
+  for (const auto& r : results) {
+    for (const auto& i : r.issues) problems = problems || i.is_error();
+  }
+  return problems ? kExitDataProblems : kExitOk;
+}
+
+}  // namespace ccm::gateway::cli

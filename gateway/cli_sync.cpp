@@ -1,0 +1,246 @@
+// `ccm-gateway sync`: pull every configured source into the state store, then evaluate the month
+// from the store exactly as `evaluate` does from files.
+#include <csignal>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "fhir/datetime.h"
+#include "gateway/cli_common.h"
+#include "gateway/state_store.h"
+#include "gateway/sync.h"
+
+namespace ccm::gateway::cli {
+namespace {
+
+using fhir::json::Value;
+
+std::string NowUtc() {
+  return fhir::FormatUtc(std::chrono::time_point_cast<fhir::Micros>(
+      std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now())));
+}
+
+// Progress and events on stderr: a live line per type on a terminal; otherwise one JSON object per
+// line (for log shippers). Nothing here carries patient data: counts, resource types, source
+// names, and URLs without their query.
+class SyncLog {
+ public:
+  explicit SyncLog(bool terminal) : terminal_(terminal) {}
+
+  void Page(const TypeSync& t) {
+    if (!terminal_) return;
+    fmt::print(stderr, "\r\033[K  {:<12} {:<18} page {:>5}  {:>9} resource(s)  {:>8.0f}/s",
+               t.source, t.type, t.pages, t.resources, Rate(t));
+    std::fflush(stderr);
+  }
+
+  void TypeDone(const TypeSync& t) {
+    if (terminal_) {
+      if (t.error.empty()) {
+        fmt::print(stderr,
+                   "\r\033[K  {:<12} {:<18} {:>5} page(s) {:>9} resource(s) ({} new, {} updated, "
+                   "{} unchanged{}{}) {:.1f}s{}\n",
+                   t.source, t.type, t.pages, t.resources, t.inserted, t.updated, t.unchanged,
+                   t.older > 0 ? fmt::format(", {} older", t.older) : "",
+                   t.removed > 0 ? fmt::format(", {} removed", t.removed) : "", t.seconds,
+                   t.full ? " [full]" : "");
+      } else {
+        fmt::print(stderr, "\r\033[K  {:<12} {:<18} FAILED: {}\n", t.source, t.type, t.error);
+      }
+      return;
+    }
+    Value e = Event(t.error.empty() ? "info" : "error", "type-synced");
+    e.set("source", Value::String(t.source));
+    e.set("type", Value::String(t.type));
+    e.set("mode", Value::String(t.full ? "full" : "incremental"));
+    for (auto [k, v] : {std::pair{"pages", t.pages}, std::pair{"resources", t.resources},
+                        std::pair{"inserted", t.inserted}, std::pair{"updated", t.updated},
+                        std::pair{"unchanged", t.unchanged}, std::pair{"older", t.older},
+                        std::pair{"removed", t.removed}, std::pair{"bytes", t.bytes}}) {
+      e.set(k, Value::Number(static_cast<std::int64_t>(v)));
+    }
+    e.set("seconds", Value::Number(fmt::format("{:.3f}", t.seconds)));
+    if (!t.watermark.empty()) e.set("watermark", Value::String(t.watermark));
+    if (!t.error.empty()) e.set("message", Value::String(t.error));
+    Emit(e);
+  }
+
+  void Message(std::string_view level, std::string_view event, const std::string& message) {
+    if (terminal_) {
+      fmt::print(stderr, "\r\033[K{}{}\n", level == "info" ? "" : fmt::format("{}: ", level),
+                 message);
+      return;
+    }
+    Value e = Event(level, event);
+    e.set("message", Value::String(message));
+    Emit(e);
+  }
+
+  void Emit(const Value& e) { fmt::print(stderr, "{}\n", fhir::json::Serialize(e)); }
+  static Value Event(std::string_view level, std::string_view event) {
+    Value e = Value::MakeObject();
+    e.set("time", Value::String(NowUtc()));
+    e.set("level", Value::String(std::string(level)));
+    e.set("event", Value::String(std::string(event)));
+    return e;
+  }
+  bool terminal() const { return terminal_; }
+
+ private:
+  static double Rate(const TypeSync& t) {
+    return t.seconds > 0 ? static_cast<double>(t.resources) / t.seconds : 0.0;
+  }
+  bool terminal_;
+};
+
+YearMonth CurrentMonth(const EngineConfig& config) {
+  auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  date::year_month_day ymd{std::chrono::floor<date::days>(now)};
+  if (config.practice.time_zone != nullptr) {
+    auto local = config.practice.time_zone->to_local(now);
+    ymd = date::year_month_day{std::chrono::floor<date::days>(local)};
+  }
+  return YearMonth{static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month())};
+}
+
+int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, StateStore& store,
+              SyncLog& log) {
+  YearMonth month = CurrentMonth(engine);
+  if (auto m = args.value("--month")) month = *YearMonth::Parse(*m);  // checked by the caller
+  auto run = store.StartRun("sync");
+  if (!run) {
+    log.Message("error", "state-failed", run.error().message);
+    return kExitFatal;
+  }
+  SyncOptions options;
+  options.full = args.flag("--full");
+  options.run = *run;
+  SyncObserver observer;
+  observer.on_page = [&log](const TypeSync& t) { log.Page(t); };
+  observer.on_type_done = [&log](const TypeSync& t) { log.TypeDone(t); };
+  observer.on_warning = [&log](const std::string& w) { log.Message("warning", "warning", w); };
+
+  bool all_ok = true;
+  std::size_t pulled = 0, changed = 0, requests = 0, retries = 0;
+  Value sources = Value::MakeArray();
+  auto started = std::chrono::steady_clock::now();
+  for (const SourceConfig& src : sync.sources) {
+    if (log.terminal()) fmt::print(stderr, "{} ({})\n", src.name, fhir::RedactUrl(src.base_url));
+    SourceSync s = SyncSource(src, engine, store, options, observer);
+    if (!s.error.empty()) log.Message("error", "source-failed", s.error);
+    all_ok = all_ok && s.ok();
+    Value sv = Value::MakeObject();
+    sv.set("name", Value::String(s.name));
+    sv.set("ok", Value::Bool(s.ok()));
+    if (!s.error.empty()) sv.set("error", Value::String(s.error));
+    for (const TypeSync& t : s.types) {
+      pulled += t.resources;
+      changed += t.inserted + t.updated + t.removed;
+    }
+    requests += s.http.requests;
+    retries += s.http.retries;
+    sources.push_back(std::move(sv));
+  }
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  if (Status s = UseFeeScheduleForYear(engine, month.year); !s) {
+    log.Message("error", "config-failed", s.error().message);
+    return kExitFatal;
+  }
+  FactStore facts;
+  auto collected = CollectFactsFromStore(store, engine, facts);
+  if (!collected) {
+    log.Message("error", "state-failed", collected.error().message);
+    return kExitFatal;
+  }
+  auto stored = store.CountResources("", "");
+  std::string format = args.value("--report") || !::isatty(::fileno(stdout)) ? "ndjson" : "table";
+  int report_exit = ReportMonth(facts, *collected, month, engine, format, args.value("--report"),
+                                "sync", "from the state store");
+
+  std::string line = fmt::format(
+      "synced {} source(s){} in {:.1f}s: {} resource(s) pulled, {} changed, {} stored; {} "
+      "request(s), {} retried",
+      sync.sources.size(), all_ok ? "" : " WITH FAILURES", seconds, pulled, changed,
+      stored ? *stored : 0, requests, retries);
+  Value summary = SyncLog::Event(all_ok ? "info" : "error", "sync-finished");
+  summary.set("sources", std::move(sources));
+  summary.set("month", Value::String(month.ToString()));
+  summary.set("pulled", Value::Number(static_cast<std::int64_t>(pulled)));
+  summary.set("changed", Value::Number(static_cast<std::int64_t>(changed)));
+  summary.set("requests", Value::Number(static_cast<std::int64_t>(requests)));
+  summary.set("retries", Value::Number(static_cast<std::int64_t>(retries)));
+  summary.set("seconds", Value::Number(fmt::format("{:.3f}", seconds)));
+  if (log.terminal()) {
+    fmt::print(stderr, "{}\n", line);
+  } else {
+    summary.set("message", Value::String(line));
+    log.Emit(summary);
+  }
+  if (Status s = store.FinishRun(*run, all_ok ? "ok" : "failed", fhir::json::Serialize(summary));
+      !s) {
+    log.Message("error", "state-failed", s.error().message);
+    return kExitFatal;
+  }
+  if (report_exit == kExitFatal) return kExitFatal;
+  return all_ok && report_exit == kExitOk ? kExitOk : kExitDataProblems;
+}
+
+}  // namespace
+
+int RunSync(const Args& args) {
+  std::string config_path = args.required("--config");
+  if (auto m = args.value("--month"); m && !YearMonth::Parse(*m)) {
+    throw UsageError(fmt::format("--month: {}", YearMonth::Parse(*m).error().message));
+  }
+  auto engine = LoadEngineConfig(config_path);
+  if (!engine) {
+    fmt::print(stderr, "ccm-gateway sync: {}\n", engine.error().message);
+    return engine.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
+  }
+  auto sync = LoadSyncConfig(config_path, ProcessEnvironment());
+  if (!sync) {
+    fmt::print(stderr, "ccm-gateway sync: {}\n", sync.error().message);
+    return kExitUsage;
+  }
+  if (sync->sources.empty()) {
+    fmt::print(stderr,
+               "ccm-gateway sync: {}: no sources configured (add a \"sources\" list; see "
+               "docs/configuration.md)\n",
+               config_path);
+    return kExitUsage;
+  }
+  auto store = OpenSqliteStateStore(sync->state_path);
+  if (!store) {
+    fmt::print(stderr, "ccm-gateway sync: {}\n", store.error().message);
+    return kExitFatal;
+  }
+  SyncLog log(::isatty(::fileno(stderr)) != 0);
+  if (args.flag("--once")) return SyncCycle(args, *engine, *sync, **store, log);
+
+  // Continuous mode: SIGINT/SIGTERM are blocked here (and so in every thread started later) and
+  // waited for between cycles, so a stop request never interrupts a cycle half-way (a kill does
+  // no harm either: the sync resumes from its cursors).
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  int exit = kExitOk;
+  for (;;) {
+    exit = SyncCycle(args, *engine, *sync, **store, log);
+    if (exit == kExitFatal) return exit;
+    log.Message("info", "sleeping",
+                fmt::format("next sync in {} s (SIGINT or SIGTERM stops)", sync->interval.count()));
+    timespec wait{static_cast<std::time_t>(sync->interval.count()), 0};
+    int sig = sigtimedwait(&stop, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      log.Message("info", "stopping", "stop requested; exiting");
+      return exit;
+    }
+  }
+}
+
+}  // namespace ccm::gateway::cli

@@ -1,0 +1,397 @@
+#include "gateway/state_store.h"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <array>
+#include <chrono>
+#include <map>
+
+#include "fhir/datetime.h"
+
+namespace ccm::gateway {
+namespace {
+
+// Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
+// never edited once released (a new change is a new entry). The version lives in
+// PRAGMA user_version, so that a file from a newer build is recognised and refused.
+constexpr std::array<std::string_view, 1> kMigrations = {
+    R"sql(
+CREATE TABLE resources (
+  source        TEXT NOT NULL,
+  type          TEXT NOT NULL,
+  id            TEXT NOT NULL,
+  version_id    TEXT NOT NULL,
+  last_updated  TEXT NOT NULL,
+  json          TEXT NOT NULL,
+  seen_run      INTEGER NOT NULL,
+  PRIMARY KEY (source, type, id)
+) WITHOUT ROWID;
+CREATE TABLE cursors (
+  source        TEXT NOT NULL,
+  type          TEXT NOT NULL,
+  watermark     TEXT NOT NULL,
+  scope         TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  PRIMARY KEY (source, type)
+) WITHOUT ROWID;
+CREATE TABLE runs (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  command       TEXT NOT NULL,
+  started_at    TEXT NOT NULL,
+  finished_at   TEXT,
+  status        TEXT NOT NULL,
+  summary       TEXT
+);
+)sql",
+};
+
+struct DbDeleter {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+struct StmtDeleter {
+  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
+
+std::string NowText() {
+  auto now = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  return fhir::FormatUtc(std::chrono::time_point_cast<fhir::Micros>(now));
+}
+
+class SqliteStateStore final : public StateStore {
+ public:
+  static Result<std::unique_ptr<StateStore>> Open(const std::filesystem::path& path) {
+    auto store = std::unique_ptr<SqliteStateStore>(new SqliteStateStore(path));
+    CCM_TRY(store->Init());
+    return std::unique_ptr<StateStore>(std::move(store));
+  }
+
+  Status InTransaction(const std::function<Status()>& body) override {
+    // BEGIN IMMEDIATE takes the write lock up front: two processes syncing into one file then
+    // queue (busy_timeout) instead of failing with SQLITE_BUSY at commit.
+    CCM_TRY(Exec("BEGIN IMMEDIATE"));
+    Status s = body();
+    if (!s) {
+      static_cast<void>(Exec("ROLLBACK"));
+      return s;
+    }
+    if (Status c = Exec("COMMIT"); !c) {
+      static_cast<void>(Exec("ROLLBACK"));
+      return c;
+    }
+    return {};
+  }
+
+  Result<UpsertOutcome> Upsert(std::string_view source, std::string_view type, std::string_view id,
+                               const VersionStamp& stamp, std::string_view json,
+                               std::int64_t run) override {
+    std::string last_updated =
+        stamp.last_updated ? fhir::FormatUtc(*stamp.last_updated) : std::string();
+    CCM_TRY_ASSIGN(sqlite3_stmt * sel,
+                   Prepare("SELECT version_id, last_updated, json = ?4 FROM resources "
+                           "WHERE source = ?1 AND type = ?2 AND id = ?3"));
+    Bind(sel, 1, source);
+    Bind(sel, 2, type);
+    Bind(sel, 3, id);
+    Bind(sel, 4, json);
+    int rc = sqlite3_step(sel);
+    UpsertOutcome outcome = UpsertOutcome::kInserted;
+    if (rc == SQLITE_ROW) {
+      VersionStamp existing;
+      existing.version_id = Column(sel, 0);
+      if (std::string lu = Column(sel, 1); !lu.empty()) {
+        if (auto t = fhir::FhirDateTime::ParseInstant(lu)) existing.last_updated = t->Earliest();
+      }
+      bool same_json = sqlite3_column_int(sel, 2) != 0;
+      bool same_stamp =
+          existing.version_id == stamp.version_id && existing.last_updated == stamp.last_updated;
+      // Without any stamp there is no telling versions apart: the content decides.
+      bool unstamped = stamp.version_id.empty() && !stamp.last_updated;
+      if (unstamped ? same_json : same_stamp) {
+        outcome = UpsertOutcome::kUnchanged;
+      } else if (!unstamped && !IsNewer(stamp, existing)) {
+        outcome = UpsertOutcome::kOlder;
+      } else {
+        outcome = UpsertOutcome::kUpdated;
+      }
+    } else if (rc != SQLITE_DONE) {
+      return SqlError("reading a stored resource");
+    }
+    sqlite3_reset(sel);
+    if (outcome == UpsertOutcome::kUnchanged || outcome == UpsertOutcome::kOlder) {
+      CCM_TRY_ASSIGN(sqlite3_stmt * mark, Prepare("UPDATE resources SET seen_run = ?4 "
+                                                  "WHERE source = ?1 AND type = ?2 AND id = ?3"));
+      Bind(mark, 1, source);
+      Bind(mark, 2, type);
+      Bind(mark, 3, id);
+      sqlite3_bind_int64(mark, 4, run);
+      CCM_TRY(StepDone(mark, "marking a resource seen"));
+      return outcome;
+    }
+    CCM_TRY_ASSIGN(sqlite3_stmt * put,
+                   Prepare("INSERT OR REPLACE INTO resources "
+                           "(source, type, id, version_id, last_updated, json, seen_run) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    Bind(put, 1, source);
+    Bind(put, 2, type);
+    Bind(put, 3, id);
+    Bind(put, 4, stamp.version_id);
+    Bind(put, 5, last_updated);
+    Bind(put, 6, json);
+    sqlite3_bind_int64(put, 7, run);
+    CCM_TRY(StepDone(put, "storing a resource"));
+    return outcome;
+  }
+
+  Result<std::size_t> RemoveUnseen(std::string_view source, std::string_view type,
+                                   std::int64_t run) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * del,
+                   Prepare("DELETE FROM resources WHERE source = ?1 AND type = ?2 AND "
+                           "seen_run <> ?3"));
+    Bind(del, 1, source);
+    Bind(del, 2, type);
+    sqlite3_bind_int64(del, 3, run);
+    CCM_TRY(StepDone(del, "removing resources gone from the server"));
+    return static_cast<std::size_t>(sqlite3_changes(db_.get()));
+  }
+
+  Status ForEachResource(
+      std::string_view source,
+      const std::function<bool(std::string_view, std::string_view, std::string_view,
+                               std::string_view)>& fn) override {
+    // Not a cached statement: the callback may call back into the store.
+    sqlite3_stmt* raw = nullptr;
+    const char* sql = source.empty()
+                          ? "SELECT source, type, id, json FROM resources "
+                            "ORDER BY type, id, source"
+                          : "SELECT source, type, id, json FROM resources WHERE source = ?1 "
+                            "ORDER BY type, id";
+    if (sqlite3_prepare_v2(db_.get(), sql, -1, &raw, nullptr) != SQLITE_OK) {
+      return SqlError("listing resources");
+    }
+    Stmt stmt(raw);
+    if (!source.empty()) Bind(raw, 1, source);
+    for (;;) {
+      int rc = sqlite3_step(raw);
+      if (rc == SQLITE_DONE) return {};
+      if (rc != SQLITE_ROW) return SqlError("listing resources");
+      if (!fn(ColumnView(raw, 0), ColumnView(raw, 1), ColumnView(raw, 2), ColumnView(raw, 3))) {
+        return {};
+      }
+    }
+  }
+
+  Result<std::size_t> CountResources(std::string_view source, std::string_view type) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT count(*) FROM resources WHERE (?1 = '' OR source = ?1) AND "
+                           "(?2 = '' OR type = ?2)"));
+    Bind(s, 1, source);
+    Bind(s, 2, type);
+    if (sqlite3_step(s) != SQLITE_ROW) return SqlError("counting resources");
+    auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+    sqlite3_reset(s);
+    return n;
+  }
+
+  Result<std::optional<SyncCursor>> GetCursor(std::string_view source,
+                                              std::string_view type) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT watermark, scope FROM cursors WHERE "
+                                             "source = ?1 AND type = ?2"));
+    Bind(s, 1, source);
+    Bind(s, 2, type);
+    int rc = sqlite3_step(s);
+    std::optional<SyncCursor> out;
+    if (rc == SQLITE_ROW) {
+      out = SyncCursor{Column(s, 0), Column(s, 1)};
+    } else if (rc != SQLITE_DONE) {
+      return SqlError("reading a sync cursor");
+    }
+    sqlite3_reset(s);
+    return out;
+  }
+
+  Status SetCursor(std::string_view source, std::string_view type,
+                   const SyncCursor& cursor) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("INSERT OR REPLACE INTO cursors (source, type, watermark, scope, "
+                           "updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"));
+    Bind(s, 1, source);
+    Bind(s, 2, type);
+    Bind(s, 3, cursor.watermark);
+    Bind(s, 4, cursor.scope);
+    std::string now = NowText();
+    Bind(s, 5, now);
+    return StepDone(s, "saving a sync cursor");
+  }
+
+  Result<std::int64_t> StartRun(std::string_view command) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, "
+                           "'running')"));
+    Bind(s, 1, command);
+    std::string now = NowText();
+    Bind(s, 2, now);
+    CCM_TRY(StepDone(s, "recording a run"));
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
+  }
+
+  Status FinishRun(std::int64_t run, std::string_view status,
+                   std::string_view summary_json) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("UPDATE runs SET finished_at = ?2, status = ?3, "
+                                             "summary = ?4 WHERE id = ?1"));
+    sqlite3_bind_int64(s, 1, run);
+    std::string now = NowText();
+    Bind(s, 2, now);
+    Bind(s, 3, status);
+    Bind(s, 4, summary_json);
+    return StepDone(s, "recording the end of a run");
+  }
+
+  Result<std::optional<RunInfo>> LastRun(std::string_view command) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT id, command, started_at, coalesce(finished_at, ''), status, "
+                           "coalesce(summary, '') FROM runs WHERE command = ?1 "
+                           "ORDER BY id DESC LIMIT 1"));
+    Bind(s, 1, command);
+    int rc = sqlite3_step(s);
+    std::optional<RunInfo> out;
+    if (rc == SQLITE_ROW) {
+      out = RunInfo{sqlite3_column_int64(s, 0),
+                    Column(s, 1),
+                    Column(s, 2),
+                    Column(s, 3),
+                    Column(s, 4),
+                    Column(s, 5)};
+    } else if (rc != SQLITE_DONE) {
+      return SqlError("reading run history");
+    }
+    sqlite3_reset(s);
+    return out;
+  }
+
+  int schema_version() const override { return version_; }
+
+ private:
+  explicit SqliteStateStore(std::filesystem::path path) : path_(std::move(path)) {}
+
+  Status Init() {
+    sqlite3* raw = nullptr;
+    int rc =
+        sqlite3_open_v2(path_.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    db_.reset(raw);  // closed even when opening failed (sqlite3_open_v2 may allocate anyway)
+    if (rc != SQLITE_OK) {
+      return MakeError(Errc::kIo,
+                       fmt::format("state store {}: cannot open: {}", path_.string(),
+                                   raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    }
+    sqlite3_busy_timeout(db_.get(), 30'000);
+    // WAL: readers never block the writer; synchronous=NORMAL is durable across process crashes
+    // (only a power loss can lose the last transactions, never corrupt the file).
+    CCM_TRY(Exec("PRAGMA journal_mode = WAL"));
+    CCM_TRY(Exec("PRAGMA synchronous = NORMAL"));
+    CCM_TRY(Exec("PRAGMA foreign_keys = ON"));
+    int version = 0;
+    {
+      CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("PRAGMA user_version"));
+      if (sqlite3_step(s) != SQLITE_ROW) return SqlError("reading the schema version");
+      version = sqlite3_column_int(s, 0);
+      sqlite3_reset(s);
+      statements_.clear();
+    }
+    if (version > static_cast<int>(kMigrations.size())) {
+      return MakeError(Errc::kUnsupported,
+                       fmt::format("state store {}: schema version {} was written by a newer "
+                                   "ccm-gateway (this one knows up to {}); upgrade ccm-gateway",
+                                   path_.string(), version, kMigrations.size()));
+    }
+    if (version == 0) {
+      // A new file, or some other SQLite database: refuse to write into a file with tables.
+      CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT count(*) FROM sqlite_schema"));
+      if (sqlite3_step(s) != SQLITE_ROW) return SqlError("inspecting the file");
+      bool has_tables = sqlite3_column_int(s, 0) > 0;
+      sqlite3_reset(s);
+      statements_.clear();
+      if (has_tables) {
+        return MakeError(Errc::kInvalidArgument,
+                         fmt::format("state store {}: a SQLite database that is not a "
+                                     "ccm-gateway state file; choose another state.path",
+                                     path_.string()));
+      }
+    }
+    for (int v = version; v < static_cast<int>(kMigrations.size()); ++v) {
+      auto migrate = [&]() -> Status {
+        CCM_TRY(Exec(std::string(kMigrations[static_cast<std::size_t>(v)])));
+        return Exec(fmt::format("PRAGMA user_version = {}", v + 1));
+      };
+      CCM_TRY(InTransaction(migrate));
+    }
+    version_ = static_cast<int>(kMigrations.size());
+    return {};
+  }
+
+  Error SqlError(std::string_view what) const {
+    return MakeError(Errc::kIo, fmt::format("state store {}: {}: {}", path_.string(), what,
+                                            sqlite3_errmsg(db_.get())));
+  }
+
+  Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      return MakeError(Errc::kIo, fmt::format("state store {}: {}", path_.string(), msg));
+    }
+    return {};
+  }
+
+  // Prepared statements are cached by their text (and reset after use by their callers).
+  Result<sqlite3_stmt*> Prepare(const char* sql) {
+    auto it = statements_.find(sql);
+    if (it != statements_.end()) {
+      sqlite3_reset(it->second.get());
+      sqlite3_clear_bindings(it->second.get());
+      return it->second.get();
+    }
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql, -1, &raw, nullptr) != SQLITE_OK) {
+      return SqlError("preparing a statement");
+    }
+    statements_.emplace(sql, Stmt(raw));
+    return raw;
+  }
+
+  static void Bind(sqlite3_stmt* s, int i, std::string_view text) {
+    sqlite3_bind_text(s, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
+  static std::string_view ColumnView(sqlite3_stmt* s, int i) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+    return p == nullptr ? std::string_view()
+                        : std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
+  }
+  static std::string Column(sqlite3_stmt* s, int i) { return std::string(ColumnView(s, i)); }
+
+  Status StepDone(sqlite3_stmt* s, std::string_view what) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return SqlError(what);
+    return {};
+  }
+
+  std::filesystem::path path_;
+  std::unique_ptr<sqlite3, DbDeleter> db_;
+  // Declared after db_: finalized before the connection closes.
+  std::map<std::string, Stmt, std::less<>> statements_;
+  int version_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::filesystem::path& path) {
+  return SqliteStateStore::Open(path);
+}
+
+int CurrentStateSchemaVersion() noexcept { return static_cast<int>(kMigrations.size()); }
+
+}  // namespace ccm::gateway

@@ -1,0 +1,409 @@
+#include "gateway/sync.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "fhir/datetime.h"
+
+namespace ccm::gateway {
+namespace {
+
+using fhir::json::Value;
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+// What the server's CapabilityStatement says it can do (R4 §2.38: rest.resource[].type,
+// .searchParam[].name; rest.searchParam applies to every type).
+struct Capabilities {
+  bool known = false;  // false: no usable CapabilityStatement; assume everything
+  std::map<std::string, std::set<std::string>, std::less<>> types;  // type -> search params
+  std::set<std::string, std::less<>> common_params;
+
+  bool Supports(std::string_view type) const { return !known || types.contains(type); }
+  bool SearchesLastUpdated(std::string_view type) const {
+    if (!known) return true;
+    auto it = types.find(type);
+    if (it == types.end()) return false;
+    // Servers that list no parameters for a type usually just did not enumerate them.
+    return it->second.empty() || it->second.contains("_lastUpdated") ||
+           common_params.contains("_lastUpdated");
+  }
+};
+
+Capabilities ReadCapabilities(const Value& cs) {
+  Capabilities c;
+  for (const Value& rest : cs["rest"].array()) {
+    if (rest["mode"].str() != "server") continue;
+    c.known = true;
+    for (const Value& p : rest["searchParam"].array()) c.common_params.emplace(p["name"].str());
+    for (const Value& r : rest["resource"].array()) {
+      auto& params = c.types[std::string(r["type"].str())];
+      for (const Value& p : r["searchParam"].array()) params.emplace(p["name"].str());
+    }
+  }
+  return c;
+}
+
+// FNV-1a: a fingerprint that stays the same across builds and platforms (std::hash need not).
+std::uint64_t Fnv1a(std::string_view s, std::uint64_t h = 14695981039346656037ULL) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string ScopeFingerprint(const SourceConfig& src, const std::vector<std::string>& ids) {
+  if (src.scope == ScopeKind::kAll) return "all";
+  std::uint64_t h = Fnv1a(src.group);
+  for (const auto& id : ids) h = Fnv1a(id + ",", h);
+  return fmt::format("{}:{}:{:016x}", src.scope == ScopeKind::kGroup ? "group" : "patients",
+                     src.group, h);
+}
+
+std::string WholeSeconds(std::chrono::system_clock::time_point t) {
+  return fhir::FormatUtc(
+      std::chrono::time_point_cast<fhir::Micros>(std::chrono::floor<std::chrono::seconds>(t)));
+}
+
+Result<std::shared_ptr<fhir::TokenSource>> MakeTokenSource(const SourceConfig& src) {
+  const AuthConfig& a = src.auth;
+  fhir::OAuthClientOptions o;
+  o.token_url = a.token_url;
+  o.fhir_base = src.base_url;
+  o.client_id = a.client_id;
+  o.scope = a.scope;
+  switch (a.kind) {
+    case AuthKind::kNone:
+      return std::shared_ptr<fhir::TokenSource>(fhir::NoAuth());
+    case AuthKind::kBearer:
+      return std::shared_ptr<fhir::TokenSource>(fhir::StaticBearer(a.token));
+    case AuthKind::kClientCredentials:
+      return std::shared_ptr<fhir::TokenSource>(fhir::ClientCredentials(o, a.client_secret));
+    case AuthKind::kSmartBackendServices: {
+      auto s = fhir::SmartBackendServices(o, a.private_key_pem, a.algorithm, a.key_id);
+      if (!s) return s.error();
+      return std::shared_ptr<fhir::TokenSource>(std::move(*s));
+    }
+  }
+  return MakeError(Errc::kInternal, "unknown auth kind");
+}
+
+// Everything the workers of one source share. Members used by several threads are guarded by
+// `mutex` (the store, the observer, the report's warnings).
+struct SourceRun {
+  const SourceConfig& src;
+  StateStore& store;
+  const SyncOptions& options;
+  const SyncObserver& observer;
+  std::shared_ptr<fhir::TokenSource> auth;
+  Capabilities caps;
+  std::vector<std::string> patient_ids;  // for group/patient scopes
+  std::string fingerprint;
+  std::mutex mutex;
+  std::vector<std::string> warnings;
+
+  fhir::FhirClientOptions ClientOptions() const {
+    fhir::FhirClientOptions o;
+    o.base_url = src.base_url;
+    o.http = src.http;
+    o.http.user_agent = fmt::format("ccm-gateway/{} (+FHIR R4 CCM sync)", CCM_VERSION);
+    o.retry = src.retry;
+    return o;
+  }
+
+  void Warn(std::string w) {
+    std::lock_guard lock(mutex);
+    if (observer.on_warning) observer.on_warning(w);
+    warnings.push_back(std::move(w));
+  }
+
+  // The searches that cover the scope for `type` (several when the patient list is long: servers
+  // limit URL length, so ids go in chunks).
+  std::vector<Params> Queries(const std::string& type, const std::optional<SyncCursor>& cursor,
+                              bool incremental) const {
+    Params base = {{"_count", std::to_string(src.page_size)}};
+    if (incremental) base.emplace_back("_lastUpdated", "gt" + cursor->watermark);
+    bool unscoped = src.scope == ScopeKind::kAll || type == "Practitioner" ||
+                    type == "PractitionerRole" || type == "Organization";
+    if (unscoped) return {base};
+    std::vector<Params> out;
+    constexpr std::size_t kChunk = 40;
+    for (std::size_t i = 0; i < patient_ids.size(); i += kChunk) {
+      std::string list;
+      for (std::size_t j = i; j < std::min(patient_ids.size(), i + kChunk); ++j) {
+        if (!list.empty()) list += ',';
+        list += type == "Patient" ? patient_ids[j] : "Patient/" + patient_ids[j];
+      }
+      Params p = base;
+      p.emplace_back(type == "Patient" ? "_id" : "patient", list);
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
+  TypeSync Pull(const std::string& type, fhir::FhirClient& client) {
+    TypeSync t;
+    t.source = src.name;
+    t.type = type;
+    auto started = std::chrono::steady_clock::now();
+    std::optional<SyncCursor> cursor;
+    {
+      std::lock_guard lock(mutex);
+      auto c = store.GetCursor(src.name, type);
+      if (!c) {
+        t.error = c.error().message;
+        return t;
+      }
+      cursor = *c;
+    }
+    bool can_increment = caps.SearchesLastUpdated(type);
+    bool incremental = !options.full && cursor && cursor->scope == fingerprint && can_increment;
+    t.full = !incremental;
+    if (!can_increment) {
+      Warn(fmt::format("{}: the server does not list _lastUpdated for {}; pulling it in full",
+                       src.name, type));
+    }
+    std::optional<std::chrono::system_clock::time_point> server_start;
+    auto on_page = [&](Value& bundle, const fhir::PageInfo& page) -> Status {
+      if (!server_start) {
+        server_start = page.response->date.value_or(std::chrono::system_clock::now());
+      }
+      struct Item {
+        std::string id;
+        VersionStamp stamp;
+        std::string json;
+      };
+      std::vector<Item> items;
+      for (const Value& entry : bundle["entry"].array()) {
+        const Value& r = entry["resource"];
+        std::string_view mode = entry["search"]["mode"].str();
+        if (mode == "outcome" || r["resourceType"].str() == "OperationOutcome") {
+          std::string oo = fhir::DescribeOperationOutcome(r);
+          if (!oo.empty()) Warn(fmt::format("{}: {} search: {}", src.name, type, oo));
+          continue;
+        }
+        if (r["resourceType"].str() != type) continue;  // _include'd or stray entries
+        if (r["id"].str().empty()) {
+          Warn(fmt::format("{}: {} search page {} has an entry without id; skipped", src.name, type,
+                           page.number));
+          continue;
+        }
+        items.push_back({std::string(r["id"].str()), StampOfJson(r), fhir::json::Serialize(r)});
+      }
+      std::lock_guard lock(mutex);
+      auto store_page = [&]() -> Status {
+        for (const Item& it : items) {
+          CCM_TRY_ASSIGN(UpsertOutcome o,
+                         store.Upsert(src.name, type, it.id, it.stamp, it.json, options.run));
+          switch (o) {
+            case UpsertOutcome::kInserted:
+              ++t.inserted;
+              break;
+            case UpsertOutcome::kUpdated:
+              ++t.updated;
+              break;
+            case UpsertOutcome::kUnchanged:
+              ++t.unchanged;
+              break;
+            case UpsertOutcome::kOlder:
+              ++t.older;
+              break;
+          }
+        }
+        return {};
+      };
+      CCM_TRY(store.InTransaction(store_page));
+      ++t.pages;
+      t.resources += items.size();
+      t.bytes += page.response->bytes;
+      t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (observer.on_page) observer.on_page(t);
+      return {};
+    };
+    for (const Params& q : Queries(type, cursor, incremental)) {
+      if (Status s = client.Search(type, q, on_page); !s) {
+        t.error = s.error().message;
+        return t;
+      }
+    }
+    // Every page is stored: move the cursor (and, after a full pull, drop what the server no
+    // longer has) in one transaction.
+    auto start = server_start.value_or(std::chrono::system_clock::now());
+    std::string watermark = WholeSeconds(start - src.safety_margin);
+    if (incremental && cursor->watermark > watermark) watermark = cursor->watermark;
+    std::lock_guard lock(mutex);
+    auto finish = [&]() -> Status {
+      if (t.full) {
+        CCM_TRY_ASSIGN(t.removed, store.RemoveUnseen(src.name, type, options.run));
+      }
+      return store.SetCursor(src.name, type, SyncCursor{watermark, fingerprint});
+    };
+    if (Status s = store.InTransaction(finish); !s) {
+      t.error = s.error().message;
+      return t;
+    }
+    t.watermark = watermark;
+    t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return t;
+  }
+};
+
+}  // namespace
+
+bool SourceSync::ok() const {
+  return error.empty() &&
+         std::all_of(types.begin(), types.end(), [](const TypeSync& t) { return t.error.empty(); });
+}
+
+std::vector<std::string> DefaultResourceTypes(const EngineConfig& engine) {
+  std::vector<std::string> t = {"Patient", "Condition", "Encounter", "CarePlan", "Consent"};
+  if (!engine.practice.billing_practitioner_npis.empty() ||
+      !engine.practice.billing_practitioner_refs.empty()) {
+    t.emplace_back("Practitioner");
+    t.emplace_back("PractitionerRole");
+  }
+  return t;
+}
+
+SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, StateStore& store,
+                      const SyncOptions& options, const SyncObserver& observer) {
+  SourceSync out;
+  out.name = source.name;
+  auto auth = MakeTokenSource(source);
+  if (!auth) {
+    out.error = fmt::format("{}: auth: {}", source.name, auth.error().message);
+    return out;
+  }
+  SourceRun run{source, store, options, observer, std::move(*auth), {}, {}, {}, {}, {}};
+  fhir::FhirClient client(run.ClientOptions(), run.auth);
+
+  // The CapabilityStatement, once per source and run: which types exist and whether they can be
+  // searched by _lastUpdated. A server without one is assumed to support everything (and a
+  // failing search then says so).
+  auto cs = client.Capabilities();
+  if (!cs) {
+    const Error& e = cs.error();
+    if (e.is(Errc::kNetwork) || e.is(Errc::kTimeout) || e.is(Errc::kServerError)) {
+      out.error = fmt::format("{}: cannot reach the server: {}", source.name, e.message);
+      out.http = client.stats();
+      return out;
+    }
+    run.Warn(
+        fmt::format("{}: no usable CapabilityStatement ({}); assuming every type and "
+                    "_lastUpdated are supported",
+                    source.name, e.message));
+  } else {
+    run.caps = ReadCapabilities(*cs);
+  }
+
+  if (source.scope == ScopeKind::kGroup) {
+    // Group.member.entity (R4 §8.14): Patient references; others (Practitioner groups) ignored.
+    std::string id = source.group.substr(6);
+    auto group = client.Read("Group", id);
+    if (!group) {
+      out.error = fmt::format("{}: scope: cannot read {}: {}", source.name, source.group,
+                              group.error().message);
+      out.http = client.stats();
+      return out;
+    }
+    for (const Value& m : (*group)["member"].array()) {
+      if (m["inactive"].as_bool()) continue;
+      std::string_view ref = m["entity"]["reference"].str();
+      if (ref.starts_with("Patient/")) run.patient_ids.emplace_back(ref.substr(8));
+    }
+  } else if (source.scope == ScopeKind::kPatients) {
+    run.patient_ids = source.patients;
+  }
+  std::sort(run.patient_ids.begin(), run.patient_ids.end());
+  run.patient_ids.erase(std::unique(run.patient_ids.begin(), run.patient_ids.end()),
+                        run.patient_ids.end());
+  run.fingerprint = ScopeFingerprint(source, run.patient_ids);
+
+  std::vector<std::string> types =
+      source.resource_types.empty() ? DefaultResourceTypes(engine) : source.resource_types;
+  std::vector<std::string> todo;
+  for (const auto& t : types) {
+    if (run.caps.Supports(t)) {
+      todo.push_back(t);
+    } else {
+      run.Warn(
+          fmt::format("{}: the server does not offer {}; not pulled{}", source.name, t,
+                      t == "Consent" ? " (no consent can be found, so nothing is billed)" : ""));
+    }
+  }
+
+  std::vector<TypeSync> results(todo.size());
+  std::atomic<std::size_t> next{0};
+  std::mutex stats_mutex;
+  fhir::ClientStats stats = client.stats();
+  auto worker = [&] {
+    fhir::FhirClient c(run.ClientOptions(), run.auth);
+    for (std::size_t i = next++; i < todo.size(); i = next++) {
+      results[i] = run.Pull(todo[i], c);
+      std::lock_guard lock(run.mutex);
+      if (observer.on_type_done) observer.on_type_done(results[i]);
+    }
+    std::lock_guard lock(stats_mutex);
+    stats.requests += c.stats().requests;
+    stats.retries += c.stats().retries;
+    stats.bytes += c.stats().bytes;
+  };
+  std::size_t n =
+      std::min<std::size_t>(static_cast<std::size_t>(source.max_concurrency), todo.size());
+  if (n <= 1) {
+    worker();
+  } else {
+    std::vector<std::jthread> threads;
+    for (std::size_t i = 0; i < n; ++i) threads.emplace_back(worker);
+  }
+  out.types = std::move(results);
+  out.warnings = std::move(run.warnings);
+  out.http = stats;
+  return out;
+}
+
+Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfig& config,
+                                            FactStore& facts) {
+  CollectReport report;
+  std::string buffer, scratch;
+  std::string prev_type, prev_id, prev_source;
+  auto each = [&](std::string_view source, std::string_view type, std::string_view id,
+                  std::string_view json) {
+    std::string key = fmt::format("{}/{}", type, id);
+    if (type == prev_type && id == prev_id) {
+      report.read_issues.Add(
+          fhir::Severity::kWarning, fhir::IssueCode::kDuplicate, "",
+          fmt::format("{} is held by sources \"{}\" and \"{}\"; the newer version is used. "
+                      "Sources must not share resource ids (give each EHR its own gateway "
+                      "state, or scope them apart)",
+                      key, prev_source, source));
+    }
+    prev_type = type;
+    prev_id = id;
+    prev_source = source;
+    // The extraction parses in place and reads a little past the end (SIMD): give it a padded,
+    // writable, NUL-terminated copy.
+    buffer.assign(json);
+    buffer.append(fhir::json::kInsituPadding + 1, '\0');
+    fhir::SourceLocation where{fmt::format("{}:{}", source, key), 0, ""};
+    Result<Extracted> e = ExtractFactFromLine(buffer.data(), json.size(), where, config, &scratch);
+    ++report.read.resources;
+    if (!e) {
+      ++report.read.skipped;
+      report.read_issues.Add(fhir::Severity::kError, fhir::IssueCode::kStructure, "",
+                             e.error().message, where.ToString());
+      return true;
+    }
+    facts.Add(std::move(*e));
+    return true;
+  };
+  CCM_TRY(store.ForEachResource("", each));
+  return report;
+}
+
+}  // namespace ccm::gateway

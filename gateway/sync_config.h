@@ -1,0 +1,72 @@
+// Configuration of the FHIR sources, the state store and the sync schedule: the `sources`,
+// `state` and `sync` sections of the config file (docs/configuration.md, key by key).
+//
+// Secrets (bearer tokens, client secrets, private keys) are never written in the config itself:
+// the config names a file (`tokenFile`, `clientSecretFile`, `privateKeyFile`) or an environment
+// variable (`tokenEnv`, `clientSecretEnv`, `privateKeyEnv`) and they are read from there when the
+// config is loaded. A key such as `token` or `clientSecret` is refused with an error saying so.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fhir/auth.h"
+#include "fhir/fhir_client.h"
+#include "fhir/json.h"
+#include "fhir/result.h"
+
+namespace ccm::gateway {
+
+enum class AuthKind { kNone, kBearer, kClientCredentials, kSmartBackendServices };
+
+struct AuthConfig {
+  AuthKind kind = AuthKind::kNone;
+  std::string token;  // bearer (the secret itself, read from tokenFile/tokenEnv)
+  std::string token_url;
+  std::string client_id;
+  std::string client_secret;  // client-credentials
+  std::string scope;
+  std::string private_key_pem;  // smart-backend-services
+  fhir::JwtAlgorithm algorithm = fhir::JwtAlgorithm::kRs384;
+  std::string key_id;
+};
+
+enum class ScopeKind { kAll, kGroup, kPatients };
+
+struct SourceConfig {
+  std::string name;
+  std::string base_url;
+  AuthConfig auth;
+  int page_size = 100;
+  std::vector<std::string> resource_types;  // empty: the engine's types (sync.h)
+  ScopeKind scope = ScopeKind::kAll;
+  std::string group;                  // "Group/<id>" when scope is kGroup
+  std::vector<std::string> patients;  // ids when scope is kPatients
+  int max_concurrency = 2;
+  std::chrono::seconds safety_margin{300};
+  fhir::HttpOptions http;
+  fhir::RetryPolicy retry;
+};
+
+struct SyncConfig {
+  std::vector<SourceConfig> sources;
+  std::filesystem::path state_path;  // default "ccm-gateway-state.db" beside the config file
+  std::chrono::seconds interval{900};
+};
+
+// Looks up an environment variable (std::getenv in production; a map in tests).
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup ProcessEnvironment();
+
+// Reads the `sources`, `state` and `sync` sections of a config (already parsed; `origin` names the
+// file in errors, `base_dir` resolves relative paths). Missing sections give no sources and the
+// defaults.
+Result<SyncConfig> SyncConfigFromJson(const fhir::json::Value& root, std::string_view origin,
+                                      const std::filesystem::path& base_dir, const EnvLookup& env);
+Result<SyncConfig> LoadSyncConfig(const std::filesystem::path& file, const EnvLookup& env);
+
+}  // namespace ccm::gateway

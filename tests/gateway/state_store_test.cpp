@@ -1,0 +1,178 @@
+// The SQLite state store, on real files.
+#include "gateway/state_store.h"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace ccm::gateway {
+namespace {
+
+using ccm::testing::TempDir;
+
+VersionStamp Stamp(std::string v, std::string lu = "") {
+  VersionStamp s;
+  s.version_id = std::move(v);
+  if (!lu.empty()) s.last_updated = fhir::FhirDateTime::ParseInstant(lu)->Earliest();
+  return s;
+}
+
+std::vector<std::string> All(StateStore& store, std::string_view source = "") {
+  std::vector<std::string> out;
+  auto s = store.ForEachResource(source, [&](auto src, auto type, auto id, auto json) {
+    out.push_back(fmt::format("{}|{}/{}|{}", src, type, id, json));
+    return true;
+  });
+  EXPECT_TRUE(s);
+  return out;
+}
+
+TEST(StateStoreTest, UpsertKeepsTheNewestVersionWhateverTheOrder) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  StateStore& s = **store;
+  EXPECT_EQ(s.schema_version(), CurrentStateSchemaVersion());
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("2"), R"({"v":2})", 1),
+            UpsertOutcome::kInserted);
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("1"), R"({"v":1})", 1), UpsertOutcome::kOlder);
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("2"), R"({"v":2})", 1),
+            UpsertOutcome::kUnchanged);
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("10"), R"({"v":10})", 1),
+            UpsertOutcome::kUpdated);
+  // Same versionId but a later lastUpdated (opaque version ids): newer.
+  EXPECT_EQ(*s.Upsert("ehr", "Encounter", "e", Stamp("a", "2026-01-01T00:00:00Z"), "{}", 1),
+            UpsertOutcome::kInserted);
+  EXPECT_EQ(*s.Upsert("ehr", "Encounter", "e", Stamp("b", "2026-01-02T00:00:00Z"), R"({"x":1})", 1),
+            UpsertOutcome::kUpdated);
+  EXPECT_EQ(*s.Upsert("ehr", "Encounter", "e", Stamp("c", "2025-12-31T00:00:00Z"), R"({"x":0})", 1),
+            UpsertOutcome::kOlder);
+  // Unstamped resources: the content decides.
+  EXPECT_EQ(*s.Upsert("ehr", "Consent", "c", Stamp(""), R"({"a":1})", 1), UpsertOutcome::kInserted);
+  EXPECT_EQ(*s.Upsert("ehr", "Consent", "c", Stamp(""), R"({"a":1})", 1),
+            UpsertOutcome::kUnchanged);
+  EXPECT_EQ(*s.Upsert("ehr", "Consent", "c", Stamp(""), R"({"a":2})", 1), UpsertOutcome::kUpdated);
+  // Sources are separate namespaces.
+  EXPECT_EQ(*s.Upsert("other", "Patient", "1", Stamp("1"), R"({"o":1})", 1),
+            UpsertOutcome::kInserted);
+  EXPECT_EQ(All(s, "ehr"),
+            (std::vector<std::string>{R"(ehr|Consent/c|{"a":2})", R"(ehr|Encounter/e|{"x":1})",
+                                      R"(ehr|Patient/1|{"v":10})"}));
+  EXPECT_EQ(*s.CountResources("", ""), 4u);
+  EXPECT_EQ(*s.CountResources("ehr", "Patient"), 1u);
+}
+
+TEST(StateStoreTest, SurvivesReopenAndRemovesWhatARunDidNotSee) {
+  TempDir dir;
+  {
+    auto store = OpenSqliteStateStore(dir / "state.db");
+    ASSERT_TRUE(store);
+    for (const char* id : {"a", "b", "c"}) {
+      ASSERT_TRUE((*store)->Upsert("ehr", "Condition", id, Stamp("1"), "{}", 1));
+    }
+    ASSERT_TRUE((*store)->Upsert("ehr", "Patient", "p", Stamp("1"), "{}", 1));
+    ASSERT_TRUE((*store)->SetCursor("ehr", "Condition", {"2026-11-01T00:00:00Z", "all"}));
+  }
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  StateStore& s = **store;
+  auto c = s.GetCursor("ehr", "Condition");
+  ASSERT_TRUE(c && *c);
+  EXPECT_EQ((*c)->watermark, "2026-11-01T00:00:00Z");
+  EXPECT_EQ((*c)->scope, "all");
+  EXPECT_FALSE(*s.GetCursor("ehr", "Encounter"));
+  // Run 2 sees a (unchanged) and c (updated) but not b: b goes; Patient is untouched.
+  EXPECT_EQ(*s.Upsert("ehr", "Condition", "a", Stamp("1"), "{}", 2), UpsertOutcome::kUnchanged);
+  EXPECT_EQ(*s.Upsert("ehr", "Condition", "c", Stamp("2"), "{}", 2), UpsertOutcome::kUpdated);
+  EXPECT_EQ(*s.RemoveUnseen("ehr", "Condition", 2), 1u);
+  EXPECT_EQ(All(s), (std::vector<std::string>{"ehr|Condition/a|{}", "ehr|Condition/c|{}",
+                                              "ehr|Patient/p|{}"}));
+}
+
+TEST(StateStoreTest, TransactionsCommitOrRollBackAsAWhole) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  StateStore& s = **store;
+  Status failed = s.InTransaction([&]() -> Status {
+    EXPECT_TRUE(s.Upsert("ehr", "Patient", "1", Stamp("1"), "{}", 1));
+    EXPECT_TRUE(s.SetCursor("ehr", "Patient", {"2026-11-01T00:00:00Z", "all"}));
+    return MakeError(Errc::kNetwork, "page 3 failed");
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().message, "page 3 failed");
+  EXPECT_EQ(*s.CountResources("", ""), 0u);
+  EXPECT_FALSE(*s.GetCursor("ehr", "Patient"));
+  ASSERT_TRUE(s.InTransaction([&]() -> Status {
+    EXPECT_TRUE(s.Upsert("ehr", "Patient", "1", Stamp("1"), "{}", 1));
+    return {};
+  }));
+  EXPECT_EQ(*s.CountResources("", ""), 1u);
+}
+
+TEST(StateStoreTest, RunHistory) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  StateStore& s = **store;
+  EXPECT_FALSE(*s.LastRun("sync"));
+  auto r1 = s.StartRun("sync");
+  auto r2 = s.StartRun("sync");
+  ASSERT_TRUE(r1 && r2);
+  EXPECT_LT(*r1, *r2);
+  ASSERT_TRUE(s.FinishRun(*r2, "ok", R"({"pulled":3})"));
+  auto last = s.LastRun("sync");
+  ASSERT_TRUE(last && *last);
+  EXPECT_EQ((*last)->id, *r2);
+  EXPECT_EQ((*last)->status, "ok");
+  EXPECT_EQ((*last)->summary, R"({"pulled":3})");
+  EXPECT_FALSE((*last)->finished.empty());
+}
+
+TEST(StateStoreTest, RefusesForeignAndNewerFiles) {
+  TempDir dir;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "other.db").c_str(), &db), SQLITE_OK);
+    sqlite3_exec(db, "CREATE TABLE accounts(x)", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto foreign = OpenSqliteStateStore(dir / "other.db");
+  ASSERT_FALSE(foreign);
+  EXPECT_NE(foreign.error().message.find("not a ccm-gateway state file"), std::string::npos);
+  {
+    auto store = OpenSqliteStateStore(dir / "state.db");
+    ASSERT_TRUE(store);
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto newer = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_FALSE(newer);
+  EXPECT_NE(newer.error().message.find("newer ccm-gateway"), std::string::npos);
+  auto missing_dir = OpenSqliteStateStore(dir / "no" / "such" / "dir" / "state.db");
+  ASSERT_FALSE(missing_dir);
+  EXPECT_NE(missing_dir.error().message.find("cannot open"), std::string::npos);
+}
+
+TEST(StateStoreTest, UsesWalMode) {
+  TempDir dir;
+  ASSERT_TRUE(OpenSqliteStateStore(dir / "state.db"));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+}  // namespace
+}  // namespace ccm::gateway

@@ -1,0 +1,145 @@
+// The sources/state/sync config sections: defaults, secrets from files and environment only,
+// and errors that name the key.
+#include "gateway/sync_config.h"
+
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace ccm::gateway {
+namespace {
+
+using ccm::testing::TempDir;
+using ccm::testing::WriteFile;
+
+EnvLookup Env(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+Result<SyncConfig> Load(const TempDir& dir, std::string_view json, EnvLookup env = Env({})) {
+  WriteFile(dir / "config.json", json);
+  return LoadSyncConfig(dir / "config.json", env);
+}
+
+std::string ErrorOf(const TempDir& dir, std::string_view json, EnvLookup env = Env({})) {
+  auto c = Load(dir, json, std::move(env));
+  return c ? std::string("(no error)") : c.error().message;
+}
+
+TEST(SyncConfigTest, DefaultsAndAFullSource) {
+  TempDir dir;
+  WriteFile(dir / "secrets" / "token", "s3cret\n");
+  auto c = Load(dir, R"({
+    // comments are allowed
+    "sources": [
+      {"name": "ehr", "baseUrl": "https://ehr.example/fhir/R4"},
+      {"name": "clinic", "baseUrl": "http://127.0.0.1:8080/fhir",
+       "auth": {"type": "bearer", "tokenFile": "secrets/token"},
+       "pageSize": 50, "maxConcurrency": 4, "safetyMarginSeconds": 60,
+       "scope": {"patients": ["Patient/1", "2"]},
+       "timeouts": {"connectSeconds": 3, "totalSeconds": 30, "lowSpeedSeconds": 5},
+       "retry": {"maxAttempts": 3, "initialBackoffMs": 10, "maxBackoffSeconds": 1,
+                 "maxRetryAfterSeconds": 2}},
+    ],
+    "state": {"path": "var/state.db"},
+    "sync": {"intervalSeconds": 60}
+  })");
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(c->sources.size(), 2u);
+  const SourceConfig& a = c->sources[0];
+  EXPECT_EQ(a.auth.kind, AuthKind::kNone);
+  EXPECT_EQ(a.page_size, 100);
+  EXPECT_EQ(a.scope, ScopeKind::kAll);
+  EXPECT_TRUE(a.http.tls.verify);
+  const SourceConfig& b = c->sources[1];
+  EXPECT_EQ(b.auth.kind, AuthKind::kBearer);
+  EXPECT_EQ(b.auth.token, "s3cret");
+  EXPECT_EQ(b.page_size, 50);
+  EXPECT_EQ(b.max_concurrency, 4);
+  EXPECT_EQ(b.safety_margin, std::chrono::seconds(60));
+  EXPECT_EQ(b.scope, ScopeKind::kPatients);
+  EXPECT_EQ(b.patients, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(b.http.connect_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(b.retry.max_attempts, 3);
+  EXPECT_EQ(b.retry.max_retry_after, std::chrono::seconds(2));
+  EXPECT_EQ(c->state_path, dir / "var" / "state.db");
+  EXPECT_EQ(c->interval, std::chrono::seconds(60));
+
+  auto none = Load(dir, "{}");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->sources.empty());
+  EXPECT_EQ(none->state_path, dir / "ccm-gateway-state.db");
+}
+
+TEST(SyncConfigTest, SecretsComeFromFilesOrEnvironmentNeverTheConfig) {
+  TempDir dir;
+  std::string err = ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "bearer", "token": "abc"}}]})");
+  EXPECT_NE(err.find("sources[0].auth.token: secrets are not taken from the config file"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("abc"), std::string::npos) << "the secret is not echoed";
+  auto c = Load(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "client-credentials", "clientId": "gw", "clientSecretEnv": "EHR_SECRET",
+               "tokenUrl": "https://x/token", "scope": "system/*.rs"}}]})",
+                Env({{"EHR_SECRET", "pa55"}}));
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sources[0].auth.client_secret, "pa55");
+  err = ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "client-credentials", "clientId": "gw", "clientSecretEnv": "NOPE",
+               "tokenUrl": "https://x/token"}}]})");
+  EXPECT_NE(err.find("the environment variable NOPE is not set"), std::string::npos) << err;
+  err = ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "smart-backend-services", "clientId": "gw", "keyId": "k1",
+               "privateKeyFile": "missing.pem"}}]})");
+  EXPECT_NE(err.find("sources[0].auth.privateKeyFile: cannot read"), std::string::npos) << err;
+  err = ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "smart-backend-services", "clientId": "gw", "keyId": "k1",
+               "privateKeyEnv": "K", "algorithm": "HS256"}}]})",
+                Env({{"K", "pem"}}));
+  EXPECT_NE(err.find("expected \"RS384\" or \"ES384\""), std::string::npos) << err;
+}
+
+TEST(SyncConfigTest, ErrorsNameTheKey) {
+  TempDir dir;
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e"}]})").find("sources[0].baseUrl: required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "ftp://x"}]})")
+                .find("sources[0].baseUrl"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x", "pagesize": 5}]})")
+                .find("sources[0].pagesize: unknown key"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x", "pageSize": 0}]})")
+                .find("sources[0].pageSize: expected a whole number from 1 to 1000"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://a"},
+                                        {"name": "e", "baseUrl": "https://b"}]})")
+                .find("sources[1].name: \"e\" is used by two sources"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x",
+                                         "scope": {"group": "g", "patients": ["1"]}}]})")
+                .find("either group or patients"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x",
+                                         "auth": {"type": "kerberos"}}]})")
+                .find("sources[0].auth.type: \"kerberos\""),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x",
+                                         "tls": {"clientCertFile": "config.json"}}]})")
+                .find("needs both clientCertFile and clientKeyFile"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sync": {"intervalSeconds": 1}})").find("sync.intervalSeconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": {}})").find("sources: expected an array"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ccm::gateway

@@ -1,0 +1,629 @@
+// `ccm-gateway sync` against a real FHIR server on loopback (Medplum's router in node,
+// tests/server/), run as a user runs it: the built binary, a config file, a SQLite state file.
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "fhir/json.h"
+#include "gateway/state_store.h"
+#include "test_server.h"
+#include "test_util.h"
+
+namespace ccm::gateway {
+namespace {
+
+using ccm::testing::GatewayRun;
+using ccm::testing::ReadFile;
+using ccm::testing::SourceDir;
+using ccm::testing::TempDir;
+using ccm::testing::TestFhirServer;
+using ccm::testing::WriteFile;
+using fhir::json::Value;
+
+std::vector<std::filesystem::path> Samples() {
+  auto s = SourceDir() / "samples";
+  return {s / "synthea-10pt", s / "synthea-g10-2pt", s / "activity"};
+}
+
+// The sample practice's config plus one source (`source` holds its extra keys) and a state file.
+std::filesystem::path WriteConfig(const TempDir& dir, const TestFhirServer& server,
+                                  const std::string& source = "",
+                                  const std::string& name = "config.json") {
+  std::string json =
+      fmt::format(R"({{
+    "practice": {{"timeZone": "America/Chicago", "billingPractitioners": ["9999999991"]}},
+    "billing": {{"feeScheduleYear": 2025}},
+    "sources": [{{"name": "ehr", "baseUrl": "{}", "pageSize": 25{}{}{}}}],
+    "state": {{"path": "state.db"}}
+  }})",
+                  server.base(),
+                  source.find("\"retry\"") == std::string::npos
+                      ? R"(, "retry": {"initialBackoffMs": 20, "maxBackoffSeconds": 1})"
+                      : "",
+                  source.empty() ? "" : ", ", source);
+  WriteFile(dir / name, json);
+  return dir / name;
+}
+
+GatewayRun Gateway(const std::string& args) {
+  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
+}
+
+GatewayRun Sync(const std::filesystem::path& config, const std::filesystem::path& report,
+                const std::string& extra = "") {
+  return Gateway(fmt::format("sync --once --month 2026-10 --config {} --report {} {}",
+                             config.string(), report.string(), extra));
+}
+
+// The sync's report is `evaluate` over the server's resources, exactly, and bills what
+// `evaluate` over the original sample files bills.
+::testing::AssertionResult SameReport(const std::string& report, TestFhirServer& server);
+
+// What `evaluate` says of the same sample files, under the same config.
+const std::string& EvaluateSamples() {
+  static const std::string report = [] {
+    TempDir dir;
+    WriteFile(dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
+        "billingPractitioners": ["9999999991"]}, "billing": {"feeScheduleYear": 2025}})");
+    std::string inputs;
+    for (const auto& p : Samples()) {
+      inputs += ' ';
+      inputs += p.string();
+    }
+    GatewayRun r = Gateway(fmt::format("evaluate --month 2026-10 --config {} --input{}",
+                                       (dir / "c.json").string(), inputs));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  }();
+  return report;
+}
+
+// Equal NDJSON; on failure names the first differing record rather than printing both files.
+::testing::AssertionResult SameLines(const std::string& got, const std::string& want) {
+  auto split = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      std::size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      out.push_back(text.substr(start, end - start));
+      start = end + 1;
+    }
+    return out;
+  };
+  auto a = split(got), b = split(want);
+  for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    std::string x = i < a.size() ? a[i] : "(none)";
+    std::string y = i < b.size() ? b[i] : "(none)";
+    if (x != y) {
+      return ::testing::AssertionFailure()
+             << "record " << i << " differs:\n  sync:     " << x.substr(0, 600)
+             << "\n  evaluate: " << y.substr(0, 600);
+    }
+  }
+  if (a.empty()) return ::testing::AssertionFailure() << "empty report";
+  return ::testing::AssertionSuccess();
+}
+
+// What `evaluate` says of the resources as the server holds them now (read with plain HTTP into
+// NDJSON files): the sync's report must equal it exactly.
+std::string EvaluateServer(TestFhirServer& server) {
+  TempDir dir;
+  for (const char* type : {"Patient", "Condition", "Encounter", "CarePlan", "Consent",
+                           "Practitioner", "PractitionerRole"}) {
+    Value bundle = server.Json("GET", fmt::format("/fhir/R4/{}?_count=100000", type));
+    EXPECT_EQ(bundle.find("link") != nullptr &&
+                  std::any_of(bundle["link"].array().begin(), bundle["link"].array().end(),
+                              [](const Value& l) { return l["relation"].str() == "next"; }),
+              false)
+        << "one page holds everything";
+    std::string ndjson;
+    for (const Value& e : bundle["entry"].array()) {
+      ndjson += fhir::json::Serialize(e["resource"]);
+      ndjson += '\n';
+    }
+    WriteFile(dir / fmt::format("{}.ndjson", type), ndjson);
+  }
+  WriteFile(dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
+      "billingPractitioners": ["9999999991"]}, "billing": {"feeScheduleYear": 2025}})");
+  GatewayRun r = Gateway(fmt::format("evaluate --month 2026-10 --config {} --input {}",
+                                     (dir / "c.json").string(), dir.path().string()));
+  EXPECT_EQ(r.status, 0) << r.err;
+  return r.out;
+}
+
+// The billing-relevant fields of each record, for comparing with the report of the original files
+// (whose care plans carry no meta.lastUpdated: which plan is the newest can differ once a server
+// has stamped them, and with it carePlanCompleteness).
+std::string Billing(const std::string& ndjson) {
+  std::string out;
+  std::size_t start = 0;
+  while (start < ndjson.size()) {
+    std::size_t end = ndjson.find('\n', start);
+    if (end == std::string::npos) end = ndjson.size();
+    auto rec = fhir::json::Parse(ndjson.substr(start, end - start));
+    start = end + 1;
+    if (!rec) return "(unparsable report)";
+    Value keep = Value::MakeObject();
+    for (const char* k :
+         {"patient", "program", "chronicConditions", "consent", "carePlan", "minutes",
+          "billableMinutes", "billing", "blockedBy", "expectedPayment"}) {
+      if (const Value* v = rec->find(k)) keep.set(k, *v);
+    }
+    out += fhir::json::Serialize(keep);
+    out += '\n';
+  }
+  return out;
+}
+
+// Bills what `evaluate` over the original sample files bills (for servers that need a token, which
+// EvaluateServer does not have).
+::testing::AssertionResult SameBilling(const std::string& report) {
+  return SameLines(Billing(report), Billing(EvaluateSamples()));
+}
+
+::testing::AssertionResult SameReport(const std::string& report, TestFhirServer& server) {
+  auto exact = SameLines(report, EvaluateServer(server));
+  if (!exact) return exact;
+  return SameLines(Billing(report), Billing(EvaluateSamples()));
+}
+
+// The JSON log events of a run (stderr is not a terminal in tests).
+std::vector<Value> Events(const std::string& err) {
+  std::vector<Value> out;
+  std::size_t pos = 0;
+  while (pos < err.size()) {
+    std::size_t nl = err.find('\n', pos);
+    if (nl == std::string::npos) nl = err.size();
+    std::string line = err.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.starts_with("{")) {
+      auto v = fhir::json::Parse(line);
+      if (v) out.push_back(std::move(*v));
+    }
+  }
+  return out;
+}
+
+const Value* TypeEvent(const std::vector<Value>& events, std::string_view type) {
+  for (const Value& e : events) {
+    if (e["event"].str() == "type-synced" && e["type"].str() == type) return &e;
+  }
+  return nullptr;
+}
+
+long Num(const Value& v, std::string_view key) {
+  return std::stol(std::string(v[key].number_text().empty() ? "-1" : v[key].number_text()));
+}
+
+std::size_t CountRequests(TestFhirServer& server, std::string_view needle) {
+  std::size_t n = 0;
+  Value requests = server.Requests();
+  for (const Value& r : requests.array()) {
+    std::string line = fmt::format("{} {}", r["method"].str(), r["url"].str());
+    if (line.find(needle) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Starts the gateway in the background (for tests that act while it runs).
+pid_t StartGateway(const std::string& args) {
+  std::string cmd = fmt::format("exec {} {}", ccm::testing::BinaryPath().string(), args);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits until the server has answered `n` requests containing `needle` (or about 10 s passed).
+void WaitForRequests(TestFhirServer& server, std::string_view needle, std::size_t n) {
+  for (int i = 0; i < 200 && CountRequests(server, needle) < n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+class SyncTest : public ::testing::Test {
+ protected:
+  void SetUp() override { server_ = std::make_unique<TestFhirServer>(Samples()); }
+  std::unique_ptr<TestFhirServer> server_;
+  TempDir dir_;
+};
+
+TEST_F(SyncTest, FirstSyncPagesThroughEverythingAndEqualsEvaluate) {
+  auto config = WriteConfig(dir_, *server_);
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto events = Events(r.err);
+  const Value* enc = TypeEvent(events, "Encounter");
+  ASSERT_NE(enc, nullptr) << r.err;
+  EXPECT_EQ((*enc)["mode"].str(), "full");
+  EXPECT_GT(Num(*enc, "pages"), 10) << "small pages: the next links were followed";
+  EXPECT_EQ(Num(*enc, "resources"), Num(*enc, "inserted"));
+  // Every type the engine reads was pulled, the capability statement read once.
+  for (const char* t : {"Patient", "Condition", "Encounter", "CarePlan", "Consent", "Practitioner",
+                        "PractitionerRole"}) {
+    EXPECT_NE(TypeEvent(events, t), nullptr) << t;
+  }
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/metadata"), 1u);
+  // No query ever carried fractional seconds or an unencoded '+'.
+  Value requests = server_->Requests();
+  for (const Value& q : requests.array()) {
+    std::string url(q["url"].str());
+    EXPECT_EQ(url.find('+'), std::string::npos) << url;
+    EXPECT_TRUE(q["userAgent"].str().starts_with("ccm-gateway/")) << q["userAgent"].str();
+  }
+  // The summary line and the run history.
+  ASSERT_FALSE(events.empty());
+  const Value& last = events.back();
+  EXPECT_EQ(last["event"].str(), "sync-finished");
+  auto store = OpenSqliteStateStore(dir_ / "state.db");
+  ASSERT_TRUE(store);
+  auto run = (*store)->LastRun("sync");
+  ASSERT_TRUE(run && *run);
+  EXPECT_EQ((*run)->status, "ok");
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+}
+
+TEST_F(SyncTest, SecondSyncPullsOnlyTheChangesAndTheReportFollows) {
+  auto config = WriteConfig(dir_, *server_, R"("safetyMarginSeconds": 0)");
+  // Resources loaded in the same second as the watermark would legitimately come again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  GatewayRun first = Sync(config, dir_ / "r1.ndjson");
+  ASSERT_EQ(first.status, 0) << first.err;
+  ASSERT_TRUE(SameReport(ReadFile(dir_ / "r1.ndjson"), *server_));
+
+  // Revoke the consent of a billable patient on the server.
+  Value consents = server_->Json("GET", "/fhir/R4/Consent?_count=100");
+  ASSERT_GT(consents["entry"].size(), 0u);
+  Value consent = consents["entry"][0]["resource"];
+  std::string patient(consent["patient"]["reference"].str());
+  consent.set("status", Value::String("rejected"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  server_->Put(consent);
+  server_->ClearRequests();
+
+  GatewayRun second = Sync(config, dir_ / "r2.ndjson");
+  ASSERT_EQ(second.status, 0) << second.err;
+  auto events = Events(second.err);
+  std::size_t pulled = 0;
+  for (const char* t : {"Patient", "Condition", "Encounter", "CarePlan", "Consent"}) {
+    const Value* e = TypeEvent(events, t);
+    ASSERT_NE(e, nullptr) << t;
+    EXPECT_EQ((*e)["mode"].str(), "incremental") << t;
+    EXPECT_EQ(Num(*e, "inserted"), 0) << t;
+    pulled += static_cast<std::size_t>(Num(*e, "resources"));
+  }
+  EXPECT_EQ(Num(*TypeEvent(events, "Consent"), "updated"), 1);
+  EXPECT_LE(pulled, 2u) << "only the change (and at most one resource of the overlap)";
+  EXPECT_GT(CountRequests(*server_, "_lastUpdated=gt"), 0u);
+
+  // The report follows: that patient's consent is now revoked, and only that record changed.
+  std::string r1 = ReadFile(dir_ / "r1.ndjson"), r2 = ReadFile(dir_ / "r2.ndjson");
+  EXPECT_NE(r1, r2);
+  bool found = false;
+  std::size_t start = 0;
+  while (start < r2.size()) {
+    std::size_t end = r2.find('\n', start);
+    auto rec = fhir::json::Parse(r2.substr(start, end - start));
+    start = end + 1;
+    ASSERT_TRUE(rec);
+    if ((*rec)["patient"].str() != patient) continue;
+    found = true;
+    EXPECT_EQ((*rec)["consent"].str(), "revoked");
+  }
+  EXPECT_TRUE(found) << patient;
+}
+
+TEST_F(SyncTest, TransientFaultsAreRetriedAndNothingIsLost) {
+  auto config = WriteConfig(dir_, *server_);
+  server_->Faults(R"([
+    {"match": "GET /fhir/R4/Encounter?", "kind": "status", "status": 429, "retryAfter": "1"},
+    {"match": "GET /fhir/R4/Encounter?", "kind": "status", "status": 503},
+    {"match": "_offset=50", "kind": "drop"},
+    {"match": "_offset=100", "kind": "truncate"},
+    {"match": "GET /fhir/R4/Condition?", "kind": "invalid-json"},
+    {"match": "GET /fhir/R4/Patient?", "kind": "status", "status": 502},
+    {"match": "GET /fhir/R4/Consent?", "kind": "status", "status": 504}
+  ])");
+  auto t0 = std::chrono::steady_clock::now();
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+  EXPECT_GE(took, std::chrono::seconds(1)) << "Retry-After: 1 was honoured";
+  EXPECT_EQ(server_->Json("GET", "/__admin/faults").size(), 0u) << "every fault was hit";
+  auto events = Events(r.err);
+  ASSERT_FALSE(events.empty());
+  // Six of the faults are retried by the gateway; a dropped keep-alive connection may already be
+  // retried once by libcurl itself (it re-sends on a fresh connection when a reused one dies).
+  EXPECT_GE(Num(events.back(), "retries"), 6);
+}
+
+TEST_F(SyncTest, PersistentFailureIsAClearErrorAndTheNextRunRecovers) {
+  auto config =
+      WriteConfig(dir_, *server_, R"("retry": {"maxAttempts": 2, "initialBackoffMs": 10})");
+  server_->Faults(R"([{"match": "GET /fhir/R4/Condition?", "kind": "status", "status": 503,
+                       "times": 100, "body": {"resourceType": "OperationOutcome", "issue": [
+                         {"severity": "error", "code": "transient",
+                          "diagnostics": "database is being restored"}]}}])");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  EXPECT_EQ(r.status, 1) << r.err;
+  const Value* cond = TypeEvent(Events(r.err), "Condition");
+  ASSERT_NE(cond, nullptr);
+  std::string msg(cond->find("message") ? (*cond)["message"].str() : "");
+  EXPECT_NE(msg.find("HTTP 503"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("database is being restored"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gave up after 2 attempt(s)"), std::string::npos) << msg;
+  auto store = OpenSqliteStateStore(dir_ / "state.db");
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(*(*store)->GetCursor("ehr", "Condition")) << "a failed type keeps its cursor";
+  EXPECT_TRUE(*(*store)->GetCursor("ehr", "Encounter")) << "other types went on";
+  store->reset();
+
+  server_->Send("DELETE", "/__admin/faults");
+  GatewayRun again = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+}
+
+TEST_F(SyncTest, ClientErrorsAreNotRetriedAndCarryTheOperationOutcome) {
+  auto config = WriteConfig(dir_, *server_);
+  server_->Faults(R"([{"match": "GET /fhir/R4/CarePlan?", "kind": "status", "status": 400,
+                       "body": {"resourceType": "OperationOutcome", "issue": [
+                         {"severity": "error", "code": "invalid",
+                          "diagnostics": "_count must be at most 10"}]}}])");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  EXPECT_EQ(r.status, 1);
+  const Value* cp = TypeEvent(Events(r.err), "CarePlan");
+  ASSERT_NE(cp, nullptr);
+  EXPECT_NE(std::string((*cp)["message"].str())
+                .find("HTTP 400: error invalid: _count must be at most 10"),
+            std::string::npos)
+      << (*cp)["message"].str();
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/CarePlan?"), 1u);
+}
+
+TEST_F(SyncTest, NextLinkLoopIsDetected) {
+  auto config = WriteConfig(dir_, *server_);
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "loop"}])");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  EXPECT_EQ(r.status, 1);
+  const Value* e = TypeEvent(Events(r.err), "Encounter");
+  ASSERT_NE(e, nullptr);
+  EXPECT_NE(std::string((*e)["message"].str()).find("paging loop"), std::string::npos)
+      << (*e)["message"].str();
+}
+
+TEST_F(SyncTest, KilledMidSyncResumesWithoutLossOrDoubleCounting) {
+  auto config = WriteConfig(dir_, *server_, R"("maxConcurrency": 1)");
+  // Slow down the Encounter pages so that the kill lands in the middle of them.
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 150,
+                       "times": 1000}])");
+  pid_t pid = StartGateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
+                                       config.string(), (dir_ / "killed.ndjson").string()));
+  // Wait until some Encounter pages are stored, then kill without warning.
+  WaitForRequests(*server_, "GET /fhir/R4/Encounter?", 5);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the sync finished before it could be killed";
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "killed.ndjson")) << "no partial report";
+  {
+    auto store = OpenSqliteStateStore(dir_ / "state.db");
+    ASSERT_TRUE(store) << store.error().message;
+    EXPECT_FALSE(*(*store)->GetCursor("ehr", "Encounter")) << "killed mid-type: no cursor yet";
+    EXPECT_GT(*(*store)->CountResources("ehr", "Encounter"), 0u) << "pages stored before the kill";
+  }
+  server_->Send("DELETE", "/__admin/faults");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+  const Value* enc = TypeEvent(Events(r.err), "Encounter");
+  ASSERT_NE(enc, nullptr);
+  EXPECT_GT(Num(*enc, "unchanged"), 0) << "pages stored before the kill were recognised";
+}
+
+TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
+  auto config = WriteConfig(dir_, *server_);
+  ASSERT_EQ(Sync(config, dir_ / "r1.ndjson").status, 0);
+  // Delete every care plan on the server: incremental search cannot see deletions; --full can.
+  Value plans = server_->Json("GET", "/fhir/R4/CarePlan?_count=1000");
+  ASSERT_GT(plans["entry"].size(), 0u);
+  for (const Value& e : plans["entry"].array()) {
+    auto resp =
+        server_->Send("DELETE", fmt::format("/fhir/R4/CarePlan/{}", e["resource"]["id"].str()));
+    ASSERT_LT(resp.status, 300) << resp.body;
+  }
+  GatewayRun full = Sync(config, dir_ / "r2.ndjson", "--full");
+  ASSERT_EQ(full.status, 0) << full.err;
+  const Value* cp = TypeEvent(Events(full.err), "CarePlan");
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(Num(*cp, "removed"), static_cast<long>(plans["entry"].size()));
+  EXPECT_EQ(ReadFile(dir_ / "r2.ndjson").find("\"carePlan\":\"active\""), std::string::npos);
+}
+
+TEST_F(SyncTest, GroupScopePullsOnlyItsMembers) {
+  Value patients = server_->Json("GET", "/fhir/R4/Patient?_count=3");
+  ASSERT_EQ(patients["entry"].size(), 3u);
+  Value group = *fhir::json::Parse(R"({"resourceType": "Group", "id": "ccm-panel", "type": "person",
+                                      "actual": true, "member": []})");
+  std::set<std::string> members;
+  for (std::size_t i = 0; i < 2; ++i) {
+    std::string ref = fmt::format("Patient/{}", patients["entry"][i]["resource"]["id"].str());
+    members.insert(ref);
+    Value m = Value::MakeObject();
+    Value entity = Value::MakeObject();
+    entity.set("reference", Value::String(ref));
+    m.set("entity", std::move(entity));
+    group.find("member")->push_back(std::move(m));
+  }
+  server_->Put(group);
+  auto config = WriteConfig(dir_, *server_, R"("scope": {"group": "Group/ccm-panel"})");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string report = ReadFile(dir_ / "report.ndjson");
+  std::set<std::string> seen;
+  std::size_t start = 0;
+  while (start < report.size()) {
+    std::size_t end = report.find('\n', start);
+    seen.emplace((*fhir::json::Parse(report.substr(start, end - start)))["patient"].str());
+    start = end + 1;
+  }
+  EXPECT_FALSE(seen.empty());
+  for (const auto& p : seen) EXPECT_TRUE(members.contains(p)) << p;
+  EXPECT_GT(CountRequests(*server_, "patient=Patient%2F"), 0u);
+}
+
+// --- Auth -------------------------------------------------------------------------------------
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+// Writes a new key pair: the private key for the gateway, the public one for the server.
+std::string WriteKeyPair(const TempDir& dir, bool ec) {
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(ec ? EVP_EC_gen("P-384") : EVP_RSA_gen(2048));
+  auto pem = [&](bool priv) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    if (priv) {
+      PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+    } else {
+      PEM_write_bio_PUBKEY(bio, key.get());
+    }
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    std::string s(data, static_cast<std::size_t>(n));
+    BIO_free(bio);
+    return s;
+  };
+  WriteFile(dir / "key.pem", pem(true));
+  return pem(false);
+}
+
+class SmartAuthTest : public SyncTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SmartAuthTest, BackendServicesTokenIsObtainedCachedAndRenewedAfterRevocation) {
+  bool ec = GetParam();
+  std::string public_pem = WriteKeyPair(dir_, ec);
+  Value auth = Value::MakeObject();
+  auth.set("mode", Value::String("smart"));
+  auth.set("clientId", Value::String("ccm-gateway-test"));
+  auth.set("publicKeyPem", Value::String(public_pem));
+  auth.set("alg", Value::String(ec ? "ES384" : "RS384"));
+  auth.set("kid", Value::String("test-key-1"));
+  server_->Auth(fhir::json::Serialize(auth));
+  auto config = WriteConfig(dir_, *server_,
+                            fmt::format(R"("auth": {{"type": "smart-backend-services",
+      "clientId": "ccm-gateway-test", "keyId": "test-key-1", "privateKeyFile": "key.pem",
+      "algorithm": "{}", "scope": "system/*.rs"}})",
+                                        ec ? "ES384" : "RS384"));
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameBilling(ReadFile(dir_ / "report.ndjson")));
+  Value stats = server_->Json("GET", "/__admin/auth/stats");
+  EXPECT_EQ(Num(stats, "tokensIssued"), 1) << "one token, cached across every request and thread";
+  Value requests = server_->Requests();
+  for (const Value& q : requests.array()) {
+    std::string url(q["url"].str());
+    if (url.find("/fhir/R4/") != std::string::npos && url.find("metadata") == std::string::npos &&
+        url.find("well-known") == std::string::npos) {
+      EXPECT_TRUE(q["authorization"].as_bool()) << url;
+    }
+  }
+  EXPECT_EQ(r.err.find("Bearer"), std::string::npos) << "no token in the logs";
+
+  // Tokens revoked while a sync runs: the next request gets 401, the gateway fetches a new token
+  // once and goes on.
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 100,
+                       "times": 1000}])");
+  server_->ClearRequests();
+  pid_t pid = StartGateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
+                                       config.string(), (dir_ / "r2.ndjson").string()));
+  WaitForRequests(*server_, "GET /fhir/R4/Encounter?", 3);
+  server_->Send("POST", "/__admin/auth/revoke");
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  stats = server_->Json("GET", "/__admin/auth/stats");
+  EXPECT_EQ(Num(stats, "tokensIssued"), 3) << "the second process's token, and one after the 401";
+  EXPECT_GE(Num(stats, "unauthorized"), 1);
+  EXPECT_TRUE(SameBilling(ReadFile(dir_ / "r2.ndjson")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, SmartAuthTest, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "ES384" : "RS384"; });
+
+TEST_F(SyncTest, SmartWithTheWrongKeyIsRefusedClearly) {
+  WriteKeyPair(dir_, false);  // the gateway's key...
+  TempDir other;
+  std::string other_public = WriteKeyPair(other, false);  // ...is not the one registered
+  Value auth = Value::MakeObject();
+  auth.set("mode", Value::String("smart"));
+  auth.set("clientId", Value::String("gw"));
+  auth.set("publicKeyPem", Value::String(other_public));
+  auth.set("alg", Value::String("RS384"));
+  auth.set("kid", Value::String("k"));
+  server_->Auth(fhir::json::Serialize(auth));
+  auto config = WriteConfig(dir_, *server_, R"("auth": {"type": "smart-backend-services",
+      "clientId": "gw", "keyId": "k", "privateKeyFile": "key.pem"})");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("invalid_client"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("BEGIN"), std::string::npos) << "no key material in messages";
+}
+
+TEST_F(SyncTest, BearerAndClientCredentials) {
+  server_->Auth(R"({"mode": "bearer", "token": "t0ken-123"})");
+  WriteFile(dir_ / "wrong-token", "nope\n");
+  WriteFile(dir_ / "token", "t0ken-123\n");
+  auto wrong = WriteConfig(
+      dir_, *server_, R"("auth": {"type": "bearer", "tokenFile": "wrong-token"})", "wrong.json");
+  GatewayRun r = Sync(wrong, dir_ / "report.ndjson");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("HTTP 401"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("nope"), std::string::npos) << "no token in messages";
+  auto right = WriteConfig(dir_, *server_, R"("auth": {"type": "bearer", "tokenFile": "token"})",
+                           "right.json");
+  r = Sync(right, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameBilling(ReadFile(dir_ / "report.ndjson")));
+
+  server_->Auth(R"({"mode": "client-credentials", "clientId": "gw", "clientSecret": "s3cr3t"})");
+  ::setenv("CCM_TEST_CLIENT_SECRET", "s3cr3t", 1);
+  auto cc = WriteConfig(dir_, *server_,
+                        fmt::format(R"("auth": {{"type": "client-credentials",
+      "clientId": "gw", "clientSecretEnv": "CCM_TEST_CLIENT_SECRET",
+      "tokenUrl": "{}/auth/token"}})",
+                                    server_->origin()),
+                        "cc.json");
+  r = Sync(cc, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Num(server_->Json("GET", "/__admin/auth/stats"), "tokensIssued"), 1);
+}
+
+TEST_F(SyncTest, UnreachableServerFailsTheSourceClearly) {
+  auto config =
+      WriteConfig(dir_, *server_, R"("retry": {"maxAttempts": 2, "initialBackoffMs": 10})");
+  server_.reset();  // nothing listens on that port any more
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("cannot reach the server"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ccm::gateway
