@@ -170,7 +170,11 @@ class OAuthSource : public TokenSource {
   Result<std::string> Authorization(HttpClient& http) override {
     std::lock_guard lock(mutex_);
     auto now = std::chrono::steady_clock::now();
-    if (!token_.empty() && now + options_.refresh_margin < expires_) return "Bearer " + token_;
+    // Renew `refresh_margin` before expiry, or half-way through a token shorter than twice that
+    // (a 60 s margin on a 90 s token would otherwise fetch one for every request).
+    auto margin =
+        std::min<std::chrono::steady_clock::duration>(options_.refresh_margin, lifetime_ / 2);
+    if (!token_.empty() && now + margin < expires_) return "Bearer " + token_;
     CCM_TRY(Discover(http));
     HttpRequest req;
     req.method = "POST";
@@ -202,7 +206,8 @@ class OAuthSource : public TokenSource {
     if (std::string_view e = (*body)["expires_in"].number_text(); !e.empty()) {
       lifetime = std::atoll(std::string(e).c_str());
     }
-    expires_ = now + std::chrono::seconds(std::max(0LL, lifetime));
+    lifetime_ = std::chrono::seconds(std::max(0LL, lifetime));
+    expires_ = now + lifetime_;
     return "Bearer " + token_;
   }
 
@@ -243,6 +248,7 @@ class OAuthSource : public TokenSource {
   std::mutex mutex_;
   std::string token_;
   std::chrono::steady_clock::time_point expires_{};
+  std::chrono::seconds lifetime_{0};
 };
 
 class ClientCredentialsSource final : public OAuthSource {

@@ -616,6 +616,25 @@ TEST_F(SyncTest, BearerAndClientCredentials) {
   EXPECT_EQ(Num(server_->Json("GET", "/__admin/auth/stats"), "tokensIssued"), 1);
 }
 
+TEST_F(SyncTest, ShortLivedTokensAreRenewedBeforeTheyExpire) {
+  server_->Auth(R"({"mode": "client-credentials", "clientId": "gw", "clientSecret": "s3cr3t",
+                    "expiresIn": 2})");
+  WriteFile(dir_ / "secret", "s3cr3t");
+  auto config = WriteConfig(dir_, *server_,
+                            fmt::format(R"("auth": {{"type": "client-credentials",
+      "clientId": "gw", "clientSecretFile": "secret", "tokenUrl": "{}/auth/token"}})",
+                                        server_->origin()));
+  // About 6 s of Encounter pages: three token lifetimes.
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 100,
+                       "times": 1000}])");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  Value stats = server_->Json("GET", "/__admin/auth/stats");
+  EXPECT_GE(Num(stats, "tokensIssued"), 3);
+  EXPECT_EQ(Num(stats, "unauthorized"), 0) << "renewed ahead of expiry, never after a refusal";
+  EXPECT_TRUE(SameBilling(ReadFile(dir_ / "report.ndjson")));
+}
+
 TEST_F(SyncTest, UnreachableServerFailsTheSourceClearly) {
   auto config =
       WriteConfig(dir_, *server_, R"("retry": {"maxAttempts": 2, "initialBackoffMs": 10})");
