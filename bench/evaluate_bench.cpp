@@ -2,6 +2,7 @@
 // NDJSON, measured in the same run on the same machine (docs/benchmarks.md).
 //
 //   evaluate_bench --binary build/ccm-gateway --source DIR... --mb N [--work DIR] [--repeat R]
+//   evaluate_bench --corpus-only --source DIR... --mb N --work DIR    (the corpus, for bench/sync-run)
 //
 // 1. Builds a corpus of about N MB by replicating the NDJSON files under the source directories;
 //    copy k rewrites the first 8 hex digits of every UUID (id XOR k), so every copy is a new set of
@@ -159,6 +160,7 @@ int main(int argc, char** argv) {
   std::size_t mb = 100;
   fs::path work = "build/bench-corpus";
   int repeat = 3;
+  bool corpus_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -179,10 +181,12 @@ int main(int argc, char** argv) {
       work = next();
     } else if (a == "--repeat") {
       repeat = std::stoi(next());
+    } else if (a == "--corpus-only") {
+      corpus_only = true;
     } else {
       std::fprintf(stderr,
                    "usage: evaluate_bench --binary PATH --source DIR... --mb N [--work DIR] "
-                   "[--repeat R]\n");
+                   "[--repeat R] [--corpus-only]\n");
       return 2;
     }
   }
@@ -191,6 +195,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::size_t bytes = MakeCorpus(sources, work, mb * 1'000'000);
+  if (corpus_only) return 0;
   std::size_t docs = 0;
   BaselineParse(work, &docs);  // warm the page cache
   double base = 1e9, one = 1e9, two = 1e9;

@@ -362,7 +362,8 @@ TEST_F(SyncTest, PersistentFailureIsAClearErrorAndTheNextRunRecovers) {
                           "diagnostics": "database is being restored"}]}}])");
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   EXPECT_EQ(r.status, 1) << r.err;
-  const Value* cond = TypeEvent(Events(r.err), "Condition");
+  auto cond_events = Events(r.err);
+  const Value* cond = TypeEvent(cond_events, "Condition");
   ASSERT_NE(cond, nullptr);
   std::string msg(cond->find("message") ? (*cond)["message"].str() : "");
   EXPECT_NE(msg.find("HTTP 503"), std::string::npos) << msg;
@@ -388,7 +389,8 @@ TEST_F(SyncTest, ClientErrorsAreNotRetriedAndCarryTheOperationOutcome) {
                           "diagnostics": "_count must be at most 10"}]}}])");
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   EXPECT_EQ(r.status, 1);
-  const Value* cp = TypeEvent(Events(r.err), "CarePlan");
+  auto cp_events = Events(r.err);
+  const Value* cp = TypeEvent(cp_events, "CarePlan");
   ASSERT_NE(cp, nullptr);
   EXPECT_NE(std::string((*cp)["message"].str())
                 .find("HTTP 400: error invalid: _count must be at most 10"),
@@ -402,7 +404,8 @@ TEST_F(SyncTest, NextLinkLoopIsDetected) {
   server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "loop"}])");
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   EXPECT_EQ(r.status, 1);
-  const Value* e = TypeEvent(Events(r.err), "Encounter");
+  auto e_events = Events(r.err);
+  const Value* e = TypeEvent(e_events, "Encounter");
   ASSERT_NE(e, nullptr);
   EXPECT_NE(std::string((*e)["message"].str()).find("paging loop"), std::string::npos)
       << (*e)["message"].str();
@@ -432,7 +435,8 @@ TEST_F(SyncTest, KilledMidSyncResumesWithoutLossOrDoubleCounting) {
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
-  const Value* enc = TypeEvent(Events(r.err), "Encounter");
+  auto enc_events = Events(r.err);
+  const Value* enc = TypeEvent(enc_events, "Encounter");
   ASSERT_NE(enc, nullptr);
   EXPECT_GT(Num(*enc, "unchanged"), 0) << "pages stored before the kill were recognised";
 }
@@ -450,7 +454,8 @@ TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
   }
   GatewayRun full = Sync(config, dir_ / "r2.ndjson", "--full");
   ASSERT_EQ(full.status, 0) << full.err;
-  const Value* cp = TypeEvent(Events(full.err), "CarePlan");
+  auto cp_events = Events(full.err);
+  const Value* cp = TypeEvent(cp_events, "CarePlan");
   ASSERT_NE(cp, nullptr);
   EXPECT_EQ(Num(*cp, "removed"), static_cast<long>(plans["entry"].size()));
   EXPECT_EQ(ReadFile(dir_ / "r2.ndjson").find("\"carePlan\":\"active\""), std::string::npos);
