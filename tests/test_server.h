@@ -25,7 +25,12 @@ namespace ccm::testing {
 
 class TestFhirServer {
  public:
-  explicit TestFhirServer(const std::vector<std::filesystem::path>& load = {}) {
+  // `args`: further command-line options (e.g. --tls-cert/--tls-key); `http`: how the admin client
+  // connects (a CA file when the server speaks TLS).
+  explicit TestFhirServer(const std::vector<std::filesystem::path>& load = {},
+                          const std::vector<std::string>& extra_args = {},
+                          fhir::HttpOptions http = {})
+      : http_(std::move(http)) {
     std::filesystem::path script = SourceDir() / "tests" / "server" / "server.mjs";
     if (!std::filesystem::exists(SourceDir() / "tests" / "server" / "node_modules")) {
       throw std::runtime_error(
@@ -39,6 +44,7 @@ class TestFhirServer {
       args.emplace_back("--load");
       args.push_back(p.string());
     }
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(in[0], 0);
@@ -69,13 +75,14 @@ class TestFhirServer {
     }
     base_ = std::string((*v)["base"].str());
     port_ = std::stoi(std::string((*v)["port"].number_text()));
+    origin_ = base_.substr(0, base_.find("/fhir/R4"));
   }
   ~TestFhirServer() { Stop(); }
   TestFhirServer(const TestFhirServer&) = delete;
   TestFhirServer& operator=(const TestFhirServer&) = delete;
 
-  const std::string& base() const { return base_; }  // http://127.0.0.1:N/fhir/R4
-  std::string origin() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  const std::string& base() const { return base_; }      // http://127.0.0.1:N/fhir/R4
+  const std::string& origin() const { return origin_; }  // http(s)://127.0.0.1:N
   int port() const { return port_; }
 
   // A request to the server (admin API or FHIR), no retries.
@@ -124,7 +131,7 @@ class TestFhirServer {
   }
   pid_t pid_ = -1;
   int stdin_ = -1;
-  std::string base_;
+  std::string base_, origin_;
   int port_ = 0;
   fhir::HttpClient http_;
 };

@@ -461,6 +461,40 @@ TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
   EXPECT_EQ(ReadFile(dir_ / "r2.ndjson").find("\"carePlan\":\"active\""), std::string::npos);
 }
 
+TEST_F(SyncTest, TheCapabilityStatementDecidesWhatIsPulledAndHow) {
+  // A server that offers no Consent and cannot search Encounter by _lastUpdated.
+  std::string metadata = R"({"resourceType": "CapabilityStatement", "status": "active",
+      "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"], "rest": [{"mode": "server",
+      "resource": [
+        {"type": "Patient", "searchParam": [{"name": "_lastUpdated", "type": "date"}]},
+        {"type": "Condition", "searchParam": [{"name": "_lastUpdated", "type": "date"}]},
+        {"type": "Encounter", "searchParam": [{"name": "patient", "type": "reference"}]},
+        {"type": "CarePlan"}, {"type": "Practitioner"}, {"type": "PractitionerRole"}]}]})";
+  server_->Faults(fmt::format(R"([{{"match": "GET /fhir/R4/metadata", "kind": "status",
+                                   "status": 200, "times": 2, "body": {}}}])",
+                              metadata));
+  auto config = WriteConfig(dir_, *server_);
+  for (int run = 0; run < 2; ++run) {
+    GatewayRun r = Sync(config, dir_ / "report.ndjson");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto events = Events(r.err);
+    EXPECT_EQ(TypeEvent(events, "Consent"), nullptr) << "not offered, not asked for";
+    EXPECT_NE(r.err.find("does not offer Consent; not pulled (no consent can be found, so nothing "
+                         "is billed)"),
+              std::string::npos)
+        << r.err;
+    const Value* enc = TypeEvent(events, "Encounter");
+    ASSERT_NE(enc, nullptr);
+    EXPECT_EQ((*enc)["mode"].str(), "full") << "run " << run;
+    const Value* cond = TypeEvent(events, "Condition");
+    ASSERT_NE(cond, nullptr);
+    EXPECT_EQ((*cond)["mode"].str(), run == 0 ? "full" : "incremental");
+  }
+  // Without consents nothing is billable.
+  EXPECT_EQ(ReadFile(dir_ / "report.ndjson").find("\"billing\":[{"), std::string::npos);
+  EXPECT_NE(ReadFile(dir_ / "report.ndjson").find("\"billing\":[]"), std::string::npos);
+}
+
 TEST_F(SyncTest, GroupScopePullsOnlyItsMembers) {
   Value patients = server_->Json("GET", "/fhir/R4/Patient?_count=3");
   ASSERT_EQ(patients["entry"].size(), 3u);
@@ -638,6 +672,61 @@ TEST_F(SyncTest, ShortLivedTokensAreRenewedBeforeTheyExpire) {
   EXPECT_GE(Num(stats, "tokensIssued"), 3);
   EXPECT_EQ(Num(stats, "unauthorized"), 0) << "renewed ahead of expiry, never after a refusal";
   EXPECT_TRUE(SameBilling(ReadFile(dir_ / "report.ndjson")));
+}
+
+// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl tool.
+void MakeCertificates(const TempDir& dir) {
+  std::string d = dir.path().string();
+  std::string script = fmt::format(R"(set -e; cd {}
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=ccm test CA"
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+    printf "subjectAltName=IP:127.0.0.1\n" > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf
+    openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/CN=ccm-gateway"
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
+  )",
+                                   d);
+  ASSERT_EQ(std::system(("(" + script + ") >/dev/null 2>&1").c_str()), 0) << "openssl failed";
+}
+
+TEST(SyncTlsTest, ServerCertificatesAreVerifiedAndClientCertificatesSent) {
+  TempDir dir;
+  MakeCertificates(dir);
+  fhir::HttpOptions admin;
+  admin.tls.ca_file = (dir / "ca.pem").string();
+  admin.tls.client_cert = (dir / "client.pem").string();
+  admin.tls.client_key = (dir / "client.key").string();
+  std::vector<std::string> tls = {"--tls-cert", (dir / "server.pem").string(), "--tls-key",
+                                  (dir / "server.key").string()};
+  {
+    TestFhirServer server(Samples(), tls, admin);
+    ASSERT_TRUE(server.base().starts_with("https://127.0.0.1:")) << server.base();
+    // Not trusted by default: a clear error, nothing pulled.
+    auto untrusted = WriteConfig(dir, server, R"("retry": {"maxAttempts": 1})", "untrusted.json");
+    GatewayRun r = Sync(untrusted, dir / "report.ndjson");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("cannot reach the server"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("certificate"), std::string::npos) << r.err;
+    // Trusted through tls.caFile.
+    auto trusted = WriteConfig(dir, server, R"("tls": {"caFile": "ca.pem"})", "trusted.json");
+    r = Sync(trusted, dir / "report.ndjson");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(SameBilling(ReadFile(dir / "report.ndjson")));
+  }
+  // Mutual TLS: the server wants a client certificate signed by the CA.
+  tls.insert(tls.end(), {"--tls-client-ca", (dir / "ca.pem").string()});
+  TestFhirServer server(Samples(), tls, admin);
+  std::filesystem::remove(dir / "state.db");
+  auto no_cert = WriteConfig(
+      dir, server, R"("tls": {"caFile": "ca.pem"}, "retry": {"maxAttempts": 1})", "no-cert.json");
+  GatewayRun r = Sync(no_cert, dir / "report.ndjson");
+  EXPECT_EQ(r.status, 1) << r.err;
+  auto with_cert = WriteConfig(dir, server, R"("tls": {"caFile": "ca.pem",
+      "clientCertFile": "client.pem", "clientKeyFile": "client.key"})",
+                               "mtls.json");
+  r = Sync(with_cert, dir / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameBilling(ReadFile(dir / "report.ndjson")));
 }
 
 TEST_F(SyncTest, UnreachableServerFailsTheSourceClearly) {

@@ -154,9 +154,9 @@ class TestRepository extends MemoryRepository {
       // _sort (and anything else that orders or slices): let MemoryRepository.search do it, on copies, and
       // map its result back to the stored objects. Slow, but only once per query.
       const bundle = await super.search(searchRequest);
-      const copies = (bundle.entry ?? []).map((e) => e.resource);
-      if (generation !== this.generation) return copies; // written meanwhile: use this result once, uncached
-      matches = copies.map((r) => stored.get(r.id));
+      matches = (bundle.entry ?? []).map((e) => e.resource);
+      // Unless something was written meanwhile (then these copies serve this request only, uncached).
+      if (generation === this.generation) matches = matches.map((r) => stored.get(r.id));
     } else {
       matches = [];
       for (const resource of stored.values()) if (matchesSearchRequest(resource, searchRequest)) matches.push(resource);
@@ -786,7 +786,10 @@ function tlsOptions(opts) {
     Object.assign(options, { ca: read('--tls-client-ca', opts.tlsClientCa), requestCert: true, rejectUnauthorized: true });
   }
   try {
-    tls.createSecureContext(options); // bad PEM, key not matching the certificate: fail now, before loading
+    // Bad PEM, a key that does not match the certificate: fail now, before loading. A CA file without a
+    // certificate would otherwise be accepted and then refuse every client.
+    tls.createSecureContext(options);
+    if (options.ca) new crypto.X509Certificate(options.ca);
   } catch (err) {
     fail(`TLS setup: ${err.message}`);
   }
@@ -814,7 +817,10 @@ async function main() {
   const server = tlsServerOptions ? https.createServer(tlsServerOptions, onRequest) : http.createServer(onRequest);
   // A refused handshake (no or untrusted client certificate, client rejecting our certificate) never becomes
   // a request: it is not in the request log, only noted here.
-  server.on('tlsClientError', (err) => process.stderr.write(`server.mjs: TLS handshake failed: ${err.code ?? ''} ${err.message}\n`));
+  server.on('tlsClientError', (err, socket) => {
+    const why = socket?.authorizationError ? ` (client certificate: ${socket.authorizationError})` : '';
+    process.stderr.write(`server.mjs: TLS handshake failed: ${err.code ?? err.message.trim()}${why}\n`);
+  });
   server.on('error', (err) => fail(`cannot listen: ${err.message}`));
   server.listen(opts.port, opts.host, () => {
     const { port } = server.address();
