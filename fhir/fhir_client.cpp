@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -71,7 +72,7 @@ std::string FhirClient::Absolute(const std::string& url) const {
   return options_.base_url + "/" + url;
 }
 
-Result<FhirResponse> FhirClient::Execute(HttpRequest request, bool idempotent) {
+Result<FhirResponse> FhirClient::Execute(HttpRequest request, bool idempotent, BodyMode mode) {
   request.url = Absolute(request.url);
   bool has_accept = false;
   for (const auto& [k, v] : request.headers) has_accept = has_accept || k == "Accept";
@@ -114,18 +115,31 @@ Result<FhirResponse> FhirClient::Execute(HttpRequest request, bool idempotent) {
         if (auto h = r.Header("location")) out.location = std::string(*h);
         if (auto h = r.Header("last-modified")) out.last_modified = std::string(*h);
         bool json_body = !r.body.empty();
-        Result<json::Value> parsed = json_body ? json::Parse(r.body) : Result<json::Value>();
         if (r.status >= 200 && r.status < 300) {
-          if (parsed) {
-            out.body = std::move(*parsed);
-            return out;
+          std::string invalid;
+          if (mode == BodyMode::kBundleScan) {
+            Result<ScannedPage> scanned = ScanBundle(r.body);
+            if (scanned) {
+              out.page = std::move(*scanned);
+              out.text = std::move(r.body);
+              return out;
+            }
+            invalid = scanned.error().message;
+          } else {
+            Result<json::Value> parsed = json_body ? json::Parse(r.body) : Result<json::Value>();
+            if (parsed) {
+              out.body = std::move(*parsed);
+              return out;
+            }
+            invalid = parsed.error().message;
           }
           // A success with a body that is not JSON: truncated or garbled on the way (proxies do
           // this); the same request usually succeeds again.
           last = MakeError(Errc::kServerError,
                            fmt::format("{}: HTTP {} with a body that is not valid JSON ({})", where,
-                                       r.status, parsed.error().message));
+                                       r.status, invalid));
         } else {
+          Result<json::Value> parsed = json_body ? json::Parse(r.body) : Result<json::Value>();
           std::string oo = parsed ? DescribeOperationOutcome(*parsed) : "";
           Errc kind = r.status == 409 || r.status == 412   ? Errc::kConflict
                       : r.status == 404 || r.status == 410 ? Errc::kNotFound
@@ -186,39 +200,73 @@ Status FhirClient::History(std::string_view type, std::string_view id,
 }
 
 Status FhirClient::Pages(std::string url, const PageFn& on_page) {
+  return PagesImpl(
+      std::move(url), BodyMode::kJson,
+      [&on_page](FhirResponse& r, const PageInfo& info) { return on_page(r.body, info); });
+}
+
+Status FhirClient::SearchRaw(std::string_view type,
+                             const std::vector<std::pair<std::string, std::string>>& params,
+                             const RawPageFn& on_page) {
+  return PagesImpl(AppendParams(Absolute(std::string(type)), params), BodyMode::kBundleScan,
+                   on_page);
+}
+
+Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on_page) {
   std::string origin = Origin(Absolute(options_.base_url));
   std::set<std::string> seen;
+  seen.insert(url);
+  auto get = [this, mode](const std::string& u) { return Execute({"GET", u, {}, {}}, true, mode); };
+  Result<FhirResponse> fetched = get(url);
   for (std::size_t n = 1;; ++n) {
-    if (n > options_.max_pages) {
-      return MakeError(Errc::kServerError, fmt::format("{}: more than {} pages; stopped",
-                                                       RedactUrl(url), options_.max_pages));
-    }
-    seen.insert(url);
-    CCM_TRY_ASSIGN(FhirResponse r, Get(url));
-    if (r.body["resourceType"].str() != "Bundle") {
+    CCM_TRY_ASSIGN(FhirResponse r, std::move(fetched));
+    std::string_view type = mode == BodyMode::kJson ? r.body["resourceType"].str()
+                                                    : std::string_view(r.page.resource_type);
+    if (type != "Bundle") {
       return MakeError(Errc::kInvalidResource,
                        fmt::format("GET {}: page {} is not a Bundle", RedactUrl(url), n));
     }
-    PageInfo info{n, &r};
-    CCM_TRY(on_page(r.body, info));
     std::string next;
-    for (const json::Value& link : r.body["link"].array()) {
-      if (link["relation"].str() == "next") next = std::string(link["url"].str());
+    if (mode == BodyMode::kJson) {
+      for (const json::Value& link : r.body["link"].array()) {
+        if (link["relation"].str() == "next") next = std::string(link["url"].str());
+      }
+    } else {
+      next = r.page.next_url;
     }
-    if (next.empty()) return {};
-    next = Absolute(next);
-    if (Origin(next) != origin) {
-      return MakeError(Errc::kServerError,
-                       fmt::format("GET {}: page {} links to another server ({}); not followed, so "
-                                   "that our credentials stay with this one",
-                                   RedactUrl(url), n, Origin(next)));
+    if (!next.empty()) {
+      next = Absolute(next);
+      if (Origin(next) != origin) {
+        return MakeError(Errc::kServerError,
+                         fmt::format("GET {}: page {} links to another server ({}); not followed, "
+                                     "so that our credentials stay with this one",
+                                     RedactUrl(url), n, Origin(next)));
+      }
+      if (seen.contains(next)) {
+        return MakeError(Errc::kServerError,
+                         fmt::format("GET {}: page {}'s next link returns to a page already read "
+                                     "(a paging loop in the server); stopped",
+                                     RedactUrl(url), n));
+      }
+      if (n + 1 > options_.max_pages) {
+        return MakeError(Errc::kServerError, fmt::format("{}: more than {} pages; stopped",
+                                                         RedactUrl(url), options_.max_pages));
+      }
+      seen.insert(next);
     }
-    if (seen.contains(next)) {
-      return MakeError(Errc::kServerError,
-                       fmt::format("GET {}: page {}'s next link returns to a page already read (a "
-                                   "paging loop in the server); stopped",
-                                   RedactUrl(url), n));
+    // Prefetch: the next page is requested (and parsed) on another thread while this one is
+    // handed to the caller, so storing a page overlaps the server's work on the next. Still one
+    // request at a time on this client's connection: the calling thread does not use it meanwhile.
+    std::future<Result<FhirResponse>> prefetch;
+    if (!next.empty()) prefetch = std::async(std::launch::async, get, next);
+    PageInfo info{n, &r};
+    Status handled = on_page(r, info);
+    if (!handled) {
+      if (prefetch.valid()) prefetch.wait();
+      return handled;
     }
+    if (!prefetch.valid()) return {};
+    fetched = prefetch.get();
     url = std::move(next);
   }
 }

@@ -2,7 +2,9 @@
 // capabilities, and plain requests for writes, with retries and authorization.
 //
 // Contract
-// - One FhirClient per thread (it owns an HttpClient); the TokenSource may be shared.
+// - One FhirClient per thread (it owns an HttpClient); the TokenSource may be shared. Search
+//   fetches the next page on a helper thread while the caller handles the current one (the client
+//   is then busy: do not call it from the page callback).
 // - Every exchange is retried per RetryPolicy on connection errors, timeouts, 429, 500, 502, 503
 //   and 504 (honouring Retry-After), and on a 2xx whose body is not JSON (a truncated or garbled
 //   page). Other 4xx are not retried. A 401 invalidates a renewable token and is retried once.
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "fhir/auth.h"
+#include "fhir/bundle_scan.h"
 #include "fhir/http_client.h"
 #include "fhir/json.h"
 #include "fhir/result.h"
@@ -39,9 +42,17 @@ struct FhirClientOptions {
   std::size_t max_pages = 1'000'000;  // per search, a last guard against endless paging
 };
 
+// What Execute does with a 2xx body.
+enum class BodyMode {
+  kJson,        // parse into `body` (the lossless DOM)
+  kBundleScan,  // keep the text in `text` and scan it as a Bundle into `page` (no tree built)
+};
+
 struct FhirResponse {
   long status = 0;
-  json::Value body;                                           // null when the body was empty
+  json::Value body;  // null when the body was empty (or with BodyMode::kBundleScan)
+  std::string text;  // BodyMode::kBundleScan: the body as received
+  ScannedPage page;  // BodyMode::kBundleScan: entries as spans of `text`
   std::optional<std::chrono::system_clock::time_point> date;  // the server's Date header
   std::string etag, location, last_modified;
   std::size_t bytes = 0;  // body size as received (after decoding)
@@ -65,7 +76,8 @@ class FhirClient {
 
   // Any request; `url` absolute or relative to the base. `idempotent` false stops retries after a
   // connection error (the request may have been applied).
-  Result<FhirResponse> Execute(HttpRequest request, bool idempotent);
+  Result<FhirResponse> Execute(HttpRequest request, bool idempotent,
+                               BodyMode mode = BodyMode::kJson);
 
   Result<FhirResponse> Get(const std::string& url) { return Execute({"GET", url, {}, {}}, true); }
   Result<json::Value> Read(std::string_view type, std::string_view id);
@@ -84,11 +96,20 @@ class FhirClient {
   // Follows next links from `first_url` (already built).
   Status Pages(std::string first_url, const PageFn& on_page);
 
+  // The same search without building trees: each page arrives as its text with the entries'
+  // resources as spans of it (BodyMode::kBundleScan). For bulk pulls that store what the server
+  // sent. `response.text` may be moved from.
+  using RawPageFn = std::function<Status(FhirResponse& response, const PageInfo& page)>;
+  Status SearchRaw(std::string_view type,
+                   const std::vector<std::pair<std::string, std::string>>& params,
+                   const RawPageFn& on_page);
+
   const ClientStats& stats() const noexcept { return stats_; }
   const std::string& base_url() const noexcept { return options_.base_url; }
 
  private:
   std::string Absolute(const std::string& url) const;
+  Status PagesImpl(std::string url, BodyMode mode, const RawPageFn& on_page);
   FhirClientOptions options_;
   std::shared_ptr<TokenSource> auth_;
   HttpClient http_;

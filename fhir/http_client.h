@@ -41,6 +41,9 @@ struct HttpOptions {
   long low_speed_bytes = 1;
   std::chrono::seconds low_speed_time{30};
   std::string user_agent = "ccm-gateway";
+  // Ask for gzip/deflate/br/zstd bodies (decoded here). Saves bandwidth to remote servers; on a
+  // fast local link the server's compression can cost more than it saves.
+  bool compression = true;
   TlsOptions tls;
   std::size_t max_response_bytes = std::size_t{1} << 30;
 };

@@ -169,31 +169,43 @@ struct SourceRun {
                        src.name, type));
     }
     std::optional<std::chrono::system_clock::time_point> server_start;
-    auto on_page = [&](Value& bundle, const fhir::PageInfo& page) -> Status {
+    // Pages are scanned, not parsed into trees: each resource is stored as the exact text the
+    // server sent (nothing re-serialised), which is also what makes a pull keep pace with the
+    // server (docs/benchmarks.md).
+    auto on_page = [&](fhir::FhirResponse& response, const fhir::PageInfo& page) -> Status {
       if (!server_start) {
-        server_start = page.response->date.value_or(std::chrono::system_clock::now());
+        server_start = response.date.value_or(std::chrono::system_clock::now());
       }
       struct Item {
-        std::string id;
+        std::string_view id;
         VersionStamp stamp;
-        std::string json;
+        std::string_view json;
       };
       std::vector<Item> items;
-      for (const Value& entry : bundle["entry"].array()) {
-        const Value& r = entry["resource"];
-        std::string_view mode = entry["search"]["mode"].str();
-        if (mode == "outcome" || r["resourceType"].str() == "OperationOutcome") {
-          std::string oo = fhir::DescribeOperationOutcome(r);
-          if (!oo.empty()) Warn(fmt::format("{}: {} search: {}", src.name, type, oo));
+      std::string_view text = response.text;
+      for (const fhir::ScannedEntry& e : response.page.entries) {
+        if (!e.has_resource) continue;
+        std::string_view resource = text.substr(e.begin, e.end - e.begin);
+        if (e.search_mode == "outcome" || e.resource_type == "OperationOutcome") {
+          auto oo = fhir::json::Parse(resource);
+          std::string what = oo ? fhir::DescribeOperationOutcome(*oo) : "";
+          if (!what.empty()) Warn(fmt::format("{}: {} search: {}", src.name, type, what));
           continue;
         }
-        if (r["resourceType"].str() != type) continue;  // _include'd or stray entries
-        if (r["id"].str().empty()) {
+        if (e.resource_type != type) continue;  // _include'd or stray entries
+        if (e.id.empty()) {
           Warn(fmt::format("{}: {} search page {} has an entry without id; skipped", src.name, type,
                            page.number));
           continue;
         }
-        items.push_back({std::string(r["id"].str()), StampOfJson(r), fhir::json::Serialize(r)});
+        VersionStamp stamp;
+        stamp.version_id = e.version_id;
+        if (!e.last_updated.empty()) {
+          if (auto instant = fhir::FhirDateTime::ParseInstant(e.last_updated)) {
+            stamp.last_updated = instant->Earliest();
+          }
+        }
+        items.push_back({e.id, std::move(stamp), resource});
       }
       std::lock_guard lock(mutex);
       auto store_page = [&]() -> Status {
@@ -220,13 +232,13 @@ struct SourceRun {
       CCM_TRY(store.InTransaction(store_page));
       ++t.pages;
       t.resources += items.size();
-      t.bytes += page.response->bytes;
+      t.bytes += response.bytes;
       t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (observer.on_page) observer.on_page(t);
       return {};
     };
     for (const Params& q : Queries(type, cursor, incremental)) {
-      if (Status s = client.Search(type, q, on_page); !s) {
+      if (Status s = client.SearchRaw(type, q, on_page); !s) {
         t.error = s.error().message;
         return t;
       }

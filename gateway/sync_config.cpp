@@ -139,9 +139,10 @@ Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
 Result<SourceConfig> ParseSource(const Value& s, std::string_view origin, const std::string& path,
                                  const std::filesystem::path& base, const EnvLookup& env) {
   if (!s.is_object()) return ConfigError(origin, path, "expected an object");
-  CCM_TRY(CheckKeys(s, origin, path,
-                    {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope",
-                     "maxConcurrency", "safetyMarginSeconds", "timeouts", "retry", "tls"}));
+  CCM_TRY(
+      CheckKeys(s, origin, path,
+                {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope", "maxConcurrency",
+                 "safetyMarginSeconds", "compression", "timeouts", "retry", "tls"}));
   SourceConfig src;
   CCM_TRY_ASSIGN(auto name, StringKey(s, "name", origin, path));
   if (!name) return ConfigError(origin, Join(path, "name"), "required: a short unique name");
@@ -159,6 +160,8 @@ Result<SourceConfig> ParseSource(const Value& s, std::string_view origin, const 
   CCM_TRY_ASSIGN(src.resource_types, StringListKey(s, "resourceTypes", origin, path));
   CCM_TRY_ASSIGN(auto conc, IntKey(s, "maxConcurrency", origin, path, 1, 16));
   if (conc) src.max_concurrency = static_cast<int>(*conc);
+  CCM_TRY_ASSIGN(auto compression, BoolKey(s, "compression", origin, path));
+  src.http.compression = compression.value_or(true);
   CCM_TRY_ASSIGN(auto margin, IntKey(s, "safetyMarginSeconds", origin, path, 0, 7 * 86400));
   if (margin) src.safety_margin = std::chrono::seconds(*margin);
 
