@@ -93,12 +93,8 @@ class SqliteStateStore final : public StateStore {
     bool unstamped = stamp.version_id.empty() && !stamp.last_updated;
     CCM_TRY_ASSIGN(sqlite3_stmt * sel,
                    Prepare("SELECT version_id, last_updated, CASE WHEN ?5 THEN json = ?4 END "
-                           "FROM resources WHERE source = ?1 AND type = ?2 AND id = ?3"));
-    Bind(sel, 1, source);
-    Bind(sel, 2, type);
-    Bind(sel, 3, id);
-    Bind(sel, 4, json);
-    sqlite3_bind_int(sel, 5, unstamped ? 1 : 0);
+                           "FROM resources WHERE source = ?1 AND type = ?2 AND id = ?3",
+                           source, type, id, json, std::int64_t{unstamped ? 1 : 0}));
     int rc = sqlite3_step(sel);
     UpsertOutcome outcome = UpsertOutcome::kInserted;
     if (rc == SQLITE_ROW) {
@@ -123,25 +119,16 @@ class SqliteStateStore final : public StateStore {
     sqlite3_reset(sel);
     if (outcome == UpsertOutcome::kUnchanged || outcome == UpsertOutcome::kOlder) {
       CCM_TRY_ASSIGN(sqlite3_stmt * mark, Prepare("UPDATE resources SET seen_run = ?4 "
-                                                  "WHERE source = ?1 AND type = ?2 AND id = ?3"));
-      Bind(mark, 1, source);
-      Bind(mark, 2, type);
-      Bind(mark, 3, id);
-      sqlite3_bind_int64(mark, 4, run);
+                                                  "WHERE source = ?1 AND type = ?2 AND id = ?3",
+                                                  source, type, id, run));
       CCM_TRY(StepDone(mark, "marking a resource seen"));
       return outcome;
     }
     CCM_TRY_ASSIGN(sqlite3_stmt * put,
                    Prepare("INSERT OR REPLACE INTO resources "
                            "(source, type, id, version_id, last_updated, json, seen_run) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    Bind(put, 1, source);
-    Bind(put, 2, type);
-    Bind(put, 3, id);
-    Bind(put, 4, stamp.version_id);
-    Bind(put, 5, last_updated);
-    Bind(put, 6, json);
-    sqlite3_bind_int64(put, 7, run);
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           source, type, id, stamp.version_id, last_updated, json, run));
     CCM_TRY(StepDone(put, "storing a resource"));
     return outcome;
   }
@@ -150,10 +137,8 @@ class SqliteStateStore final : public StateStore {
                                    std::int64_t run) override {
     CCM_TRY_ASSIGN(sqlite3_stmt * del,
                    Prepare("DELETE FROM resources WHERE source = ?1 AND type = ?2 AND "
-                           "seen_run <> ?3"));
-    Bind(del, 1, source);
-    Bind(del, 2, type);
-    sqlite3_bind_int64(del, 3, run);
+                           "seen_run <> ?3",
+                           source, type, run));
     CCM_TRY(StepDone(del, "removing resources gone from the server"));
     return static_cast<std::size_t>(sqlite3_changes(db_.get()));
   }
@@ -187,9 +172,8 @@ class SqliteStateStore final : public StateStore {
   Result<std::size_t> CountResources(std::string_view source, std::string_view type) override {
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("SELECT count(*) FROM resources WHERE (?1 = '' OR source = ?1) AND "
-                           "(?2 = '' OR type = ?2)"));
-    Bind(s, 1, source);
-    Bind(s, 2, type);
+                           "(?2 = '' OR type = ?2)",
+                           source, type));
     if (sqlite3_step(s) != SQLITE_ROW) return SqlError("counting resources");
     auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
     sqlite3_reset(s);
@@ -199,9 +183,8 @@ class SqliteStateStore final : public StateStore {
   Result<std::optional<SyncCursor>> GetCursor(std::string_view source,
                                               std::string_view type) override {
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT watermark, scope FROM cursors WHERE "
-                                             "source = ?1 AND type = ?2"));
-    Bind(s, 1, source);
-    Bind(s, 2, type);
+                                             "source = ?1 AND type = ?2",
+                                             source, type));
     int rc = sqlite3_step(s);
     std::optional<SyncCursor> out;
     if (rc == SQLITE_ROW) {
@@ -215,38 +198,30 @@ class SqliteStateStore final : public StateStore {
 
   Status SetCursor(std::string_view source, std::string_view type,
                    const SyncCursor& cursor) override {
+    std::string now = NowText();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT OR REPLACE INTO cursors (source, type, watermark, scope, "
-                           "updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"));
-    Bind(s, 1, source);
-    Bind(s, 2, type);
-    Bind(s, 3, cursor.watermark);
-    Bind(s, 4, cursor.scope);
-    std::string now = NowText();
-    Bind(s, 5, now);
+                           "updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                           source, type, cursor.watermark, cursor.scope, now));
     return StepDone(s, "saving a sync cursor");
   }
 
   Result<std::int64_t> StartRun(std::string_view command) override {
+    std::string now = NowText();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, "
-                           "'running')"));
-    Bind(s, 1, command);
-    std::string now = NowText();
-    Bind(s, 2, now);
+                           "'running')",
+                           command, now));
     CCM_TRY(StepDone(s, "recording a run"));
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 
   Status FinishRun(std::int64_t run, std::string_view status,
                    std::string_view summary_json) override {
-    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("UPDATE runs SET finished_at = ?2, status = ?3, "
-                                             "summary = ?4 WHERE id = ?1"));
-    sqlite3_bind_int64(s, 1, run);
     std::string now = NowText();
-    Bind(s, 2, now);
-    Bind(s, 3, status);
-    Bind(s, 4, summary_json);
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("UPDATE runs SET finished_at = ?2, status = ?3, "
+                                             "summary = ?4 WHERE id = ?1",
+                                             run, now, status, summary_json));
     return StepDone(s, "recording the end of a run");
   }
 
@@ -254,8 +229,8 @@ class SqliteStateStore final : public StateStore {
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("SELECT id, command, started_at, coalesce(finished_at, ''), status, "
                            "coalesce(summary, '') FROM runs WHERE command = ?1 "
-                           "ORDER BY id DESC LIMIT 1"));
-    Bind(s, 1, command);
+                           "ORDER BY id DESC LIMIT 1",
+                           command));
     int rc = sqlite3_step(s);
     std::optional<RunInfo> out;
     if (rc == SQLITE_ROW) {
@@ -355,8 +330,19 @@ class SqliteStateStore final : public StateStore {
     return {};
   }
 
-  // Prepared statements are cached by their text (and reset after use by their callers).
-  Result<sqlite3_stmt*> Prepare(const char* sql) {
+  // Prepared statements are cached by their text (and reset after use by their callers); `args`
+  // are bound to ?1, ?2, ... in order (texts without a copy: they must outlive the step).
+  template <class... Args>
+  Result<sqlite3_stmt*> Prepare(const char* sql, const Args&... args) {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, PrepareCached(sql));
+    int i = 0;
+    (BindValue(s, ++i, args), ...);
+    return s;
+  }
+  static void BindValue(sqlite3_stmt* s, int i, std::string_view text) { Bind(s, i, text); }
+  static void BindValue(sqlite3_stmt* s, int i, std::int64_t n) { sqlite3_bind_int64(s, i, n); }
+
+  Result<sqlite3_stmt*> PrepareCached(const char* sql) {
     auto it = statements_.find(sql);
     if (it != statements_.end()) {
       sqlite3_reset(it->second.get());

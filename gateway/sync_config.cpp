@@ -188,14 +188,19 @@ Result<SourceConfig> ParseSource(const Value& s, std::string_view origin, const 
     }
   }
 
+  // A whole-number duration key (in units of `unit_ms` milliseconds) into `target`, if present.
+  auto millis = [&](const Value& object, std::string_view key, std::string_view at, long long min,
+                    long long max, long long unit_ms, std::chrono::milliseconds& target) -> Status {
+    CCM_TRY_ASSIGN(auto n, IntKey(object, key, origin, at, min, max));
+    if (n) target = std::chrono::milliseconds(*n * unit_ms);
+    return {};
+  };
   CCM_TRY_ASSIGN(const Value* t, Section(s, "timeouts", origin, path));
   if (t != nullptr) {
     std::string tp = Join(path, "timeouts");
     CCM_TRY(CheckKeys(*t, origin, tp, {"connectSeconds", "totalSeconds", "lowSpeedSeconds"}));
-    CCM_TRY_ASSIGN(auto c, IntKey(*t, "connectSeconds", origin, tp, 1, 600));
-    if (c) src.http.connect_timeout = std::chrono::seconds(*c);
-    CCM_TRY_ASSIGN(auto total, IntKey(*t, "totalSeconds", origin, tp, 0, 86400));
-    if (total) src.http.total_timeout = std::chrono::seconds(*total);
+    CCM_TRY(millis(*t, "connectSeconds", tp, 1, 600, 1000, src.http.connect_timeout));
+    CCM_TRY(millis(*t, "totalSeconds", tp, 0, 86400, 1000, src.http.total_timeout));
     CCM_TRY_ASSIGN(auto low, IntKey(*t, "lowSpeedSeconds", origin, tp, 1, 3600));
     if (low) src.http.low_speed_time = std::chrono::seconds(*low);
   }
@@ -207,12 +212,9 @@ Result<SourceConfig> ParseSource(const Value& s, std::string_view origin, const 
         {"maxAttempts", "initialBackoffMs", "maxBackoffSeconds", "maxRetryAfterSeconds"}));
     CCM_TRY_ASSIGN(auto n, IntKey(*r, "maxAttempts", origin, rp, 1, 20));
     if (n) src.retry.max_attempts = static_cast<int>(*n);
-    CCM_TRY_ASSIGN(auto ib, IntKey(*r, "initialBackoffMs", origin, rp, 0, 60'000));
-    if (ib) src.retry.initial_backoff = std::chrono::milliseconds(*ib);
-    CCM_TRY_ASSIGN(auto mb, IntKey(*r, "maxBackoffSeconds", origin, rp, 0, 3600));
-    if (mb) src.retry.max_backoff = std::chrono::seconds(*mb);
-    CCM_TRY_ASSIGN(auto ma, IntKey(*r, "maxRetryAfterSeconds", origin, rp, 0, 3600));
-    if (ma) src.retry.max_retry_after = std::chrono::seconds(*ma);
+    CCM_TRY(millis(*r, "initialBackoffMs", rp, 0, 60'000, 1, src.retry.initial_backoff));
+    CCM_TRY(millis(*r, "maxBackoffSeconds", rp, 0, 3600, 1000, src.retry.max_backoff));
+    CCM_TRY(millis(*r, "maxRetryAfterSeconds", rp, 0, 3600, 1000, src.retry.max_retry_after));
   }
   CCM_TRY_ASSIGN(const Value* tls, Section(s, "tls", origin, path));
   if (tls != nullptr) {

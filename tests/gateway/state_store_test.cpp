@@ -132,14 +132,17 @@ TEST(StateStoreTest, RunHistory) {
   EXPECT_FALSE((*last)->finished.empty());
 }
 
+// Runs `sql` on a SQLite file directly (as another program would).
+void ExecSql(const std::filesystem::path& file, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+  sqlite3_close(db);
+}
+
 TEST(StateStoreTest, RefusesForeignAndNewerFiles) {
   TempDir dir;
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir / "other.db").c_str(), &db), SQLITE_OK);
-    sqlite3_exec(db, "CREATE TABLE accounts(x)", nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-  }
+  ExecSql(dir / "other.db", "CREATE TABLE accounts(x)");
   auto foreign = OpenSqliteStateStore(dir / "other.db");
   ASSERT_FALSE(foreign);
   EXPECT_NE(foreign.error().message.find("not a ccm-gateway state file"), std::string::npos);
@@ -147,12 +150,7 @@ TEST(StateStoreTest, RefusesForeignAndNewerFiles) {
     auto store = OpenSqliteStateStore(dir / "state.db");
     ASSERT_TRUE(store);
   }
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-  }
+  ExecSql(dir / "state.db", "PRAGMA user_version = 99");
   auto newer = OpenSqliteStateStore(dir / "state.db");
   ASSERT_FALSE(newer);
   EXPECT_NE(newer.error().message.find("newer ccm-gateway"), std::string::npos);
