@@ -170,6 +170,60 @@ Result<json::Value> FhirClient::Read(std::string_view type, std::string_view id)
   return std::move(r.body);
 }
 
+Result<FhirResponse> FhirClient::Create(const json::Value& resource,
+                                        const std::optional<std::string>& if_none_exist) {
+  HttpRequest r{"POST", EncodeQueryValue(resource["resourceType"].str()), {}, {}};
+  r.headers.emplace_back("Content-Type", "application/fhir+json");
+  // The server returns the stored resource: its id, versionId and lastUpdated.
+  r.headers.emplace_back("Prefer", "return=representation");
+  if (if_none_exist) r.headers.emplace_back("If-None-Exist", *if_none_exist);
+  r.body = json::Serialize(resource);
+  // A conditional create finds what a lost first attempt created, so it may be retried.
+  return Execute(std::move(r), if_none_exist.has_value());
+}
+
+Result<FhirResponse> FhirClient::Update(const json::Value& resource,
+                                        const std::optional<std::string>& if_match_version) {
+  std::string_view id = resource["id"].str();
+  if (id.empty()) {
+    return MakeError(Errc::kInvalidArgument,
+                     fmt::format("update of a {} without an id", resource["resourceType"].str()));
+  }
+  HttpRequest r{
+      "PUT",
+      fmt::format("{}/{}", EncodeQueryValue(resource["resourceType"].str()), EncodeQueryValue(id)),
+      {},
+      {}};
+  r.headers.emplace_back("Content-Type", "application/fhir+json");
+  r.headers.emplace_back("Prefer", "return=representation");
+  // R4 §3.1.0.5 (concurrency): a weak ETag of the version read.
+  if (if_match_version)
+    r.headers.emplace_back("If-Match", fmt::format("W/\"{}\"", *if_match_version));
+  r.body = json::Serialize(resource);
+  // PUT is idempotent: a retry either applies the same content or meets a 412 whose re-read
+  // shows it already applied.
+  return Execute(std::move(r), true);
+}
+
+Result<std::vector<json::Value>> FhirClient::SearchAll(
+    std::string_view type, const std::vector<std::pair<std::string, std::string>>& params) {
+  std::vector<json::Value> out;
+  CCM_TRY(Search(type, params, [&](json::Value& bundle, const PageInfo&) -> Status {
+    if (json::Value* entries = bundle.find("entry"); entries != nullptr && entries->is_array()) {
+      for (json::Value& e : *entries->mutable_array()) {
+        if (e["search"]["mode"].str() == "include" || e["search"]["mode"].str() == "outcome") {
+          continue;
+        }
+        if (json::Value* res = e.find("resource"); res != nullptr && res->is_object()) {
+          out.push_back(std::move(*res));
+        }
+      }
+    }
+    return {};
+  }));
+  return out;
+}
+
 Result<json::Value> FhirClient::Capabilities() {
   CCM_TRY_ASSIGN(FhirResponse r, Get("metadata"));
   if (r.body["resourceType"].str() != "CapabilityStatement") {

@@ -83,6 +83,20 @@ class FhirClient {
   Result<json::Value> Read(std::string_view type, std::string_view id);
   Result<json::Value> Capabilities();
 
+  // Writes (https://hl7.org/fhir/R4/http.html#create, #update, #cread, #concurrency).
+  // Create POSTs `resource` to its type. With `if_none_exist` (a search query such as
+  // "identifier=sys|val") the create is conditional: an existing match is returned instead (200),
+  // which also makes the request safe to retry.
+  Result<FhirResponse> Create(const json::Value& resource,
+                              const std::optional<std::string>& if_none_exist = std::nullopt);
+  // Update PUTs `resource` to its type/id. With `if_match_version` the server refuses (412,
+  // Errc::kConflict) when the stored version is no longer that one.
+  Result<FhirResponse> Update(const json::Value& resource,
+                              const std::optional<std::string>& if_match_version = std::nullopt);
+  // Every resource a search matches (all pages; for small result sets such as an identifier).
+  Result<std::vector<json::Value>> SearchAll(
+      std::string_view type, const std::vector<std::pair<std::string, std::string>>& params);
+
   // Called once per page with the searchset/history Bundle; an error stops the search and is
   // returned.
   using PageFn = std::function<Status(json::Value& bundle, const PageInfo& page)>;

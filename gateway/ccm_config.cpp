@@ -145,8 +145,10 @@ Status ApplyBilling(const Value& root, std::string_view origin, const std::files
                     EngineConfig& config) {
   CCM_TRY_ASSIGN(const Value* s, Section(root, "billing", origin, ""));
   if (s == nullptr) return {};
-  // `payers` belongs to the billing command (write-back); it is accepted here.
-  CCM_TRY(CheckKeys(*s, origin, "billing", {"feeScheduleYear", "feeSchedule", "payers"}));
+  // `payers`, `provider` and `identifierSystem` belong to the bill command (writeback_config.h);
+  // they are accepted here.
+  CCM_TRY(CheckKeys(*s, origin, "billing",
+                    {"feeScheduleYear", "feeSchedule", "payers", "provider", "identifierSystem"}));
   CCM_TRY_ASSIGN(auto file, StringKey(*s, "feeSchedule", origin, "billing"));
   CCM_TRY_ASSIGN(auto year, IntKey(*s, "feeScheduleYear", origin, "billing", 2000, 2100));
   if (file && year) {

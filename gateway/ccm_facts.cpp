@@ -335,6 +335,13 @@ void ExtractConsent(const Value& r, const EngineConfig& config, Extracted& out, 
   out.stored.fact = std::make_unique<Fact>(std::move(f));
 }
 
+bool IsPlaceholderActivity(const Value& activity) {
+  for (const auto& e : activity["extension"].array()) {
+    if (e["url"].str() == kPlaceholderExtension && e["valueBoolean"].as_bool()) return true;
+  }
+  return false;
+}
+
 // A plan element tagged on an activity: detail.code with kPlanElementSystem.
 std::optional<PlanElement> TaggedElement(const fhir::CarePlanActivity& a) {
   if (!a.detail) return std::nullopt;
@@ -363,7 +370,14 @@ void ExtractCarePlan(const Value& r, const EngineConfig& config, Extracted& out,
   if (!v.addresses.empty()) set(PlanElement::kProblemList);
   if (!v.goal.empty()) set(PlanElement::kGoals);
   if (!v.care_team.empty()) set(PlanElement::kCoordination);
-  for (const auto& a : v.activity) {
+  const Value& raw_activities = r["activity"];
+  for (std::size_t i = 0; i < v.activity.size(); ++i) {
+    const auto& a = v.activity[i];
+    // A placeholder the gateway wrote into a draft plan is a to-do, not a plan element: it
+    // stops counting when the care team replaces it (or removes the placeholder extension).
+    if (raw_activities.size() == v.activity.size() && IsPlaceholderActivity(raw_activities[i])) {
+      continue;
+    }
     set(PlanElement::kInterventions);
     if (a.reference.type == "MedicationRequest" ||
         (a.detail && a.detail->kind == "MedicationRequest")) {

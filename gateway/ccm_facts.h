@@ -98,6 +98,9 @@ enum class PlanElement : std::uint8_t {
 std::string_view ToCode(PlanElement e) noexcept;
 // System of the codes above when they tag CarePlan.activity.detail.code.
 inline constexpr std::string_view kPlanElementSystem = "urn:ccm-gateway:care-plan-element";
+// An activity carrying this extension (valueBoolean true) is a placeholder the gateway put into a
+// draft CCM care plan for the care team to fill; it counts as no element (rule 9).
+inline constexpr std::string_view kPlaceholderExtension = "urn:ccm-gateway:extension:placeholder";
 
 struct CarePlanFact {
   std::string patient;

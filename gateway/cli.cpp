@@ -50,6 +50,15 @@ commands:
            write the records to --report (default month: the current one in the practice time
            zone). Without --once, repeats every sync.intervalSeconds until SIGINT/SIGTERM.
            --full ignores the cursors and removes what the servers no longer have.
+  bill     --month YYYY-MM --config FILE [--dry-run]
+           Close the month from the state store (run `sync` first): write back CCM care plans
+           (writeBack.carePlans), record every billable patient-month in the ledger exactly once
+           (corrections of earlier months become adjustments or voids), and deliver ChargeItems
+           (writeBack.chargeItems) and payer claim Bundles and CSV (billing.payers). Re-running
+           changes nothing. --dry-run prints what would be written and writes nothing.
+  ledger   --config FILE [--month YYYY-MM] [--all] [--acknowledge ID...]
+           List the billing ledger (active entries; --all includes superseded ones) with their
+           deliveries; --acknowledge marks submitted entries as acknowledged by the payer.
   generate-activity --input PATH... --month YYYY-MM --out DIR [--seed N] [--utc-offset +hh:mm]
            Write deterministic synthetic care-management activity for the living patients in the
            input (see samples/activity/README.md).
@@ -284,6 +293,12 @@ int RunCli(int argc, char** argv) {
     }
     if (command == "sync") {
       return RunSync(Args(rest, {"--once", "--full"}, {"--config", "--month", "--report"}, {}));
+    }
+    if (command == "bill") {
+      return RunBill(Args(rest, {"--dry-run"}, {"--config", "--month"}, {}));
+    }
+    if (command == "ledger") {
+      return RunLedger(Args(rest, {"--all"}, {"--config", "--month"}, {"--acknowledge"}));
     }
     if (command == "generate-activity") {
       return RunGenerateActivity(

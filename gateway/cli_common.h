@@ -109,5 +109,8 @@ int ReportMonth(const FactStore& facts, const CollectReport& collected, const Ye
 
 // `ccm-gateway sync` (cli_sync.cpp).
 int RunSync(const Args& args);
+// `ccm-gateway bill` and `ccm-gateway ledger` (cli_bill.cpp).
+int RunBill(const Args& args);
+int RunLedger(const Args& args);
 
 }  // namespace ccm::gateway::cli

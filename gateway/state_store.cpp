@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -42,6 +42,55 @@ CREATE TABLE runs (
   finished_at   TEXT,
   status        TEXT NOT NULL,
   summary       TEXT
+);
+)sql",
+    // 2: the billing ledger (docs/architecture.md "Billing"), its deliveries and the audit log.
+    R"sql(
+CREATE TABLE ledger (
+  id                    INTEGER PRIMARY KEY AUTOINCREMENT,
+  patient               TEXT NOT NULL,
+  month                 TEXT NOT NULL,
+  family                TEXT NOT NULL,
+  revision              INTEGER NOT NULL,
+  kind                  TEXT NOT NULL CHECK (kind IN ('charge', 'adjustment', 'void')),
+  status                TEXT NOT NULL
+                        CHECK (status IN ('pending', 'submitted', 'acknowledged', 'superseded')),
+  supersedes            INTEGER REFERENCES ledger (id),
+  program               TEXT NOT NULL,
+  lines                 TEXT NOT NULL,
+  staff_minutes         INTEGER NOT NULL,
+  practitioner_minutes  INTEGER NOT NULL,
+  amount_cents          INTEGER NOT NULL,
+  evidence              TEXT NOT NULL,
+  fingerprint           TEXT NOT NULL,
+  created_at            TEXT NOT NULL,
+  created_run           INTEGER NOT NULL,
+  submitted_at          TEXT,
+  acknowledged_at       TEXT,
+  UNIQUE (patient, month, family, revision)
+);
+CREATE UNIQUE INDEX ledger_one_active ON ledger (patient, month, family)
+  WHERE status <> 'superseded';
+CREATE INDEX ledger_month ON ledger (month);
+CREATE TABLE deliveries (
+  entry       INTEGER NOT NULL REFERENCES ledger (id),
+  channel     TEXT NOT NULL,
+  batch       TEXT NOT NULL,
+  status      TEXT NOT NULL CHECK (status IN ('prepared', 'done', 'failed')),
+  detail      TEXT NOT NULL DEFAULT '',
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (entry, channel)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_open ON deliveries (status) WHERE status <> 'done';
+CREATE TABLE audit (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  at          TEXT NOT NULL,
+  run         INTEGER NOT NULL,
+  action      TEXT NOT NULL,
+  target      TEXT NOT NULL,
+  version     TEXT NOT NULL,
+  detail      TEXT NOT NULL,
+  provenance  TEXT NOT NULL
 );
 )sql",
 };
@@ -169,6 +218,23 @@ class SqliteStateStore final : public StateStore {
     }
   }
 
+  Result<std::optional<std::string>> ResourceJson(std::string_view type,
+                                                  std::string_view id) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT json FROM resources WHERE type = ?1 AND "
+                                             "id = ?2 ORDER BY last_updated DESC LIMIT 1",
+                                             type, id));
+    int rc = sqlite3_step(s);
+    std::optional<std::string> out;
+    if (rc == SQLITE_ROW) {
+      out = Column(s, 0);
+    } else if (rc != SQLITE_DONE) {
+      sqlite3_reset(s);
+      return SqlError("reading a stored resource");
+    }
+    sqlite3_reset(s);
+    return out;
+  }
+
   Result<std::size_t> CountResources(std::string_view source, std::string_view type) override {
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("SELECT count(*) FROM resources WHERE (?1 = '' OR source = ?1) AND "
@@ -245,6 +311,204 @@ class SqliteStateStore final : public StateStore {
     }
     sqlite3_reset(s);
     return out;
+  }
+
+  static constexpr const char* kLedgerColumns =
+      "id, patient, month, family, revision, kind, status, supersedes, program, lines, "
+      "staff_minutes, practitioner_minutes, amount_cents, evidence, fingerprint, created_at, "
+      "coalesce(submitted_at, ''), coalesce(acknowledged_at, ''), created_run";
+
+  static LedgerRow ReadLedgerRow(sqlite3_stmt* s) {
+    LedgerRow r;
+    r.id = sqlite3_column_int64(s, 0);
+    r.patient = Column(s, 1);
+    r.month = Column(s, 2);
+    r.family = Column(s, 3);
+    r.revision = sqlite3_column_int(s, 4);
+    r.kind = Column(s, 5);
+    r.status = Column(s, 6);
+    if (sqlite3_column_type(s, 7) != SQLITE_NULL) r.supersedes = sqlite3_column_int64(s, 7);
+    r.program = Column(s, 8);
+    r.lines_json = Column(s, 9);
+    r.staff_minutes = sqlite3_column_int64(s, 10);
+    r.practitioner_minutes = sqlite3_column_int64(s, 11);
+    r.amount_cents = sqlite3_column_int64(s, 12);
+    r.evidence_json = Column(s, 13);
+    r.fingerprint = Column(s, 14);
+    r.created_at = Column(s, 15);
+    r.submitted_at = Column(s, 16);
+    r.acknowledged_at = Column(s, 17);
+    r.run = sqlite3_column_int64(s, 18);
+    return r;
+  }
+
+  // Steps `s` to the end, converting each row with `read`.
+  template <class Row, class Read>
+  Result<std::vector<Row>> Rows(sqlite3_stmt* s, std::string_view what, Read read) {
+    std::vector<Row> out;
+    for (;;) {
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return SqlError(what);
+      }
+      out.push_back(read(s));
+    }
+    sqlite3_reset(s);
+    return out;
+  }
+
+  Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month, bool active_only) override {
+    static const std::string sql = fmt::format(
+        "SELECT {} FROM ledger WHERE (?1 = '' OR month = ?1) AND (?2 = 0 OR status <> "
+        "'superseded') ORDER BY id",
+        kLedgerColumns);
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare(sql.c_str(), month, std::int64_t{active_only ? 1 : 0}));
+    return Rows<LedgerRow>(s, "reading the ledger", ReadLedgerRow);
+  }
+
+  Result<std::optional<LedgerRow>> LedgerEntry(std::int64_t id) override {
+    static const std::string sql =
+        fmt::format("SELECT {} FROM ledger WHERE id = ?1", kLedgerColumns);
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare(sql.c_str(), id));
+    CCM_TRY_ASSIGN(auto rows, Rows<LedgerRow>(s, "reading a ledger entry", ReadLedgerRow));
+    if (rows.empty()) return std::optional<LedgerRow>();
+    return std::optional<LedgerRow>(std::move(rows.front()));
+  }
+
+  Status Supersede(std::int64_t id, bool only_undelivered) {
+    CCM_TRY_ASSIGN(sqlite3_stmt * old,
+                   Prepare("UPDATE ledger SET status = 'superseded' WHERE id = ?1 AND "
+                           "status <> 'superseded' AND (?2 = 0 OR (status = 'pending' AND NOT "
+                           "EXISTS (SELECT 1 FROM deliveries WHERE entry = ?1 AND status = "
+                           "'done')))",
+                           id, std::int64_t{only_undelivered ? 1 : 0}));
+    CCM_TRY(StepDone(old, "superseding a ledger entry"));
+    if (sqlite3_changes(db_.get()) != 1) {
+      return MakeError(Errc::kConflict,
+                       fmt::format("state store {}: ledger entry {} is already superseded or "
+                                   "delivered (another run changed the ledger; run again)",
+                                   path_.string(), id));
+    }
+    CCM_TRY_ASSIGN(sqlite3_stmt * drop,
+                   Prepare("DELETE FROM deliveries WHERE entry = ?1 AND status <> 'done'", id));
+    return StepDone(drop, "dropping the deliveries of a superseded entry");
+  }
+
+  Status WithdrawLedgerEntry(std::int64_t id) override { return Supersede(id, true); }
+
+  Result<std::int64_t> AddLedgerEntry(const LedgerRow& r) override {
+    // First, so that the one-active-entry index sees the old revision gone.
+    if (r.supersedes) CCM_TRY(Supersede(*r.supersedes, false));
+    std::string now = NowText();
+    CCM_TRY_ASSIGN(
+        sqlite3_stmt * s,
+        Prepare("INSERT INTO ledger (patient, month, family, revision, kind, status, supersedes, "
+                "program, lines, staff_minutes, practitioner_minutes, amount_cents, evidence, "
+                "fingerprint, created_at, created_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                r.patient, r.month, r.family, std::int64_t{r.revision}, r.kind, r.status,
+                r.supersedes, r.program, r.lines_json, r.staff_minutes, r.practitioner_minutes,
+                r.amount_cents, r.evidence_json, r.fingerprint, now, r.run));
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(Errc::kConflict,
+                       fmt::format("state store {}: the ledger already holds an entry for this "
+                                   "patient-month (another run added it; run again)",
+                                   path_.string()));
+    }
+    if (rc != SQLITE_DONE) return SqlError("adding a ledger entry");
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
+  }
+
+  Status SetLedgerStatus(std::int64_t id, std::string_view status) override {
+    std::string now = NowText();
+    const char* sql = nullptr;
+    if (status == "submitted") {
+      sql =
+          "UPDATE ledger SET status = 'submitted', submitted_at = coalesce(submitted_at, ?2) "
+          "WHERE id = ?1 AND status = 'pending'";
+    } else if (status == "acknowledged") {
+      sql =
+          "UPDATE ledger SET status = 'acknowledged', acknowledged_at = ?2 "
+          "WHERE id = ?1 AND status = 'submitted'";
+    } else {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("ledger status \"{}\" cannot be set directly", status));
+    }
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare(sql, id, now));
+    CCM_TRY(StepDone(s, "changing a ledger entry's status"));
+    if (sqlite3_changes(db_.get()) != 1) {
+      return MakeError(
+          Errc::kConflict,
+          fmt::format("ledger entry {} cannot become {} from its present status", id, status));
+    }
+    return {};
+  }
+
+  Status AddDelivery(std::int64_t entry, std::string_view channel,
+                     std::string_view batch) override {
+    std::string now = NowText();
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("INSERT INTO deliveries (entry, channel, batch, status, updated_at) "
+                           "VALUES (?1, ?2, ?3, 'prepared', ?4)",
+                           entry, channel, batch, now));
+    return StepDone(s, "preparing a delivery");
+  }
+
+  Status SetDelivery(std::int64_t entry, std::string_view channel, std::string_view status,
+                     std::string_view detail) override {
+    std::string now = NowText();
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("UPDATE deliveries SET status = ?3, detail = ?4, updated_at = ?5 "
+                           "WHERE entry = ?1 AND channel = ?2",
+                           entry, channel, status, detail, now));
+    return StepDone(s, "recording a delivery");
+  }
+
+  Result<std::vector<DeliveryRow>> Deliveries(std::int64_t entry) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT entry, channel, batch, status, detail, updated_at FROM "
+                           "deliveries WHERE (?1 > 0 AND entry = ?1) OR (?1 = 0 AND status <> "
+                           "'done') ORDER BY entry, channel",
+                           entry));
+    return Rows<DeliveryRow>(s, "reading deliveries", [](sqlite3_stmt* st) {
+      return DeliveryRow{sqlite3_column_int64(st, 0),
+                         Column(st, 1),
+                         Column(st, 2),
+                         Column(st, 3),
+                         Column(st, 4),
+                         Column(st, 5)};
+    });
+  }
+
+  Status AddAudit(const AuditRow& r) override {
+    std::string now = r.at.empty() ? NowText() : r.at;
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("INSERT INTO audit (at, run, action, target, version, detail, "
+                           "provenance) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           now, r.run, r.action, r.target, r.version, r.detail, r.provenance));
+    return StepDone(s, "writing the audit log");
+  }
+
+  Result<std::vector<AuditRow>> AuditLog(std::int64_t after_id) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT id, at, run, action, target, version, detail, provenance FROM "
+                           "audit WHERE id > ?1 ORDER BY id",
+                           after_id));
+    return Rows<AuditRow>(s, "reading the audit log", [](sqlite3_stmt* st) {
+      return AuditRow{sqlite3_column_int64(st, 0),
+                      Column(st, 1),
+                      sqlite3_column_int64(st, 2),
+                      Column(st, 3),
+                      Column(st, 4),
+                      Column(st, 5),
+                      Column(st, 6),
+                      Column(st, 7)};
+    });
   }
 
   int schema_version() const override { return version_; }
@@ -341,6 +605,13 @@ class SqliteStateStore final : public StateStore {
   }
   static void BindValue(sqlite3_stmt* s, int i, std::string_view text) { Bind(s, i, text); }
   static void BindValue(sqlite3_stmt* s, int i, std::int64_t n) { sqlite3_bind_int64(s, i, n); }
+  static void BindValue(sqlite3_stmt* s, int i, const std::optional<std::int64_t>& n) {
+    if (n) {
+      sqlite3_bind_int64(s, i, *n);
+    } else {
+      sqlite3_bind_null(s, i);
+    }
+  }
 
   Result<sqlite3_stmt*> PrepareCached(const char* sql) {
     auto it = statements_.find(sql);

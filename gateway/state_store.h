@@ -1,8 +1,9 @@
 // The gateway's durable state: sync cursors, the newest pulled version of every resource the CCM
-// engine reads, and the history of runs.
+// engine reads, the history of runs, the billing ledger with its deliveries, and the audit log of
+// writes to other systems.
 //
 // Contract
-// - StateStore is the interface the sync (and later the billing ledger) is written against; the
+// - StateStore is the interface the sync and the billing ledger are written against; the
 //   SQLite implementation here is the embedded default, and a PostgreSQL one can fill the same
 //   interface (nothing above it issues SQL).
 // - Resources are kept per source as the JSON the server sent, newest version only: Upsert
@@ -23,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fhir/result.h"
 #include "gateway/versions.h"
@@ -40,6 +42,51 @@ enum class UpsertOutcome {
 struct SyncCursor {
   std::string watermark;  // an instant "2026-11-22T13:53:28Z": next sync asks _lastUpdated=gt it
   std::string scope;      // fingerprint of the patient scope it was made for; a change = full pull
+};
+
+// One entry of the billing ledger (gateway/ledger.h gives it meaning). An entry is one revision of
+// what is billed for a patient-month in one code family; a correction is a new revision that
+// supersedes the previous one, never an edit of it.
+struct LedgerRow {
+  std::int64_t id = 0;
+  std::string patient;  // "Patient/<id>"
+  std::string month;    // "YYYY-MM"
+  std::string family;   // code family: codes that are never billed together for a patient-month
+  int revision = 1;
+  std::string kind;    // "charge" | "adjustment" | "void"
+  std::string status;  // "pending" | "submitted" | "acknowledged" | "superseded"
+  std::optional<std::int64_t> supersedes;
+  std::string program;             // "CCM" | "PCM" ("" for a void)
+  std::string lines_json;          // [{"code","units","amount","encounters"}]
+  std::int64_t staff_minutes = 0;  // billable minutes behind it
+  std::int64_t practitioner_minutes = 0;
+  std::int64_t amount_cents = 0;  // expected payment (fee schedule)
+  std::string evidence_json;      // conditions, consents, care plans, encounters
+  std::string fingerprint;        // equal for equal billing decisions
+  std::string created_at, submitted_at, acknowledged_at;
+  std::int64_t run = 0;
+};
+
+// Delivery of a ledger entry to one output channel ("charge-items", "payer:<name>"), in a batch.
+struct DeliveryRow {
+  std::int64_t entry = 0;
+  std::string channel;
+  std::string batch;   // the output it goes out in (a file, a Bundle identifier)
+  std::string status;  // "prepared" | "done" | "failed"
+  std::string detail;  // where it went, or why it failed
+  std::string updated_at;
+};
+
+// One write the gateway made (or decided against) on an external system.
+struct AuditRow {
+  std::int64_t id = 0;
+  std::string at;
+  std::int64_t run = 0;
+  std::string action;   // "create" | "update" | "no-change" | "conflict" | "skip" | "error" | ...
+  std::string target;   // "CarePlan/<id>", "ChargeItem/<id>", a file name
+  std::string version;  // the version written, when known
+  std::string detail;
+  std::string provenance;  // "Provenance/<id>" when one was written
 };
 
 struct RunInfo {
@@ -70,6 +117,9 @@ class StateStore {
       std::string_view source,
       const std::function<bool(std::string_view source, std::string_view type, std::string_view id,
                                std::string_view json)>& fn) = 0;
+  // The stored JSON of `type`/`id` from any source (the newest when several hold it), if any.
+  virtual Result<std::optional<std::string>> ResourceJson(std::string_view type,
+                                                          std::string_view id) = 0;
   virtual Result<std::size_t> CountResources(std::string_view source, std::string_view type) = 0;
 
   virtual Result<std::optional<SyncCursor>> GetCursor(std::string_view source,
@@ -82,6 +132,34 @@ class StateStore {
   virtual Status FinishRun(std::int64_t run, std::string_view status,
                            std::string_view summary_json) = 0;
   virtual Result<std::optional<RunInfo>> LastRun(std::string_view command) = 0;
+
+  // --- Billing ledger (gateway/ledger.h). Call inside InTransaction when several changes must
+  // land together.
+  // Entries of `month` ("" = all), oldest first; only those not superseded when `active_only`.
+  virtual Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month,
+                                                       bool active_only) = 0;
+  virtual Result<std::optional<LedgerRow>> LedgerEntry(std::int64_t id) = 0;
+  // Inserts `row` (its id is ignored) and marks the entry it supersedes "superseded" (dropping
+  // that entry's deliveries not yet done: the successor carries the change). At most one
+  // entry per patient, month and family is not superseded: a second one is refused (a unique
+  // index), which is what makes billing exactly-once under concurrent runs.
+  virtual Result<std::int64_t> AddLedgerEntry(const LedgerRow& row) = 0;
+  // Supersedes a pending entry that was never delivered anywhere, without a successor (what it
+  // billed is no longer billable and nobody has seen it). Its undelivered deliveries go with it.
+  virtual Status WithdrawLedgerEntry(std::int64_t id) = 0;
+  // Moves an entry to "submitted" or "acknowledged" (stamping the time).
+  virtual Status SetLedgerStatus(std::int64_t id, std::string_view status) = 0;
+
+  virtual Status AddDelivery(std::int64_t entry, std::string_view channel,
+                             std::string_view batch) = 0;
+  virtual Status SetDelivery(std::int64_t entry, std::string_view channel, std::string_view status,
+                             std::string_view detail) = 0;
+  // Deliveries of one entry (entry > 0), or all not yet done (entry == 0), by entry and channel.
+  virtual Result<std::vector<DeliveryRow>> Deliveries(std::int64_t entry) = 0;
+
+  virtual Status AddAudit(const AuditRow& row) = 0;
+  // Audit records newer than `after_id`, oldest first.
+  virtual Result<std::vector<AuditRow>> AuditLog(std::int64_t after_id) = 0;
 
   // The schema version in the store (migrations are applied on open).
   virtual int schema_version() const = 0;

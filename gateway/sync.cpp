@@ -94,6 +94,21 @@ Result<std::shared_ptr<fhir::TokenSource>> MakeTokenSource(const SourceConfig& s
   return MakeError(Errc::kInternal, "unknown auth kind");
 }
 
+}  // namespace
+
+Result<std::unique_ptr<fhir::FhirClient>> MakeFhirClient(const SourceConfig& source,
+                                                         std::string_view purpose) {
+  CCM_TRY_ASSIGN(auto auth, MakeTokenSource(source));
+  fhir::FhirClientOptions o;
+  o.base_url = source.base_url;
+  o.http = source.http;
+  o.http.user_agent = fmt::format("ccm-gateway/{} (+FHIR R4 CCM {})", CCM_VERSION, purpose);
+  o.retry = source.retry;
+  return std::make_unique<fhir::FhirClient>(std::move(o), std::move(auth));
+}
+
+namespace {
+
 // Everything the workers of one source share. Members used by several threads are guarded by
 // `mutex` (the store, the observer, the report's warnings).
 struct SourceRun {

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,11 @@ struct SyncObserver {
 // and PractitionerRole only when billing practitioners are configured by NPI (then encounter
 // performers must be resolved to NPIs).
 std::vector<std::string> DefaultResourceTypes(const EngineConfig& engine);
+
+// A client for `source` (its base URL, auth, TLS, timeouts and retries); `purpose` goes into the
+// User-Agent ("sync", "write-back").
+Result<std::unique_ptr<fhir::FhirClient>> MakeFhirClient(const SourceConfig& source,
+                                                         std::string_view purpose);
 
 // Pulls one source into `store`. Never throws; failures are in the result (per type, or for the
 // whole source when it cannot be reached or authorised).

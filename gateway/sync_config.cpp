@@ -136,8 +136,11 @@ Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
   return {};
 }
 
-Result<SourceConfig> ParseSource(const Value& s, std::string_view origin, const std::string& path,
-                                 const std::filesystem::path& base, const EnvLookup& env) {
+}  // namespace
+
+Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origin,
+                                          const std::string& path,
+                                          const std::filesystem::path& base, const EnvLookup& env) {
   if (!s.is_object()) return ConfigError(origin, path, "expected an object");
   CCM_TRY(
       CheckKeys(s, origin, path,
@@ -241,8 +244,6 @@ Result<SourceConfig> ParseSource(const Value& s, std::string_view origin, const 
   return src;
 }
 
-}  // namespace
-
 EnvLookup ProcessEnvironment() {
   return [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): read-only use
@@ -261,7 +262,8 @@ Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin
     std::set<std::string> names;
     for (std::size_t i = 0; i < sources->size(); ++i) {
       std::string path = fmt::format("sources[{}]", i);
-      CCM_TRY_ASSIGN(SourceConfig src, ParseSource((*sources)[i], origin, path, base_dir, env));
+      CCM_TRY_ASSIGN(SourceConfig src,
+                     SourceConfigFromJson((*sources)[i], origin, path, base_dir, env));
       if (!names.insert(src.name).second) {
         return ConfigError(origin, Join(path, "name"),
                            fmt::format("\"{}\" is used by two sources; names must be unique (the "

@@ -67,6 +67,12 @@ EnvLookup ProcessEnvironment();
 // defaults.
 Result<SyncConfig> SyncConfigFromJson(const fhir::json::Value& root, std::string_view origin,
                                       const std::filesystem::path& base_dir, const EnvLookup& env);
+// One `sources[]`-style object (also used for other FHIR endpoints, such as a payer's);
+// `path` is its dotted key path in errors.
+Result<SourceConfig> SourceConfigFromJson(const fhir::json::Value& object, std::string_view origin,
+                                          const std::string& path,
+                                          const std::filesystem::path& base_dir,
+                                          const EnvLookup& env);
 Result<SyncConfig> LoadSyncConfig(const std::filesystem::path& file, const EnvLookup& env);
 
 }  // namespace ccm::gateway

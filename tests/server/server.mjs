@@ -262,7 +262,7 @@ function resetAuth(auth = { mode: 'none' }) {
   state.stats = { tokensIssued: 0, rejected: 0, unauthorized: 0, lastError: '' };
 }
 
-const FAULT_KINDS = new Set(['status', 'drop', 'truncate', 'invalid-json', 'delay', 'loop']);
+const FAULT_KINDS = new Set(['status', 'drop', 'truncate', 'invalid-json', 'delay', 'loop', 'write-first', 'apply-then-drop']);
 
 function takeFault(signature) {
   const fault = state.faults.find((f) => f.remaining > 0 && signature.includes(f.match));
@@ -689,6 +689,9 @@ async function handleAdmin(req, url, bodyText) {
       for (const s of specs) {
         if (!FAULT_KINDS.has(s?.kind)) throw new Error(`unknown fault kind ${s?.kind}`);
         if (s.kind === 'status' && !Number.isInteger(s.status)) throw new Error('status fault needs an integer "status"');
+        if (s.kind === 'write-first' && typeof s.resource?.resourceType !== 'string') {
+          throw new Error('write-first fault needs a "resource" to store first');
+        }
       }
       for (const s of specs) state.faults.push({ ...s, match: s.match ?? '', remaining: s.times ?? 1 });
       return jsonResponse(200, { queued: state.faults.filter((f) => f.remaining > 0).length });
@@ -740,6 +743,10 @@ async function handle(req, res) {
     userAgent: req.headers['user-agent'] ?? '',
     time: Date.now(),
   };
+  // What a write carried, so tests can check exactly what the client sent.
+  if (req.method !== 'GET' && !url.pathname.startsWith('/auth/')) entry.body = bodyText;
+  if (req.headers['if-match'] !== undefined) entry.ifMatch = req.headers['if-match'];
+  if (req.headers['if-none-exist'] !== undefined) entry.ifNoneExist = req.headers['if-none-exist'];
   state.requests.push(entry);
   res.on('finish', () => (entry.status = res.statusCode));
 
@@ -747,6 +754,8 @@ async function handle(req, res) {
   if (fault) entry.fault = fault.kind;
   if (fault?.kind === 'drop') return void req.socket.destroy();
   if (fault?.kind === 'delay') await new Promise((r) => setTimeout(r, fault.delayMs ?? 1000));
+  // Someone else (a clinician in the EHR) writes the resource just before this request is served.
+  if (fault?.kind === 'write-first') await storeResource(deepClone(fault.resource), false);
   if (fault?.kind === 'status') {
     const headers = fault.retryAfter !== undefined ? { 'Retry-After': String(fault.retryAfter) } : {};
     const text = http.STATUS_CODES[fault.status] ?? `HTTP ${fault.status}`;
@@ -763,6 +772,8 @@ async function handle(req, res) {
   } else {
     response = fhirResponse(404, outcome('not-found', `nothing at ${url.pathname}; the FHIR base is ${FHIR_PREFIX}`));
   }
+  // The request is applied, then the connection dies before the answer: the client cannot tell.
+  if (fault?.kind === 'apply-then-drop') return void req.socket.destroy();
   send(req, res, response, fault);
 }
 

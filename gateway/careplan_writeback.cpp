@@ -1,0 +1,404 @@
+#include "gateway/careplan_writeback.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <utility>
+
+#include "fhir/datetime.h"
+#include "fhir/http_client.h"
+#include "gateway/ccm_facts.h"
+
+namespace ccm::gateway {
+namespace {
+
+using fhir::json::Value;
+
+Value Str(std::string_view s) { return Value::String(std::string(s)); }
+Value Ref(std::string_view reference) {
+  Value r = Value::MakeObject();
+  r.set("reference", Str(reference));
+  return r;
+}
+Value Coding(std::string_view system, std::string_view code, std::string_view display = {}) {
+  Value c = Value::MakeObject();
+  c.set("system", Str(system));
+  c.set("code", Str(code));
+  if (!display.empty()) c.set("display", Str(display));
+  return c;
+}
+
+std::string_view PatientId(std::string_view ref) {
+  auto slash = ref.rfind('/');
+  return slash == std::string_view::npos ? ref : ref.substr(slash + 1);
+}
+
+std::string Xhtml(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string NowInstant() {
+  return fhir::FormatUtc(std::chrono::time_point_cast<fhir::Micros>(
+      std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now())));
+}
+
+// The CMS care-plan elements the care team must fill (MLN909188, "comprehensive care plan"),
+// each with the Chronic Care Model element it serves (Wagner et al., Eff Clin Pract 1998).
+struct Placeholder {
+  PlanElement element;
+  std::string_view model;
+  std::string_view model_display;
+  std::string_view text;
+};
+constexpr Placeholder kPlaceholders[] = {
+    {PlanElement::kGoals, "self-management-support", "Self-management support",
+     "Measurable treatment goals, agreed with the patient"},
+    {PlanElement::kSymptomManagement, "self-management-support", "Self-management support",
+     "Symptom management"},
+    {PlanElement::kInterventions, "delivery-system-design", "Delivery system design",
+     "Planned interventions and the individuals responsible for each"},
+    {PlanElement::kMedicationManagement, "decision-support", "Decision support",
+     "Medication management (reconciliation, adherence, side effects)"},
+    {PlanElement::kExpectedOutcome, "decision-support", "Decision support",
+     "Expected outcome and prognosis"},
+    {PlanElement::kCommunityResources, "community-resources", "Community resources",
+     "Community and social services ordered, and how they are coordinated"},
+    {PlanElement::kCoordination, "health-system-organization", "Health system organization",
+     "Coordination with outside agencies and specialists"},
+    {PlanElement::kReviewSchedule, "clinical-information-systems", "Clinical information systems",
+     "Schedule for periodic review and, when applicable, revision of the plan"},
+};
+
+Value MonthlyStatus(const PatientMonth& r) {
+  auto sub = [](std::string_view url, std::string_view type, Value v) {
+    Value e = Value::MakeObject();
+    e.set("url", Str(url));
+    e.set(type, std::move(v));
+    return e;
+  };
+  std::string billing;
+  for (const auto& l : r.billing) {
+    billing += fmt::format("{}{} x{}", billing.empty() ? "" : ", ", l.code, l.units);
+  }
+  if (billing.empty()) {
+    billing = "not billable";
+    for (const auto& b : r.blocked_by)
+      billing += fmt::format("{}{}", billing.size() == 12 ? ": " : ", ", b);
+  }
+  Value parts = Value::MakeArray();
+  parts.push_back(sub("month", "valueString", Str(r.month.ToString())));
+  parts.push_back(sub("program", "valueCode", Str(ToCode(r.program))));
+  parts.push_back(sub("consent", "valueCode", Str(ToCode(r.consent))));
+  parts.push_back(sub("clinicalStaffMinutes", "valueInteger",
+                      Value::Number(std::int64_t{r.minutes.clinical_staff})));
+  parts.push_back(sub("practitionerMinutes", "valueInteger",
+                      Value::Number(std::int64_t{r.minutes.practitioner})));
+  parts.push_back(sub("billing", "valueString", Str(billing)));
+  Value ext = Value::MakeObject();
+  ext.set("url", Str(kMonthlyStatusExtension));
+  ext.set("extension", std::move(parts));
+  return ext;
+}
+
+std::string MonthOf(const Value& ext) {
+  for (const auto& e : ext["extension"].array()) {
+    if (e["url"].str() == "month") return std::string(e["valueString"].str());
+  }
+  return "";
+}
+
+Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackConfig& config,
+                   std::int64_t run, std::string_view action, const Value& written,
+                   std::string& provenance_ref) {
+  std::string target = fmt::format("CarePlan/{}", written["id"].str());
+  std::string version(written["meta"]["versionId"].str());
+  if (config.provenance) {
+    Value p = Value::MakeObject();
+    p.set("resourceType", Str("Provenance"));
+    p.set("target",
+          Value::MakeArray(
+              {Ref(version.empty() ? target : fmt::format("{}/_history/{}", target, version))}));
+    p.set("recorded", Str(NowInstant()));
+    Value activity = Value::MakeObject();
+    activity.set("coding",
+                 Value::MakeArray({Coding("http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                          action == "create" ? "CREATE" : "UPDATE")}));
+    p.set("activity", std::move(activity));
+    Value agent = Value::MakeObject();
+    Value type = Value::MakeObject();
+    type.set("coding", Value::MakeArray({Coding(
+                           "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                           "assembler", "Assembler")}));
+    agent.set("type", std::move(type));
+    Value who = config.agent.empty() ? Value::MakeObject() : Ref(config.agent);
+    who.set("display", Str("ccm-gateway"));
+    agent.set("who", std::move(who));
+    p.set("agent", Value::MakeArray({std::move(agent)}));
+    // Not retried blindly (a plain POST): a lost response leaves at most a missing Provenance,
+    // which the audit log below still records.
+    auto created = client.Create(p);
+    if (created) {
+      provenance_ref = fmt::format("Provenance/{}", created->body["id"].str());
+    } else {
+      provenance_ref = "";
+      static_cast<void>(store.AddAudit(
+          AuditRow{0, "", run, "provenance-failed", target, version, created.error().message, ""}));
+    }
+  }
+  return store.AddAudit(
+      AuditRow{0, "", run, std::string(action), target, version, "CCM care plan", provenance_ref});
+}
+
+}  // namespace
+
+std::string_view ToCode(CarePlanAction a) noexcept {
+  switch (a) {
+    case CarePlanAction::kCreated:
+      return "created";
+    case CarePlanAction::kUpdated:
+      return "updated";
+    case CarePlanAction::kUnchanged:
+      return "unchanged";
+    case CarePlanAction::kOtherPlan:
+      return "other-active-plan";
+    case CarePlanAction::kFailed:
+      return "failed";
+    case CarePlanAction::kWouldCreate:
+      return "would-create";
+    case CarePlanAction::kWouldUpdate:
+      return "would-update";
+  }
+  return "";
+}
+
+bool WantsCarePlan(const PatientMonth& r) {
+  return r.program != Program::kNone && r.consent == ConsentState::kActive && !r.deceased;
+}
+
+Value NewCarePlan(const PatientMonth& r, const WriteBackConfig& config, std::string_view now) {
+  Value plan = Value::MakeObject();
+  plan.set("resourceType", Str("CarePlan"));
+  Value meta = Value::MakeObject();
+  meta.set(
+      "profile",
+      Value::MakeArray({Str("http://hl7.org/fhir/us/core/StructureDefinition/us-core-careplan")}));
+  plan.set("meta", std::move(meta));
+
+  std::string problems;
+  for (const auto& c : r.chronic_conditions) {
+    problems += fmt::format("{}{}", problems.empty() ? "" : ", ", Xhtml(c.display));
+  }
+  std::string todo;
+  for (const auto& p : kPlaceholders) todo += fmt::format("<li>{}</li>", Xhtml(p.text));
+  Value text = Value::MakeObject();
+  text.set("status", Str("generated"));
+  text.set("div", Str(fmt::format(
+                      "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b>Chronic care management "
+                      "plan</b> ({}, draft created by ccm-gateway for the care team to complete "
+                      "and activate)</p><p>Problems: {}</p><p>To complete:</p><ul>{}</ul></div>",
+                      ToCode(r.program), problems.empty() ? "none recorded" : problems, todo)));
+  plan.set("text", std::move(text));
+  plan.set("identifier", Value::MakeArray({[&] {
+             Value id = Value::MakeObject();
+             id.set("system", Str(config.care_plan_identifier_system));
+             id.set("value", Str(PatientId(r.patient)));
+             return id;
+           }()}));
+  plan.set("status", Str("draft"));
+  plan.set("intent", Str("plan"));
+  Value categories = Value::MakeArray();
+  {
+    Value c = Value::MakeObject();
+    c.set("coding",
+          Value::MakeArray({Coding("http://hl7.org/fhir/us/core/CodeSystem/careplan-category",
+                                   "assess-plan", "Assessment and Plan of Treatment")}));
+    categories.push_back(std::move(c));
+    Value ccm = Value::MakeObject();
+    ccm.set("coding", Value::MakeArray({Coding(kCcmPlanCategorySystem, "ccm-comprehensive",
+                                               "CCM comprehensive care plan")}));
+    ccm.set("text", Str("Chronic care management comprehensive care plan"));
+    categories.push_back(std::move(ccm));
+  }
+  plan.set("category", std::move(categories));
+  plan.set("title", Str("Chronic care management plan"));
+  plan.set("subject", Ref(r.patient));
+  Value period = Value::MakeObject();
+  period.set("start", Str(fmt::format("{}-01", r.month.ToString())));
+  plan.set("period", std::move(period));
+  plan.set("created", Str(now));
+  if (!config.author.empty()) plan.set("author", Ref(config.author));
+  if (!config.care_team.empty()) plan.set("careTeam", Value::MakeArray({Ref(config.care_team)}));
+  Value activities = Value::MakeArray();
+  for (const auto& p : kPlaceholders) {
+    Value ext = Value::MakeObject();
+    ext.set("url", Str(kPlaceholderExtension));
+    ext.set("valueBoolean", Value::Bool(true));
+    Value code = Value::MakeObject();
+    code.set("coding",
+             Value::MakeArray({Coding(kPlanElementSystem, ToCode(p.element)),
+                               Coding(kChronicCareModelSystem, p.model, p.model_display)}));
+    code.set("text", Str(p.text));
+    Value detail = Value::MakeObject();
+    detail.set("code", std::move(code));
+    detail.set("status", Str("not-started"));
+    detail.set("description", Str(fmt::format("To be completed by the care team: {}", p.text)));
+    Value a = Value::MakeObject();
+    a.set("extension", Value::MakeArray({std::move(ext)}));
+    a.set("detail", std::move(detail));
+    activities.push_back(std::move(a));
+  }
+  plan.set("activity", std::move(activities));
+  ApplyOwned(plan, r);
+  return plan;
+}
+
+bool ApplyOwned(Value& plan, const PatientMonth& r) {
+  Value before = plan;
+  // addresses: add what is newly counted, never remove (a clinician may have added others).
+  for (const auto& c : r.chronic_conditions) {
+    for (const auto& ref : c.conditions) {
+      bool present = false;
+      for (const auto& a : plan["addresses"].array())
+        present = present || a["reference"].str() == ref;
+      if (!present) {
+        if (plan.find("addresses") == nullptr) plan.set("addresses", Value::MakeArray());
+        plan.find("addresses")->push_back(Ref(ref));
+      }
+    }
+  }
+  // The month's status: one extension per month, replaced in place.
+  Value status = MonthlyStatus(r);
+  std::string month = r.month.ToString();
+  bool replaced = false;
+  if (Value* exts = plan.find("extension"); exts != nullptr && exts->is_array()) {
+    for (Value& e : *exts->mutable_array()) {
+      if (e["url"].str() == kMonthlyStatusExtension && MonthOf(e) == month) {
+        if (!(e == status)) e = status;
+        replaced = true;
+        break;
+      }
+    }
+  }
+  if (!replaced) {
+    if (plan.find("extension") == nullptr) plan.set("extension", Value::MakeArray());
+    plan.find("extension")->push_back(std::move(status));
+  }
+  // The tag that marks the plan as gateway-managed.
+  bool tagged = false;
+  for (const auto& t : plan["meta"]["tag"].array()) {
+    tagged = tagged || (t["system"].str() == kGatewayTagSystem && t["code"].str() == "ccm-managed");
+  }
+  if (!tagged) {
+    if (plan.find("meta") == nullptr) plan.set("meta", Value::MakeObject());
+    Value* meta = plan.find("meta");
+    if (meta->find("tag") == nullptr) meta->set("tag", Value::MakeArray());
+    meta->find("tag")->push_back(
+        Coding(kGatewayTagSystem, "ccm-managed", "Managed by ccm-gateway"));
+  }
+  return !(plan == before);
+}
+
+CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,
+                            const WriteBackConfig& config, std::int64_t run, bool dry_run) {
+  CarePlanWrite out;
+  out.patient = r.patient;
+  std::string identifier =
+      fmt::format("{}|{}", config.care_plan_identifier_system, PatientId(r.patient));
+  auto fail = [&](std::string message) {
+    out.action = CarePlanAction::kFailed;
+    out.message = std::move(message);
+    static_cast<void>(store.AddAudit(AuditRow{0, "", run, "error",
+                                              out.reference.empty() ? r.patient : out.reference, "",
+                                              out.message, ""}));
+    return out;
+  };
+  for (int attempt = 0; attempt <= config.max_conflict_retries; ++attempt) {
+    auto found = client.SearchAll("CarePlan", {{"identifier", identifier}});
+    if (!found) return fail(found.error().message);
+    if (found->size() > 1) {
+      return fail(
+          fmt::format("{} CarePlans carry the identifier {}; the gateway manages one per "
+                      "patient: merge them or retire all but one in the EHR",
+                      found->size(), identifier));
+    }
+    if (found->empty()) {
+      auto others = client.SearchAll("CarePlan", {{"subject", r.patient}, {"status", "active"}});
+      if (!others) return fail(others.error().message);
+      if (!others->empty()) {
+        out.action = CarePlanAction::kOtherPlan;
+        out.reference = fmt::format("CarePlan/{}", (*others)[0]["id"].str());
+        out.message = "the patient has an active care plan the gateway does not manage";
+        return out;
+      }
+      if (dry_run) {
+        out.action = CarePlanAction::kWouldCreate;
+        return out;
+      }
+      Value plan = NewCarePlan(r, config, NowInstant());
+      auto created = client.Create(plan, "identifier=" + fhir::EncodeQueryValue(identifier));
+      if (!created) return fail(created.error().message);
+      out.reference = fmt::format("CarePlan/{}", created->body["id"].str());
+      out.version = std::string(created->body["meta"]["versionId"].str());
+      if (created->status != 201) continue;  // created meanwhile by another run: update that one
+      std::string provenance;
+      if (Status s = RecordWrite(client, store, config, run, "create", created->body, provenance);
+          !s) {
+        return fail(s.error().message);
+      }
+      out.action = CarePlanAction::kCreated;
+      return out;
+    }
+    Value plan = std::move(found->front());
+    out.reference = fmt::format("CarePlan/{}", plan["id"].str());
+    std::string version(plan["meta"]["versionId"].str());
+    if (!ApplyOwned(plan, r)) {
+      out.action = CarePlanAction::kUnchanged;
+      out.version = version;
+      return out;
+    }
+    if (dry_run) {
+      out.action = CarePlanAction::kWouldUpdate;
+      return out;
+    }
+    auto updated =
+        client.Update(plan, version.empty() ? std::nullopt : std::optional<std::string>(version));
+    if (!updated && updated.error().is(Errc::kConflict)) {
+      ++out.conflicts;  // changed since we read it: read again, re-apply, try again
+      continue;
+    }
+    if (!updated) return fail(updated.error().message);
+    out.version = std::string(updated->body["meta"]["versionId"].str());
+    std::string provenance;
+    if (Status s = RecordWrite(client, store, config, run, "update", updated->body, provenance);
+        !s) {
+      return fail(s.error().message);
+    }
+    out.action = CarePlanAction::kUpdated;
+    return out;
+  }
+  return fail(
+      fmt::format("{} kept changing while we updated it ({} conflicts); left for the "
+                  "next run",
+                  out.reference, out.conflicts));
+}
+
+}  // namespace ccm::gateway

@@ -1,0 +1,71 @@
+// Writing the CCM care plan back to the EHR (writeBack.carePlans; docs/architecture.md
+// "Write-back").
+//
+// Contract
+// - Only patients with program CCM or PCM, active consent and not deceased are considered.
+// - The gateway-managed plan is found by identifier (writeBack.carePlanIdentifierSystem + the
+//   patient id). None, and no other active CarePlan for the patient: a draft is created (a
+//   clinician activates it) with a conditional create, so a retried request never makes two.
+//   Another active plan (the clinicians' own): nothing is written; it is reported.
+// - An existing managed plan is updated only in what the gateway owns: `addresses` gains newly
+//   counted chronic Conditions (none is ever removed), one monthly-status extension per month
+//   (replaced in place), and the gateway's meta.tag. Every other element stays exactly as read.
+//   Nothing changed, nothing written (no version churn). The update carries If-Match with the
+//   version read; on 412 the plan is read again and the change re-applied (a clinician's edit in
+//   between survives), up to writeBack.maxConflictRetries times.
+// - Every write goes into the audit log, and with writeBack.provenance a Provenance (agent: the
+//   gateway; target: the version written) is created on the server.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "fhir/fhir_client.h"
+#include "fhir/json.h"
+#include "gateway/ccm_engine.h"
+#include "gateway/state_store.h"
+#include "gateway/writeback_config.h"
+
+namespace ccm::gateway {
+
+inline constexpr std::string_view kMonthlyStatusExtension =
+    "urn:ccm-gateway:extension:ccm-monthly-status";
+inline constexpr std::string_view kGatewayTagSystem = "urn:ccm-gateway:tag";
+inline constexpr std::string_view kChronicCareModelSystem = "urn:ccm-gateway:chronic-care-model";
+inline constexpr std::string_view kCcmPlanCategorySystem = "urn:ccm-gateway:care-plan-category";
+
+// Whether the patient-month gets a managed care plan at all.
+bool WantsCarePlan(const PatientMonth& r);
+
+// The draft plan created for a patient (US Core CarePlan: narrative, status, intent, category
+// assess-plan, subject). `now` is an instant ("2026-11-23T12:00:00Z") for `created`.
+fhir::json::Value NewCarePlan(const PatientMonth& r, const WriteBackConfig& config,
+                              std::string_view now);
+
+// Applies the gateway-owned changes to `plan`; returns whether anything changed.
+bool ApplyOwned(fhir::json::Value& plan, const PatientMonth& r);
+
+enum class CarePlanAction {
+  kCreated,
+  kUpdated,
+  kUnchanged,
+  kOtherPlan,  // the patient has another active CarePlan: nothing written
+  kFailed,
+  kWouldCreate,  // --dry-run
+  kWouldUpdate,
+};
+std::string_view ToCode(CarePlanAction a) noexcept;
+
+struct CarePlanWrite {
+  std::string patient;
+  CarePlanAction action = CarePlanAction::kFailed;
+  std::string reference;  // "CarePlan/<id>" when known
+  std::string version;    // the version written
+  int conflicts = 0;      // 412s met and resolved
+  std::string message;    // why it failed, or what the other plan is
+};
+
+CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,
+                            const WriteBackConfig& config, std::int64_t run, bool dry_run);
+
+}  // namespace ccm::gateway

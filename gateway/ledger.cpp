@@ -1,0 +1,249 @@
+#include "gateway/ledger.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "gateway/ccm_report.h"
+
+namespace ccm::gateway {
+namespace {
+
+using fhir::json::Value;
+
+Value Str(std::string_view s) { return Value::String(std::string(s)); }
+
+Value LinesJson(const std::vector<BillingLine>& lines) {
+  Value out = Value::MakeArray();
+  for (const auto& l : lines) {
+    Value e = Value::MakeObject();
+    e.set("code", Str(l.code));
+    e.set("units", Value::Number(std::int64_t{l.units}));
+    e.set("amount", l.amount ? Value::Number(FormatCents(*l.amount)) : Value());
+    e.set("practitionerTime", Value::Bool(l.practitioner_time));
+    Value encounters = Value::MakeArray();
+    for (const auto& ref : l.encounters) encounters.push_back(Str(ref));
+    e.set("encounters", std::move(encounters));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// Whether anything of the chain ending in `row` has left the gateway: then a change must go out
+// as a correction (adjustment or void), not be dropped quietly.
+Result<bool> Delivered(StateStore& store, const LedgerRow& row) {
+  if (row.status != "pending" || row.kind != "charge") return true;
+  CCM_TRY_ASSIGN(auto deliveries, store.Deliveries(row.id));
+  for (const auto& d : deliveries) {
+    if (d.status == "done") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view ToCode(LedgerAction a) noexcept {
+  switch (a) {
+    case LedgerAction::kNew:
+      return "new";
+    case LedgerAction::kAdjusted:
+      return "adjusted";
+    case LedgerAction::kVoided:
+      return "voided";
+    case LedgerAction::kWithdrawn:
+      return "withdrawn";
+  }
+  return "";
+}
+
+std::optional<Charge> ChargeFor(const PatientMonth& r, const FactStore& facts,
+                                const EngineConfig& config) {
+  if (r.billing.empty() || r.program == Program::kNone) return std::nullopt;
+  Charge c;
+  c.patient = r.patient;
+  c.month = r.month.ToString();
+  c.program = std::string(ToCode(r.program));
+  c.lines = r.billing;
+  c.minutes = r.billable_minutes;
+  c.amount = r.expected_payment;
+  for (const auto& cc : r.chronic_conditions) {
+    for (const auto& ref : cc.conditions) {
+      auto it = facts.entries().find(ref);
+      if (it == facts.entries().end() || !it->second.fact) continue;
+      const auto* f = std::get_if<ConditionFact>(it->second.fact.get());
+      if (f == nullptr) continue;
+      auto bar = f->coding.find('|');
+      c.diagnoses.push_back(Diagnosis{ref, cc.category, f->coding.substr(0, bar),
+                                      bar == std::string::npos ? "" : f->coding.substr(bar + 1)});
+      break;  // one diagnosis per chronic category
+    }
+  }
+  c.evidence = ToJson(r, config);
+  return c;
+}
+
+LedgerRow ToLedgerRow(const Charge& c, std::int64_t run) {
+  LedgerRow row;
+  row.patient = c.patient;
+  row.month = c.month;
+  row.family = std::string(kCareManagementFamily);
+  row.program = c.program;
+  Value lines = LinesJson(c.lines);
+  row.lines_json = fhir::json::Serialize(lines);
+  row.staff_minutes = c.minutes.clinical_staff;
+  row.practitioner_minutes = c.minutes.practitioner;
+  row.amount_cents = c.amount;
+  Value evidence = c.evidence;
+  Value diagnoses = Value::MakeArray();
+  for (const auto& d : c.diagnoses) {
+    Value e = Value::MakeObject();
+    e.set("condition", Str(d.condition));
+    e.set("category", Str(d.category));
+    e.set("system", Str(d.system));
+    e.set("code", Str(d.code));
+    diagnoses.push_back(std::move(e));
+  }
+  evidence.set("diagnoses", std::move(diagnoses));
+  row.evidence_json = fhir::json::Serialize(evidence);
+  // What a payer would see change: the program, the codes, units, amounts and the encounters
+  // each line draws on (a corrected encounter is a corrected claim).
+  Value fp = Value::MakeObject();
+  fp.set("program", Str(c.program));
+  fp.set("lines", std::move(lines));
+  row.fingerprint = fhir::json::Serialize(fp);
+  row.run = run;
+  return row;
+}
+
+std::vector<BillingLine> LedgerLines(const LedgerRow& row) {
+  std::vector<BillingLine> out;
+  auto v = fhir::json::Parse(row.lines_json);
+  if (!v) return out;
+  for (const auto& e : v->array()) {
+    BillingLine l;
+    l.code = std::string(e["code"].str());
+    l.units =
+        std::stoi(std::string(e["units"].number_text().empty() ? "0" : e["units"].number_text()));
+    if (e["amount"].is_number()) {
+      if (auto cents = ParseCents(e["amount"].number_text())) l.amount = *cents;
+    }
+    l.practitioner_time = e["practitionerTime"].as_bool();
+    for (const auto& ref : e["encounters"].array()) l.encounters.emplace_back(ref.str());
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::vector<Diagnosis> LedgerDiagnoses(const LedgerRow& row) {
+  std::vector<Diagnosis> out;
+  auto v = fhir::json::Parse(row.evidence_json);
+  if (!v) return out;
+  for (const auto& d : (*v)["diagnoses"].array()) {
+    out.push_back(Diagnosis{std::string(d["condition"].str()), std::string(d["category"].str()),
+                            std::string(d["system"].str()), std::string(d["code"].str())});
+  }
+  return out;
+}
+
+Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& month,
+                                      const std::vector<Charge>& charges, std::int64_t run,
+                                      const std::vector<std::string>& channels,
+                                      const std::string& batch, bool dry_run) {
+  LedgerOutcome out;
+  auto plan = [&]() -> Status {
+    out = LedgerOutcome{};
+    CCM_TRY_ASSIGN(auto active, store.LedgerEntries(month, true));
+    std::map<std::string, LedgerRow, std::less<>> current;
+    for (auto& row : active) {
+      if (row.family == kCareManagementFamily) current.emplace(row.patient, std::move(row));
+    }
+    std::map<std::string, const Charge*, std::less<>> wanted;
+    for (const auto& c : charges) wanted.emplace(c.patient, &c);
+
+    for (const auto& [patient, charge] : wanted) {
+      LedgerRow row = ToLedgerRow(*charge, run);
+      row.status = "pending";
+      auto it = current.find(patient);
+      if (it == current.end()) {
+        row.kind = "charge";
+        out.changes.push_back({LedgerAction::kNew, std::nullopt, std::move(row)});
+        continue;
+      }
+      const LedgerRow& prev = it->second;
+      if (prev.kind != "void" && prev.fingerprint == row.fingerprint) {
+        ++out.unchanged;
+        continue;
+      }
+      CCM_TRY_ASSIGN(bool delivered, Delivered(store, prev));
+      row.kind = delivered ? "adjustment" : "charge";
+      row.revision = prev.revision + 1;
+      row.supersedes = prev.id;
+      out.changes.push_back({LedgerAction::kAdjusted, prev, std::move(row)});
+    }
+    for (const auto& [patient, prev] : current) {
+      if (wanted.contains(patient)) continue;
+      if (prev.kind == "void") {
+        ++out.unchanged;
+        continue;
+      }
+      CCM_TRY_ASSIGN(bool delivered, Delivered(store, prev));
+      if (!delivered) {
+        out.changes.push_back({LedgerAction::kWithdrawn, prev, std::nullopt});
+        continue;
+      }
+      LedgerRow row;
+      row.patient = prev.patient;
+      row.month = prev.month;
+      row.family = prev.family;
+      row.revision = prev.revision + 1;
+      row.kind = "void";
+      row.status = "pending";
+      row.supersedes = prev.id;
+      row.lines_json = "[]";
+      row.evidence_json = prev.evidence_json;  // what was billed, for the cancellation
+      row.fingerprint = "void";
+      row.run = run;
+      out.changes.push_back({LedgerAction::kVoided, prev, std::move(row)});
+    }
+    if (dry_run) return {};
+    for (auto& change : out.changes) {
+      if (change.action == LedgerAction::kWithdrawn) {
+        CCM_TRY(store.WithdrawLedgerEntry(change.previous->id));
+        continue;
+      }
+      CCM_TRY_ASSIGN(change.entry->id, store.AddLedgerEntry(*change.entry));
+      for (const auto& channel : channels) {
+        CCM_TRY(store.AddDelivery(change.entry->id, channel, batch));
+      }
+    }
+    return {};
+  };
+  if (dry_run) {
+    CCM_TRY(plan());
+  } else {
+    CCM_TRY(store.InTransaction(plan));
+  }
+  return out;
+}
+
+Result<std::size_t> MarkDelivered(StateStore& store, const std::vector<std::int64_t>& entries) {
+  std::size_t changed = 0;
+  auto mark = [&]() -> Status {
+    for (std::int64_t id : entries) {
+      CCM_TRY_ASSIGN(auto row, store.LedgerEntry(id));
+      if (!row || row->status != "pending") continue;
+      CCM_TRY_ASSIGN(auto deliveries, store.Deliveries(id));
+      // No channel configured: nothing went anywhere, so the entry stays pending.
+      bool all_done = !deliveries.empty();
+      for (const auto& d : deliveries) all_done = all_done && d.status == "done";
+      if (!all_done) continue;
+      CCM_TRY(store.SetLedgerStatus(id, "submitted"));
+      ++changed;
+    }
+    return {};
+  };
+  CCM_TRY(store.InTransaction(mark));
+  return changed;
+}
+
+}  // namespace ccm::gateway
