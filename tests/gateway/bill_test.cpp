@@ -1,0 +1,475 @@
+// `ccm-gateway bill` run as a user runs it -- the built binary, a config file, a SQLite state file
+// -- against a real FHIR server on loopback (the EHR) and a second one (the payer's endpoint):
+// care plans created and updated without clobbering clinicians' edits, the ledger and ChargeItems
+// exactly once across reruns and crashes, corrections as adjustments and voids, failures kept to
+// the patient they concern.
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "fhir/json.h"
+#include "gateway/ledger.h"
+#include "gateway/state_store.h"
+#include "test_server.h"
+#include "test_util.h"
+
+namespace ccm::gateway {
+namespace {
+
+using ccm::testing::GatewayRun;
+using ccm::testing::ReadFile;
+using ccm::testing::SourceDir;
+using ccm::testing::TempDir;
+using ccm::testing::TestFhirServer;
+using ccm::testing::WriteFile;
+using fhir::json::Value;
+
+// Sample patients of 2026-10 (samples/activity/README.md).
+constexpr std::string_view kTwoCodes =
+    "Patient/6a4160eb-a793-2f86-2302-378626f46cce";  // 99490+99439
+constexpr std::string_view kOneCode =
+    "Patient/fb7c882a-f897-e7c5-67e0-825e7fd55d15";  // 99490, 22 min
+constexpr std::string_view kNotBillable = "Patient/7bc002fa-dc52-17d6-1563-fd8901826f7d";
+constexpr int kBillablePatients = 5;
+constexpr int kBillableCodes = 7;
+
+std::vector<std::filesystem::path> Samples() {
+  auto s = SourceDir() / "samples";
+  return {s / "synthea-10pt", s / "synthea-g10-2pt", s / "activity"};
+}
+
+GatewayRun Gateway(const std::string& args) {
+  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
+}
+
+std::vector<Value> Search(TestFhirServer& server, const std::string& query) {
+  const Value b =
+      server.Json("GET", "/fhir/R4/" + query + (query.find('?') == std::string::npos ? "?" : "&") +
+                             "_count=1000");
+  std::vector<Value> out;
+  for (const auto& e : b["entry"].array()) out.push_back(e["resource"]);
+  return out;
+}
+
+// Requests in the server's log whose "METHOD url" contains `needle`.
+std::vector<Value> Logged(TestFhirServer& server, std::string_view method,
+                          std::string_view needle) {
+  std::vector<Value> out;
+  Value log = server.Requests();  // kept alive: the loop reads into it
+  for (const auto& r : log.array()) {
+    if (r["method"].str() == method && r["url"].str().find(needle) != std::string_view::npos) {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+class BillTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ehr_ = std::make_unique<TestFhirServer>(Samples());
+    payer_ = std::make_unique<TestFhirServer>();
+    config_ = WriteConfig();
+  }
+
+  std::filesystem::path WriteConfig(const std::string& source_extra = "") {
+    std::string json = fmt::format(R"({{
+      "practice": {{"timeZone": "America/Chicago", "billingPractitioners": ["9999999991"]}},
+      "billing": {{
+        "feeScheduleYear": 2025,
+        "provider": {{"reference": "Organization/sample-clinic", "name": "Sample Clinic", "npi": "1234567893"}},
+        "payers": [{{"name": "medicare", "display": "Medicare Part B", "directory": "claims",
+                     "endpoint": {{"baseUrl": "{}", "retry": {{"initialBackoffMs": 20, "maxBackoffSeconds": 1}}}}}}]
+      }},
+      "sources": [{{"name": "ehr", "baseUrl": "{}", "pageSize": 100, "safetyMarginSeconds": 0,
+                    "retry": {{"initialBackoffMs": 20, "maxBackoffSeconds": 1}}{}}}],
+      "writeBack": {{"carePlans": true, "chargeItems": true, "provenance": true,
+                     "carePlanIdentifierSystem": "https://clinic.example/ccm-care-plan"}},
+      "state": {{"path": "state.db"}}
+    }})",
+                                   payer_->base(), ehr_->base(), source_extra);
+    WriteFile(dir_ / "config.json", json);
+    return dir_ / "config.json";
+  }
+
+  void Sync() {
+    GatewayRun r = Gateway(fmt::format("sync --once --full --month 2026-10 --config {} --report {}",
+                                       config_.string(), (dir_ / "report.ndjson").string()));
+    ASSERT_LE(r.status, 1) << r.err;
+  }
+  GatewayRun Bill(const std::string& extra = "") {
+    return Gateway(fmt::format("bill --month 2026-10 --config {} {}", config_.string(), extra));
+  }
+
+  // The patient's care plans other than the gateway's become completed (as if the clinic had
+  // none active), so that the gateway creates its own.
+  void RetireCarePlans(std::string_view patient) {
+    for (Value plan : Search(*ehr_, fmt::format("CarePlan?subject={}", patient))) {
+      plan.set("status", Value::String("completed"));
+      ehr_->Put(plan);
+    }
+  }
+
+  std::vector<LedgerRow> Ledger(bool active_only = true) {
+    auto store = OpenSqliteStateStore(dir_ / "state.db");
+    EXPECT_TRUE(store);
+    return *(*store)->LedgerEntries("2026-10", active_only);
+  }
+
+  // Exactly one billable ChargeItem per patient-month-code, and the set of them.
+  std::map<std::string, std::string> BillableChargeItems() {
+    std::map<std::string, std::string> out;  // "patient code" -> identifier
+    std::set<std::string> identifiers;
+    for (const auto& ci : Search(*ehr_, "ChargeItem")) {
+      std::string id(ci["identifier"][0]["value"].str());
+      EXPECT_TRUE(identifiers.insert(id).second) << "two ChargeItems with identifier " << id;
+      if (ci["status"].str() != "billable") continue;
+      std::string key = fmt::format("{} {}", ci["subject"]["reference"].str(),
+                                    ci["code"]["coding"][0]["code"].str());
+      EXPECT_FALSE(out.contains(key)) << "two billable ChargeItems for " << key;
+      out[key] = id;
+    }
+    return out;
+  }
+
+  std::vector<std::filesystem::path> ClaimFiles(std::string_view ext) {
+    std::vector<std::filesystem::path> out;
+    if (!std::filesystem::exists(dir_ / "claims")) return out;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ / "claims")) {
+      if (e.path().extension() == ext) out.push_back(e.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::vector<Value> Claims(const std::filesystem::path& file) {
+    std::vector<Value> out;
+    auto b = fhir::json::Parse(ReadFile(file));
+    EXPECT_TRUE(b);
+    for (const auto& e : (*b)["entry"].array()) {
+      if (e["resource"]["resourceType"].str() == "Claim") out.push_back(e["resource"]);
+    }
+    return out;
+  }
+
+  void AddStaffMinutes(std::string_view patient, int minutes, std::string id) {
+    auto enc = fhir::json::Parse(fmt::format(
+        R"({{"resourceType":"Encounter","id":"{}","status":"finished",
+        "class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"VR"}},
+        "type":[{{"coding":[{{"system":"http://www.ama-assn.org/go/cpt","code":"99490"}}]}}],
+        "subject":{{"reference":"{}"}},
+        "participant":[{{"individual":{{"reference":"Practitioner/ccm-sample-rn"}}}}],
+        "period":{{"start":"2026-10-20T10:00:00-05:00","end":"2026-10-20T10:{:02}:00-05:00"}},
+        "length":{{"value":{},"unit":"min","system":"http://unitsofmeasure.org","code":"min"}}}})",
+        id, patient, minutes, minutes));
+    ASSERT_TRUE(enc);
+    ehr_->Put(*enc);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestFhirServer> ehr_, payer_;
+  std::filesystem::path config_;
+};
+
+TEST_F(BillTest, BillingTheMonthTwiceWritesEverythingOnceAndThenNothing) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  GatewayRun first = Bill();
+  ASSERT_EQ(first.status, 0) << first.out << first.err;
+  EXPECT_NE(first.out.find("ledger 5 new"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("511.73 USD"), std::string::npos) << first.out;
+
+  auto ledger = Ledger();
+  ASSERT_EQ(ledger.size(), static_cast<std::size_t>(kBillablePatients));
+  for (const auto& e : ledger) {
+    EXPECT_EQ(e.status, "submitted") << e.patient;
+    EXPECT_EQ(e.kind, "charge");
+  }
+  auto charge_items = BillableChargeItems();
+  EXPECT_EQ(charge_items.size(), static_cast<std::size_t>(kBillableCodes));
+  EXPECT_TRUE(charge_items.contains(fmt::format("{} 99439", kTwoCodes)));
+  // Every ChargeItem create was conditional on its identifier.
+  for (const auto& r : Logged(*ehr_, "POST", "/fhir/R4/ChargeItem")) {
+    EXPECT_TRUE(r["ifNoneExist"].str().starts_with("identifier=urn%3Accm-gateway%3Acharge-item%7C"))
+        << fhir::json::Serialize(r);
+  }
+  // The payer: one claims file, its CSV, and the same Bundle posted once.
+  auto files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(Claims(files[0]).size(), static_cast<std::size_t>(kBillablePatients));
+  ASSERT_EQ(ClaimFiles(".csv").size(), 1u);
+  EXPECT_NE(ReadFile(ClaimFiles(".csv")[0]).find("TOTAL,,5 claim(s),,,7,511.73"),
+            std::string::npos);
+  auto posted = Search(*payer_, "Bundle");
+  ASSERT_EQ(posted.size(), 1u);
+  EXPECT_EQ(posted[0]["identifier"]["value"].str(), files[0].stem().string().substr(7));
+  // The care plan for the patient without one: a draft, created conditionally, with Provenance.
+  auto plans =
+      Search(*ehr_, fmt::format("CarePlan?identifier=https://clinic.example/ccm-care-plan|{}",
+                                kNotBillable.substr(8)));
+  ASSERT_EQ(plans.size(), 1u);
+  EXPECT_EQ(plans[0]["status"].str(), "draft");
+  auto provenance = Search(*ehr_, "Provenance");
+  ASSERT_EQ(provenance.size(), 1u);
+  EXPECT_EQ(provenance[0]["target"][0]["reference"].str(),
+            fmt::format("CarePlan/{}/_history/{}", plans[0]["id"].str(),
+                        plans[0]["meta"]["versionId"].str()));
+
+  // Again: nothing new anywhere.
+  ehr_->ClearRequests();
+  payer_->ClearRequests();
+  std::string csv_before = ReadFile(ClaimFiles(".csv")[0]);
+  GatewayRun second = Bill();
+  ASSERT_EQ(second.status, 0) << second.out << second.err;
+  EXPECT_NE(second.out.find("0 new, 0 adjusted, 0 voided, 0 withdrawn, 5 unchanged"),
+            std::string::npos)
+      << second.out;
+  Value log = ehr_->Requests();
+  for (const auto& r : log.array()) {
+    EXPECT_EQ(r["method"].str(), "GET") << fhir::json::Serialize(r);
+  }
+  EXPECT_EQ(payer_->Requests().size(), 0u);
+  EXPECT_EQ(ClaimFiles(".json").size(), 1u);
+  EXPECT_EQ(ReadFile(ClaimFiles(".csv")[0]), csv_before);
+  EXPECT_EQ(Ledger(false).size(), static_cast<std::size_t>(kBillablePatients));
+  EXPECT_EQ(BillableChargeItems(), charge_items);
+}
+
+TEST_F(BillTest, DryRunShowsThePlanAndWritesNothing) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  ehr_->ClearRequests();
+  GatewayRun r = Bill("--dry-run");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find(fmt::format("care plan  would-create   {}", kNotBillable)),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(
+      r.out.find(fmt::format("ledger     new            {} 2026-10 -> 99490x1 99439x1", kTwoCodes)),
+      std::string::npos)
+      << r.out;
+  Value log = ehr_->Requests();
+  for (const auto& req : log.array()) EXPECT_EQ(req["method"].str(), "GET");
+  EXPECT_EQ(payer_->Requests().size(), 0u);
+  EXPECT_TRUE(Ledger(false).empty());
+  EXPECT_TRUE(ClaimFiles(".json").empty());
+}
+
+TEST_F(BillTest, CarePlanUpdatesSurviveAClinicianEditMadeBetweenReadAndWrite) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  std::string query = fmt::format("CarePlan?identifier=https://clinic.example/ccm-care-plan|{}",
+                                  kNotBillable.substr(8));
+  Value created = Search(*ehr_, query).at(0);
+  std::size_t addresses = created["addresses"].size();
+
+  // The clinician edits the plan in the EHR -- a note, an extension, a vendor element -- just
+  // before the gateway's write; and the gateway has something to write: a new chronic condition.
+  Value edited = created;
+  edited.set("note", *fhir::json::Parse(R"([{"text":"Patient prefers phone calls."}])"));
+  edited.set(
+      "_intent",
+      *fhir::json::Parse(R"({"extension":[{"url":"http://ehr.example/src","valueString":"ui"}]})"));
+  edited.set("vendorExtra", *fhir::json::Parse(R"({"score":2.75,"flags":[true,false]})"));
+  edited.set("status", Value::String("active"));
+  ehr_->Faults(fhir::json::Serialize(*fhir::json::Parse(
+      fmt::format(R"([{{"match":"PUT /fhir/R4/CarePlan/{}","kind":"write-first","resource":{}}}])",
+                  created["id"].str(), fhir::json::Serialize(edited)))));
+  auto condition = fhir::json::Parse(fmt::format(
+      R"({{"resourceType":"Condition","id":"late-asthma","clinicalStatus":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}}]}},
+      "verificationStatus":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"confirmed"}}]}},
+      "code":{{"coding":[{{"system":"http://snomed.info/sct","code":"195967001"}}]}},
+      "subject":{{"reference":"{}"}},"onsetDateTime":"2020-01-01"}})",
+      kNotBillable));
+  ASSERT_TRUE(condition);
+  ehr_->Put(*condition);
+  Sync();
+  ehr_->ClearRequests();
+  GatewayRun r = Bill();
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+
+  auto puts = Logged(*ehr_, "PUT", fmt::format("/fhir/R4/CarePlan/{}", created["id"].str()));
+  ASSERT_EQ(puts.size(), 2u);
+  EXPECT_EQ(puts[0]["status"].number_text(), "412");  // the version read was no longer current
+  EXPECT_EQ(puts[1]["status"].number_text(), "200");
+  EXPECT_FALSE(puts[1]["ifMatch"].str().empty());
+  EXPECT_NE(puts[0]["ifMatch"].str(), puts[1]["ifMatch"].str());
+  // What the gateway sent keeps every element of the clinician's version it does not own,
+  // exactly as the server held it.
+  Value clinician = Search(*ehr_, fmt::format("CarePlan/{}/_history", created["id"].str())).at(1);
+  ASSERT_EQ(clinician["note"][0]["text"].str(), "Patient prefers phone calls.");
+  Value sent = *fhir::json::Parse(puts[1]["body"].str());
+  for (const auto& m : clinician.object()) {
+    if (m.key == "addresses" || m.key == "extension" || m.key == "meta") continue;
+    EXPECT_EQ(fhir::json::Serialize(sent[m.key]), fhir::json::Serialize(m.value)) << m.key;
+  }
+  for (const auto& m : sent.object()) {
+    EXPECT_TRUE(clinician.find(m.key) != nullptr) << "the gateway added " << m.key;
+  }
+  Value now = Search(*ehr_, query).at(0);
+  EXPECT_EQ(now["status"].str(), "active");  // the clinician's activation stands
+  EXPECT_EQ(now["addresses"].size(), addresses + 1);
+  EXPECT_EQ(now["addresses"][addresses]["reference"].str(), "Condition/late-asthma");
+
+  // Nothing changed since: no write (no version churn).
+  ehr_->ClearRequests();
+  ASSERT_EQ(Bill().status, 0);
+  EXPECT_TRUE(Logged(*ehr_, "PUT", "/fhir/R4/CarePlan").empty());
+  EXPECT_TRUE(Logged(*ehr_, "POST", "/fhir/R4/CarePlan").empty());
+}
+
+TEST_F(BillTest, LateDataBecomesAnAdjustmentAndARevokedConsentAVoid) {
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  auto before = BillableChargeItems();
+  ASSERT_EQ(before.size(), static_cast<std::size_t>(kBillableCodes));
+
+  // An encounter entered after the month was billed: 22 + 20 minutes = 99490 + 99439.
+  AddStaffMinutes(kOneCode, 20, "late-call");
+  // The consent of another billed patient turns out not to exist (deleted as entered in error).
+  for (const auto& c : Search(*ehr_, fmt::format("Consent?patient={}", kTwoCodes))) {
+    ehr_->Send("DELETE", fmt::format("/fhir/R4/Consent/{}", c["id"].str()));
+  }
+  Sync();
+  GatewayRun r = Bill();
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("0 new, 1 adjusted, 1 voided"), std::string::npos) << r.out;
+
+  auto ledger = Ledger();
+  ASSERT_EQ(ledger.size(), static_cast<std::size_t>(kBillablePatients));
+  std::map<std::string, LedgerRow> by_patient;
+  for (auto& e : ledger) by_patient[e.patient] = e;
+  EXPECT_EQ(by_patient[std::string(kOneCode)].kind, "adjustment");
+  EXPECT_EQ(by_patient[std::string(kOneCode)].revision, 2);
+  EXPECT_EQ(by_patient[std::string(kTwoCodes)].kind, "void");
+  // Nothing already submitted was changed: the earlier revisions are superseded, intact.
+  auto all = Ledger(false);
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kBillablePatients + 2));
+
+  auto after = BillableChargeItems();
+  EXPECT_FALSE(after.contains(fmt::format("{} 99490", kTwoCodes)));
+  EXPECT_FALSE(after.contains(fmt::format("{} 99439", kTwoCodes)));
+  EXPECT_EQ(after.at(fmt::format("{} 99490", kOneCode)),
+            fmt::format("{}-2026-10-99490-r2", kOneCode.substr(8)));
+  EXPECT_TRUE(after.contains(fmt::format("{} 99439", kOneCode)));
+  EXPECT_EQ(after.size(), static_cast<std::size_t>(kBillableCodes - 2 + 1));
+  // The withdrawn revision is still on the server, marked entered-in-error.
+  auto old = Search(
+      *ehr_, fmt::format("ChargeItem?identifier=urn:ccm-gateway:charge-item|{}-2026-10-99490-r1",
+                         kOneCode.substr(8)));
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_EQ(old[0]["status"].str(), "entered-in-error");
+
+  // The payer gets a second batch: a corrected claim pointing at the prior one, and a cancellation.
+  auto files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 2u);
+  auto claims = Claims(files[1]);
+  ASSERT_EQ(claims.size(), 2u);
+  std::map<std::string, Value> by_status;
+  for (auto& c : claims) by_status[std::string(c["status"].str())] = c;
+  EXPECT_EQ(by_status["active"]["related"][0]["claim"]["identifier"]["value"].str(),
+            fmt::format("{}-2026-10-r1", kOneCode.substr(8)));
+  EXPECT_EQ(by_status["active"]["item"].size(), 2u);
+  EXPECT_EQ(by_status["cancelled"]["identifier"][0]["value"].str(),
+            fmt::format("{}-2026-10-r1", kTwoCodes.substr(8)));
+  std::string csv = ReadFile(ClaimFiles(".csv")[1]);
+  EXPECT_NE(csv.find(",void,"), std::string::npos);
+  EXPECT_NE(csv.find(",-1,-60.49,"), std::string::npos) << csv;
+  EXPECT_EQ(Search(*payer_, "Bundle").size(), 2u);
+}
+
+TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
+  Sync();
+  ehr_->Faults(R"([
+    {"match": "POST /fhir/R4/ChargeItem", "kind": "status", "status": 400,
+     "body": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
+              "diagnostics": "ChargeItem.performer: unknown Organization"}]}},
+    {"match": "POST /fhir/R4/ChargeItem", "kind": "status", "status": 503, "times": 2},
+    {"match": "POST /fhir/R4/ChargeItem", "kind": "apply-then-drop"}
+  ])");
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("ChargeItem.performer: unknown Organization"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("problem: charge-items Patient/"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("deliveries 9 done, 1 failed"), std::string::npos) << r.out;
+  auto ledger = Ledger();
+  std::vector<LedgerRow> pending;
+  for (const auto& e : ledger) {
+    if (e.status == "pending") pending.push_back(e);
+  }
+  // Only the failed patient; the 503s and the lost answer were retried.
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_NE(r.err.find(pending[0].patient), std::string::npos);
+  // Its first line was refused, so none of its lines went; everyone else's did, and the dropped
+  // answer did not make a duplicate (the conditional create found the first).
+  EXPECT_EQ(BillableChargeItems().size(), kBillableCodes - LedgerLines(pending[0]).size());
+
+  GatewayRun again = Bill();
+  ASSERT_EQ(again.status, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("deliveries 1 done, 0 failed"), std::string::npos) << again.out;
+  EXPECT_EQ(BillableChargeItems().size(), static_cast<std::size_t>(kBillableCodes));
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
+}
+
+TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
+  Sync();
+  ehr_.reset();  // the EHR goes away after the sync
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("problem: care plan Patient/"), std::string::npos) << r.err;
+  // The ledger and the payer outputs do not depend on the EHR being up.
+  EXPECT_EQ(Ledger().size(), static_cast<std::size_t>(kBillablePatients));
+  EXPECT_EQ(ClaimFiles(".json").size(), 1u);
+}
+
+// Kill the bill run right after each durable step, run again: exactly one of everything.
+class BillCrashTest : public BillTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(BillCrashTest, AKilledRunIsCompletedByTheNextWithNothingTwice) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  ::setenv("CCM_GATEWAY_CRASH_AT", GetParam(), 1);
+  GatewayRun crashed = Bill();
+  ::unsetenv("CCM_GATEWAY_CRASH_AT");
+  ASSERT_EQ(crashed.status, 86) << "no crash at " << GetParam() << ": " << crashed.out
+                                << crashed.err;
+
+  GatewayRun rerun = Bill();
+  ASSERT_EQ(rerun.status, 0) << rerun.out << rerun.err;
+  GatewayRun third = Bill();
+  ASSERT_EQ(third.status, 0) << third.out << third.err;
+  EXPECT_NE(third.out.find("0 new, 0 adjusted, 0 voided, 0 withdrawn, 5 unchanged"),
+            std::string::npos)
+      << third.out;
+
+  auto ledger = Ledger(false);
+  ASSERT_EQ(ledger.size(), static_cast<std::size_t>(kBillablePatients));
+  for (const auto& e : ledger) EXPECT_EQ(e.status, "submitted") << e.patient;
+  EXPECT_EQ(BillableChargeItems().size(), static_cast<std::size_t>(kBillableCodes));
+  EXPECT_EQ(Search(*ehr_, "ChargeItem").size(), static_cast<std::size_t>(kBillableCodes));
+  EXPECT_EQ(ClaimFiles(".json").size(), 1u);
+  std::size_t claims = 0;
+  for (const auto& f : ClaimFiles(".json")) claims += Claims(f).size();
+  EXPECT_EQ(claims, static_cast<std::size_t>(kBillablePatients));
+  EXPECT_EQ(Search(*payer_, "Bundle").size(), 1u);
+  EXPECT_EQ(Search(*ehr_, fmt::format("CarePlan?identifier=https://clinic.example/ccm-care-plan|{}",
+                                      kNotBillable.substr(8)))
+                .size(),
+            1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, BillCrashTest,
+                         ::testing::Values("care-plan", "ledger", "charge-item", "claims-file",
+                                           "claims-endpoint"),
+                         [](const auto& param_info) {
+                           std::string n = param_info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace ccm::gateway
