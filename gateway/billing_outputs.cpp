@@ -10,6 +10,7 @@
 #include "fhir/datetime.h"
 #include "fhir/http_client.h"
 #include "gateway/sync.h"
+#include "mappings/code_systems.h"
 
 namespace ccm::gateway {
 namespace {
@@ -44,6 +45,30 @@ Value Money(Cents c, const std::string& currency) {
   m.set("value", Value::Number(FormatCents(c)));
   m.set("currency", Str(currency));
   return m;
+}
+
+// A diagnosis as a CodeableConcept: the ICD-10-CM code first (what a professional claim needs),
+// then the Condition's own coding when it is something else.
+std::string Icd10(const Diagnosis& d) {
+  if (!d.icd10.empty()) return d.icd10;
+  return d.system == mappings::kIcd10Cm ? d.code : std::string();
+}
+
+Value DiagnosisConcept(const Diagnosis& d) {
+  Value codings = Value::MakeArray();
+  if (std::string icd = Icd10(d); !icd.empty()) codings.push_back(Coding(mappings::kIcd10Cm, icd));
+  if (d.system != mappings::kIcd10Cm && !d.code.empty())
+    codings.push_back(Coding(d.system, d.code));
+  Value cc = Value::MakeObject();
+  cc.set("coding", std::move(codings));
+  return cc;
+}
+
+bool HasIcd10(const LedgerRow& row) {
+  for (const auto& d : LedgerDiagnoses(row)) {
+    if (!Icd10(d).empty()) return true;
+  }
+  return false;
 }
 
 std::string_view PatientId(std::string_view ref) {
@@ -241,7 +266,7 @@ Value MakeChargeItem(const LedgerRow& entry, const BillingLine& line, std::strin
   }
   Value reasons = Value::MakeArray();
   for (const auto& d : LedgerDiagnoses(entry)) {
-    if (!d.code.empty()) reasons.push_back(Concept(d.system, d.code));
+    if (!d.code.empty()) reasons.push_back(DiagnosisConcept(d));
   }
   if (reasons.size() > 0) ci.set("reason", std::move(reasons));
   Value support = Value::MakeArray();
@@ -353,7 +378,7 @@ Value MakeClaimBundle(const std::vector<ClaimInput>& claims, const PayerConfig& 
       if (d.code.empty()) continue;
       Value dx = Value::MakeObject();
       dx.set("sequence", Value::Number(++seq));
-      dx.set("diagnosisCodeableConcept", Concept(d.system, d.code));
+      dx.set("diagnosisCodeableConcept", DiagnosisConcept(d));
       diagnoses.push_back(std::move(dx));
       if (seq <= 4) pointers.push_back(Value::Number(seq));  // 837P: up to 4 pointers per line
     }
@@ -410,7 +435,8 @@ std::string MakeClaimCsv(const std::vector<ClaimInput>& claims, const PayerConfi
     std::string dx;
     for (const auto& d : LedgerDiagnoses(billed)) {
       if (d.code.empty()) continue;
-      dx += (dx.empty() ? "" : " ") + d.code;
+      std::string icd = Icd10(d);
+      dx += (dx.empty() ? "" : " ") + (icd.empty() ? d.code : icd);
     }
     // A cancellation reverses what was billed: negative units and amounts.
     int sign = in.cancels ? -1 : 1;
@@ -504,6 +530,18 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         // This payer never received the charge being voided: nothing to cancel there.
         static_cast<void>(ctx.store.SetDelivery(e.id, channel, "done", "nothing to cancel"));
         ++report.done;
+        continue;
+      }
+      if (!HasIcd10(in.cancels ? *in.cancels : e)) {
+        // A professional claim without an ICD-10-CM diagnosis is rejected by the payer; hold
+        // this patient-month (the rest of the batch goes) until a code is there: coding the
+        // Condition in ICD-10-CM or adding mappings.diagnosisCodes makes a new ledger revision.
+        std::string what =
+            "held: no ICD-10-CM diagnosis for the counted conditions (code them in ICD-10-CM in "
+            "the EHR, or map their codes with mappings.diagnosisCodes)";
+        report.problems.push_back(Problem(channel, e, what));
+        static_cast<void>(ctx.store.SetDelivery(e.id, channel, "failed", what));
+        ++report.failed;
         continue;
       }
       if (auto pj = ctx.store.ResourceJson("Patient", PatientId(e.patient)); pj && *pj) {

@@ -59,9 +59,9 @@ Status ApplyMappings(const Value& root, std::string_view origin, const std::file
                      EngineConfig& config) {
   CCM_TRY_ASSIGN(const Value* s, Section(root, "mappings", origin, ""));
   if (s == nullptr) return {};
-  CCM_TRY(CheckKeys(
-      *s, origin, "mappings",
-      {"chronicConditions", "replaceDefaultChronicConditions", "activityCodes", "consentCodes"}));
+  CCM_TRY(CheckKeys(*s, origin, "mappings",
+                    {"chronicConditions", "replaceDefaultChronicConditions", "activityCodes",
+                     "consentCodes", "diagnosisCodes"}));
   CCM_TRY_ASSIGN(auto files, StringListKey(*s, "chronicConditions", origin, "mappings"));
   CCM_TRY_ASSIGN(auto replace, BoolKey(*s, "replaceDefaultChronicConditions", origin, "mappings"));
   if (replace.value_or(false) && files.empty()) {
@@ -89,6 +89,20 @@ Status ApplyMappings(const Value& root, std::string_view origin, const std::file
       return ConfigError(origin, Join("mappings", key), "the ValueSet has no codes");
     }
     *target = std::move(*set);
+  }
+  // Further ConceptMaps to ICD-10-CM for claim diagnoses, added to the built-in one.
+  CCM_TRY_ASSIGN(auto dx_files, StringListKey(*s, "diagnosisCodes", origin, "mappings"));
+  for (std::size_t i = 0; i < dx_files.size(); ++i) {
+    std::string key = fmt::format("mappings.diagnosisCodes[{}]", i);
+    std::filesystem::path p = Resolve(base, dx_files[i]);
+    auto v = ReadJsonFile(p, "ConceptMap");
+    if (!v) return ConfigError(origin, key, v.error().message);
+    if ((*v)["resourceType"].str() != "ConceptMap") {
+      return ConfigError(origin, key, fmt::format("{} is not a ConceptMap", p.string()));
+    }
+    if (Status added = config.diagnosis_codes.AddConceptMap(*v, p.string()); !added) {
+      return ConfigError(origin, key, added.error().message);
+    }
   }
   return {};
 }
@@ -287,6 +301,7 @@ Result<EngineConfig> DefaultEngineConfig() {
   CCM_TRY_ASSIGN(c.chronic_conditions, mappings::DefaultChronicConditionMap());
   CCM_TRY_ASSIGN(c.activity_codes, mappings::DefaultActivityCodes());
   CCM_TRY_ASSIGN(c.consent_codes, mappings::DefaultConsentCodes());
+  CCM_TRY_ASSIGN(c.diagnosis_codes, mappings::DefaultDiagnosisTranslation());
   for (const char* code : {"99491", "99437", "99424", "99425"}) {
     c.rules.practitioner_time_codes.Add(mappings::kCpt, code);
   }

@@ -86,6 +86,8 @@ struct EngineConfig {
   mappings::ChronicConditionMap chronic_conditions;
   mappings::CodeSet activity_codes;
   mappings::CodeSet consent_codes;
+  // Claim diagnoses: SNOMED CT (and other) codes -> ICD-10-CM (mappings.diagnosisCodes).
+  mappings::CodeTranslation diagnosis_codes;
   RuleConfig rules;
   FeeSchedule fee_schedule;
   bool fee_schedule_configured = false;  // billing.feeSchedule or billing.feeScheduleYear given

@@ -175,16 +175,14 @@ int RunBill(const Args& args) {
   // 4. Deliveries of this run.
   if (!dry_run) deliver();
 
-  // Totals over the month's active ledger.
-  auto active = store->LedgerEntries(month->ToString(), true);
-  std::size_t billed = 0, pending = 0, submitted = 0;
+  // Totals: what the month bills (after a real run the ledger's active entries say the same) and
+  // where the ledger's entries stand.
+  std::size_t billed = charges.size(), pending = 0, submitted = 0;
   Cents amount = 0;
-  if (active) {
+  for (const auto& c : charges) amount += c.amount;
+  if (auto active = store->LedgerEntries(month->ToString(), true); active && !dry_run) {
     for (const auto& e : *active) {
-      if (e.kind == "void") continue;
-      ++billed;
-      amount += e.amount_cents;
-      (e.status == "pending" ? pending : submitted) += 1;
+      if (e.kind != "void") (e.status == "pending" ? pending : submitted) += 1;
     }
   }
   auto n = [](std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); };
@@ -209,13 +207,13 @@ int RunBill(const Args& args) {
   for (const auto& [k, v] : plan_counts) plan_text += fmt::format("{} {}, ", v, k);
   fmt::print(
       "{} {}: ledger {} new, {} adjusted, {} voided, {} withdrawn, {} unchanged; "
-      "{} billable patient-month(s), {} {} expected ({} pending, {} submitted); "
-      "care plans: {}; deliveries {} done, {} failed\n",
+      "{} billable patient-month(s), {} {} expected{}; care plans: {}; deliveries {} done, {} "
+      "failed\n",
       dry_run ? "bill --dry-run" : "billed", month->ToString(), ledger_counts[LedgerAction::kNew],
       ledger_counts[LedgerAction::kAdjusted], ledger_counts[LedgerAction::kVoided],
-      ledger_counts[LedgerAction::kWithdrawn], outcome->unchanged,
-      dry_run ? billed + ledger_counts[LedgerAction::kNew] : billed, FormatCents(amount),
-      engine.fee_schedule.currency, pending, submitted,
+      ledger_counts[LedgerAction::kWithdrawn], outcome->unchanged, billed, FormatCents(amount),
+      engine.fee_schedule.currency,
+      dry_run ? "" : fmt::format(" ({} pending, {} submitted)", pending, submitted),
       plan_text.empty() ? "off" : plan_text.substr(0, plan_text.size() - 2), delivered.done,
       delivered.failed);
   bool ok = problems.empty();

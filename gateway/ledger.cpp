@@ -5,6 +5,7 @@
 #include <map>
 
 #include "gateway/ccm_report.h"
+#include "mappings/code_systems.h"
 
 namespace ccm::gateway {
 namespace {
@@ -73,8 +74,15 @@ std::optional<Charge> ChargeFor(const PatientMonth& r, const FactStore& facts,
       const auto* f = std::get_if<ConditionFact>(it->second.fact.get());
       if (f == nullptr) continue;
       auto bar = f->coding.find('|');
-      c.diagnoses.push_back(Diagnosis{ref, cc.category, f->coding.substr(0, bar),
-                                      bar == std::string::npos ? "" : f->coding.substr(bar + 1)});
+      Diagnosis d{ref, cc.category, f->coding.substr(0, bar),
+                  bar == std::string::npos ? "" : f->coding.substr(bar + 1), ""};
+      if (d.system == mappings::kIcd10Cm) {
+        d.icd10 = d.code;
+      } else if (const auto* t = config.diagnosis_codes.Find(d.system, d.code);
+                 t != nullptr && t->system == mappings::kIcd10Cm) {
+        d.icd10 = t->code;
+      }
+      c.diagnoses.push_back(std::move(d));
       break;  // one diagnosis per chronic category
     }
   }
@@ -101,15 +109,22 @@ LedgerRow ToLedgerRow(const Charge& c, std::int64_t run) {
     e.set("category", Str(d.category));
     e.set("system", Str(d.system));
     e.set("code", Str(d.code));
+    if (!d.icd10.empty()) e.set("icd10", Str(d.icd10));
     diagnoses.push_back(std::move(e));
   }
   evidence.set("diagnoses", std::move(diagnoses));
   row.evidence_json = fhir::json::Serialize(evidence);
   // What a payer would see change: the program, the codes, units, amounts and the encounters
-  // each line draws on (a corrected encounter is a corrected claim).
+  // each line draws on (a corrected encounter is a corrected claim) ...
   Value fp = Value::MakeObject();
   fp.set("program", Str(c.program));
   fp.set("lines", std::move(lines));
+  // ... and the claim's diagnosis codes (a Condition coded in ICD-10-CM later is a new revision,
+  // which also releases a claim held for want of one).
+  Value dx = Value::MakeArray();
+  for (const auto& d : c.diagnoses)
+    dx.push_back(Str(d.icd10.empty() ? d.system + "|" + d.code : d.icd10));
+  fp.set("diagnoses", std::move(dx));
   row.fingerprint = fhir::json::Serialize(fp);
   row.run = run;
   return row;
@@ -140,7 +155,8 @@ std::vector<Diagnosis> LedgerDiagnoses(const LedgerRow& row) {
   if (!v) return out;
   for (const auto& d : (*v)["diagnoses"].array()) {
     out.push_back(Diagnosis{std::string(d["condition"].str()), std::string(d["category"].str()),
-                            std::string(d["system"].str()), std::string(d["code"].str())});
+                            std::string(d["system"].str()), std::string(d["code"].str()),
+                            std::string(d["icd10"].str())});
   }
   return out;
 }

@@ -38,9 +38,10 @@ namespace ccm::gateway {
 inline constexpr std::string_view kCareManagementFamily = "care-management";
 
 struct Diagnosis {
-  std::string condition;  // "Condition/<id>"
-  std::string category;   // chronic category
-  std::string system, code;
+  std::string condition;     // "Condition/<id>"
+  std::string category;      // chronic category
+  std::string system, code;  // the Condition's coding that counted
+  std::string icd10;         // ICD-10-CM: that coding when it is one, else its mapping; "" if none
 };
 
 struct Charge {
@@ -50,8 +51,10 @@ struct Charge {
   std::vector<BillingLine> lines;
   Minutes minutes;  // billable minutes
   Cents amount = 0;
-  std::vector<Diagnosis> diagnoses;  // one per counted category (the first Condition's coding)
-  fhir::json::Value evidence;        // the engine's record of the patient-month
+  // One per counted category (the first Condition's coding), claims' ICD-10-CM from
+  // EngineConfig::diagnosis_codes where the coding is not ICD-10-CM itself.
+  std::vector<Diagnosis> diagnoses;
+  fhir::json::Value evidence;  // the engine's record of the patient-month
 };
 
 // The patient-month's charge, or nullopt when nothing is billable.

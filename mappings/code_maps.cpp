@@ -615,6 +615,60 @@ Result<ChronicConditionMap> DefaultChronicConditionMap() {
   return map;
 }
 
+Status CodeTranslation::AddConceptMap(const json::Value& cm, std::string_view origin) {
+  auto error = [&](const std::string& path, std::string_view what) {
+    return MakeError(Errc::kInvalidArgument, fmt::format("{}: {}: {}", origin, path, what));
+  };
+  std::map<std::pair<std::string, std::string>, Target, std::less<>> added;
+  const json::Value& groups = cm["group"];
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    std::string gp = fmt::format("ConceptMap.group[{}]", g);
+    std::string source(groups[g]["source"].str()), target(groups[g]["target"].str());
+    if (source.empty() || target.empty())
+      return error(gp, "needs source and target (code systems)");
+    const json::Value& elements = groups[g]["element"];
+    for (std::size_t e = 0; e < elements.size(); ++e) {
+      std::string ep = fmt::format("{}.element[{}]", gp, e);
+      std::string code(elements[e]["code"].str());
+      if (code.empty()) return error(ep + ".code", "missing");
+      if (source == kIcd10Cm) code = NormalizeIcd10(code);
+      for (const json::Value& t : elements[e]["target"].array()) {
+        std::string_view eq = t["equivalence"].str();
+        if (eq == "unmatched" || eq == "disjoint" || t["code"].str().empty()) continue;
+        Target to{target, std::string(t["code"].str()), std::string(eq)};
+        auto key = std::make_pair(source, code);
+        for (auto* m : {&map_, &added}) {
+          auto it = m->find(key);
+          if (it != m->end() && it->second.code != to.code) {
+            return error(
+                ep, fmt::format("{} is mapped to both {} and {}", code, it->second.code, to.code));
+          }
+        }
+        added.emplace(std::move(key), std::move(to));
+        break;
+      }
+    }
+  }
+  map_.merge(added);
+  return {};
+}
+
+const CodeTranslation::Target* CodeTranslation::Find(std::string_view system,
+                                                     std::string_view code) const {
+  auto it = system == kIcd10Cm
+                ? map_.find(std::make_pair(std::string(system), NormalizeIcd10(code)))
+                : map_.find(std::make_pair(std::string(system), std::string(code)));
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+Result<CodeTranslation> DefaultDiagnosisTranslation() {
+  constexpr std::string_view kFile = "snomed-icd10cm-diagnoses.conceptmap.json";
+  CCM_TRY_ASSIGN(json::Value resource, ParseEmbedded(kFile, "ConceptMap"));
+  CodeTranslation t;
+  CCM_TRY(t.AddConceptMap(resource, BuiltInOrigin(kFile)));
+  return t;
+}
+
 Result<CodeSet> DefaultActivityCodes() {
   CCM_TRY_ASSIGN(json::Value resource, ParseEmbedded(kActivityFile, "ValueSet"));
   return CodeSet::FromValueSet(resource, BuiltInOrigin(kActivityFile));

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -102,6 +103,26 @@ class CodeSet {
   std::unique_ptr<Impl> impl_;
 };
 
+// (system, code) -> a code of another system, from FHIR ConceptMaps (group.source -> group.target),
+// e.g. SNOMED CT -> ICD-10-CM for claim diagnoses. Targets with equivalence "unmatched" or
+// "disjoint" (or without a code) map nothing; the first mapped target of an element is used.
+// Regular type; immutable in use.
+class CodeTranslation {
+ public:
+  struct Target {
+    std::string system, code, equivalence;
+  };
+  // Errors name the origin and the JSON path (a group without source/target, an element without
+  // code, a code mapped to two different targets).
+  Status AddConceptMap(const fhir::json::Value& concept_map, std::string_view origin);
+  // The target of (system, code), or nullptr. ICD-10-CM sources match as in CodeSet::Contains.
+  const Target* Find(std::string_view system, std::string_view code) const;
+  std::size_t size() const noexcept { return map_.size(); }
+
+ private:
+  std::map<std::pair<std::string, std::string>, Target, std::less<>> map_;
+};
+
 // Loading files: reads, json::Parse (errors as `file:line:column: what`, Errc::kParseError), checks
 // resourceType (Errc::kInvalidArgument), then AddConceptMap / FromValueSet with the file name as
 // origin. A missing file is Errc::kNotFound, an unreadable one Errc::kIo.
@@ -117,6 +138,8 @@ Result<CodeSet> LoadCodeSet(const std::filesystem::path& file);  // a ValueSet
 Result<ChronicConditionMap> DefaultChronicConditionMap();  // ccw + snomed ConceptMaps
 Result<CodeSet> DefaultActivityCodes();                    // ccm-activity-codes.valueset.json
 Result<CodeSet> DefaultConsentCodes();                     // ccm-consent-codes.valueset.json
+// snomed-icd10cm-diagnoses.conceptmap.json: ICD-10-CM codes for the curated SNOMED CT concepts.
+Result<CodeTranslation> DefaultDiagnosisTranslation();
 
 // The embedded text of mappings/data/<file_name> (e.g. "ccm-consent-codes.valueset.json"), for
 // docs and tests; "" if there is no such file. The view stays valid for the process lifetime.

@@ -200,6 +200,16 @@ TEST_F(BillTest, BillingTheMonthTwiceWritesEverythingOnceAndThenNothing) {
   auto files = ClaimFiles(".json");
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(Claims(files[0]).size(), static_cast<std::size_t>(kBillablePatients));
+  // The samples' problems are SNOMED CT; the claims carry ICD-10-CM first (the map in mappings/).
+  for (const auto& claim : Claims(files[0])) {
+    ASSERT_GE(claim["diagnosis"].size(), 2u);
+    for (const auto& dx : claim["diagnosis"].array()) {
+      EXPECT_EQ(dx["diagnosisCodeableConcept"]["coding"][0]["system"].str(),
+                "http://hl7.org/fhir/sid/icd-10-cm");
+      EXPECT_EQ(dx["diagnosisCodeableConcept"]["coding"][1]["system"].str(),
+                "http://snomed.info/sct");
+    }
+  }
   ASSERT_EQ(ClaimFiles(".csv").size(), 1u);
   EXPECT_NE(ReadFile(ClaimFiles(".csv")[0]).find("TOTAL,,5 claim(s),,,7,511.73"),
             std::string::npos);
@@ -424,6 +434,39 @@ TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   // The ledger and the payer outputs do not depend on the EHR being up.
   EXPECT_EQ(Ledger().size(), static_cast<std::size_t>(kBillablePatients));
   EXPECT_EQ(ClaimFiles(".json").size(), 1u);
+}
+
+TEST_F(BillTest, TheLedgerCommandListsEntriesAndRecordsAcknowledgements) {
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  GatewayRun list = Gateway(fmt::format("ledger --config {} --month 2026-10", config_.string()));
+  ASSERT_EQ(list.status, 0) << list.err;
+  std::vector<Value> rows;
+  for (std::size_t start = 0, end; (end = list.out.find('\n', start)) != std::string::npos;
+       start = end + 1) {
+    auto v = fhir::json::Parse(list.out.substr(start, end - start));
+    ASSERT_TRUE(v) << list.out;
+    rows.push_back(std::move(*v));
+  }
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(kBillablePatients));
+  EXPECT_EQ(rows[0]["status"].str(), "submitted");
+  EXPECT_EQ(rows[0]["deliveries"].size(), 2u);
+  EXPECT_EQ(rows[0]["deliveries"][1]["channel"].str(), "payer:medicare");
+  std::string id(rows[0]["id"].number_text());
+  GatewayRun ack =
+      Gateway(fmt::format("ledger --config {} --acknowledge {}", config_.string(), id));
+  ASSERT_EQ(ack.status, 0) << ack.err;
+  EXPECT_NE(ack.out.find("\"status\":\"acknowledged\""), std::string::npos);
+  // Twice is refused: only a submitted entry can be acknowledged.
+  GatewayRun twice =
+      Gateway(fmt::format("ledger --config {} --acknowledge {}", config_.string(), id));
+  EXPECT_EQ(twice.status, 1);
+  EXPECT_NE(twice.err.find("cannot become acknowledged"), std::string::npos) << twice.err;
+  GatewayRun bad = Gateway(fmt::format("ledger --config {} --acknowledge x1", config_.string()));
+  EXPECT_EQ(bad.status, 2);
+  // An acknowledged entry is not touched by the next bill.
+  ASSERT_EQ(Bill().status, 0);
+  EXPECT_EQ(Ledger()[0].status, "acknowledged");
 }
 
 // Kill the bill run right after each durable step, run again: exactly one of everything.

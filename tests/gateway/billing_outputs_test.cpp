@@ -190,6 +190,46 @@ TEST(ChargeItemTest, CarriesCodeQuantityPeriodPerformerAndItsEncounters) {
   EXPECT_EQ(ci["reason"].size(), 2u);
 }
 
+TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  WriteBackConfig config = Config();
+  PayerConfig payer;
+  payer.name = "medicare";
+  payer.display = "Medicare";
+  payer.directory = dir / "claims";
+  config.payers.push_back(payer);
+  LedgerRow coded = Row("Patient/a", 1, "charge", {{"99490", 1}});
+  LedgerRow uncoded = Row("Patient/b", 1, "charge", {{"99490", 1}});
+  uncoded.evidence_json =
+      R"({"diagnoses":[{"condition":"Condition/x","category":"cancer_prostate","system":"http://snomed.info/sct","code":"126906006"}]})";
+  std::vector<std::int64_t> ids;
+  for (LedgerRow* row : {&coded, &uncoded}) {
+    auto id = (*store)->AddLedgerEntry(*row);
+    ASSERT_TRUE(id) << id.error().message;
+    ASSERT_TRUE((*store)->AddDelivery(*id, PayerChannel(payer), "2026-02-run7"));
+    ids.push_back(*id);
+  }
+  DeliveryContext ctx{**store, config, "USD", 7, nullptr, {}};
+  DeliveryReport report = DeliverOpen(ctx);
+  EXPECT_EQ(report.done, 1u);
+  EXPECT_EQ(report.failed, 1u);
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_NE(report.problems[0].find("payer:medicare Patient/b 2026-02"), std::string::npos);
+  EXPECT_NE(report.problems[0].find("no ICD-10-CM diagnosis"), std::string::npos);
+  auto bundle = fhir::json::Parse(
+      ccm::testing::ReadFile(dir / "claims" / "claims-medicare-2026-02-run7.json"));
+  ASSERT_TRUE(bundle);
+  auto claims = OfType(*bundle, "Claim");
+  ASSERT_EQ(claims.size(), 1u);
+  EXPECT_EQ(claims[0]["identifier"][0]["value"].str(), "a-2026-02-r1");
+  EXPECT_EQ((*store)->Deliveries(ids[1])->at(0).status, "failed");
+  ASSERT_TRUE(MarkDelivered(**store, ids));
+  EXPECT_EQ((*store)->LedgerEntry(ids[0])->value().status, "submitted");
+  EXPECT_EQ((*store)->LedgerEntry(ids[1])->value().status, "pending");
+}
+
 PatientMonth Month() {
   PatientMonth r;
   r.patient = "Patient/p1";

@@ -226,6 +226,65 @@ TEST(DefaultMappingsTest, ConceptMapsUseTheCodeSystemAndOneTargetPerCode) {
   EXPECT_EQ(used.size(), display.size());
 }
 
+TEST(DefaultMappingsTest, ClaimDiagnosesAreChronicIcd10CodesOfTheSameCondition) {
+  auto dx = DefaultDiagnosisTranslation();
+  ASSERT_TRUE(dx) << dx.error().message;
+  EXPECT_EQ(dx->Find(kSnomed, "44054006")->code, "E11.9");
+  EXPECT_EQ(dx->Find(kSnomed, "59621000")->code, "I10");
+  EXPECT_EQ(dx->Find(kSnomed, "59621000")->system, kIcd10Cm);
+  EXPECT_EQ(dx->Find(kSnomed, "126906006"), nullptr);  // "neoplasm of prostate": behaviour unknown
+  EXPECT_EQ(dx->Find(kIcd10Cm, "E119"), nullptr);
+  // Every curated SNOMED CT concept is either mapped or explicitly left unmatched, and every
+  // target is a code of the CCW chronic list -- of the concept's own category, except where CCW
+  // files the diabetic kidney codes (E11.29) under chronic kidney disease.
+  json::Value snomed = ParseEmbedded("snomed-chronic-conditions.conceptmap.json");
+  json::Value map = ParseEmbedded("snomed-icd10cm-diagnoses.conceptmap.json");
+  std::map<std::string, std::string> listed;
+  for (const json::Value& e : map["group"][std::size_t{0}]["element"].array()) {
+    listed[std::string(e["code"].str())] =
+        std::string(e["target"][std::size_t{0}]["equivalence"].str());
+  }
+  std::size_t mapped = 0;
+  for (const json::Value& e : snomed["group"][std::size_t{0}]["element"].array()) {
+    std::string code(e["code"].str());
+    ASSERT_TRUE(listed.contains(code)) << code << " is missing from the diagnosis map";
+    const auto* t = dx->Find(kSnomed, code);
+    if (listed[code] == "unmatched") {
+      EXPECT_EQ(t, nullptr);
+      continue;
+    }
+    ASSERT_NE(t, nullptr) << code;
+    ++mapped;
+    const ChronicCategory* icd_category = Defaults().Find(kIcd10Cm, t->code);
+    ASSERT_NE(icd_category, nullptr) << code << " -> " << t->code << " is not a CCW chronic code";
+    std::string expected(e["target"][std::size_t{0}]["code"].str());
+    if (t->code == "E11.29") {
+      EXPECT_EQ(icd_category->code, "chronic_kidney_disease");
+    } else {
+      EXPECT_EQ(icd_category->code, expected) << code << " -> " << t->code;
+    }
+  }
+  EXPECT_EQ(mapped, dx->size());
+  EXPECT_GE(mapped, 60u);
+}
+
+TEST(DefaultMappingsTest, DiagnosisTranslationRefusesConflictsAndNamesThePath) {
+  CodeTranslation t;
+  auto cm = json::Parse(R"({"resourceType":"ConceptMap","group":[{"source":"s","target":"t",
+    "element":[{"code":"1","target":[{"code":"A","equivalence":"equivalent"}]},
+               {"code":"1","target":[{"code":"B","equivalence":"equivalent"}]}]}]})");
+  ASSERT_TRUE(cm);
+  auto added = t.AddConceptMap(*cm, "x.json");
+  ASSERT_FALSE(added);
+  EXPECT_NE(added.error().message.find(
+                "x.json: ConceptMap.group[0].element[1]: 1 is mapped to both A and B"),
+            std::string::npos)
+      << added.error().message;
+  EXPECT_EQ(t.size(), 0u);  // nothing of a failed map is kept
+  auto no_target = json::Parse(R"({"resourceType":"ConceptMap","group":[{"source":"s"}]})");
+  EXPECT_FALSE(t.AddConceptMap(*no_target, "y.json"));
+}
+
 // Minimal CSV (RFC 4180 quoting) for the CCW source list.
 std::vector<std::string> SplitCsvLine(const std::string& line) {
   std::vector<std::string> fields(1);
@@ -383,7 +442,7 @@ TEST(DefaultMappingsTest, EmbeddedFilesEqualTheFilesOnDisk) {
   std::vector<std::string> embedded;
   for (std::string_view name : EmbeddedMappingFileNames()) embedded.emplace_back(name);
   EXPECT_EQ(embedded, on_disk);
-  EXPECT_EQ(on_disk.size(), 5u);
+  EXPECT_EQ(on_disk.size(), 6u);
   for (const std::string& name : on_disk) {
     const std::string disk = ReadFile(kDataDir / name);
     ASSERT_FALSE(disk.empty()) << name;
