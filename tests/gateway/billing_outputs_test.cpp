@@ -421,5 +421,26 @@ TEST(WriteBackConfigTest, MistakesAreNamedWithTheirKey) {
   EXPECT_NE(c.error().message.find("configure a source"), std::string::npos);
 }
 
+TEST(WriteBackConfigTest, ShippedBillExampleLoads) {
+  std::filesystem::path example = ccm::testing::SourceDir() / "config" / "bill-example.json";
+  EnvLookup env = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "EHR_TOKEN" || name == "MAC_TOKEN") return "t";
+    return std::nullopt;
+  };
+  auto sync = LoadSyncConfig(example, env);
+  ASSERT_TRUE(sync) << sync.error().message;
+  auto wb = LoadWriteBackConfig(example, env, *sync);
+  ASSERT_TRUE(wb) << wb.error().message;
+  EXPECT_TRUE(wb->care_plans);
+  EXPECT_TRUE(wb->charge_items);
+  EXPECT_EQ(wb->target->name, "main-ehr");
+  ASSERT_EQ(wb->payers.size(), 1u);
+  EXPECT_EQ(wb->payers[0].directory, std::filesystem::path("/var/lib/ccm-gateway/claims"));
+  EXPECT_EQ(wb->payers[0].endpoint->auth.token, "t");
+  auto engine = LoadEngineConfig(example);
+  ASSERT_TRUE(engine) << engine.error().message;
+  EXPECT_EQ(engine->practice.time_zone_name, "America/New_York");
+}
+
 }  // namespace
 }  // namespace ccm::gateway
