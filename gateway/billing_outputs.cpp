@@ -224,8 +224,9 @@ Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, Delivery
 }
 
 std::string Problem(std::string_view channel, const LedgerRow& e, std::string_view what) {
-  // Patient references are identifiers, not PHI by themselves; the messages carry no names.
-  return fmt::format("{} {} {} (ledger entry {}): {}", channel, e.patient, e.month, e.id, what);
+  // No patient reference: these lines go to logs, and an EHR's patient id may be a record number
+  // (PHI). The entry id finds the patient with `ccm-gateway ledger`.
+  return fmt::format("{} {} ledger entry {}: {}", channel, e.month, e.id, what);
 }
 
 }  // namespace

@@ -164,8 +164,9 @@ Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackC
           AuditRow{0, "", run, "provenance-failed", target, version, created.error().message, ""}));
     }
   }
-  return store.AddAudit(
-      AuditRow{0, "", run, std::string(action), target, version, "CCM care plan", provenance_ref});
+  CCM_TRY(store.AddAudit(
+      AuditRow{0, "", run, std::string(action), target, version, "CCM care plan", provenance_ref}));
+  return {};
 }
 
 }  // namespace
@@ -326,9 +327,10 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
   auto fail = [&](std::string message) {
     out.action = CarePlanAction::kFailed;
     out.message = std::move(message);
-    static_cast<void>(store.AddAudit(AuditRow{0, "", run, "error",
-                                              out.reference.empty() ? r.patient : out.reference, "",
-                                              out.message, ""}));
+    auto audit = store.AddAudit(AuditRow{0, "", run, "error",
+                                         out.reference.empty() ? r.patient : out.reference, "",
+                                         fmt::format("{}: {}", r.patient, out.message), ""});
+    if (audit) out.audit = *audit;
     return out;
   };
   for (int attempt = 0; attempt <= config.max_conflict_retries; ++attempt) {

@@ -59,10 +59,11 @@ std::string_view ToCode(CarePlanAction a) noexcept;
 struct CarePlanWrite {
   std::string patient;
   CarePlanAction action = CarePlanAction::kFailed;
-  std::string reference;  // "CarePlan/<id>" when known
-  std::string version;    // the version written
-  int conflicts = 0;      // 412s met and resolved
-  std::string message;    // why it failed, or what the other plan is
+  std::string reference;   // "CarePlan/<id>" when known
+  std::string version;     // the version written
+  int conflicts = 0;       // 412s met and resolved
+  std::string message;     // why it failed, or what the other plan is (no patient data)
+  std::int64_t audit = 0;  // the audit record of a failure (it names the patient)
 };
 
 CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,

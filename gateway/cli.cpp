@@ -50,15 +50,17 @@ commands:
            write the records to --report (default month: the current one in the practice time
            zone). Without --once, repeats every sync.intervalSeconds until SIGINT/SIGTERM.
            --full ignores the cursors and removes what the servers no longer have.
-  bill     --month YYYY-MM --config FILE [--dry-run]
+  bill     --month YYYY-MM --config FILE [--dry-run] [--open-month]
            Close the month from the state store (run `sync` first): write back CCM care plans
            (writeBack.carePlans), record every billable patient-month in the ledger exactly once
            (corrections of earlier months become adjustments or voids), and deliver ChargeItems
            (writeBack.chargeItems) and payer claim Bundles and CSV (billing.payers). Re-running
-           changes nothing. --dry-run prints what would be written and writes nothing.
-  ledger   --config FILE [--month YYYY-MM] [--all] [--acknowledge ID...]
+           changes nothing. --dry-run prints what would be written and writes nothing. A month
+           that has not ended is refused unless --open-month.
+  ledger   --config FILE [--month YYYY-MM] [--all] [--acknowledge ID...] [--audit]
            List the billing ledger (active entries; --all includes superseded ones) with their
-           deliveries; --acknowledge marks submitted entries as acknowledged by the payer.
+           deliveries; --acknowledge marks submitted entries as acknowledged by the payer;
+           --audit lists the audit log of writes to other systems instead.
   generate-activity --input PATH... --month YYYY-MM --out DIR [--seed N] [--utc-offset +hh:mm]
            Write deterministic synthetic care-management activity for the living patients in the
            input (see samples/activity/README.md).
@@ -295,10 +297,11 @@ int RunCli(int argc, char** argv) {
       return RunSync(Args(rest, {"--once", "--full"}, {"--config", "--month", "--report"}, {}));
     }
     if (command == "bill") {
-      return RunBill(Args(rest, {"--dry-run"}, {"--config", "--month"}, {}));
+      return RunBill(Args(rest, {"--dry-run", "--open-month"}, {"--config", "--month"}, {}));
     }
     if (command == "ledger") {
-      return RunLedger(Args(rest, {"--all"}, {"--config", "--month"}, {"--acknowledge"}));
+      return RunLedger(
+          Args(rest, {"--all", "--audit"}, {"--config", "--month"}, {"--acknowledge"}));
     }
     if (command == "generate-activity") {
       return RunGenerateActivity(

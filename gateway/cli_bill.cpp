@@ -70,6 +70,14 @@ int RunBill(const Args& args) {
   auto loaded = Load(args, "bill");
   if (auto* exit = std::get_if<int>(&loaded)) return *exit;
   auto& [engine, sync, wb, store] = std::get<Loaded>(loaded);
+  // CCM is billed per calendar month (docs/ccm-rules.md, rule 6): billing a month still under
+  // way bills what is met so far, and the rest of the month then arrives as corrections.
+  if (YearMonth now = CurrentMonth(engine); !(*month < now) && !args.flag("--open-month")) {
+    throw UsageError(fmt::format(
+        "{} has not ended in {} (today is in {}); bill it once it has, or pass --open-month to "
+        "bill what is met so far (time added later then goes out as corrected claims)",
+        month->ToString(), engine.practice.time_zone_name, now.ToString()));
+  }
   if (Status s = UseFeeScheduleForYear(engine, month->year); !s) {
     fmt::print(stderr, "ccm-gateway bill: {}\n", s.error().message);
     return kExitUsage;
@@ -117,7 +125,10 @@ int RunBill(const Args& args) {
       CarePlanWrite w = WriteCarePlan(*ehr, *store, r, wb, *run, dry_run);
       ++plan_counts[std::string(ToCode(w.action))];
       if (w.action == CarePlanAction::kFailed) {
-        problems.push_back(fmt::format("care plan {}: {}", r.patient, w.message));
+        // The audit record names the patient; the log line does not (no PHI in logs).
+        problems.push_back(fmt::format("care plan{} (audit record {}): {}",
+                                       w.reference.empty() ? "" : " " + w.reference, w.audit,
+                                       w.message));
       } else if (dry_run && w.action != CarePlanAction::kUnchanged) {
         fmt::print("care plan  {:<14} {}{}\n", ToCode(w.action), r.patient,
                    w.reference.empty() ? "" : fmt::format(" ({})", w.reference));
@@ -244,6 +255,27 @@ int RunLedger(const Args& args) {
       fmt::print(stderr, "ccm-gateway ledger: {}\n", s.error().message);
       return kExitDataProblems;
     }
+  }
+  if (args.flag("--audit")) {
+    // The audit log of writes to other systems (CarePlans, ChargeItems, claim Bundles).
+    auto audit = store.AuditLog(0);
+    if (!audit) {
+      fmt::print(stderr, "ccm-gateway ledger: {}\n", audit.error().message);
+      return kExitFatal;
+    }
+    for (const auto& a : *audit) {
+      Value o = Value::MakeObject();
+      o.set("id", Value::Number(a.id));
+      o.set("at", Value::String(a.at));
+      o.set("run", Value::Number(a.run));
+      o.set("action", Value::String(a.action));
+      o.set("target", Value::String(a.target));
+      if (!a.version.empty()) o.set("version", Value::String(a.version));
+      if (!a.detail.empty()) o.set("detail", Value::String(a.detail));
+      if (!a.provenance.empty()) o.set("provenance", Value::String(a.provenance));
+      fmt::print("{}\n", fhir::json::Serialize(o));
+    }
+    return kExitOk;
   }
   auto rows = store.LedgerEntries(month, !args.flag("--all"));
   if (!rows) {

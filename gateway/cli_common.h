@@ -107,6 +107,9 @@ int ReportMonth(const FactStore& facts, const CollectReport& collected, const Ye
                 const std::optional<std::string>& out, std::string_view command,
                 std::string_view inputs);
 
+// The current calendar month in the practice time zone.
+YearMonth CurrentMonth(const EngineConfig& config);
+
 // `ccm-gateway sync` (cli_sync.cpp).
 int RunSync(const Args& args);
 // `ccm-gateway bill` and `ccm-gateway ledger` (cli_bill.cpp).

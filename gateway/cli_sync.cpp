@@ -94,16 +94,6 @@ class SyncLog {
   bool terminal_;
 };
 
-YearMonth CurrentMonth(const EngineConfig& config) {
-  auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-  date::year_month_day ymd{std::chrono::floor<date::days>(now)};
-  if (config.practice.time_zone != nullptr) {
-    auto local = config.practice.time_zone->to_local(now);
-    ymd = date::year_month_day{std::chrono::floor<date::days>(local)};
-  }
-  return YearMonth{static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month())};
-}
-
 int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, StateStore& store,
               SyncLog& log) {
   YearMonth month = CurrentMonth(engine);

@@ -485,13 +485,14 @@ class SqliteStateStore final : public StateStore {
     });
   }
 
-  Status AddAudit(const AuditRow& r) override {
+  Result<std::int64_t> AddAudit(const AuditRow& r) override {
     std::string now = r.at.empty() ? NowText() : r.at;
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT INTO audit (at, run, action, target, version, detail, "
                            "provenance) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                            now, r.run, r.action, r.target, r.version, r.detail, r.provenance));
-    return StepDone(s, "writing the audit log");
+    CCM_TRY(StepDone(s, "writing the audit log"));
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 
   Result<std::vector<AuditRow>> AuditLog(std::int64_t after_id) override {

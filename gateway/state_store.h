@@ -157,7 +157,8 @@ class StateStore {
   // Deliveries of one entry (entry > 0), or all not yet done (entry == 0), by entry and channel.
   virtual Result<std::vector<DeliveryRow>> Deliveries(std::int64_t entry) = 0;
 
-  virtual Status AddAudit(const AuditRow& row) = 0;
+  // Returns the record's id.
+  virtual Result<std::int64_t> AddAudit(const AuditRow& row) = 0;
   // Audit records newer than `after_id`, oldest first.
   virtual Result<std::vector<AuditRow>> AuditLog(std::int64_t after_id) = 0;
 

@@ -404,7 +404,8 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   GatewayRun r = Bill();
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("ChargeItem.performer: unknown Organization"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("problem: charge-items Patient/"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("problem: charge-items 2026-10 ledger entry "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("Patient/"), std::string::npos) << "no patient ids in logs: " << r.err;
   EXPECT_NE(r.out.find("deliveries 9 done, 1 failed"), std::string::npos) << r.out;
   auto ledger = Ledger();
   std::vector<LedgerRow> pending;
@@ -413,7 +414,7 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   }
   // Only the failed patient; the 503s and the lost answer were retried.
   ASSERT_EQ(pending.size(), 1u);
-  EXPECT_NE(r.err.find(pending[0].patient), std::string::npos);
+  EXPECT_NE(r.err.find(fmt::format("ledger entry {}:", pending[0].id)), std::string::npos);
   // Its first line was refused, so none of its lines went; everyone else's did, and the dropped
   // answer did not make a duplicate (the conditional create found the first).
   EXPECT_EQ(BillableChargeItems().size(), kBillableCodes - LedgerLines(pending[0]).size());
@@ -430,7 +431,13 @@ TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   ehr_.reset();  // the EHR goes away after the sync
   GatewayRun r = Bill();
   EXPECT_EQ(r.status, 1) << r.out << r.err;
-  EXPECT_NE(r.err.find("problem: care plan Patient/"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("problem: care plan (audit record "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("Patient/"), std::string::npos) << "no patient ids in logs: " << r.err;
+  // The audit log has the patient each failure concerns.
+  GatewayRun audit = Gateway(fmt::format("ledger --config {} --audit", config_.string()));
+  ASSERT_EQ(audit.status, 0);
+  EXPECT_NE(audit.out.find("\"action\":\"error\",\"target\":\"Patient/"), std::string::npos)
+      << audit.out;
   // The ledger and the payer outputs do not depend on the EHR being up.
   EXPECT_EQ(Ledger().size(), static_cast<std::size_t>(kBillablePatients));
   EXPECT_EQ(ClaimFiles(".json").size(), 1u);
@@ -467,6 +474,43 @@ TEST_F(BillTest, TheLedgerCommandListsEntriesAndRecordsAcknowledgements) {
   // An acknowledged entry is not touched by the next bill.
   ASSERT_EQ(Bill().status, 0);
   EXPECT_EQ(Ledger()[0].status, "acknowledged");
+}
+
+TEST_F(BillTest, AMonthThatHasNotEndedIsRefusedUnlessAskedFor) {
+  Sync();
+  GatewayRun r = Gateway(fmt::format("bill --month 2099-01 --config {}", config_.string()));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("2099-01 has not ended in America/Chicago"), std::string::npos) << r.err;
+  EXPECT_TRUE(Ledger(false).empty());
+  GatewayRun open = Gateway(
+      fmt::format("bill --month 2099-01 --config {} --open-month --dry-run", config_.string()));
+  EXPECT_EQ(open.status, 0) << open.err;
+}
+
+TEST_F(BillTest, TheAuditLogRecordsEveryWriteWithItsVersionAndProvenance) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  GatewayRun audit = Gateway(fmt::format("ledger --config {} --audit", config_.string()));
+  ASSERT_EQ(audit.status, 0) << audit.err;
+  std::size_t plan_creates = 0, charge_creates = 0, bundles = 0;
+  for (std::size_t start = 0, end; (end = audit.out.find('\n', start)) != std::string::npos;
+       start = end + 1) {
+    auto v = fhir::json::Parse(audit.out.substr(start, end - start));
+    ASSERT_TRUE(v);
+    std::string target((*v)["target"].str());
+    if ((*v)["action"].str() != "create") continue;
+    EXPECT_FALSE((*v)["version"].str().empty()) << target;
+    if (target.starts_with("CarePlan/")) {
+      ++plan_creates;
+      EXPECT_TRUE((*v)["provenance"].str().starts_with("Provenance/"));
+    }
+    charge_creates += target.starts_with("ChargeItem/") ? 1 : 0;
+    bundles += target.starts_with("Bundle/") ? 1 : 0;
+  }
+  EXPECT_EQ(plan_creates, 1u);
+  EXPECT_EQ(charge_creates, static_cast<std::size_t>(kBillableCodes));
+  EXPECT_EQ(bundles, 1u);
 }
 
 // Kill the bill run right after each durable step, run again: exactly one of everything.

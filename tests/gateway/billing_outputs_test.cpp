@@ -216,7 +216,9 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
   EXPECT_EQ(report.done, 1u);
   EXPECT_EQ(report.failed, 1u);
   ASSERT_EQ(report.problems.size(), 1u);
-  EXPECT_NE(report.problems[0].find("payer:medicare Patient/b 2026-02"), std::string::npos);
+  EXPECT_NE(report.problems[0].find(fmt::format("payer:medicare 2026-02 ledger entry {}:", ids[1])),
+            std::string::npos)
+      << report.problems[0];
   EXPECT_NE(report.problems[0].find("no ICD-10-CM diagnosis"), std::string::npos);
   auto bundle = fhir::json::Parse(
       ccm::testing::ReadFile(dir / "claims" / "claims-medicare-2026-02-run7.json"));
