@@ -144,17 +144,28 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
     out.agent = agent.value_or("");
     CCM_TRY_ASSIGN(auto retries, IntKey(*w, "maxConflictRetries", origin, p, 0, 20));
     if (retries) out.max_conflict_retries = static_cast<int>(*retries);
-    CCM_TRY_ASSIGN(auto target, StringKey(*w, "target", origin, p));
-    if (target) {
-      for (const auto& s : sync.sources) {
-        if (s.name == *target) out.target = s;
+    if (const Value* t = w->find("target"); t != nullptr && t->is_object()) {
+      // A FHIR endpoint written to but not synced from (e.g. a billing server): a source-like
+      // object with its own baseUrl, auth, TLS, timeouts and retries.
+      Value named = *t;
+      if (named.find("name") == nullptr) named.set("name", Value::String("write-back-target"));
+      CCM_TRY_ASSIGN(out.target,
+                     SourceConfigFromJson(named, origin, Join(p, "target"), base_dir, env));
+    } else {
+      CCM_TRY_ASSIGN(auto target, StringKey(*w, "target", origin, p));
+      if (target) {
+        for (const auto& s : sync.sources) {
+          if (s.name == *target) out.target = s;
+        }
+        if (!out.target) {
+          return ConfigError(origin, Join(p, "target"),
+                             fmt::format("\"{}\" is not the name of a configured source (or "
+                                         "give an object with baseUrl, auth, ...)",
+                                         *target));
+        }
+      } else if (!sync.sources.empty()) {
+        out.target = sync.sources.front();
       }
-      if (!out.target) {
-        return ConfigError(origin, Join(p, "target"),
-                           fmt::format("\"{}\" is not the name of a configured source", *target));
-      }
-    } else if (!sync.sources.empty()) {
-      out.target = sync.sources.front();
     }
     if ((out.care_plans || out.charge_items) && !out.target) {
       return ConfigError(origin, p,

@@ -33,7 +33,8 @@ struct PayerConfig {
 struct WriteBackConfig {
   bool care_plans = false;
   bool charge_items = false;
-  std::optional<SourceConfig> target;  // where CarePlans and ChargeItems go (writeBack.target)
+  // Where CarePlans and ChargeItems go: writeBack.target, a source name or a source-like object.
+  std::optional<SourceConfig> target;
   std::string care_plan_identifier_system = "urn:ccm-gateway:care-plan";
   std::string author;     // CarePlan.author reference, optional
   std::string care_team;  // CarePlan.careTeam reference, optional

@@ -85,7 +85,7 @@ class BillTest : public ::testing::Test {
                      "endpoint": {{"baseUrl": "{}", "retry": {{"initialBackoffMs": 20, "maxBackoffSeconds": 1}}}}}}]
       }},
       "sources": [{{"name": "ehr", "baseUrl": "{}", "pageSize": 100, "safetyMarginSeconds": 0,
-                    "retry": {{"initialBackoffMs": 20, "maxBackoffSeconds": 1}}{}}}],
+                    "retry": {{"maxAttempts": 8, "initialBackoffMs": 20, "maxBackoffSeconds": 1}}{}}}],
       "writeBack": {{"carePlans": true, "chargeItems": true, "provenance": true,
                      "carePlanIdentifierSystem": "https://clinic.example/ccm-care-plan"}},
       "state": {{"path": "state.db"}}
@@ -393,13 +393,16 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndARevokedConsentAVoid) {
 }
 
 TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
+  // Exchanges time out after a second (the delay fault below holds one for 2.5 s).
+  config_ = WriteConfig(R"(, "timeouts": {"totalSeconds": 1})");
   Sync();
   ehr_->Faults(R"([
     {"match": "POST /fhir/R4/ChargeItem", "kind": "status", "status": 400,
      "body": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
               "diagnostics": "ChargeItem.performer: unknown Organization"}]}},
     {"match": "POST /fhir/R4/ChargeItem", "kind": "status", "status": 503, "times": 2},
-    {"match": "POST /fhir/R4/ChargeItem", "kind": "apply-then-drop"}
+    {"match": "POST /fhir/R4/ChargeItem", "kind": "apply-then-drop"},
+    {"match": "POST /fhir/R4/ChargeItem", "kind": "delay", "delayMs": 2500}
   ])");
   GatewayRun r = Bill();
   EXPECT_EQ(r.status, 1) << r.out << r.err;
@@ -407,12 +410,18 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   EXPECT_NE(r.err.find("problem: charge-items 2026-10 ledger entry "), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("Patient/"), std::string::npos) << "no patient ids in logs: " << r.err;
   EXPECT_NE(r.out.find("deliveries 9 done, 1 failed"), std::string::npos) << r.out;
+  std::map<std::string, std::size_t> faults;
+  Value log = ehr_->Requests();
+  for (const auto& req : log.array()) ++faults[std::string(req["fault"].str())];
+  EXPECT_EQ(faults["status"], 3u);
+  EXPECT_EQ(faults["apply-then-drop"], 1u);
+  EXPECT_EQ(faults["delay"], 1u);  // timed out after 1 s and retried
   auto ledger = Ledger();
   std::vector<LedgerRow> pending;
   for (const auto& e : ledger) {
     if (e.status == "pending") pending.push_back(e);
   }
-  // Only the failed patient; the 503s and the lost answer were retried.
+  // Only the failed patient; the 503s, the lost answer and the timeout were retried.
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_NE(r.err.find(fmt::format("ledger entry {}:", pending[0].id)), std::string::npos);
   // Its first line was refused, so none of its lines went; everyone else's did, and the dropped

@@ -386,6 +386,13 @@ TEST(WriteBackConfigTest, ReadsEveryKey) {
   ASSERT_TRUE(c->payers[0].endpoint);
   EXPECT_EQ(c->payers[0].endpoint->name, "medicare");
   EXPECT_EQ(c->payers[0].endpoint->auth.token, "t0k3n");
+  // A target that is not a synced source: a billing FHIR endpoint of its own.
+  auto billing_server = ParseConfig(R"({"writeBack": {"chargeItems": true,
+      "target": {"baseUrl": "https://billing.example/fhir", "auth": {"type": "bearer", "tokenEnv": "PAYER_TOKEN"}}}})",
+                                    sync);
+  ASSERT_TRUE(billing_server) << billing_server.error().message;
+  EXPECT_EQ(billing_server->target->base_url, "https://billing.example/fhir");
+  EXPECT_EQ(billing_server->target->auth.token, "t0k3n");
   // Defaults: off, the first source.
   auto d = ParseConfig(R"({"writeBack": {}})", sync);
   ASSERT_TRUE(d);
