@@ -260,6 +260,11 @@ Result<InstantRange> DayRange(date::year_month_day day, const date::time_zone* t
                       LocalToUtc(date::local_time<Micros>{end.time_since_epoch()}, tz)};
 }
 
+std::string NowUtc() {
+  return FormatUtc(std::chrono::time_point_cast<Micros>(
+      std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now())));
+}
+
 std::string FormatUtc(TimePoint t) {
   const auto d = std::chrono::floor<days>(t);
   const date::year_month_day ymd{date::sys_days{d.time_since_epoch()}};

@@ -161,5 +161,7 @@ Result<InstantRange> DayRange(date::year_month_day day, const date::time_zone* t
 
 // RFC 3339 text of a UTC instant, e.g. "2026-10-05T14:30:00Z" (fraction only when non-zero).
 std::string FormatUtc(TimePoint t);
+// FormatUtc of the system clock's now, to the millisecond.
+std::string NowUtc();
 
 }  // namespace ccm::fhir

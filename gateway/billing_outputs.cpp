@@ -7,39 +7,25 @@
 #include <map>
 #include <set>
 
+#include "fhir/build.h"
 #include "fhir/datetime.h"
 #include "fhir/http_client.h"
+#include "gateway/ccm_report.h"
+#include "gateway/files.h"
 #include "gateway/sync.h"
 #include "mappings/code_systems.h"
 
 namespace ccm::gateway {
 namespace {
 
+using fhir::build::Coding;
+using fhir::build::Concept;
+using fhir::build::Identifier;
+using fhir::build::Ref;
+using fhir::build::ReferenceId;
+using fhir::build::Str;
 using fhir::json::Value;
 
-Value Str(std::string_view s) { return Value::String(std::string(s)); }
-Value Ref(std::string_view reference) {
-  Value r = Value::MakeObject();
-  r.set("reference", Str(reference));
-  return r;
-}
-Value Coding(std::string_view system, std::string_view code) {
-  Value c = Value::MakeObject();
-  c.set("system", Str(system));
-  c.set("code", Str(code));
-  return c;
-}
-Value Concept(std::string_view system, std::string_view code) {
-  Value cc = Value::MakeObject();
-  cc.set("coding", Value::MakeArray({Coding(system, code)}));
-  return cc;
-}
-Value Identifier(std::string_view system, std::string_view value) {
-  Value i = Value::MakeObject();
-  i.set("system", Str(system));
-  i.set("value", Str(value));
-  return i;
-}
 Value Money(Cents c, const std::string& currency) {
   Value m = Value::MakeObject();
   m.set("value", Value::Number(FormatCents(c)));
@@ -71,11 +57,6 @@ bool HasIcd10(const LedgerRow& row) {
   return false;
 }
 
-std::string_view PatientId(std::string_view ref) {
-  auto slash = ref.rfind('/');
-  return slash == std::string_view::npos ? ref : ref.substr(slash + 1);
-}
-
 // The calendar month "YYYY-MM" as a FHIR Period of dates (both ends inclusive days).
 Value MonthPeriod(std::string_view month) {
   Value p = Value::MakeObject();
@@ -104,39 +85,6 @@ std::string NameUuid(std::string_view name) {
   std::uint64_t b = Fnv1a(name, 0x84222325cbf29ce4ULL ^ a);
   return fmt::format("urn:uuid:{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff,
                      (a & 0x0fff) | 0x8000, ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffULL);
-}
-
-std::string Csv(std::string_view field) {
-  if (field.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(field);
-  std::string out = "\"";
-  for (char c : field) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-Status WriteAtomically(const std::filesystem::path& path, std::string_view text) {
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      return MakeError(Errc::kIo, fmt::format("cannot write {} (check the directory exists and "
-                                              "is writable)",
-                                              tmp.string()));
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    return MakeError(Errc::kIo, fmt::format("cannot rename {} to {}: {}", tmp.string(),
-                                            path.string(), ec.message()));
-  }
-  return {};
 }
 
 std::string Search(std::string_view system, std::string_view value) {
@@ -234,10 +182,10 @@ std::string Problem(std::string_view channel, const LedgerRow& e, std::string_vi
 std::string PayerChannel(const PayerConfig& payer) { return "payer:" + payer.name; }
 
 std::string ClaimIdentifierValue(const LedgerRow& e) {
-  return fmt::format("{}-{}-r{}", PatientId(e.patient), e.month, e.revision);
+  return fmt::format("{}-{}-r{}", ReferenceId(e.patient), e.month, e.revision);
 }
 std::string ChargeItemIdentifierValue(const LedgerRow& e, std::string_view code) {
-  return fmt::format("{}-{}-{}-r{}", PatientId(e.patient), e.month, code, e.revision);
+  return fmt::format("{}-{}-{}-r{}", ReferenceId(e.patient), e.month, code, e.revision);
 }
 
 Value MakeChargeItem(const LedgerRow& entry, const BillingLine& line, std::string_view status,
@@ -333,7 +281,7 @@ Value MakeClaimBundle(const std::vector<ClaimInput>& claims, const PayerConfig& 
       if (!patient.is_object() || patient["resourceType"].str() != "Patient") {
         patient = Value::MakeObject();
         patient.set("resourceType", Str("Patient"));
-        patient.set("id", Str(PatientId(e.patient)));
+        patient.set("id", Str(ReferenceId(e.patient)));
       }
       Value mbi;
       for (const auto& id : patient["identifier"].array()) {
@@ -443,17 +391,18 @@ std::string MakeClaimCsv(const std::vector<ClaimInput>& claims, const PayerConfi
     int sign = in.cancels ? -1 : 1;
     for (const auto& line : LedgerLines(billed)) {
       Cents amount = line.amount.value_or(0) * sign;
-      out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\r\n", Csv(payer.name), Csv(batch),
-                         Csv(ClaimIdentifierValue(billed)), in.entry.kind, Csv(in.entry.patient),
-                         in.entry.month, line.code, line.units * sign, FormatCents(amount),
-                         billed.staff_minutes, billed.practitioner_minutes, Csv(dx));
+      out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\r\n", CsvField(payer.name),
+                         CsvField(batch), CsvField(ClaimIdentifierValue(billed)), in.entry.kind,
+                         CsvField(in.entry.patient), in.entry.month, line.code, line.units * sign,
+                         FormatCents(amount), billed.staff_minutes, billed.practitioner_minutes,
+                         CsvField(dx));
       total += amount;
       units += line.units * sign;
       ++rows;
     }
   }
-  out += fmt::format("{},{},TOTAL,,{} claim(s),,,{},{},,,\r\n", Csv(payer.name), Csv(batch),
-                     claims.size(), units, FormatCents(total));
+  out += fmt::format("{},{},TOTAL,,{} claim(s),,,{},{},,,\r\n", CsvField(payer.name),
+                     CsvField(batch), claims.size(), units, FormatCents(total));
   static_cast<void>(rows);
   return out;
 }
@@ -545,7 +494,7 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         ++report.failed;
         continue;
       }
-      if (auto pj = ctx.store.ResourceJson("Patient", PatientId(e.patient)); pj && *pj) {
+      if (auto pj = ctx.store.ResourceJson("Patient", ReferenceId(e.patient)); pj && *pj) {
         in.patient_json = std::move(**pj);
       }
       claims.push_back(std::move(in));
@@ -555,11 +504,13 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
     std::string where;
     Status s;
     if (!payer->directory.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(payer->directory, ec);  // an error shows in the write
       auto file = payer->directory / fmt::format("claims-{}-{}.json", payer->name, batch);
-      s = WriteAtomically(file, fhir::json::SerializePretty(bundle) + "\n");
+      s = WriteFileAtomically(file, fhir::json::SerializePretty(bundle) + "\n");
       if (s && payer->csv) {
         auto csv = payer->directory / fmt::format("claims-{}-{}.csv", payer->name, batch);
-        s = WriteAtomically(csv, MakeClaimCsv(claims, *payer, batch));
+        s = WriteFileAtomically(csv, MakeClaimCsv(claims, *payer, batch));
         if (s) report.files.push_back(csv.string());
       }
       if (s) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <utility>
 
+#include "fhir/build.h"
 #include "fhir/datetime.h"
 #include "fhir/http_client.h"
 #include "gateway/ccm_facts.h"
@@ -12,26 +13,11 @@
 namespace ccm::gateway {
 namespace {
 
+using fhir::build::Coding;
+using fhir::build::Ref;
+using fhir::build::ReferenceId;
+using fhir::build::Str;
 using fhir::json::Value;
-
-Value Str(std::string_view s) { return Value::String(std::string(s)); }
-Value Ref(std::string_view reference) {
-  Value r = Value::MakeObject();
-  r.set("reference", Str(reference));
-  return r;
-}
-Value Coding(std::string_view system, std::string_view code, std::string_view display = {}) {
-  Value c = Value::MakeObject();
-  c.set("system", Str(system));
-  c.set("code", Str(code));
-  if (!display.empty()) c.set("display", Str(display));
-  return c;
-}
-
-std::string_view PatientId(std::string_view ref) {
-  auto slash = ref.rfind('/');
-  return slash == std::string_view::npos ? ref : ref.substr(slash + 1);
-}
 
 std::string Xhtml(std::string_view text) {
   std::string out;
@@ -54,11 +40,6 @@ std::string Xhtml(std::string_view text) {
     }
   }
   return out;
-}
-
-std::string NowInstant() {
-  return fhir::FormatUtc(std::chrono::time_point_cast<fhir::Micros>(
-      std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now())));
 }
 
 // The CMS care-plan elements the care team must fill (MLN909188, "comprehensive care plan"),
@@ -137,7 +118,7 @@ Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackC
     p.set("target",
           Value::MakeArray(
               {Ref(version.empty() ? target : fmt::format("{}/_history/{}", target, version))}));
-    p.set("recorded", Str(NowInstant()));
+    p.set("recorded", Str(fhir::NowUtc()));
     Value activity = Value::MakeObject();
     activity.set("coding",
                  Value::MakeArray({Coding("http://terminology.hl7.org/CodeSystem/v3-DataOperation",
@@ -221,7 +202,7 @@ Value NewCarePlan(const PatientMonth& r, const WriteBackConfig& config, std::str
   plan.set("identifier", Value::MakeArray({[&] {
              Value id = Value::MakeObject();
              id.set("system", Str(config.care_plan_identifier_system));
-             id.set("value", Str(PatientId(r.patient)));
+             id.set("value", Str(ReferenceId(r.patient)));
              return id;
            }()}));
   plan.set("status", Str("draft"));
@@ -323,7 +304,7 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
   CarePlanWrite out;
   out.patient = r.patient;
   std::string identifier =
-      fmt::format("{}|{}", config.care_plan_identifier_system, PatientId(r.patient));
+      fmt::format("{}|{}", config.care_plan_identifier_system, ReferenceId(r.patient));
   auto fail = [&](std::string message) {
     out.action = CarePlanAction::kFailed;
     out.message = std::move(message);
@@ -355,7 +336,7 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
         out.action = CarePlanAction::kWouldCreate;
         return out;
       }
-      Value plan = NewCarePlan(r, config, NowInstant());
+      Value plan = NewCarePlan(r, config, fhir::NowUtc());
       auto created = client.Create(plan, "identifier=" + fhir::EncodeQueryValue(identifier));
       if (!created) return fail(created.error().message);
       out.reference = fmt::format("CarePlan/{}", created->body["id"].str());

@@ -47,17 +47,16 @@ std::string Codes(const PatientMonth& r) {
   return Join(codes, " ");
 }
 
-std::string CsvField(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
 }  // namespace
+
+Value ToJson(const BillingLine& l) {
+  Value e = Value::MakeObject();
+  e.set("code", Str(l.code));
+  e.set("units", Value::Number(std::int64_t{l.units}));
+  e.set("amount", l.amount ? Money(*l.amount) : Value());
+  e.set("encounters", StrArray(l.encounters));
+  return e;
+}
 
 Value ToJson(const PatientMonth& r, const EngineConfig& config) {
   Value o = Value::MakeObject();
@@ -80,14 +79,7 @@ Value ToJson(const PatientMonth& r, const EngineConfig& config) {
   o.set("minutes", MinutesJson(r.minutes));
   o.set("billableMinutes", MinutesJson(r.billable_minutes));
   Value billing = Value::MakeArray();
-  for (const auto& l : r.billing) {
-    Value e = Value::MakeObject();
-    e.set("code", Str(l.code));
-    e.set("units", Value::Number(std::int64_t{l.units}));
-    e.set("amount", l.amount ? Money(*l.amount) : Value());
-    e.set("encounters", StrArray(l.encounters));
-    billing.push_back(std::move(e));
-  }
+  for (const auto& l : r.billing) billing.push_back(ToJson(l));
   o.set("billing", std::move(billing));
   o.set("blockedBy", StrArray(r.blocked_by));
   o.set("expectedPayment", Money(r.expected_payment));
@@ -151,6 +143,16 @@ std::string ToNdjson(const std::vector<PatientMonth>& results, const EngineConfi
     out += '\n';
   }
   return out;
+}
+
+std::string CsvField(std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
 }
 
 std::string ToCsv(const std::vector<PatientMonth>& results) {

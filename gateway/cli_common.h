@@ -20,6 +20,7 @@
 #include "gateway/ccm_config.h"
 #include "gateway/ccm_engine.h"
 #include "gateway/evaluate.h"
+#include "gateway/files.h"
 
 namespace ccm::gateway::cli {
 
@@ -94,10 +95,6 @@ class Args {
 
 // Prints errors and warnings (not information) as "location: path: message" lines.
 void PrintIssues(const fhir::IssueList& issues, std::FILE* out);
-
-// Writes `text` to `path` through a temporary file renamed into place, so that a failed run never
-// leaves a partial report where a previous good one was. Devices and pipes are written directly.
-Status WriteFileAtomically(const std::filesystem::path& path, std::string_view text);
 
 // Evaluates `month` over `facts` and writes the report in `format` (ndjson, csv, table) to `out`
 // (stdout when absent); then prints problems and a one-line summary to stderr. `inputs` says where

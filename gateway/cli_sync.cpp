@@ -16,11 +16,6 @@ namespace {
 
 using fhir::json::Value;
 
-std::string NowUtc() {
-  return fhir::FormatUtc(std::chrono::time_point_cast<fhir::Micros>(
-      std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now())));
-}
-
 // Progress and events on stderr: a live line per type on a terminal; otherwise one JSON object per
 // line (for log shippers). Nothing here carries patient data: counts, resource types, source
 // names, and URLs without their query.
@@ -80,7 +75,7 @@ class SyncLog {
   void Emit(const Value& e) { fmt::print(stderr, "{}\n", fhir::json::Serialize(e)); }
   static Value Event(std::string_view level, std::string_view event) {
     Value e = Value::MakeObject();
-    e.set("time", Value::String(NowUtc()));
+    e.set("time", Value::String(fhir::NowUtc()));
     e.set("level", Value::String(std::string(level)));
     e.set("event", Value::String(std::string(event)));
     return e;

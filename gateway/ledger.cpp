@@ -4,27 +4,21 @@
 
 #include <map>
 
+#include "fhir/build.h"
 #include "gateway/ccm_report.h"
 #include "mappings/code_systems.h"
 
 namespace ccm::gateway {
 namespace {
 
+using fhir::build::Str;
 using fhir::json::Value;
-
-Value Str(std::string_view s) { return Value::String(std::string(s)); }
 
 Value LinesJson(const std::vector<BillingLine>& lines) {
   Value out = Value::MakeArray();
   for (const auto& l : lines) {
-    Value e = Value::MakeObject();
-    e.set("code", Str(l.code));
-    e.set("units", Value::Number(std::int64_t{l.units}));
-    e.set("amount", l.amount ? Value::Number(FormatCents(*l.amount)) : Value());
+    Value e = ToJson(l);  // as `evaluate` reports it, plus whose time it draws on
     e.set("practitionerTime", Value::Bool(l.practitioner_time));
-    Value encounters = Value::MakeArray();
-    for (const auto& ref : l.encounters) encounters.push_back(Str(ref));
-    e.set("encounters", std::move(encounters));
     out.push_back(std::move(e));
   }
   return out;

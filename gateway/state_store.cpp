@@ -103,11 +103,6 @@ struct StmtDeleter {
 };
 using Stmt = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
 
-std::string NowText() {
-  auto now = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
-  return fhir::FormatUtc(std::chrono::time_point_cast<fhir::Micros>(now));
-}
-
 class SqliteStateStore final : public StateStore {
  public:
   static Result<std::unique_ptr<StateStore>> Open(const std::filesystem::path& path) {
@@ -264,7 +259,7 @@ class SqliteStateStore final : public StateStore {
 
   Status SetCursor(std::string_view source, std::string_view type,
                    const SyncCursor& cursor) override {
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT OR REPLACE INTO cursors (source, type, watermark, scope, "
                            "updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -273,7 +268,7 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<std::int64_t> StartRun(std::string_view command) override {
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, "
                            "'running')",
@@ -284,7 +279,7 @@ class SqliteStateStore final : public StateStore {
 
   Status FinishRun(std::int64_t run, std::string_view status,
                    std::string_view summary_json) override {
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("UPDATE runs SET finished_at = ?2, status = ?3, "
                                              "summary = ?4 WHERE id = ?1",
                                              run, now, status, summary_json));
@@ -402,7 +397,7 @@ class SqliteStateStore final : public StateStore {
   Result<std::int64_t> AddLedgerEntry(const LedgerRow& r) override {
     // First, so that the one-active-entry index sees the old revision gone.
     if (r.supersedes) CCM_TRY(Supersede(*r.supersedes, false));
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(
         sqlite3_stmt * s,
         Prepare("INSERT INTO ledger (patient, month, family, revision, kind, status, supersedes, "
@@ -425,7 +420,7 @@ class SqliteStateStore final : public StateStore {
   }
 
   Status SetLedgerStatus(std::int64_t id, std::string_view status) override {
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     const char* sql = nullptr;
     if (status == "submitted") {
       sql =
@@ -451,7 +446,7 @@ class SqliteStateStore final : public StateStore {
 
   Status AddDelivery(std::int64_t entry, std::string_view channel,
                      std::string_view batch) override {
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT INTO deliveries (entry, channel, batch, status, updated_at) "
                            "VALUES (?1, ?2, ?3, 'prepared', ?4)",
@@ -461,7 +456,7 @@ class SqliteStateStore final : public StateStore {
 
   Status SetDelivery(std::int64_t entry, std::string_view channel, std::string_view status,
                      std::string_view detail) override {
-    std::string now = NowText();
+    std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("UPDATE deliveries SET status = ?3, detail = ?4, updated_at = ?5 "
                            "WHERE entry = ?1 AND channel = ?2",
@@ -486,7 +481,7 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<std::int64_t> AddAudit(const AuditRow& r) override {
-    std::string now = r.at.empty() ? NowText() : r.at;
+    std::string now = r.at.empty() ? fhir::NowUtc() : r.at;
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT INTO audit (at, run, action, target, version, detail, "
                            "provenance) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

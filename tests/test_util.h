@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <zlib.h>
 
@@ -60,6 +61,12 @@ inline void WriteGzFile(const std::filesystem::path& p, std::string_view content
   gzFile f = gzopen(p.c_str(), "wb");
   gzwrite(f, content.data(), static_cast<unsigned>(content.size()));
   gzclose(f);
+}
+
+// The bundled sample inputs: Synthea patients and the generated CCM activity of 2026-10.
+inline std::vector<std::filesystem::path> SampleInputs() {
+  auto s = SourceDir() / "samples";
+  return {s / "synthea-10pt", s / "synthea-g10-2pt", s / "activity"};
 }
 
 // Runs the built ccm-gateway with `args` (a shell command line fragment) as a user would.

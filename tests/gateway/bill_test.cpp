@@ -36,15 +36,9 @@ constexpr std::string_view kNotBillable = "Patient/7bc002fa-dc52-17d6-1563-fd890
 constexpr int kBillablePatients = 5;
 constexpr int kBillableCodes = 7;
 
-std::vector<std::filesystem::path> Samples() {
-  auto s = SourceDir() / "samples";
-  return {s / "synthea-10pt", s / "synthea-g10-2pt", s / "activity"};
-}
-
 GatewayRun Gateway(const std::string& args) {
   return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
 }
-
 std::vector<Value> Search(TestFhirServer& server, const std::string& query) {
   const Value b =
       server.Json("GET", "/fhir/R4/" + query + (query.find('?') == std::string::npos ? "?" : "&") +
@@ -70,7 +64,7 @@ std::vector<Value> Logged(TestFhirServer& server, std::string_view method,
 class BillTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ehr_ = std::make_unique<TestFhirServer>(Samples());
+    ehr_ = std::make_unique<TestFhirServer>(ccm::testing::SampleInputs());
     payer_ = std::make_unique<TestFhirServer>();
     config_ = WriteConfig();
   }

@@ -29,11 +29,6 @@ using ccm::testing::TestFhirServer;
 using ccm::testing::WriteFile;
 using fhir::json::Value;
 
-std::vector<std::filesystem::path> Samples() {
-  auto s = SourceDir() / "samples";
-  return {s / "synthea-10pt", s / "synthea-g10-2pt", s / "activity"};
-}
-
 // The sample practice's config plus one source (`source` holds its extra keys) and a state file.
 std::filesystem::path WriteConfig(const TempDir& dir, const TestFhirServer& server,
                                   const std::string& source = "",
@@ -57,7 +52,6 @@ std::filesystem::path WriteConfig(const TempDir& dir, const TestFhirServer& serv
 GatewayRun Gateway(const std::string& args) {
   return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
 }
-
 GatewayRun Sync(const std::filesystem::path& config, const std::filesystem::path& report,
                 const std::string& extra = "") {
   return Gateway(fmt::format("sync --once --month 2026-10 --config {} --report {} {}",
@@ -75,7 +69,7 @@ const std::string& EvaluateSamples() {
     WriteFile(dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
         "billingPractitioners": ["9999999991"]}, "billing": {"feeScheduleYear": 2025}})");
     std::string inputs;
-    for (const auto& p : Samples()) {
+    for (const auto& p : ccm::testing::SampleInputs()) {
       inputs += ' ';
       inputs += p.string();
     }
@@ -238,7 +232,9 @@ void WaitForRequests(TestFhirServer& server, std::string_view needle, std::size_
 
 class SyncTest : public ::testing::Test {
  protected:
-  void SetUp() override { server_ = std::make_unique<TestFhirServer>(Samples()); }
+  void SetUp() override {
+    server_ = std::make_unique<TestFhirServer>(ccm::testing::SampleInputs());
+  }
   std::unique_ptr<TestFhirServer> server_;
   TempDir dir_;
 };
@@ -699,7 +695,7 @@ TEST(SyncTlsTest, ServerCertificatesAreVerifiedAndClientCertificatesSent) {
   std::vector<std::string> tls = {"--tls-cert", (dir / "server.pem").string(), "--tls-key",
                                   (dir / "server.key").string()};
   {
-    TestFhirServer server(Samples(), tls, admin);
+    TestFhirServer server(ccm::testing::SampleInputs(), tls, admin);
     ASSERT_TRUE(server.base().starts_with("https://127.0.0.1:")) << server.base();
     // Not trusted by default: a clear error, nothing pulled.
     auto untrusted = WriteConfig(dir, server, R"("retry": {"maxAttempts": 1})", "untrusted.json");
@@ -715,7 +711,7 @@ TEST(SyncTlsTest, ServerCertificatesAreVerifiedAndClientCertificatesSent) {
   }
   // Mutual TLS: the server wants a client certificate signed by the CA.
   tls.insert(tls.end(), {"--tls-client-ca", (dir / "ca.pem").string()});
-  TestFhirServer server(Samples(), tls, admin);
+  TestFhirServer server(ccm::testing::SampleInputs(), tls, admin);
   std::filesystem::remove(dir / "state.db");
   auto no_cert = WriteConfig(
       dir, server, R"("tls": {"caFile": "ca.pem"}, "retry": {"maxAttempts": 1})", "no-cert.json");
