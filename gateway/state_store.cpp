@@ -218,16 +218,8 @@ class SqliteStateStore final : public StateStore {
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT json FROM resources WHERE type = ?1 AND "
                                              "id = ?2 ORDER BY last_updated DESC LIMIT 1",
                                              type, id));
-    int rc = sqlite3_step(s);
-    std::optional<std::string> out;
-    if (rc == SQLITE_ROW) {
-      out = Column(s, 0);
-    } else if (rc != SQLITE_DONE) {
-      sqlite3_reset(s);
-      return SqlError("reading a stored resource");
-    }
-    sqlite3_reset(s);
-    return out;
+    return FirstRow<std::string>(s, "reading a stored resource",
+                                 [](sqlite3_stmt* st) { return Column(st, 0); });
   }
 
   Result<std::size_t> CountResources(std::string_view source, std::string_view type) override {
@@ -246,15 +238,9 @@ class SqliteStateStore final : public StateStore {
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT watermark, scope FROM cursors WHERE "
                                              "source = ?1 AND type = ?2",
                                              source, type));
-    int rc = sqlite3_step(s);
-    std::optional<SyncCursor> out;
-    if (rc == SQLITE_ROW) {
-      out = SyncCursor{Column(s, 0), Column(s, 1)};
-    } else if (rc != SQLITE_DONE) {
-      return SqlError("reading a sync cursor");
-    }
-    sqlite3_reset(s);
-    return out;
+    return FirstRow<SyncCursor>(s, "reading a sync cursor", [](sqlite3_stmt* st) {
+      return SyncCursor{Column(st, 0), Column(st, 1)};
+    });
   }
 
   Status SetCursor(std::string_view source, std::string_view type,
@@ -292,20 +278,14 @@ class SqliteStateStore final : public StateStore {
                            "coalesce(summary, '') FROM runs WHERE command = ?1 "
                            "ORDER BY id DESC LIMIT 1",
                            command));
-    int rc = sqlite3_step(s);
-    std::optional<RunInfo> out;
-    if (rc == SQLITE_ROW) {
-      out = RunInfo{sqlite3_column_int64(s, 0),
-                    Column(s, 1),
-                    Column(s, 2),
-                    Column(s, 3),
-                    Column(s, 4),
-                    Column(s, 5)};
-    } else if (rc != SQLITE_DONE) {
-      return SqlError("reading run history");
-    }
-    sqlite3_reset(s);
-    return out;
+    return FirstRow<RunInfo>(s, "reading run history", [](sqlite3_stmt* st) {
+      return RunInfo{sqlite3_column_int64(st, 0),
+                     Column(st, 1),
+                     Column(st, 2),
+                     Column(st, 3),
+                     Column(st, 4),
+                     Column(st, 5)};
+    });
   }
 
   static constexpr const char* kLedgerColumns =
@@ -337,23 +317,6 @@ class SqliteStateStore final : public StateStore {
     return r;
   }
 
-  // Steps `s` to the end, converting each row with `read`.
-  template <class Row, class Read>
-  Result<std::vector<Row>> Rows(sqlite3_stmt* s, std::string_view what, Read read) {
-    std::vector<Row> out;
-    for (;;) {
-      int rc = sqlite3_step(s);
-      if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
-        return SqlError(what);
-      }
-      out.push_back(read(s));
-    }
-    sqlite3_reset(s);
-    return out;
-  }
-
   Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month, bool active_only) override {
     static const std::string sql = fmt::format(
         "SELECT {} FROM ledger WHERE (?1 = '' OR month = ?1) AND (?2 = 0 OR status <> "
@@ -368,9 +331,7 @@ class SqliteStateStore final : public StateStore {
     static const std::string sql =
         fmt::format("SELECT {} FROM ledger WHERE id = ?1", kLedgerColumns);
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare(sql.c_str(), id));
-    CCM_TRY_ASSIGN(auto rows, Rows<LedgerRow>(s, "reading a ledger entry", ReadLedgerRow));
-    if (rows.empty()) return std::optional<LedgerRow>();
-    return std::optional<LedgerRow>(std::move(rows.front()));
+    return FirstRow<LedgerRow>(s, "reading a ledger entry", ReadLedgerRow);
   }
 
   Status Supersede(std::int64_t id, bool only_undelivered) {
@@ -635,6 +596,31 @@ class SqliteStateStore final : public StateStore {
                         : std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
   }
   static std::string Column(sqlite3_stmt* s, int i) { return std::string(ColumnView(s, i)); }
+
+  // Steps `s` to the end, converting each row with `read`.
+  template <class Row, class Read>
+  Result<std::vector<Row>> Rows(sqlite3_stmt* s, std::string_view what, Read read) {
+    std::vector<Row> out;
+    for (;;) {
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return SqlError(what);
+      }
+      out.push_back(read(s));
+    }
+    sqlite3_reset(s);
+    return out;
+  }
+
+  // The first row of `s` (a query of at most one row), if any.
+  template <class Row, class Read>
+  Result<std::optional<Row>> FirstRow(sqlite3_stmt* s, std::string_view what, Read read) {
+    CCM_TRY_ASSIGN(auto rows, Rows<Row>(s, what, read));
+    if (rows.empty()) return std::optional<Row>();
+    return std::optional<Row>(std::move(rows.front()));
+  }
 
   Status StepDone(sqlite3_stmt* s, std::string_view what) {
     int rc = sqlite3_step(s);
