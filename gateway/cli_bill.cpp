@@ -10,6 +10,7 @@
 #include "gateway/billing_outputs.h"
 #include "gateway/careplan_writeback.h"
 #include "gateway/cli_common.h"
+#include "gateway/files.h"
 #include "gateway/ledger.h"
 #include "gateway/state_store.h"
 #include "gateway/sync.h"
@@ -81,6 +82,20 @@ int RunBill(const Args& args) {
   if (Status s = UseFeeScheduleForYear(engine, month->year); !s) {
     fmt::print(stderr, "ccm-gateway bill: {}\n", s.error().message);
     return kExitUsage;
+  }
+  // One bill run per state file at a time: two runs delivering the same queued ChargeItems could
+  // race past a server's conditional create. The kernel drops the lock if this process dies.
+  std::filesystem::path lock_path = sync.state_path;
+  lock_path += ".bill-lock";
+  auto lock = FileLock::TryLock(lock_path);
+  if (!lock) {
+    fmt::print(stderr, "ccm-gateway bill: {}\n",
+               lock.error().is(Errc::kConflict)
+                   ? fmt::format("another `ccm-gateway bill` is running on {} ({}); run again "
+                                 "when it has finished",
+                                 sync.state_path.string(), lock_path.string())
+                   : lock.error().message);
+    return lock.error().is(Errc::kConflict) ? kExitDataProblems : kExitFatal;
   }
   auto stored = store->CountResources("", "");
   if (stored && *stored == 0) {

@@ -1,7 +1,12 @@
 #include "gateway/files.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 
@@ -38,6 +43,37 @@ Status WriteFileAtomically(const std::filesystem::path& path, std::string_view t
     return MakeError(Errc::kIo, fmt::format("{}: cannot write: {}", path.string(), ec.message()));
   }
   return {};
+}
+
+Result<FileLock> FileLock::TryLock(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return MakeError(Errc::kIo, fmt::format("{}: cannot open the lock file: {}", path.string(),
+                                            std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return MakeError(Errc::kConflict,
+                       fmt::format("{} is locked by another process", path.string()));
+    }
+    return MakeError(Errc::kIo,
+                     fmt::format("{}: cannot lock: {}", path.string(), std::strerror(err)));
+  }
+  return FileLock(fd);
+}
+
+FileLock& FileLock::operator=(FileLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the flock
 }
 
 }  // namespace ccm::gateway

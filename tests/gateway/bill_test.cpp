@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "fhir/json.h"
+#include "gateway/files.h"
 #include "gateway/ledger.h"
 #include "gateway/state_store.h"
 #include "test_server.h"
@@ -477,6 +478,21 @@ TEST_F(BillTest, TheLedgerCommandListsEntriesAndRecordsAcknowledgements) {
   // An acknowledged entry is not touched by the next bill.
   ASSERT_EQ(Bill().status, 0);
   EXPECT_EQ(Ledger()[0].status, "acknowledged");
+}
+
+TEST_F(BillTest, OnlyOneBillRunAtATimePerStateFile) {
+  Sync();
+  {
+    auto held = FileLock::TryLock(dir_ / "state.db.bill-lock");  // another run, as it were
+    ASSERT_TRUE(held) << held.error().message;
+    GatewayRun r = Bill();
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("another `ccm-gateway bill` is running"), std::string::npos) << r.err;
+    EXPECT_TRUE(Ledger(false).empty());
+    EXPECT_FALSE(FileLock::TryLock(dir_ / "state.db.bill-lock"));  // exclusive in-process too
+  }
+  GatewayRun after = Bill();  // released with its holder
+  EXPECT_EQ(after.status, 0) << after.err;
 }
 
 TEST_F(BillTest, AMonthThatHasNotEndedIsRefusedUnlessAskedFor) {
