@@ -105,7 +105,8 @@ Result<std::vector<LedgerRow>> Chain(StateStore& store, const LedgerRow& entry) 
 }
 
 // Makes sure the ChargeItem with `value` is "entered-in-error" (a revision that no longer bills).
-Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, DeliveryReport& report) {
+Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, DeliveryReport& report,
+                          std::vector<AuditRow>& audits) {
   std::string system = ctx.config.identifier_system + ":charge-item";
   for (int attempt = 0; attempt <= ctx.config.max_conflict_retries; ++attempt) {
     CCM_TRY_ASSIGN(auto found,
@@ -123,10 +124,10 @@ Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, Delive
       }
       if (!written) return written.error();
       ++report.charge_items_written;
-      CCM_TRY(ctx.store.AddAudit(AuditRow{0, "", ctx.run, "withdraw",
-                                          fmt::format("ChargeItem/{}", ci["id"].str()),
-                                          std::string(written->body["meta"]["versionId"].str()),
-                                          "superseded by a later ledger revision", ""}));
+      audits.push_back(AuditRow{0, "", ctx.run, "withdraw",
+                                fmt::format("ChargeItem/{}", ci["id"].str()),
+                                std::string(written->body["meta"]["versionId"].str()),
+                                "superseded by a later ledger revision", ""});
       if (ctx.checkpoint) ctx.checkpoint("charge-item");
     }
     if (!conflict) return {};
@@ -136,7 +137,10 @@ Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, Delive
       fmt::format("ChargeItem {} kept changing under us; left for the next run", value));
 }
 
-Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, DeliveryReport& report) {
+// Writes the entry's ChargeItems (and withdraws its earlier revisions'); the audit records of the
+// writes made are appended to `audits`, also when a later write fails.
+Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, DeliveryReport& report,
+                          std::vector<AuditRow>& audits) {
   if (ctx.ehr == nullptr) {
     return MakeError(Errc::kInvalidArgument,
                      "ChargeItems are queued but writeBack.chargeItems is off or has no target");
@@ -149,10 +153,10 @@ Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, Delivery
         auto created,
         ctx.ehr->Create(ci, "identifier=" + fhir::EncodeQueryValue(Search(system, value))));
     std::string target = fmt::format("ChargeItem/{}", created.body["id"].str());
-    CCM_TRY(ctx.store.AddAudit(
-        AuditRow{0, "", ctx.run, created.status == 201 ? "create" : "exists", target,
-                 std::string(created.body["meta"]["versionId"].str()),
-                 fmt::format("{} x{} for {}", line.code, line.units, entry.month), ""}));
+    audits.push_back(AuditRow{0, "", ctx.run, created.status == 201 ? "create" : "exists", target,
+                              std::string(created.body["meta"]["versionId"].str()),
+                              fmt::format("{} x{} for {}", line.code, line.units, entry.month),
+                              ""});
     if (created.status == 201) ++report.charge_items_written;
     if (ctx.checkpoint) ctx.checkpoint("charge-item");
   }
@@ -165,7 +169,7 @@ Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, Delivery
   for (const LedgerRow& old : chain) {
     for (const BillingLine& line : LedgerLines(old)) {
       std::string value = ChargeItemIdentifierValue(old, line.code);
-      if (!current.contains(value)) CCM_TRY(WithdrawChargeItem(ctx, value, report));
+      if (!current.contains(value)) CCM_TRY(WithdrawChargeItem(ctx, value, report, audits));
     }
   }
   return {};
@@ -416,6 +420,7 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
   }
   // Payer deliveries grouped by channel and batch; ChargeItems one entry at a time.
   std::map<std::pair<std::string, std::string>, std::vector<LedgerRow>> batches;
+  std::string unreachable;  // why the ChargeItem server could not be reached, once it could not
   for (const DeliveryRow& d : *open) {
     auto entry = ctx.store.LedgerEntry(d.entry);
     if (!entry || !*entry) {
@@ -424,11 +429,27 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
     }
     report.entries.push_back(d.entry);
     if (d.channel == kChargeItemChannel) {
-      Status s = DeliverChargeItems(ctx, **entry, report);
+      // Once the server is out of reach (after the client's retries), the rest of this run's
+      // ChargeItems are not tried one by one: they fail with that reason and go next run.
+      std::vector<AuditRow> audits;
+      Status s = unreachable.empty()
+                     ? DeliverChargeItems(ctx, **entry, report, audits)
+                     : Status(MakeError(Errc::kNetwork, "not tried: " + unreachable));
+      if (!s && unreachable.empty() &&
+          (s.error().is(Errc::kNetwork) || s.error().is(Errc::kTimeout) ||
+           s.error().is(Errc::kServerError))) {
+        unreachable = s.error().message;
+      }
       std::string detail = s ? "written" : s.error().message;
       if (!s) report.problems.push_back(Problem(d.channel, **entry, detail));
-      if (Status rec = ctx.store.SetDelivery(d.entry, d.channel, s ? "done" : "failed", detail);
-          !rec) {
+      // The entry's audit records and its delivery status in one commit (a commit per row costs
+      // more than the write to the server). A crash before it loses only this entry's records;
+      // the next run finds its ChargeItems there and records them as "exists".
+      auto record = [&]() -> Status {
+        for (const AuditRow& a : audits) CCM_TRY(ctx.store.AddAudit(a));
+        return ctx.store.SetDelivery(d.entry, d.channel, s ? "done" : "failed", detail);
+      };
+      if (Status rec = ctx.store.InTransaction(record); !rec) {
         report.problems.push_back(rec.error().message);
       }
       (s ? report.done : report.failed) += 1;
@@ -494,8 +515,12 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         ++report.failed;
         continue;
       }
-      if (auto pj = ctx.store.ResourceJson("Patient", ReferenceId(e.patient)); pj && *pj) {
-        in.patient_json = std::move(**pj);
+      for (const auto& source : ctx.sources) {
+        if (auto pj = ctx.store.ResourceJson(source, "Patient", ReferenceId(e.patient));
+            pj && *pj) {
+          in.patient_json = std::move(**pj);
+          break;
+        }
       }
       claims.push_back(std::move(in));
     }

@@ -71,7 +71,8 @@ struct DeliveryContext {
   const WriteBackConfig& config;
   std::string currency;
   std::int64_t run = 0;
-  fhir::FhirClient* ehr = nullptr;  // for ChargeItems (writeBack.chargeItems)
+  fhir::FhirClient* ehr = nullptr;   // for ChargeItems (writeBack.chargeItems)
+  std::vector<std::string> sources;  // where to look for stored Patients (claims carry them)
   // Test hook: called with a step name after each durable step ("charge-item", "claims-file",
   // "claims-endpoint"); the crash tests make it exit the process there.
   std::function<void(std::string_view step)> checkpoint;

@@ -299,8 +299,46 @@ bool ApplyOwned(Value& plan, const PatientMonth& r) {
   return !(plan == before);
 }
 
+Result<CarePlanSnapshot> ReadCarePlans(fhir::FhirClient& client,
+                                       const std::vector<const PatientMonth*>& patients,
+                                       const WriteBackConfig& config) {
+  CarePlanSnapshot out;
+  if (patients.empty()) return out;
+  // "system|" matches every value of the system (R4 §3.1.1.5.5, token search).
+  CCM_TRY_ASSIGN(
+      auto managed,
+      client.SearchAll("CarePlan", {{"identifier", config.care_plan_identifier_system + "|"}}));
+  for (Value& plan : managed) {
+    for (const auto& id : plan["identifier"].array()) {
+      if (id["system"].str() == config.care_plan_identifier_system) {
+        out.managed[std::string(id["value"].str())].push_back(plan);
+      }
+    }
+  }
+  std::vector<std::string> unmanaged;
+  for (const PatientMonth* r : patients) {
+    if (!out.managed.contains(ReferenceId(r->patient))) unmanaged.push_back(r->patient);
+  }
+  // Servers limit URL length: the subjects go in chunks, as the sync's patient scope does.
+  constexpr std::size_t kChunk = 40;
+  for (std::size_t i = 0; i < unmanaged.size(); i += kChunk) {
+    std::string subjects;
+    for (std::size_t j = i; j < std::min(unmanaged.size(), i + kChunk); ++j) {
+      subjects += (subjects.empty() ? "" : ",") + unmanaged[j];
+    }
+    CCM_TRY_ASSIGN(auto active,
+                   client.SearchAll("CarePlan", {{"subject", subjects}, {"status", "active"}}));
+    for (const Value& plan : active) {
+      out.other_active.emplace(std::string(plan["subject"]["reference"].str()),
+                               fmt::format("CarePlan/{}", plan["id"].str()));
+    }
+  }
+  return out;
+}
+
 CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,
-                            const WriteBackConfig& config, std::int64_t run, bool dry_run) {
+                            const WriteBackConfig& config, std::int64_t run, bool dry_run,
+                            const Result<CarePlanSnapshot>* read) {
   CarePlanWrite out;
   out.patient = r.patient;
   std::string identifier =
@@ -314,8 +352,25 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     if (audit) out.audit = *audit;
     return out;
   };
+  const CarePlanSnapshot* snapshot = nullptr;
+  if (read != nullptr && *read) {
+    snapshot = &**read;
+  } else if (read != nullptr) {
+    const Error& e = read->error();
+    if (e.is(Errc::kNetwork) || e.is(Errc::kTimeout) || e.is(Errc::kServerError)) {
+      return fail(e.message);
+    }
+  }
   for (int attempt = 0; attempt <= config.max_conflict_retries; ++attempt) {
-    auto found = client.SearchAll("CarePlan", {{"identifier", identifier}});
+    bool fresh = attempt == 0 && snapshot != nullptr;
+    Result<std::vector<Value>> found = std::vector<Value>();
+    if (fresh) {
+      if (auto it = snapshot->managed.find(ReferenceId(r.patient)); it != snapshot->managed.end()) {
+        found = it->second;
+      }
+    } else {
+      found = client.SearchAll("CarePlan", {{"identifier", identifier}});
+    }
     if (!found) return fail(found.error().message);
     if (found->size() > 1) {
       return fail(
@@ -324,11 +379,19 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
                       found->size(), identifier));
     }
     if (found->empty()) {
-      auto others = client.SearchAll("CarePlan", {{"subject", r.patient}, {"status", "active"}});
-      if (!others) return fail(others.error().message);
-      if (!others->empty()) {
+      std::string other;
+      if (fresh) {
+        if (auto it = snapshot->other_active.find(r.patient); it != snapshot->other_active.end()) {
+          other = it->second;
+        }
+      } else {
+        auto others = client.SearchAll("CarePlan", {{"subject", r.patient}, {"status", "active"}});
+        if (!others) return fail(others.error().message);
+        if (!others->empty()) other = fmt::format("CarePlan/{}", (*others)[0]["id"].str());
+      }
+      if (!other.empty()) {
         out.action = CarePlanAction::kOtherPlan;
-        out.reference = fmt::format("CarePlan/{}", (*others)[0]["id"].str());
+        out.reference = other;
         out.message = "the patient has an active care plan the gateway does not manage";
         return out;
       }

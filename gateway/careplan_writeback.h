@@ -18,7 +18,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "fhir/fhir_client.h"
 #include "fhir/json.h"
@@ -66,7 +68,23 @@ struct CarePlanWrite {
   std::int64_t audit = 0;  // the audit record of a failure (it names the patient)
 };
 
+// What the EHR holds for the patients of a run, read in a few searches instead of two per patient:
+// every plan carrying the gateway's identifier system (one paged search), and the active plans of
+// the patients who have none of those (subject searches in chunks of 40 patients).
+struct CarePlanSnapshot {
+  std::map<std::string, std::vector<fhir::json::Value>, std::less<>> managed;  // by patient id
+  std::map<std::string, std::string, std::less<>> other_active;  // "Patient/x" -> "CarePlan/y"
+};
+Result<CarePlanSnapshot> ReadCarePlans(fhir::FhirClient& client,
+                                       const std::vector<const PatientMonth*>& patients,
+                                       const WriteBackConfig& config);
+
+// `snapshot` (optional, ReadCarePlans' result) answers the first look-up; a retry after a
+// conflict reads again. When reading it failed for want of the server (connection, timeout, 5xx
+// after retries), the patient fails at once with that error instead of trying again alone; other
+// failures (a server refusing the search) fall back to per-patient searches.
 CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,
-                            const WriteBackConfig& config, std::int64_t run, bool dry_run);
+                            const WriteBackConfig& config, std::int64_t run, bool dry_run,
+                            const Result<CarePlanSnapshot>* snapshot = nullptr);
 
 }  // namespace ccm::gateway

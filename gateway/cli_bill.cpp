@@ -135,9 +135,15 @@ int RunBill(const Args& args) {
   }
   std::map<std::string, std::size_t> plan_counts;
   if (wb.care_plans) {
+    std::vector<const PatientMonth*> wanted;
     for (const PatientMonth& r : results) {
-      if (!WantsCarePlan(r)) continue;
-      CarePlanWrite w = WriteCarePlan(*ehr, *store, r, wb, *run, dry_run);
+      if (WantsCarePlan(r)) wanted.push_back(&r);
+    }
+    // A few searches for everyone (see WriteCarePlan for what happens when they fail).
+    auto snapshot = ReadCarePlans(*ehr, wanted, wb);
+    for (const PatientMonth* p : wanted) {
+      const PatientMonth& r = *p;
+      CarePlanWrite w = WriteCarePlan(*ehr, *store, r, wb, *run, dry_run, &snapshot);
       ++plan_counts[std::string(ToCode(w.action))];
       if (w.action == CarePlanAction::kFailed) {
         // The audit record names the patient; the log line does not (no PHI in logs).
@@ -154,7 +160,8 @@ int RunBill(const Args& args) {
     }
   }
 
-  DeliveryContext ctx{*store, wb, engine.fee_schedule.currency, *run, ehr.get(), Checkpoint};
+  DeliveryContext ctx{*store, wb, engine.fee_schedule.currency, *run, ehr.get(), {}, Checkpoint};
+  for (const auto& s : sync.sources) ctx.sources.push_back(s.name);
   DeliveryReport delivered;
   auto deliver = [&]() {
     DeliveryReport d = DeliverOpen(ctx);

@@ -213,11 +213,11 @@ class SqliteStateStore final : public StateStore {
     }
   }
 
-  Result<std::optional<std::string>> ResourceJson(std::string_view type,
+  Result<std::optional<std::string>> ResourceJson(std::string_view source, std::string_view type,
                                                   std::string_view id) override {
-    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT json FROM resources WHERE type = ?1 AND "
-                                             "id = ?2 ORDER BY last_updated DESC LIMIT 1",
-                                             type, id));
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT json FROM resources WHERE source = ?1 AND "
+                                             "type = ?2 AND id = ?3",
+                                             source, type, id));
     return FirstRow<std::string>(s, "reading a stored resource",
                                  [](sqlite3_stmt* st) { return Column(st, 0); });
   }

@@ -117,8 +117,9 @@ class StateStore {
       std::string_view source,
       const std::function<bool(std::string_view source, std::string_view type, std::string_view id,
                                std::string_view json)>& fn) = 0;
-  // The stored JSON of `type`/`id` from any source (the newest when several hold it), if any.
-  virtual Result<std::optional<std::string>> ResourceJson(std::string_view type,
+  // The stored JSON of `source`'s `type`/`id`, if any (a primary-key look-up).
+  virtual Result<std::optional<std::string>> ResourceJson(std::string_view source,
+                                                          std::string_view type,
                                                           std::string_view id) = 0;
   virtual Result<std::size_t> CountResources(std::string_view source, std::string_view type) = 0;
 

@@ -211,7 +211,7 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
     ASSERT_TRUE((*store)->AddDelivery(*id, PayerChannel(payer), "2026-02-run7"));
     ids.push_back(*id);
   }
-  DeliveryContext ctx{**store, config, "USD", 7, nullptr, {}};
+  DeliveryContext ctx{**store, config, "USD", 7, nullptr, {}, {}};
   DeliveryReport report = DeliverOpen(ctx);
   EXPECT_EQ(report.done, 1u);
   EXPECT_EQ(report.failed, 1u);

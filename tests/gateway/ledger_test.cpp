@@ -232,7 +232,8 @@ PRAGMA user_version = 1;
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), 2);
   EXPECT_EQ(*(*store)->CountResources("", ""), 1u);
-  EXPECT_EQ((*store)->ResourceJson("Patient", "p1")->value(), R"({"resourceType":"Patient"})");
+  EXPECT_EQ((*store)->ResourceJson("ehr", "Patient", "p1")->value(),
+            R"({"resourceType":"Patient"})");
   auto id = (*store)->AddLedgerEntry([] {
     LedgerRow r = ToLedgerRow(MakeCharge("Patient/p1", {{"99490", 1}}), 1);
     r.kind = "charge";
