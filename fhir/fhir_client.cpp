@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <cctype>
-#include <future>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -267,61 +269,110 @@ Status FhirClient::SearchRaw(std::string_view type,
 }
 
 Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on_page) {
-  std::string origin = Origin(Absolute(options_.base_url));
-  std::set<std::string> seen;
-  seen.insert(url);
-  auto get = [this, mode](const std::string& u) { return Execute({"GET", u, {}, {}}, true, mode); };
-  Result<FhirResponse> fetched = get(url);
-  for (std::size_t n = 1;; ++n) {
-    CCM_TRY_ASSIGN(FhirResponse r, std::move(fetched));
-    std::string_view type = mode == BodyMode::kJson ? r.body["resourceType"].str()
-                                                    : std::string_view(r.page.resource_type);
-    if (type != "Bundle") {
-      return MakeError(Errc::kInvalidResource,
-                       fmt::format("GET {}: page {} is not a Bundle", RedactUrl(url), n));
-    }
-    std::string next;
-    if (mode == BodyMode::kJson) {
-      for (const json::Value& link : r.body["link"].array()) {
-        if (link["relation"].str() == "next") next = std::string(link["url"].str());
+  // A pipeline: a fetcher thread requests page n + 1 as soon as page n has arrived and its next
+  // link is known, while the caller handles the pages in order. The server thus never waits for
+  // the caller between pages (it did with one page fetched ahead: the caller's work on page n
+  // came before the request for page n + 2). Still one request at a time on this client's
+  // connection; the caller must not use the client in `on_page`.
+  struct Fetched {
+    Result<FhirResponse> response;
+    bool last = false;
+  };
+  constexpr std::size_t kAhead = 4;  // pages fetched but not yet handled, at most
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<Fetched> ready;
+  bool cancelled = false;
+
+  auto fetch_all = [&, first = url]() {
+    std::string origin = Origin(Absolute(options_.base_url));
+    std::set<std::string> seen{first};
+    std::string at = first;
+    for (std::size_t n = 1;; ++n) {
+      Fetched f{Execute({"GET", at, {}, {}}, true, mode), false};
+      std::string next;
+      if (f.response) {
+        FhirResponse& r = *f.response;
+        std::string_view type = mode == BodyMode::kJson ? r.body["resourceType"].str()
+                                                        : std::string_view(r.page.resource_type);
+        if (type != "Bundle") {
+          f.response = MakeError(Errc::kInvalidResource,
+                                 fmt::format("GET {}: page {} is not a Bundle", RedactUrl(at), n));
+        } else if (mode == BodyMode::kJson) {
+          for (const json::Value& link : r.body["link"].array()) {
+            if (link["relation"].str() == "next") next = std::string(link["url"].str());
+          }
+        } else {
+          next = r.page.next_url;
+        }
       }
-    } else {
-      next = r.page.next_url;
-    }
-    if (!next.empty()) {
-      next = Absolute(next);
-      if (Origin(next) != origin) {
-        return MakeError(Errc::kServerError,
-                         fmt::format("GET {}: page {} links to another server ({}); not followed, "
-                                     "so that our credentials stay with this one",
-                                     RedactUrl(url), n, Origin(next)));
+      if (f.response && !next.empty()) {
+        next = Absolute(next);
+        if (Origin(next) != origin) {
+          f.response = MakeError(
+              Errc::kServerError,
+              fmt::format("GET {}: page {} links to another server ({}); not followed, so that "
+                          "our credentials stay with this one",
+                          RedactUrl(at), n, Origin(next)));
+        } else if (seen.contains(next)) {
+          f.response = MakeError(Errc::kServerError,
+                                 fmt::format("GET {}: page {}'s next link returns to a page "
+                                             "already read (a paging loop in the server); stopped",
+                                             RedactUrl(at), n));
+        } else if (n + 1 > options_.max_pages) {
+          f.response = MakeError(Errc::kServerError, fmt::format("{}: more than {} pages; stopped",
+                                                                 RedactUrl(at), options_.max_pages));
+        }
       }
-      if (seen.contains(next)) {
-        return MakeError(Errc::kServerError,
-                         fmt::format("GET {}: page {}'s next link returns to a page already read "
-                                     "(a paging loop in the server); stopped",
-                                     RedactUrl(url), n));
+      f.last = !f.response || next.empty();
+      bool last = f.last;
+      {
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return ready.size() < kAhead || cancelled; });
+        if (cancelled) return;
+        ready.push_back(std::move(f));
       }
-      if (n + 1 > options_.max_pages) {
-        return MakeError(Errc::kServerError, fmt::format("{}: more than {} pages; stopped",
-                                                         RedactUrl(url), options_.max_pages));
-      }
+      cv.notify_all();
+      if (last) return;
       seen.insert(next);
+      at = std::move(next);
     }
-    // Prefetch: the next page is requested (and parsed) on another thread while this one is
-    // handed to the caller, so storing a page overlaps the server's work on the next. Still one
-    // request at a time on this client's connection: the calling thread does not use it meanwhile.
-    std::future<Result<FhirResponse>> prefetch;
-    if (!next.empty()) prefetch = std::async(std::launch::async, get, next);
-    PageInfo info{n, &r};
-    Status handled = on_page(r, info);
-    if (!handled) {
-      if (prefetch.valid()) prefetch.wait();
-      return handled;
+  };
+  // Exceptions (allocation failure) end the pipeline as an error instead of std::terminate.
+  std::thread fetcher([&] {
+    try {
+      fetch_all();
+    } catch (const std::exception& e) {
+      {
+        std::lock_guard lock(m);
+        ready.push_back({MakeError(Errc::kInternal, fmt::format("paging failed: {}", e.what())),
+                         true});
+      }
+      cv.notify_all();
     }
-    if (!prefetch.valid()) return {};
-    fetched = prefetch.get();
-    url = std::move(next);
+  });
+  auto stop = [&](Status s) -> Status {
+    {
+      std::lock_guard lock(m);
+      cancelled = true;
+    }
+    cv.notify_all();
+    fetcher.join();
+    return s;
+  };
+  for (std::size_t n = 1;; ++n) {
+    Fetched f;
+    {
+      std::unique_lock lock(m);
+      cv.wait(lock, [&] { return !ready.empty(); });
+      f = std::move(ready.front());
+      ready.pop_front();
+    }
+    cv.notify_all();
+    if (!f.response) return stop(f.response.error());
+    PageInfo info{n, &*f.response};
+    if (Status handled = on_page(*f.response, info); !handled) return stop(handled);
+    if (f.last) return stop({});
   }
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -162,6 +164,146 @@ struct SourceRun {
     return out;
   }
 
+  // Stores one type's pages on a thread of its own, so that fetching and scanning the next pages
+  // never wait for SQLite, in transactions of about kCommitBytes (or what arrived within
+  // kMaxDelay). A commit per 100-resource page
+  // rewrote the same half-filled B-tree pages into the WAL again and again, CPU time that on a
+  // small machine is taken from the server too (docs/benchmarks.md). Committing later loses
+  // nothing: the cursor moves only once every page is stored, so a run that dies with pages
+  // still queued pulls them again.
+  class PageWriter {
+   public:
+    struct Item {
+      std::string_view id;  // views of `Page::response`, which therefore never moves
+      VersionStamp stamp;
+      std::string_view json;
+    };
+    struct Page {
+      std::unique_ptr<fhir::FhirResponse> response;
+      std::vector<Item> items;
+    };
+
+    PageWriter(SourceRun& run, TypeSync& t, std::chrono::steady_clock::time_point started)
+        : run_(run), t_(t), started_(started), thread_([this] { Loop(); }) {}
+    PageWriter(const PageWriter&) = delete;
+    PageWriter& operator=(const PageWriter&) = delete;
+    ~PageWriter() { static_cast<void>(Finish()); }
+
+    // Queues a page (blocking while kMaxQueuedBytes wait). An error is the writer's: a store
+    // that failed stops the pull.
+    Status Add(Page page) {
+      std::unique_lock lock(m_);
+      space_.wait(lock, [&] { return queued_bytes_ < kMaxQueuedBytes || !error_.empty(); });
+      if (!error_.empty()) return MakeError(Errc::kIo, error_);
+      if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
+      queued_bytes_ += page.response->bytes;
+      queue_.push_back(std::move(page));
+      ready_.notify_one();
+      return {};
+    }
+
+    // Stores what is queued and stops the thread; the first store error, if any.
+    Status Finish() {
+      {
+        std::lock_guard lock(m_);
+        finishing_ = true;
+      }
+      ready_.notify_one();
+      if (thread_.joinable()) thread_.join();
+      if (!error_.empty()) return MakeError(Errc::kIo, error_);
+      return {};
+    }
+
+   private:
+    static constexpr std::size_t kCommitBytes = std::size_t{1} << 20;
+    static constexpr std::size_t kMaxQueuedBytes = std::size_t{64} << 20;
+    static constexpr std::chrono::milliseconds kMaxDelay{100};
+
+    void Loop() {
+      for (;;) {
+        std::deque<Page> batch;
+        std::size_t bytes = 0;
+        {
+          std::unique_lock lock(m_);
+          // A slow server must not keep pages out of the store for long: they are stored once
+          // kCommitBytes are queued or the first has waited kMaxDelay.
+          while (!finishing_ && queued_bytes_ < kCommitBytes) {
+            if (queue_.empty()) {
+              ready_.wait(lock);
+            } else if (ready_.wait_until(lock, first_queued_ + kMaxDelay) ==
+                       std::cv_status::timeout) {
+              break;
+            }
+          }
+          if (queue_.empty()) {
+            if (finishing_) return;
+            continue;
+          }
+          batch.swap(queue_);
+          bytes = queued_bytes_;
+          queued_bytes_ = 0;
+        }
+        space_.notify_all();
+        if (Status s = Store(batch, bytes); !s) {
+          std::lock_guard lock(m_);
+          error_ = s.error().message;
+          space_.notify_all();
+          return;
+        }
+      }
+    }
+
+    Status Store(const std::deque<Page>& batch, std::size_t bytes) {
+      std::lock_guard lock(run_.mutex);
+      TypeSync& t = t_;
+      auto store_items = [&]() -> Status {
+        for (const Page& page : batch) {
+          for (const Item& it : page.items) {
+            CCM_TRY_ASSIGN(UpsertOutcome o, run_.store.Upsert(run_.src.name, t.type, it.id,
+                                                              it.stamp, it.json, run_.options.run));
+            switch (o) {
+              case UpsertOutcome::kInserted:
+                ++t.inserted;
+                break;
+              case UpsertOutcome::kUpdated:
+                ++t.updated;
+                break;
+              case UpsertOutcome::kUnchanged:
+                ++t.unchanged;
+                break;
+              case UpsertOutcome::kOlder:
+                ++t.older;
+                break;
+            }
+          }
+        }
+        return {};
+      };
+      CCM_TRY(run_.store.InTransaction(store_items));
+      for (const Page& page : batch) {
+        ++t.pages;
+        t.resources += page.items.size();
+      }
+      t.bytes += bytes;
+      t.seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+      if (run_.observer.on_page) run_.observer.on_page(t);
+      return {};
+    }
+
+    SourceRun& run_;
+    TypeSync& t_;  // written by this thread only until Finish() returns
+    std::chrono::steady_clock::time_point started_;
+    std::mutex m_;
+    std::condition_variable ready_, space_;
+    std::deque<Page> queue_;
+    std::size_t queued_bytes_ = 0;
+    std::chrono::steady_clock::time_point first_queued_;
+    bool finishing_ = false;
+    std::string error_;
+    std::thread thread_;  // last: starts once everything above is initialised
+  };
+
   TypeSync Pull(const std::string& type, fhir::FhirClient& client) {
     TypeSync t;
     t.source = src.name;
@@ -188,18 +330,14 @@ struct SourceRun {
     // Pages are scanned, not parsed into trees: each resource is stored as the exact text the
     // server sent (nothing re-serialised), which is also what makes a pull keep pace with the
     // server (docs/benchmarks.md).
+    PageWriter writer(*this, t, started);
     auto on_page = [&](fhir::FhirResponse& response, const fhir::PageInfo& page) -> Status {
       if (!server_start) {
         server_start = response.date.value_or(std::chrono::system_clock::now());
       }
-      struct Item {
-        std::string_view id;
-        VersionStamp stamp;
-        std::string_view json;
-      };
-      std::vector<Item> items;
-      std::string_view text = response.text;
-      for (const fhir::ScannedEntry& e : response.page.entries) {
+      PageWriter::Page kept{std::make_unique<fhir::FhirResponse>(std::move(response)), {}};
+      std::string_view text = kept.response->text;
+      for (const fhir::ScannedEntry& e : kept.response->page.entries) {
         if (!e.has_resource) continue;
         std::string_view resource = text.substr(e.begin, e.end - e.begin);
         if (e.search_mode == "outcome" || e.resource_type == "OperationOutcome") {
@@ -221,43 +359,21 @@ struct SourceRun {
             stamp.last_updated = instant->Earliest();
           }
         }
-        items.push_back({e.id, std::move(stamp), resource});
+        kept.items.push_back({e.id, std::move(stamp), resource});
       }
-      std::lock_guard lock(mutex);
-      auto store_page = [&]() -> Status {
-        for (const Item& it : items) {
-          CCM_TRY_ASSIGN(UpsertOutcome o,
-                         store.Upsert(src.name, type, it.id, it.stamp, it.json, options.run));
-          switch (o) {
-            case UpsertOutcome::kInserted:
-              ++t.inserted;
-              break;
-            case UpsertOutcome::kUpdated:
-              ++t.updated;
-              break;
-            case UpsertOutcome::kUnchanged:
-              ++t.unchanged;
-              break;
-            case UpsertOutcome::kOlder:
-              ++t.older;
-              break;
-          }
-        }
-        return {};
-      };
-      CCM_TRY(store.InTransaction(store_page));
-      ++t.pages;
-      t.resources += items.size();
-      t.bytes += response.bytes;
-      t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (observer.on_page) observer.on_page(t);
-      return {};
+      return writer.Add(std::move(kept));
     };
     for (const Params& q : Queries(type, cursor, incremental)) {
       if (Status s = client.SearchRaw(type, q, on_page); !s) {
+        // What did arrive is still stored: a later run then finds it unchanged.
+        static_cast<void>(writer.Finish());
         t.error = s.error().message;
         return t;
       }
+    }
+    if (Status s = writer.Finish(); !s) {
+      t.error = s.error().message;
+      return t;
     }
     // Every page is stored: move the cursor (and, after a full pull, drop what the server no
     // longer has) in one transaction.
