@@ -223,10 +223,13 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<std::size_t> CountResources(std::string_view source, std::string_view type) override {
-    CCM_TRY_ASSIGN(sqlite3_stmt * s,
-                   Prepare("SELECT count(*) FROM resources WHERE (?1 = '' OR source = ?1) AND "
-                           "(?2 = '' OR type = ?2)",
-                           source, type));
+    // One statement per case, so that a given source and type count through the primary key's
+    // index instead of scanning every row (an OR with a parameter defeats the index).
+    const char* sql = source.empty() && type.empty() ? "SELECT count(*) FROM resources"
+                      : type.empty() ? "SELECT count(*) FROM resources WHERE source = ?1"
+                      : source.empty() ? "SELECT count(*) FROM resources WHERE type = ?2"
+                                       : "SELECT count(*) FROM resources WHERE source = ?1 AND type = ?2";
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare(sql, source, type));
     if (sqlite3_step(s) != SQLITE_ROW) return SqlError("counting resources");
     auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
     sqlite3_reset(s);

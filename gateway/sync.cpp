@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -122,6 +123,11 @@ struct SourceRun {
   Capabilities caps;
   std::vector<std::string> patient_ids;  // for group/patient scopes
   std::string fingerprint;
+  struct Stored {
+    std::optional<SyncCursor> cursor;
+    std::size_t rows = 0;
+  };
+  std::map<std::string, Stored, std::less<>> stored;  // per type to pull, before the run
   std::mutex mutex;
   std::vector<std::string> warnings;
 
@@ -304,33 +310,49 @@ struct SourceRun {
     std::thread thread_;  // last: starts once everything above is initialised
   };
 
-  TypeSync Pull(const std::string& type, fhir::FhirClient& client) {
+  // One type's pull in two steps: Fetch() requests every page and hands it to the type's writer;
+  // Complete() waits until the writer has stored everything and then moves the cursor. A worker
+  // fetches the next type while the previous one completes, so the server is not left idle while
+  // the last pages of a type are written.
+  struct TypePull {
     TypeSync t;
+    std::chrono::steady_clock::time_point started;
+    std::optional<SyncCursor> cursor;
+    bool incremental = false;
+    bool had_rows = true;
+    std::optional<std::chrono::system_clock::time_point> server_start;
+    std::unique_ptr<PageWriter> writer;  // null once finished (or never started)
+  };
+
+  std::unique_ptr<TypePull> Fetch(const std::string& type, fhir::FhirClient& client) {
+    auto pull = std::make_unique<TypePull>();
+    TypeSync& t = pull->t;
     t.source = src.name;
     t.type = type;
-    auto started = std::chrono::steady_clock::now();
-    std::optional<SyncCursor> cursor;
-    {
-      std::lock_guard lock(mutex);
-      auto c = store.GetCursor(src.name, type);
-      if (!c) {
-        t.error = c.error().message;
-        return t;
-      }
-      cursor = *c;
-    }
+    pull->started = std::chrono::steady_clock::now();
+    // What the store held for the type before the run (read up front: while another type's pages
+    // are being written, the store is busy).
+    const Stored& before = stored.at(type);
+    std::optional<SyncCursor>& cursor = pull->cursor;
+    cursor = before.cursor;
     bool can_increment = caps.SearchesLastUpdated(type);
     bool incremental = !options.full && cursor && cursor->scope == fingerprint && can_increment;
+    pull->incremental = incremental;
     t.full = !incremental;
+    // After a full pull, what this run did not see is deleted: a scan of every stored row of the
+    // type (through the WAL, for what was just written). On a first pull there is nothing to
+    // delete, and the scan is skipped.
+    pull->had_rows = before.rows > 0;
     if (!can_increment) {
       Warn(fmt::format("{}: the server does not list _lastUpdated for {}; pulling it in full",
                        src.name, type));
     }
-    std::optional<std::chrono::system_clock::time_point> server_start;
+    std::optional<std::chrono::system_clock::time_point>& server_start = pull->server_start;
     // Pages are scanned, not parsed into trees: each resource is stored as the exact text the
     // server sent (nothing re-serialised), which is also what makes a pull keep pace with the
     // server (docs/benchmarks.md).
-    PageWriter writer(*this, t, started);
+    pull->writer = std::make_unique<PageWriter>(*this, t, pull->started);
+    PageWriter& writer = *pull->writer;
     auto on_page = [&](fhir::FhirResponse& response, const fhir::PageInfo& page) -> Status {
       if (!server_start) {
         server_start = response.date.value_or(std::chrono::system_clock::now());
@@ -367,33 +389,44 @@ struct SourceRun {
       if (Status s = client.SearchRaw(type, q, on_page); !s) {
         // What did arrive is still stored: a later run then finds it unchanged.
         static_cast<void>(writer.Finish());
+        pull->writer.reset();
         t.error = s.error().message;
-        return t;
+        return pull;
       }
     }
-    if (Status s = writer.Finish(); !s) {
-      t.error = s.error().message;
-      return t;
+    return pull;
+  }
+
+  TypeSync Complete(TypePull& pull) {
+    TypeSync& t = pull.t;
+    if (pull.writer) {
+      Status written = pull.writer->Finish();
+      pull.writer.reset();
+      if (!written) t.error = written.error().message;
     }
+    if (!t.error.empty()) return std::move(t);
     // Every page is stored: move the cursor (and, after a full pull, drop what the server no
     // longer has) in one transaction.
-    auto start = server_start.value_or(std::chrono::system_clock::now());
+    auto start = pull.server_start.value_or(std::chrono::system_clock::now());
     std::string watermark = WholeSeconds(start - src.safety_margin);
-    if (incremental && cursor->watermark > watermark) watermark = cursor->watermark;
+    if (pull.incremental && pull.cursor->watermark > watermark) {
+      watermark = pull.cursor->watermark;
+    }
     std::lock_guard lock(mutex);
     auto finish = [&]() -> Status {
-      if (t.full) {
-        CCM_TRY_ASSIGN(t.removed, store.RemoveUnseen(src.name, type, options.run));
+      if (t.full && pull.had_rows) {
+        CCM_TRY_ASSIGN(t.removed, store.RemoveUnseen(src.name, t.type, options.run));
       }
-      return store.SetCursor(src.name, type, SyncCursor{watermark, fingerprint});
+      return store.SetCursor(src.name, t.type, SyncCursor{watermark, fingerprint});
     };
     if (Status s = store.InTransaction(finish); !s) {
       t.error = s.error().message;
-      return t;
+      return std::move(t);
     }
     t.watermark = watermark;
-    t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    return t;
+    t.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - pull.started).count();
+    return std::move(t);
   }
 };
 
@@ -423,7 +456,7 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
     out.error = fmt::format("{}: auth: {}", source.name, auth.error().message);
     return out;
   }
-  SourceRun run{source, store, options, observer, std::move(*auth), {}, {}, {}, {}, {}};
+  SourceRun run{source, store, options, observer, std::move(*auth), {}, {}, {}, {}, {}, {}};
   fhir::FhirClient client(run.ClientOptions(), run.auth);
 
   // The CapabilityStatement, once per source and run: which types exist and whether they can be
@@ -481,17 +514,35 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
     }
   }
 
+  for (const auto& t : todo) {
+    auto cursor = store.GetCursor(source.name, t);
+    auto rows = store.CountResources(source.name, t);
+    if (!cursor || !rows) {
+      out.error = fmt::format("{}: state store: {}", source.name,
+                              (!cursor ? cursor.error() : rows.error()).message);
+      out.http = client.stats();
+      return out;
+    }
+    run.stored[t] = SourceRun::Stored{*cursor, *rows};
+  }
+
   std::vector<TypeSync> results(todo.size());
   std::atomic<std::size_t> next{0};
   std::mutex stats_mutex;
   fhir::ClientStats stats = client.stats();
   auto worker = [&] {
     fhir::FhirClient c(run.ClientOptions(), run.auth);
+    std::future<void> completing;  // of the type fetched before
     for (std::size_t i = next++; i < todo.size(); i = next++) {
-      results[i] = run.Pull(todo[i], c);
-      std::lock_guard lock(run.mutex);
-      if (observer.on_type_done) observer.on_type_done(results[i]);
+      std::shared_ptr<SourceRun::TypePull> pull = run.Fetch(todo[i], c);
+      if (completing.valid()) completing.get();
+      completing = std::async(std::launch::async, [&run, &results, &observer, pull, i] {
+        results[i] = run.Complete(*pull);
+        std::lock_guard lock(run.mutex);
+        if (observer.on_type_done) observer.on_type_done(results[i]);
+      });
     }
+    if (completing.valid()) completing.get();
     std::lock_guard lock(stats_mutex);
     stats.requests += c.stats().requests;
     stats.retries += c.stats().retries;

@@ -63,6 +63,33 @@ TEST_F(FhirClientTest, SearchFollowsEveryPageExactlyOnce) {
   EXPECT_GT(c.stats().bytes, 0u);
 }
 
+TEST_F(FhirClientTest, AHandlerThatStopsEndsThePagingAndFewPagesAreFetchedAhead) {
+  // Pages are fetched ahead of the handler (a pipeline of up to 4): when the handler fails on
+  // page 2, the failure is returned, no further page is handed over, and the fetching stops
+  // instead of running through the whole result set.
+  server_->Send("DELETE", "/__admin/requests");
+  FhirClient c = Client();
+  std::size_t handled = 0;
+  Status s = c.Search("Encounter", {{"_count", "2"}}, [&](json::Value&, const PageInfo& p) {
+    ++handled;
+    if (p.number == 2) return Status(MakeError(Errc::kIo, "the store is full"));
+    return Status{};
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message, "the store is full");
+  EXPECT_EQ(handled, 2u);
+  auto all = c.Get("Encounter?_count=100000");
+  ASSERT_TRUE(all);
+  ASSERT_GT(all->body["entry"].size(), 2u * 10) << "enough pages that stopping is visible";
+  std::size_t fetched = 0;
+  json::Value requests = server_->Requests();
+  for (const json::Value& r : requests.array()) {
+    if (r["url"].str().find("_count=2") != std::string_view::npos) ++fetched;
+  }
+  EXPECT_GE(fetched, 2u);
+  EXPECT_LE(fetched, 2u + 4u + 1u) << "at most the pipeline's depth beyond the failed page";
+}
+
 TEST_F(FhirClientTest, ReadHistoryAndCapabilities) {
   FhirClient c = Client();
   auto cs = c.Capabilities();
