@@ -7,12 +7,13 @@
 // See README.md for the full contract.
 //
 //   node server.mjs [--port N] [--host 127.0.0.1] [--load PATH ...]
-//                   [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+//                   [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--workers N]
 //
 // Prints exactly one line to stdout once listening: {"port":N,"base":"http://127.0.0.1:N/fhir/R4"} (https://
 // with --tls-cert).
 // Everything else (load summary, errors) goes to stderr so the caller can parse stdout blindly.
 
+import cluster from 'node:cluster';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -50,7 +51,7 @@ const SUPPORTED_TYPES = [
 // Command line
 
 function parseArgs(argv) {
-  const opts = { port: 0, host: '127.0.0.1', load: [], tlsCert: undefined, tlsKey: undefined, tlsClientCa: undefined };
+  const opts = { port: 0, host: '127.0.0.1', load: [], tlsCert: undefined, tlsKey: undefined, tlsClientCa: undefined, workers: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -63,15 +64,17 @@ function parseArgs(argv) {
     else if (a === '--tls-cert') opts.tlsCert = next();
     else if (a === '--tls-key') opts.tlsKey = next();
     else if (a === '--tls-client-ca') opts.tlsClientCa = next();
+    else if (a === '--workers') opts.workers = Number(next());
     else if (a === '--help' || a === '-h') {
       process.stderr.write(
         'usage: node server.mjs [--port N (0 = free port)] [--host 127.0.0.1] [--load PATH ...]\n' +
-          '                       [--tls-cert CERT.pem --tls-key KEY.pem [--tls-client-ca CA.pem]]\n'
+          '                       [--tls-cert CERT.pem --tls-key KEY.pem [--tls-client-ca CA.pem]] [--workers N]\n'
       );
       process.exit(0);
     } else fail(`unknown argument ${a}`);
   }
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) fail('--port must be 0..65535');
+  if (!Number.isInteger(opts.workers) || opts.workers < 1 || opts.workers > 64) fail('--workers must be 1..64');
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) fail('--tls-cert and --tls-key go together');
   if (opts.tlsClientCa !== undefined && opts.tlsCert === undefined) fail('--tls-client-ca needs --tls-cert and --tls-key');
   return opts;
@@ -719,6 +722,97 @@ async function handleAdmin(req, url, bodyText) {
   }
 }
 
+async function adminResponse(method, rawUrl, bodyText) {
+  try {
+    return await handleAdmin({ method }, new URL(rawUrl, 'http://placeholder'), bodyText);
+  } catch (err) {
+    return jsonResponse(400, { error: err.message });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// --workers N (benchmarks only): N processes, each with its own copy of the loaded data, share the port, as
+// the threads of a production FHIR server would. A kept-alive connection stays with one worker, so a
+// sequential client sees a single-threaded server and concurrent connections are served in parallel. Admin
+// requests apply to every worker (through the primary); GET /__admin/requests merges their logs by time.
+// Writes through the FHIR API reach only the worker that serves them: use one worker for tests that write.
+
+let adminCalls = 0;
+const pendingAdmin = new Map();
+
+function adminOnAllWorkers(method, url, body) {
+  const id = ++adminCalls;
+  return new Promise((resolve) => {
+    pendingAdmin.set(id, resolve);
+    process.send({ type: 'admin', id, method, url, body });
+  });
+}
+
+function mergeAdminResponses(method, url, responses) {
+  const path = new URL(url, 'http://placeholder').pathname;
+  if (method === 'GET' && path === '/__admin/requests' && responses.every((r) => Array.isArray(r.json))) {
+    const all = responses.flatMap((r) => r.json).sort((a, b) => a.time - b.time);
+    return jsonResponse(200, all);
+  }
+  return responses.find((r) => r.status >= 400) ?? responses[0];
+}
+
+function runWorker() {
+  process.on('message', async (m) => {
+    if (m?.type === 'admin-apply') {
+      process.send({ type: 'admin-result', id: m.id, response: await adminResponse(m.method, m.url, m.body) });
+    } else if (m?.type === 'admin-done') {
+      pendingAdmin.get(m.id)?.(mergeAdminResponses(m.method, m.url, m.responses));
+      pendingAdmin.delete(m.id);
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+function runPrimary(opts) {
+  const workers = [];
+  const calls = new Map(); // id@origin -> { from, method, url, responses }
+  let ready = 0;
+  let shuttingDown = false;
+  const shutdown = () => {
+    shuttingDown = true;
+    for (const w of workers) w.process.kill('SIGTERM');
+    process.exit(0);
+  };
+  for (let i = 0; i < opts.workers; i++) {
+    const w = cluster.fork();
+    workers.push(w);
+    w.on('exit', (code, signal) => {
+      if (!shuttingDown) fail(`worker ${i} exited (${signal ?? code})`);
+    });
+    w.on('message', (m) => {
+      if (m?.type === 'ready') {
+        if (++ready === opts.workers) process.stdout.write(m.line);
+      } else if (m?.type === 'admin') {
+        const key = `${m.id}@${i}`;
+        calls.set(key, { from: w, id: m.id, method: m.method, url: m.url, responses: [] });
+        for (const other of workers) other.send({ type: 'admin-apply', id: key, method: m.method, url: m.url, body: m.body });
+      } else if (m?.type === 'admin-result') {
+        const call = calls.get(m.id);
+        if (!call) return;
+        call.responses.push(m.response);
+        if (call.responses.length === workers.length) {
+          calls.delete(m.id);
+          call.from.send({ type: 'admin-done', id: call.id, method: call.method, url: call.url, responses: call.responses });
+        }
+      }
+    });
+  }
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  const stdin = fs.fstatSync(0);
+  if (stdin.isFIFO() || stdin.isSocket()) {
+    process.stdin.on('end', shutdown);
+    process.stdin.on('error', shutdown);
+    process.stdin.resume();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Request dispatch
 
@@ -726,12 +820,9 @@ async function handle(req, res) {
   const bodyText = await readBody(req);
   const url = new URL(req.url, 'http://placeholder');
   if (url.pathname.startsWith('/__admin/')) {
-    let response;
-    try {
-      response = await handleAdmin(req, url, bodyText);
-    } catch (err) {
-      response = jsonResponse(400, { error: err.message });
-    }
+    const response = cluster.isWorker
+      ? await adminOnAllWorkers(req.method, req.url, bodyText)
+      : await adminResponse(req.method, req.url, bodyText);
     return send(req, res, response);
   }
 
@@ -809,6 +900,8 @@ function tlsOptions(opts) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.workers > 1 && cluster.isPrimary) return runPrimary(opts);
+  if (cluster.isWorker) runWorker();
   const tlsServerOptions = opts.tlsCert !== undefined ? tlsOptions(opts) : undefined;
   const t0 = Date.now();
   indexDefinitions();
@@ -838,7 +931,9 @@ async function main() {
     const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
     baseOrigin = `${tlsServerOptions ? 'https' : 'http'}://${host}:${port}`;
     process.stderr.write(`server.mjs: ready in ${Date.now() - t0} ms\n`);
-    process.stdout.write(JSON.stringify({ port, base: fhirBase() }) + '\n');
+    const line = JSON.stringify({ port, base: fhirBase() }) + '\n';
+    if (cluster.isWorker) process.send({ type: 'ready', line });
+    else process.stdout.write(line);
   });
 
   const shutdown = () => {
@@ -851,7 +946,7 @@ async function main() {
   // The tests keep a pipe open to our stdin; when they exit (or crash) it closes and we go too. Only watch a
   // pipe or socket: stdin from /dev/null (a backgrounded shell job) would end at once, and a TTY has Ctrl-C.
   const stdin = fs.fstatSync(0);
-  if (stdin.isFIFO() || stdin.isSocket()) {
+  if (!cluster.isWorker && (stdin.isFIFO() || stdin.isSocket())) {
     process.stdin.on('end', shutdown);
     process.stdin.on('error', shutdown);
     process.stdin.resume();
