@@ -193,11 +193,13 @@ class SqliteStateStore final : public StateStore {
                                std::string_view)>& fn) override {
     // Not a cached statement: the callback may call back into the store.
     sqlite3_stmt* raw = nullptr;
+    // Storage (rowid) order: one sequential pass over the table. An ORDER BY had SQLite copy
+    // every row's JSON into a sorter (spilling to temporary files for a large store), and the
+    // primary key's order would read the table in random order, page by page through the WAL.
     const char* sql = source.empty()
-                          ? "SELECT source, type, id, json FROM resources "
-                            "ORDER BY type, id, source"
-                          : "SELECT source, type, id, json FROM resources WHERE source = ?1 "
-                            "ORDER BY type, id";
+                          ? "SELECT source, type, id, json FROM resources"
+                          : "SELECT source, type, id, json FROM resources NOT INDEXED "
+                            "WHERE source = ?1";
     if (sqlite3_prepare_v2(db_.get(), sql, -1, &raw, nullptr) != SQLITE_OK) {
       return SqlError("listing resources");
     }

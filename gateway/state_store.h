@@ -111,8 +111,8 @@ class StateStore {
   // no longer exist on the server, or left the scope). Returns how many.
   virtual Result<std::size_t> RemoveUnseen(std::string_view source, std::string_view type,
                                            std::int64_t run) = 0;
-  // Calls `fn` for every stored resource of `source` (all sources when empty), ordered by type and
-  // id; stops early when fn returns false.
+  // Calls `fn` for every stored resource of `source` (all sources when empty), in no particular
+  // order (storage order: the fastest); stops early when fn returns false.
   virtual Status ForEachResource(
       std::string_view source,
       const std::function<bool(std::string_view source, std::string_view type, std::string_view id,

@@ -566,21 +566,18 @@ Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfi
                                             FactStore& facts) {
   CollectReport report;
   std::string buffer, scratch;
-  std::string prev_type, prev_id, prev_source;
   auto each = [&](std::string_view source, std::string_view type, std::string_view id,
                   std::string_view json) {
     std::string key = fmt::format("{}/{}", type, id);
-    if (type == prev_type && id == prev_id) {
+    // (source, type, id) is the store's primary key: a key met twice comes from two sources.
+    if (facts.entries().contains(key)) {
       report.read_issues.Add(
           fhir::Severity::kWarning, fhir::IssueCode::kDuplicate, "",
-          fmt::format("{} is held by sources \"{}\" and \"{}\"; the newer version is used. "
-                      "Sources must not share resource ids (give each EHR its own gateway "
+          fmt::format("{} is held by source \"{}\" and at least one other; the newer version is "
+                      "used. Sources must not share resource ids (give each EHR its own gateway "
                       "state, or scope them apart)",
-                      key, prev_source, source));
+                      key, source));
     }
-    prev_type = type;
-    prev_id = id;
-    prev_source = source;
     // The extraction parses in place and reads a little past the end (SIMD): give it a padded,
     // writable, NUL-terminated copy.
     buffer.assign(json);

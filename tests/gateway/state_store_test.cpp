@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "test_util.h"
 
 namespace ccm::gateway {
@@ -27,6 +29,7 @@ std::vector<std::string> All(StateStore& store, std::string_view source = "") {
     return true;
   });
   EXPECT_TRUE(s);
+  std::sort(out.begin(), out.end());  // the store promises no order
   return out;
 }
 

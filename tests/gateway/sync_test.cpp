@@ -14,7 +14,10 @@
 #include <gtest/gtest.h>
 
 #include "fhir/json.h"
+#include "gateway/ccm_config.h"
+#include "gateway/evaluate.h"
 #include "gateway/state_store.h"
+#include "gateway/sync.h"
 #include "test_server.h"
 #include "test_util.h"
 
@@ -435,6 +438,37 @@ TEST_F(SyncTest, KilledMidSyncResumesWithoutLossOrDoubleCounting) {
   const Value* enc = TypeEvent(enc_events, "Encounter");
   ASSERT_NE(enc, nullptr);
   EXPECT_GT(Num(*enc, "unchanged"), 0) << "pages stored before the kill were recognised";
+}
+
+TEST(CollectFactsFromStoreTest, AResourceHeldByTwoSourcesIsReportedAndCountedOnce) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  auto config = DefaultEngineConfig();
+  ASSERT_TRUE(config) << config.error().message;
+  const std::string older = R"({"resourceType": "Patient", "id": "p1",
+      "meta": {"versionId": "1", "lastUpdated": "2026-10-01T00:00:00Z"}, "gender": "male"})";
+  const std::string newer = R"({"resourceType": "Patient", "id": "p1",
+      "meta": {"versionId": "2", "lastUpdated": "2026-10-02T00:00:00Z"}, "gender": "female"})";
+  const std::string other = R"({"resourceType": "Patient", "id": "p2",
+      "meta": {"versionId": "1", "lastUpdated": "2026-10-01T00:00:00Z"}})";
+  ASSERT_TRUE((*store)->InTransaction([&]() -> Status {
+    VersionStamp v1{"1", std::nullopt}, v2{"2", std::nullopt};
+    CCM_TRY((*store)->Upsert("ehr-b", "Patient", "p1", v2, newer, 1));
+    CCM_TRY((*store)->Upsert("ehr-a", "Patient", "p1", v1, older, 1));
+    CCM_TRY((*store)->Upsert("ehr-a", "Patient", "p2", v1, other, 1));
+    return {};
+  }));
+  FactStore facts;
+  auto report = CollectFactsFromStore(**store, *config, facts);
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_EQ(report->read.resources, 3u);
+  ASSERT_EQ(report->read_issues.size(), 1u) << "one warning, for p1 only";
+  const std::string& message = report->read_issues.items()[0].message;
+  EXPECT_NE(message.find("Patient/p1"), std::string::npos) << message;
+  EXPECT_NE(message.find("Sources must not share resource ids"), std::string::npos) << message;
+  EXPECT_EQ(facts.entries().size(), 2u) << "p1 once, p2";
+  EXPECT_EQ(facts.entries().at("Patient/p1").stamp.version_id, "2") << "the newer version is kept";
 }
 
 TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
