@@ -566,6 +566,9 @@ Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfi
                                             FactStore& facts) {
   CollectReport report;
   std::string buffer, scratch;
+  // Size the index once (growing a large table rehashes every entry each time).
+  CCM_TRY_ASSIGN(std::size_t stored, store.CountResources("", ""));
+  facts.Reserve(stored);
   auto each = [&](std::string_view source, std::string_view type, std::string_view id,
                   std::string_view json) {
     std::string key = fmt::format("{}/{}", type, id);
