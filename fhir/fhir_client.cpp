@@ -320,8 +320,9 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
                                              "already read (a paging loop in the server); stopped",
                                              RedactUrl(at), n));
         } else if (n + 1 > options_.max_pages) {
-          f.response = MakeError(Errc::kServerError, fmt::format("{}: more than {} pages; stopped",
-                                                                 RedactUrl(at), options_.max_pages));
+          f.response = MakeError(
+              Errc::kServerError,
+              fmt::format("{}: more than {} pages; stopped", RedactUrl(at), options_.max_pages));
         }
       }
       f.last = !f.response || next.empty();
@@ -345,8 +346,8 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
     } catch (const std::exception& e) {
       {
         std::lock_guard lock(m);
-        ready.push_back({MakeError(Errc::kInternal, fmt::format("paging failed: {}", e.what())),
-                         true});
+        ready.push_back(
+            {MakeError(Errc::kInternal, fmt::format("paging failed: {}", e.what())), true});
       }
       cv.notify_all();
     }

@@ -196,10 +196,9 @@ class SqliteStateStore final : public StateStore {
     // Storage (rowid) order: one sequential pass over the table. An ORDER BY had SQLite copy
     // every row's JSON into a sorter (spilling to temporary files for a large store), and the
     // primary key's order would read the table in random order, page by page through the WAL.
-    const char* sql = source.empty()
-                          ? "SELECT source, type, id, json FROM resources"
-                          : "SELECT source, type, id, json FROM resources NOT INDEXED "
-                            "WHERE source = ?1";
+    const char* sql = source.empty() ? "SELECT source, type, id, json FROM resources"
+                                     : "SELECT source, type, id, json FROM resources NOT INDEXED "
+                                       "WHERE source = ?1";
     if (sqlite3_prepare_v2(db_.get(), sql, -1, &raw, nullptr) != SQLITE_OK) {
       return SqlError("listing resources");
     }
@@ -229,8 +228,9 @@ class SqliteStateStore final : public StateStore {
     // index instead of scanning every row (an OR with a parameter defeats the index).
     const char* sql = source.empty() && type.empty() ? "SELECT count(*) FROM resources"
                       : type.empty() ? "SELECT count(*) FROM resources WHERE source = ?1"
-                      : source.empty() ? "SELECT count(*) FROM resources WHERE type = ?2"
-                                       : "SELECT count(*) FROM resources WHERE source = ?1 AND type = ?2";
+                      : source.empty()
+                          ? "SELECT count(*) FROM resources WHERE type = ?2"
+                          : "SELECT count(*) FROM resources WHERE source = ?1 AND type = ?2";
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare(sql, source, type));
     if (sqlite3_step(s) != SQLITE_ROW) return SqlError("counting resources");
     auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
