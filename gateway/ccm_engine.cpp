@@ -36,14 +36,14 @@ class BillerIndex {
     if (performer.starts_with("npi:")) {
       return practice_.billing_practitioner_npis.contains(std::string_view(performer).substr(4));
     }
-    auto it = facts_.entries().find(performer);
-    if (it == facts_.entries().end() || !it->second.fact) return false;
-    if (const auto* p = std::get_if<PractitionerFact>(it->second.fact.get())) {
+    const StoredFact* stored = facts_.Find(performer);
+    if (stored == nullptr || !stored->fact) return false;
+    if (const auto* p = std::get_if<PractitionerFact>(stored->fact.get())) {
       return std::any_of(p->npis.begin(), p->npis.end(), [&](const std::string& n) {
         return practice_.billing_practitioner_npis.contains(n);
       });
     }
-    if (const auto* r = std::get_if<PractitionerRoleFact>(it->second.fact.get())) {
+    if (const auto* r = std::get_if<PractitionerRoleFact>(stored->fact.get())) {
       return depth == 0 && !r->practitioner.empty() && IsBiller(r->practitioner, 1);
     }
     return false;

@@ -602,6 +602,48 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   return ExtractFact(*v, where, config);
 }
 
+namespace {
+
+std::uint64_t KeyHash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+constexpr std::uint64_t kTagMask = 0xffffffff00000000ULL;
+
+}  // namespace
+
+std::size_t FactStore::Probe(std::string_view key, std::uint64_t hash) const {
+  // Linear probing; the table is at most half full, so runs stay short.
+  const std::size_t mask = slots_.size() - 1;
+  const std::uint64_t tag = hash & kTagMask;
+  for (std::size_t i = static_cast<std::size_t>(hash) & mask;; i = (i + 1) & mask) {
+    std::uint64_t slot = slots_[i];
+    if (slot == 0) return i;
+    if ((slot & kTagMask) == tag && At((slot & ~kTagMask) - 1).key == key) return i;
+  }
+}
+
+void FactStore::Rebuild(std::size_t slots) {
+  slots_.assign(slots, 0);
+  const std::size_t mask = slots - 1;
+  for (std::size_t n = 0; n < size_; ++n) {
+    std::uint64_t hash = KeyHash(At(n).key);
+    std::size_t i = static_cast<std::size_t>(hash) & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = (hash & kTagMask) | (n + 1);
+  }
+}
+
+void FactStore::Reserve(std::size_t resources) {
+  std::size_t want = 16;
+  while (want < 2 * resources) want *= 2;
+  if (want > slots_.size()) Rebuild(want);
+  patients_.reserve(resources / 64);
+}
+
+const StoredFact* FactStore::Find(std::string_view key) const {
+  if (slots_.empty()) return nullptr;
+  std::uint64_t slot = slots_[Probe(key, KeyHash(key))];
+  return slot == 0 ? nullptr : &At((slot & ~kTagMask) - 1).stored;
+}
+
 void FactStore::Add(Extracted e) {
   ++counts_.resources;
   if (e.key.empty()) {
@@ -618,24 +660,32 @@ void FactStore::Add(Extracted e) {
       patients_.emplace(std::move(e.patient), clinical);
     }
   }
-  auto it = entries_.find(e.key);
-  if (it == entries_.end()) {
+  if (2 * (size_ + 1) > slots_.size()) Rebuild(std::max<std::size_t>(16, 2 * slots_.size()));
+  std::uint64_t hash = KeyHash(e.key);
+  std::size_t i = Probe(e.key, hash);
+  Entry* entry = nullptr;
+  if (slots_[i] == 0) {
     if (e.stored.fact) ++counts_.kept;
-    it = entries_.emplace(std::move(e.key), std::move(e.stored)).first;
+    if ((size_ & (kChunk - 1)) == 0) chunks_.push_back(std::make_unique<Entry[]>(kChunk));
+    entry = &At(size_++);
+    entry->key = std::move(e.key);
+    entry->stored = std::move(e.stored);
+    slots_[i] = (hash & kTagMask) | size_;
   } else {
     ++counts_.duplicates;
-    if (!IsNewer(e.stored.stamp, it->second.stamp)) return;
-    if (it->second.fact) --counts_.kept;
+    entry = &At((slots_[i] & ~kTagMask) - 1);
+    if (!IsNewer(e.stored.stamp, entry->stored.stamp)) return;
+    if (entry->stored.fact) --counts_.kept;
     if (e.stored.fact) ++counts_.kept;
-    bool listed = it->second.listed;
-    it->second = std::move(e.stored);
-    it->second.listed = listed;
+    bool listed = entry->stored.listed;
+    entry->stored = std::move(e.stored);
+    entry->stored.listed = listed;
   }
   // Entries with a fact or issues are also listed, so that the engine visits them without
-  // walking every version stamp (node addresses in an unordered_map are stable).
-  if ((it->second.fact || it->second.issues) && !it->second.listed) {
-    it->second.listed = true;
-    notable_.emplace_back(&it->first, &it->second);
+  // walking every version stamp.
+  if ((entry->stored.fact || entry->stored.issues) && !entry->stored.listed) {
+    entry->stored.listed = true;
+    notable_.emplace_back(&entry->key, &entry->stored);
   }
 }
 

@@ -170,22 +170,26 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
 
 // All facts of a run, newest version per resource. Not thread-safe; merge extractions from worker
 // threads on one thread.
+//
+// The de-duplication index is one lookup per resource read, in a table far larger than the
+// caches: entries are appended to a deque (no allocation per entry, sequential in memory) and
+// found through an open-addressing table of 64-bit slots (a hash tag and the entry's position),
+// so that adding a key not seen before costs one cache miss and no allocation.
 class FactStore {
  public:
   // Adds an extraction (de-duplicating by key and version stamp).
   void Add(Extracted e);
-  // Sizes the index for about `resources` entries up front (saves rehashing a large table).
-  void Reserve(std::size_t resources) {
-    entries_.reserve(resources);
-    patients_.reserve(resources / 64);
-  }
+  // Sizes the index for about `resources` entries up front (saves rebuilding a large table).
+  void Reserve(std::size_t resources);
   // Convenience: ExtractFact + Add.
   void Add(const fhir::json::Value& resource, const fhir::SourceLocation& where,
            const EngineConfig& config);
 
   const FactCounts& counts() const noexcept { return counts_; }
-  // Every entry, keyed "Type/id". Unordered: consumers that print sort what they print.
-  const std::unordered_map<std::string, StoredFact>& entries() const noexcept { return entries_; }
+  // The entry of key "Type/id", or null.
+  const StoredFact* Find(std::string_view key) const;
+  // How many distinct keys are held.
+  std::size_t size() const noexcept { return size_; }
   // The entries that have (or had) a fact or issues -- what the engine reads -- each once. Check
   // `fact`/`issues`: a later version may have cleared them.
   const std::vector<std::pair<const std::string*, const StoredFact*>>& notable() const noexcept {
@@ -195,7 +199,23 @@ class FactStore {
   const std::unordered_map<std::string, bool>& patients() const noexcept { return patients_; }
 
  private:
-  std::unordered_map<std::string, StoredFact> entries_;
+  struct Entry {
+    std::string key;
+    StoredFact stored;
+  };
+  // Entries live in chunks of kChunk (one allocation per chunk, never moved: notable_ points in).
+  static constexpr std::size_t kChunkBits = 12;
+  static constexpr std::size_t kChunk = std::size_t{1} << kChunkBits;
+  Entry& At(std::size_t n) { return chunks_[n >> kChunkBits][n & (kChunk - 1)]; }
+  const Entry& At(std::size_t n) const { return chunks_[n >> kChunkBits][n & (kChunk - 1)]; }
+  // The slot for `key`: the one holding it, or the empty one where it would go.
+  std::size_t Probe(std::string_view key, std::uint64_t hash) const;
+  void Rebuild(std::size_t slots);
+
+  std::vector<std::unique_ptr<Entry[]>> chunks_;
+  std::size_t size_ = 0;
+  // 0 = empty; else the key hash's upper 32 bits << 32 | (entry number + 1).
+  std::vector<std::uint64_t> slots_;
   std::vector<std::pair<const std::string*, const StoredFact*>> notable_;
   // Patient key -> true when referenced by clinical data (false: only the Patient resource seen).
   std::unordered_map<std::string, bool> patients_;

@@ -63,9 +63,9 @@ std::optional<Charge> ChargeFor(const PatientMonth& r, const FactStore& facts,
   c.amount = r.expected_payment;
   for (const auto& cc : r.chronic_conditions) {
     for (const auto& ref : cc.conditions) {
-      auto it = facts.entries().find(ref);
-      if (it == facts.entries().end() || !it->second.fact) continue;
-      const auto* f = std::get_if<ConditionFact>(it->second.fact.get());
+      const StoredFact* stored = facts.Find(ref);
+      if (stored == nullptr || !stored->fact) continue;
+      const auto* f = std::get_if<ConditionFact>(stored->fact.get());
       if (f == nullptr) continue;
       auto bar = f->coding.find('|');
       Diagnosis d{ref, cc.category, f->coding.substr(0, bar),

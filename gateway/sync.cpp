@@ -573,7 +573,7 @@ Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfi
                   std::string_view json) {
     std::string key = fmt::format("{}/{}", type, id);
     // (source, type, id) is the store's primary key: a key met twice comes from two sources.
-    if (facts.entries().contains(key)) {
+    if (facts.Find(key) != nullptr) {
       report.read_issues.Add(
           fhir::Severity::kWarning, fhir::IssueCode::kDuplicate, "",
           fmt::format("{} is held by source \"{}\" and at least one other; the newer version is "

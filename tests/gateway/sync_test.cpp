@@ -467,8 +467,9 @@ TEST(CollectFactsFromStoreTest, AResourceHeldByTwoSourcesIsReportedAndCountedOnc
   const std::string& message = report->read_issues.items()[0].message;
   EXPECT_NE(message.find("Patient/p1"), std::string::npos) << message;
   EXPECT_NE(message.find("Sources must not share resource ids"), std::string::npos) << message;
-  EXPECT_EQ(facts.entries().size(), 2u) << "p1 once, p2";
-  EXPECT_EQ(facts.entries().at("Patient/p1").stamp.version_id, "2") << "the newer version is kept";
+  EXPECT_EQ(facts.size(), 2u) << "p1 once, p2";
+  ASSERT_NE(facts.Find("Patient/p1"), nullptr);
+  EXPECT_EQ(facts.Find("Patient/p1")->stamp.version_id, "2") << "the newer version is kept";
 }
 
 TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
