@@ -172,11 +172,10 @@ struct SourceRun {
 
   // Stores one type's pages on a thread of its own, so that fetching and scanning the next pages
   // never wait for SQLite, in transactions of about kCommitBytes (or what arrived within
-  // kMaxDelay). A commit per 100-resource page
-  // rewrote the same half-filled B-tree pages into the WAL again and again, CPU time that on a
-  // small machine is taken from the server too (docs/benchmarks.md). Committing later loses
-  // nothing: the cursor moves only once every page is stored, so a run that dies with pages
-  // still queued pulls them again.
+  // kMaxDelay). A commit per 100-resource page rewrote the same half-filled B-tree pages into
+  // the WAL again and again, CPU time that on a small machine is taken from the server too
+  // (docs/benchmarks.md). Committing later loses nothing: the cursor moves only once every page
+  // is stored, so a run that dies with pages still queued pulls them again.
   class PageWriter {
    public:
     struct Item {
