@@ -188,8 +188,7 @@ struct SourceRun {
       std::vector<Item> items;
     };
 
-    PageWriter(SourceRun& run, TypeSync& t, std::chrono::steady_clock::time_point started)
-        : run_(run), t_(t), started_(started), thread_([this] { Loop(); }) {}
+    PageWriter(SourceRun& run, TypeSync& t) : run_(run), t_(t), thread_([this] { Loop(); }) {}
     PageWriter(const PageWriter&) = delete;
     PageWriter& operator=(const PageWriter&) = delete;
     ~PageWriter() { static_cast<void>(Finish()); }
@@ -201,6 +200,7 @@ struct SourceRun {
       space_.wait(lock, [&] { return queued_bytes_ < kMaxQueuedBytes || !error_.empty(); });
       if (!error_.empty()) return MakeError(Errc::kIo, error_);
       if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
+      if (!started_) started_ = first_queued_;
       queued_bytes_ += page.response->bytes;
       queue_.push_back(std::move(page));
       ready_.notify_one();
@@ -228,6 +228,7 @@ struct SourceRun {
       for (;;) {
         std::deque<Page> batch;
         std::size_t bytes = 0;
+        std::chrono::steady_clock::time_point started;
         {
           std::unique_lock lock(m_);
           // A slow server must not keep pages out of the store for long: they are stored once
@@ -247,9 +248,10 @@ struct SourceRun {
           batch.swap(queue_);
           bytes = queued_bytes_;
           queued_bytes_ = 0;
+          started = *started_;
         }
         space_.notify_all();
-        if (Status s = Store(batch, bytes); !s) {
+        if (Status s = Store(batch, bytes, started); !s) {
           std::lock_guard lock(m_);
           error_ = s.error().message;
           space_.notify_all();
@@ -258,7 +260,9 @@ struct SourceRun {
       }
     }
 
-    Status Store(const std::deque<Page>& batch, std::size_t bytes) {
+    // `started`: when the type's first page arrived (the clock of the progress figures).
+    Status Store(const std::deque<Page>& batch, std::size_t bytes,
+                 std::chrono::steady_clock::time_point started) {
       std::lock_guard lock(run_.mutex);
       TypeSync& t = t_;
       auto store_items = [&]() -> Status {
@@ -290,54 +294,58 @@ struct SourceRun {
         t.resources += page.items.size();
       }
       t.bytes += bytes;
-      t.seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+      t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (run_.observer.on_page) run_.observer.on_page(t);
       return {};
     }
 
     SourceRun& run_;
-    TypeSync& t_;  // written by this thread only until Finish() returns
-    std::chrono::steady_clock::time_point started_;
+    TypeSync& t_;  // its counters are written by this thread only until Finish() returns
     std::mutex m_;
     std::condition_variable ready_, space_;
     std::deque<Page> queue_;
     std::size_t queued_bytes_ = 0;
     std::chrono::steady_clock::time_point first_queued_;
+    std::optional<std::chrono::steady_clock::time_point> started_;  // at the first page
     bool finishing_ = false;
     std::string error_;
     std::thread thread_;  // last: starts once everything above is initialised
   };
 
-  // One type's pull in two steps: Fetch() requests every page and hands it to the type's writer;
-  // Complete() waits until the writer has stored everything and then moves the cursor. A worker
-  // fetches the next type while the previous one completes, so the server is not left idle while
-  // the last pages of a type are written.
+  // One type's pull: Prepare() reads what the store held and starts the type's writer;
+  // FetchQuery() requests every page of one of its searches (a type has several when the scope is
+  // a patient list, in chunks) and hands them to the writer, on any worker, concurrently;
+  // Complete() waits until the writer has stored everything and then moves the cursor. Workers go
+  // on with other searches while a type completes, so the server is not left idle while the last
+  // pages of a type are written.
   struct TypePull {
     TypeSync t;
-    std::chrono::steady_clock::time_point started;
+    std::vector<Params> queries;
+    std::atomic<std::size_t> remaining{0};  // searches not finished yet
     std::optional<SyncCursor> cursor;
     bool incremental = false;
     bool had_rows = true;
+    std::mutex m;       // guards what the searches share below
+    std::string error;  // the first failed search's (t.error is set from it in Complete())
+    std::optional<std::chrono::steady_clock::time_point> started;
+    // The server's Date at the first page of each search: the earliest is the watermark's base.
     std::optional<std::chrono::system_clock::time_point> server_start;
-    std::unique_ptr<PageWriter> writer;  // null once finished (or never started)
+    std::unique_ptr<PageWriter> writer;  // null once finished
   };
 
-  std::unique_ptr<TypePull> Fetch(const std::string& type, fhir::FhirClient& client) {
+  std::unique_ptr<TypePull> Prepare(const std::string& type) {
     auto pull = std::make_unique<TypePull>();
     TypeSync& t = pull->t;
     t.source = src.name;
     t.type = type;
-    pull->started = std::chrono::steady_clock::now();
     // What the store held for the type before the run (read up front: while another type's pages
     // are being written, the store is busy).
     const Stored& before = stored.at(type);
-    std::optional<SyncCursor>& cursor = pull->cursor;
-    cursor = before.cursor;
+    pull->cursor = before.cursor;
     bool can_increment = caps.SearchesLastUpdated(type);
-    bool incremental = !options.full && cursor && cursor->scope == fingerprint && can_increment;
-    pull->incremental = incremental;
-    t.full = !incremental;
+    pull->incremental =
+        !options.full && pull->cursor && pull->cursor->scope == fingerprint && can_increment;
+    t.full = !pull->incremental;
     // After a full pull, what this run did not see is deleted: a scan of every stored row of the
     // type (through the WAL, for what was just written). On a first pull there is nothing to
     // delete, and the scan is skipped.
@@ -346,15 +354,32 @@ struct SourceRun {
       Warn(fmt::format("{}: the server does not list _lastUpdated for {}; pulling it in full",
                        src.name, type));
     }
-    std::optional<std::chrono::system_clock::time_point>& server_start = pull->server_start;
+    pull->queries = Queries(type, pull->cursor, pull->incremental);
+    pull->remaining = pull->queries.size();
+    pull->writer = std::make_unique<PageWriter>(*this, t);
+    return pull;
+  }
+
+  // Pulls search `q` of `pull`'s type; a failure becomes the type's error (the first one wins)
+  // and the type's other searches are not started.
+  void FetchQuery(TypePull& pull, const Params& q, fhir::FhirClient& client) {
+    const std::string& type = pull.t.type;
+    {
+      std::lock_guard lock(pull.m);
+      if (!pull.error.empty()) return;
+      if (!pull.started) pull.started = std::chrono::steady_clock::now();
+    }
+    PageWriter& writer = *pull.writer;
+    bool first_page = true;
     // Pages are scanned, not parsed into trees: each resource is stored as the exact text the
     // server sent (nothing re-serialised), which is also what makes a pull keep pace with the
     // server (docs/benchmarks.md).
-    pull->writer = std::make_unique<PageWriter>(*this, t, pull->started);
-    PageWriter& writer = *pull->writer;
     auto on_page = [&](fhir::FhirResponse& response, const fhir::PageInfo& page) -> Status {
-      if (!server_start) {
-        server_start = response.date.value_or(std::chrono::system_clock::now());
+      if (first_page) {
+        first_page = false;
+        auto date = response.date.value_or(std::chrono::system_clock::now());
+        std::lock_guard lock(pull.m);
+        if (!pull.server_start || date < *pull.server_start) pull.server_start = date;
       }
       PageWriter::Page kept{std::make_unique<fhir::FhirResponse>(std::move(response)), {}};
       std::string_view text = kept.response->text;
@@ -384,24 +409,20 @@ struct SourceRun {
       }
       return writer.Add(std::move(kept));
     };
-    for (const Params& q : Queries(type, cursor, incremental)) {
-      if (Status s = client.SearchRaw(type, q, on_page); !s) {
-        // What did arrive is still stored: a later run then finds it unchanged.
-        static_cast<void>(writer.Finish());
-        pull->writer.reset();
-        t.error = s.error().message;
-        return pull;
-      }
+    if (Status s = client.SearchRaw(type, q, on_page); !s) {
+      // What did arrive is still stored: a later run then finds it unchanged.
+      std::lock_guard lock(pull.m);
+      if (pull.error.empty()) pull.error = s.error().message;
     }
-    return pull;
   }
 
   TypeSync Complete(TypePull& pull) {
     TypeSync& t = pull.t;
+    t.error = pull.error;  // every search has returned: no lock needed
     if (pull.writer) {
       Status written = pull.writer->Finish();
       pull.writer.reset();
-      if (!written) t.error = written.error().message;
+      if (!written && t.error.empty()) t.error = written.error().message;
     }
     if (!t.error.empty()) return std::move(t);
     // Every page is stored: move the cursor (and, after a full pull, drop what the server no
@@ -424,7 +445,9 @@ struct SourceRun {
     }
     t.watermark = watermark;
     t.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - pull.started).count();
+        std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                      pull.started.value_or(std::chrono::steady_clock::now()))
+            .count();
     return std::move(t);
   }
 };
@@ -526,20 +549,35 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
   }
 
   std::vector<TypeSync> results(todo.size());
+  std::vector<std::shared_ptr<SourceRun::TypePull>> pulls;
+  // The searches of every type, in type order: workers take them one by one, so a type's
+  // patient chunks are pulled concurrently when there are several.
+  std::vector<std::pair<std::size_t, std::size_t>> searches;
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    pulls.push_back(run.Prepare(todo[i]));
+    for (std::size_t j = 0; j < pulls[i]->queries.size(); ++j) searches.emplace_back(i, j);
+  }
+  auto complete = [&run, &results, &observer, &pulls](std::size_t i) {
+    results[i] = run.Complete(*pulls[i]);
+    std::lock_guard lock(run.mutex);
+    if (observer.on_type_done) observer.on_type_done(results[i]);
+  };
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    if (pulls[i]->queries.empty()) complete(i);  // e.g. an empty patient list
+  }
   std::atomic<std::size_t> next{0};
   std::mutex stats_mutex;
   fhir::ClientStats stats = client.stats();
   auto worker = [&] {
     fhir::FhirClient c(run.ClientOptions(), run.auth);
-    std::future<void> completing;  // of the type fetched before
-    for (std::size_t i = next++; i < todo.size(); i = next++) {
-      std::shared_ptr<SourceRun::TypePull> pull = run.Fetch(todo[i], c);
-      if (completing.valid()) completing.get();
-      completing = std::async(std::launch::async, [&run, &results, &observer, pull, i] {
-        results[i] = run.Complete(*pull);
-        std::lock_guard lock(run.mutex);
-        if (observer.on_type_done) observer.on_type_done(results[i]);
-      });
+    std::future<void> completing;  // of the last type this worker finished
+    for (std::size_t k = next++; k < searches.size(); k = next++) {
+      auto [i, j] = searches[k];
+      run.FetchQuery(*pulls[i], pulls[i]->queries[j], c);
+      if (--pulls[i]->remaining == 0) {
+        if (completing.valid()) completing.get();
+        completing = std::async(std::launch::async, complete, i);
+      }
     }
     if (completing.valid()) completing.get();
     std::lock_guard lock(stats_mutex);
@@ -548,7 +586,7 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
     stats.bytes += c.stats().bytes;
   };
   std::size_t n =
-      std::min<std::size_t>(static_cast<std::size_t>(source.max_concurrency), todo.size());
+      std::min<std::size_t>(static_cast<std::size_t>(source.max_concurrency), searches.size());
   if (n <= 1) {
     worker();
   } else {
