@@ -279,10 +279,30 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
     bool last = false;
   };
   constexpr std::size_t kAhead = 4;  // pages fetched but not yet handled, at most
-  std::mutex m;
-  std::condition_variable cv;
-  std::deque<Fetched> ready;
-  bool cancelled = false;
+  // The state the two threads share. Its destructor stops and joins the fetcher, on every way
+  // out of this function (an exception from `on_page` included).
+  struct Pipeline {
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Fetched> ready;
+    bool cancelled = false;
+    std::thread fetcher;
+    Pipeline() = default;
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
+    ~Pipeline() {
+      {
+        std::lock_guard lock(m);
+        cancelled = true;
+      }
+      cv.notify_all();
+      if (fetcher.joinable()) fetcher.join();
+    }
+  } pipe;
+  std::mutex& m = pipe.m;
+  std::condition_variable& cv = pipe.cv;
+  std::deque<Fetched>& ready = pipe.ready;
+  bool& cancelled = pipe.cancelled;
 
   auto fetch_all = [&, first = url]() {
     std::string origin = Origin(Absolute(options_.base_url));
@@ -340,27 +360,20 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
     }
   };
   // Exceptions (allocation failure) end the pipeline as an error instead of std::terminate.
-  std::thread fetcher([&] {
+  // The thread owns the fetch lambda: `pipe`, declared before it, is destroyed (and joins) after
+  // every other local. Everything it refers to outlives the join.
+  pipe.fetcher = std::thread([fetch_all = std::move(fetch_all), &pipe]() mutable {
     try {
       fetch_all();
     } catch (const std::exception& e) {
       {
-        std::lock_guard lock(m);
-        ready.push_back(
+        std::lock_guard lock(pipe.m);
+        pipe.ready.push_back(
             {MakeError(Errc::kInternal, fmt::format("paging failed: {}", e.what())), true});
       }
-      cv.notify_all();
+      pipe.cv.notify_all();
     }
   });
-  auto stop = [&](Status s) -> Status {
-    {
-      std::lock_guard lock(m);
-      cancelled = true;
-    }
-    cv.notify_all();
-    fetcher.join();
-    return s;
-  };
   for (std::size_t n = 1;; ++n) {
     Fetched f;
     {
@@ -370,10 +383,10 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
       ready.pop_front();
     }
     cv.notify_all();
-    if (!f.response) return stop(f.response.error());
+    if (!f.response) return f.response.error();
     PageInfo info{n, &*f.response};
-    if (Status handled = on_page(*f.response, info); !handled) return stop(handled);
-    if (f.last) return stop({});
+    if (Status handled = on_page(*f.response, info); !handled) return handled;
+    if (f.last) return {};
   }
 }
 

@@ -172,9 +172,9 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
 // threads on one thread.
 //
 // The de-duplication index is one lookup per resource read, in a table far larger than the
-// caches: entries are appended to a deque (no allocation per entry, sequential in memory) and
-// found through an open-addressing table of 64-bit slots (a hash tag and the entry's position),
-// so that adding a key not seen before costs one cache miss and no allocation.
+// caches: entries are appended to chunks of 4,096 (one allocation per chunk, sequential in
+// memory) and found through an open-addressing table of 64-bit slots (a 32-bit hash tag and the
+// entry's number), so that adding a key not seen before costs one cache miss and no allocation.
 class FactStore {
  public:
   // Adds an extraction (de-duplicating by key and version stamp).
