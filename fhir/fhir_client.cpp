@@ -242,6 +242,16 @@ Status FhirClient::Search(std::string_view type,
   return Pages(AppendParams(Absolute(std::string(type)), params), on_page);
 }
 
+Result<json::Value> FhirClient::SearchFirstPage(
+    std::string_view type, const std::vector<std::pair<std::string, std::string>>& params) {
+  CCM_TRY_ASSIGN(FhirResponse r, Get(AppendParams(Absolute(std::string(type)), params)));
+  if (r.body["resourceType"].str() != "Bundle") {
+    return MakeError(Errc::kInvalidResource, fmt::format("search {} at {} did not return a Bundle",
+                                                         type, RedactUrl(options_.base_url)));
+  }
+  return std::move(r.body);
+}
+
 Status FhirClient::History(std::string_view type, std::string_view id,
                            std::optional<std::string> since, const PageFn& on_page) {
   std::string url = Absolute(std::string(type));

@@ -97,6 +97,10 @@ class FhirClient {
   Result<std::vector<json::Value>> SearchAll(
       std::string_view type, const std::vector<std::pair<std::string, std::string>>& params);
 
+  // The first page of a search only (one request; no next link followed), e.g. a probe with
+  // `_count=1` or `_summary=count`.
+  Result<json::Value> SearchFirstPage(
+      std::string_view type, const std::vector<std::pair<std::string, std::string>>& params);
   // Called once per page with the searchset/history Bundle; an error stops the search and is
   // returned.
   using PageFn = std::function<Status(json::Value& bundle, const PageInfo& page)>;

@@ -35,10 +35,11 @@ class SyncLog {
       if (t.error.empty()) {
         fmt::print(stderr,
                    "\r\033[K  {:<12} {:<18} {:>5} page(s) {:>9} resource(s) ({} new, {} updated, "
-                   "{} unchanged{}{}) {:.1f}s{}\n",
+                   "{} unchanged{}{}) {:.1f}s{}{}\n",
                    t.source, t.type, t.pages, t.resources, t.inserted, t.updated, t.unchanged,
                    t.older > 0 ? fmt::format(", {} older", t.older) : "",
                    t.removed > 0 ? fmt::format(", {} removed", t.removed) : "", t.seconds,
+                   t.searches > 1 ? fmt::format(" in {} searches", t.searches) : "",
                    t.full ? " [full]" : "");
       } else {
         fmt::print(stderr, "\r\033[K  {:<12} {:<18} FAILED: {}\n", t.source, t.type, t.error);
@@ -49,10 +50,11 @@ class SyncLog {
     e.set("source", Value::String(t.source));
     e.set("type", Value::String(t.type));
     e.set("mode", Value::String(t.full ? "full" : "incremental"));
-    for (auto [k, v] : {std::pair{"pages", t.pages}, std::pair{"resources", t.resources},
-                        std::pair{"inserted", t.inserted}, std::pair{"updated", t.updated},
-                        std::pair{"unchanged", t.unchanged}, std::pair{"older", t.older},
-                        std::pair{"removed", t.removed}, std::pair{"bytes", t.bytes}}) {
+    for (auto [k, v] : {std::pair{"searches", t.searches}, std::pair{"pages", t.pages},
+                        std::pair{"resources", t.resources}, std::pair{"inserted", t.inserted},
+                        std::pair{"updated", t.updated}, std::pair{"unchanged", t.unchanged},
+                        std::pair{"older", t.older}, std::pair{"removed", t.removed},
+                        std::pair{"bytes", t.bytes}}) {
       e.set(k, Value::Number(static_cast<std::int64_t>(v)));
     }
     e.set("seconds", Value::Number(fmt::format("{:.3f}", t.seconds)));

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <latch>
 #include <map>
 #include <mutex>
 #include <set>
@@ -333,6 +335,91 @@ struct SourceRun {
     std::unique_ptr<PageWriter> writer;  // null once finished
   };
 
+  // A pull over every patient is one chain of pages (each page's next link comes with it), so
+  // one connection carries a whole type however many are allowed. Split() cuts such a search into
+  // windows of meta.lastUpdated (R4 §3.1.1.5.7 _lastUpdated, with the date prefixes lt and ge of
+  // §3.1.1.4.4.1): [-, b1), [b1, b2), ..., [bn-1, -), pulled concurrently. The windows partition
+  // the time line, so together they match exactly what the one search matches whatever the bounds
+  // are; two probes (_sort=_lastUpdated and -_lastUpdated, _count=1: the earliest and the latest
+  // match) only place the bounds evenly in time. Bounds are whole seconds, as the watermark is
+  // (servers differ on fractional ones), so resources that all changed within one second stay one
+  // search. A resource changed while the windows are being pulled may be seen in two windows (one
+  // version wins) or, moved from a window not yet read into the last one already read, in none:
+  // the next incremental run pulls it, since its new lastUpdated is after this run's watermark.
+  bool Splittable(const TypePull& pull) const {
+    return src.split_by_last_updated && src.max_concurrency > 1 && pull.queries.size() == 1 &&
+           caps.SearchesLastUpdated(pull.t.type);
+  }
+
+  void Split(TypePull& pull, fhir::FhirClient& client) {
+    const std::string& type = pull.t.type;
+    const Params base = pull.queries.front();
+    std::optional<std::size_t> total;  // Bundle.total, when the server gives it
+    // The lastUpdated of the first match in `sort` order; nullopt when there is none or the
+    // probe failed (then the search stays whole; a refusal is worth a warning).
+    auto probe = [&](std::string_view sort) -> std::optional<fhir::TimePoint> {
+      Params q;
+      for (const auto& [k, v] : base) q.emplace_back(k, k == "_count" ? "1" : v);
+      q.emplace_back("_sort", sort);
+      auto bundle = client.SearchFirstPage(type, q);
+      if (!bundle) {
+        if (bundle.error().is(Errc::kClientError) || bundle.error().is(Errc::kInvalidResource)) {
+          Warn(
+              fmt::format("{}: {}: the search cannot be split into _lastUpdated windows ({}); "
+                          "it is pulled over one connection (set splitByLastUpdated to false to "
+                          "skip the attempt)",
+                          src.name, type, bundle.error().message));
+        }
+        return std::nullopt;
+      }
+      std::string_view t = (*bundle)["total"].number_text();
+      std::size_t n = 0;
+      if (!t.empty() && std::from_chars(t.data(), t.data() + t.size(), n).ec == std::errc{}) {
+        total = n;
+      }
+      for (const Value& e : (*bundle)["entry"].array()) {
+        const Value& r = e["resource"];
+        if (r["resourceType"].str() != type) continue;
+        auto instant = fhir::FhirDateTime::ParseInstant(r["meta"]["lastUpdated"].str());
+        if (instant) return instant->Earliest();
+      }
+      return std::nullopt;
+    };
+    auto first = probe("_lastUpdated");
+    if (!first) return;
+    // Worth splitting only where each window has a few pages to pull.
+    constexpr std::size_t kMinPagesPerWindow = 4;
+    std::size_t windows = static_cast<std::size_t>(src.max_concurrency);
+    if (total) {
+      windows = std::min(windows,
+                         *total / (kMinPagesPerWindow * static_cast<std::size_t>(src.page_size)));
+    }
+    if (windows < 2) return;
+    auto last = probe("-_lastUpdated");
+    if (!last) return;
+    // A server that ignores _sort still gives two matches: order them.
+    auto lo = std::chrono::floor<std::chrono::seconds>(std::min(*first, *last));
+    auto hi = std::chrono::floor<std::chrono::seconds>(std::max(*first, *last));
+    // Possible bounds: the whole seconds in (lo, hi].
+    auto seconds = static_cast<std::size_t>((hi - lo).count());
+    windows = std::min(windows, seconds + 1);
+    if (windows < 2) return;
+    std::vector<std::string> bounds;
+    for (std::size_t i = 1; i < windows; ++i) {
+      std::size_t step = windows == seconds + 1 ? i : seconds * i / windows;
+      bounds.push_back(WholeSeconds(lo + std::chrono::seconds(step)));
+    }
+    std::vector<Params> split;
+    for (std::size_t i = 0; i < windows; ++i) {
+      Params q = base;
+      if (i > 0) q.emplace_back("_lastUpdated", "ge" + bounds[i - 1]);
+      if (i + 1 < windows) q.emplace_back("_lastUpdated", "lt" + bounds[i]);
+      split.push_back(std::move(q));
+    }
+    pull.queries = std::move(split);
+    pull.remaining = pull.queries.size();
+  }
+
   std::unique_ptr<TypePull> Prepare(const std::string& type) {
     auto pull = std::make_unique<TypePull>();
     TypeSync& t = pull->t;
@@ -550,26 +637,46 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
 
   std::vector<TypeSync> results(todo.size());
   std::vector<std::shared_ptr<SourceRun::TypePull>> pulls;
-  // The searches of every type, in type order: workers take them one by one, so a type's
-  // patient chunks are pulled concurrently when there are several.
-  std::vector<std::pair<std::size_t, std::size_t>> searches;
+  std::vector<std::size_t> to_split;  // pulls whose one search may be cut into windows
+  std::size_t searches_before = 0;
   for (std::size_t i = 0; i < todo.size(); ++i) {
     pulls.push_back(run.Prepare(todo[i]));
-    for (std::size_t j = 0; j < pulls[i]->queries.size(); ++j) searches.emplace_back(i, j);
+    if (run.Splittable(*pulls[i])) to_split.push_back(i);
+    searches_before += pulls[i]->queries.size();
   }
   auto complete = [&run, &results, &observer, &pulls](std::size_t i) {
     results[i] = run.Complete(*pulls[i]);
     std::lock_guard lock(run.mutex);
     if (observer.on_type_done) observer.on_type_done(results[i]);
   };
-  for (std::size_t i = 0; i < todo.size(); ++i) {
-    if (pulls[i]->queries.empty()) complete(i);  // e.g. an empty patient list
-  }
-  std::atomic<std::size_t> next{0};
+  // The searches of every type, in type order (listed once every split is planned): workers take
+  // them one by one, so a type's patient chunks or time windows are pulled concurrently.
+  std::vector<std::pair<std::size_t, std::size_t>> searches;
+  auto list_searches = [&] {
+    for (std::size_t i = 0; i < todo.size(); ++i) {
+      pulls[i]->t.searches = pulls[i]->queries.size();
+      for (std::size_t j = 0; j < pulls[i]->queries.size(); ++j) searches.emplace_back(i, j);
+    }
+    for (std::size_t i = 0; i < todo.size(); ++i) {
+      if (pulls[i]->queries.empty()) complete(i);  // e.g. an empty patient list
+    }
+  };
+  // Connections: as many as allowed, unless fewer searches are certain.
+  std::size_t n = static_cast<std::size_t>(source.max_concurrency);
+  if (to_split.empty()) n = std::max<std::size_t>(1, std::min(n, searches_before));
+  std::atomic<std::size_t> next_split{0}, next{0};
+  std::latch planned(static_cast<std::ptrdiff_t>(n));
+  std::once_flag listed;
   std::mutex stats_mutex;
   fhir::ClientStats stats = client.stats();
   auto worker = [&] {
     fhir::FhirClient c(run.ClientOptions(), run.auth);
+    // First the probes that split searches (on every connection at once), then the searches.
+    for (std::size_t k = next_split++; k < to_split.size(); k = next_split++) {
+      run.Split(*pulls[to_split[k]], c);
+    }
+    planned.arrive_and_wait();
+    std::call_once(listed, list_searches);
     std::future<void> completing;  // of the last type this worker finished
     for (std::size_t k = next++; k < searches.size(); k = next++) {
       auto [i, j] = searches[k];
@@ -585,9 +692,7 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
     stats.retries += c.stats().retries;
     stats.bytes += c.stats().bytes;
   };
-  std::size_t n =
-      std::min<std::size_t>(static_cast<std::size_t>(source.max_concurrency), searches.size());
-  if (n <= 1) {
+  if (n == 1) {
     worker();
   } else {
     std::vector<std::jthread> threads;

@@ -34,7 +34,8 @@ namespace ccm::gateway {
 
 struct TypeSync {
   std::string source, type;
-  bool full = false;  // a full pull (no usable cursor, or --full)
+  bool full = false;         // a full pull (no usable cursor, or --full)
+  std::size_t searches = 0;  // 1, or more for patient-id chunks or _lastUpdated windows
   std::size_t pages = 0, resources = 0;
   std::size_t inserted = 0, updated = 0, unchanged = 0, older = 0, removed = 0;
   std::size_t bytes = 0;

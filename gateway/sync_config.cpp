@@ -142,10 +142,10 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
                                           const std::string& path,
                                           const std::filesystem::path& base, const EnvLookup& env) {
   if (!s.is_object()) return ConfigError(origin, path, "expected an object");
-  CCM_TRY(
-      CheckKeys(s, origin, path,
-                {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope", "maxConcurrency",
-                 "safetyMarginSeconds", "compression", "timeouts", "retry", "tls"}));
+  CCM_TRY(CheckKeys(
+      s, origin, path,
+      {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope", "maxConcurrency",
+       "splitByLastUpdated", "safetyMarginSeconds", "compression", "timeouts", "retry", "tls"}));
   SourceConfig src;
   CCM_TRY_ASSIGN(auto name, StringKey(s, "name", origin, path));
   if (!name) return ConfigError(origin, Join(path, "name"), "required: a short unique name");
@@ -165,6 +165,8 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
   if (conc) src.max_concurrency = static_cast<int>(*conc);
   CCM_TRY_ASSIGN(auto compression, BoolKey(s, "compression", origin, path));
   src.http.compression = compression.value_or(true);
+  CCM_TRY_ASSIGN(auto split, BoolKey(s, "splitByLastUpdated", origin, path));
+  src.split_by_last_updated = split.value_or(true);
   CCM_TRY_ASSIGN(auto margin, IntKey(s, "safetyMarginSeconds", origin, path, 0, 7 * 86400));
   if (margin) src.safety_margin = std::chrono::seconds(*margin);
 

@@ -47,6 +47,9 @@ struct SourceConfig {
   std::string group;                  // "Group/<id>" when scope is kGroup
   std::vector<std::string> patients;  // ids when scope is kPatients
   int max_concurrency = 2;
+  // With max_concurrency > 1, a search over every patient may be split into _lastUpdated windows
+  // pulled concurrently (sync.cpp, docs/configuration.md).
+  bool split_by_last_updated = true;
   std::chrono::seconds safety_margin{300};
   fhir::HttpOptions http;
   fhir::RetryPolicy retry;

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "fhir/datetime.h"
 #include "fhir/json.h"
 #include "gateway/ccm_config.h"
 #include "gateway/evaluate.h"
@@ -382,7 +383,8 @@ TEST_F(SyncTest, PersistentFailureIsAClearErrorAndTheNextRunRecovers) {
 
 TEST_F(SyncTest, ClientErrorsAreNotRetriedAndCarryTheOperationOutcome) {
   auto config = WriteConfig(dir_, *server_);
-  server_->Faults(R"([{"match": "GET /fhir/R4/CarePlan?", "kind": "status", "status": 400,
+  // (The search's pages carry _count=25; a probe that would split it carries _count=1.)
+  server_->Faults(R"([{"match": "GET /fhir/R4/CarePlan?_count=25", "kind": "status", "status": 400,
                        "body": {"resourceType": "OperationOutcome", "issue": [
                          {"severity": "error", "code": "invalid",
                           "diagnostics": "_count must be at most 10"}]}}])");
@@ -395,12 +397,12 @@ TEST_F(SyncTest, ClientErrorsAreNotRetriedAndCarryTheOperationOutcome) {
                 .find("HTTP 400: error invalid: _count must be at most 10"),
             std::string::npos)
       << (*cp)["message"].str();
-  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/CarePlan?"), 1u);
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/CarePlan?_count=25"), 1u);
 }
 
 TEST_F(SyncTest, NextLinkLoopIsDetected) {
   auto config = WriteConfig(dir_, *server_);
-  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "loop"}])");
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?_count=25", "kind": "loop"}])");
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   EXPECT_EQ(r.status, 1);
   auto e_events = Events(r.err);
@@ -586,6 +588,90 @@ TEST_F(SyncTest, APatientListInSeveralChunksIsPulledConcurrentlyAndCompletely) {
   // A second, incremental run pulls nothing new.
   GatewayRun again = Sync(config, dir_ / "report2.ndjson");
   ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(ReadFile(dir_ / "report.ndjson"), ReadFile(dir_ / "report2.ndjson"));
+}
+
+// Gives every resource of `types` on the server a meta.lastUpdated half a second after the
+// previous one, from 12 hours ago: a population whose changes are spread in time, as an EHR's are
+// (the test server stamps what it loads within a second). Half seconds put resources exactly on
+// the whole-second bounds of the windows.
+void SpreadLastUpdated(TestFhirServer& server, const std::vector<std::string>& types) {
+  fhir::TimePoint t = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) -
+                      std::chrono::hours(12);
+  std::string ndjson;
+  for (const auto& type : types) {
+    Value bundle = server.Json("GET", fmt::format("/fhir/R4/{}?_count=100000", type));
+    for (const Value& e : bundle["entry"].array()) {
+      Value r = e["resource"];
+      Value meta = r["meta"];
+      meta.set("lastUpdated", Value::String(fhir::FormatUtc(t)));
+      r.set("meta", std::move(meta));
+      t += std::chrono::milliseconds(500);
+      ndjson += fhir::json::Serialize(r) + "\n";
+    }
+  }
+  auto loaded = server.Send("POST", "/__admin/load?keepMeta=true", ndjson);
+  ASSERT_EQ(loaded.status, 200) << loaded.body;
+}
+
+TEST_F(SyncTest, AnAllPatientsSearchIsSplitIntoLastUpdatedWindowsAndMissesNothing) {
+  SpreadLastUpdated(*server_, {"Condition", "Encounter"});
+  auto config = WriteConfig(dir_, *server_, R"("maxConcurrency": 4, "safetyMarginSeconds": 0)");
+  server_->ClearRequests();
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+  auto events = Events(r.err);
+  for (const char* type : {"Condition", "Encounter"}) {
+    const Value* e = TypeEvent(events, type);
+    ASSERT_NE(e, nullptr) << type;
+    EXPECT_EQ(Num(*e, "searches"), 4) << type << ": four windows for four connections";
+    long on_server =
+        Num(server_->Json("GET", fmt::format("/fhir/R4/{}?_summary=count", type)), "total");
+    EXPECT_EQ(Num(*e, "resources"), on_server) << type << ": every resource exactly once";
+    EXPECT_EQ(Num(*e, "inserted"), on_server) << type;
+  }
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/Encounter?_count=1&_sort=_lastUpdated"), 1u);
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/Encounter?_count=1&_sort=-_lastUpdated"), 1u);
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/Encounter?_count=25&_lastUpdated=lt"), 1u);
+  EXPECT_GE(CountRequests(*server_, "GET /fhir/R4/Encounter?_count=25&_lastUpdated=ge"), 3u);
+  // Types whose resources were all stamped within a second stay one search.
+  EXPECT_EQ(Num(*TypeEvent(events, "Patient"), "searches"), 1);
+
+  // Nothing changed: the incremental run pulls nothing and reports the same.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  GatewayRun again = Sync(config, dir_ / "report2.ndjson");
+  ASSERT_EQ(again.status, 0) << again.err;
+  auto events2 = Events(again.err);
+  EXPECT_EQ(Num(*TypeEvent(events2, "Encounter"), "resources"), 0);
+  EXPECT_EQ(ReadFile(dir_ / "report.ndjson"), ReadFile(dir_ / "report2.ndjson"));
+}
+
+TEST_F(SyncTest, ASearchThatCannotBeSplitIsPulledWholeWithAWarning) {
+  SpreadLastUpdated(*server_, {"Encounter"});
+  auto config = WriteConfig(dir_, *server_, R"("maxConcurrency": 4)");
+  server_->Faults(R"([{"match": "_sort=", "kind": "status", "status": 400, "times": 100,
+                       "body": {"resourceType": "OperationOutcome", "issue": [
+                         {"severity": "error", "code": "not-supported",
+                          "diagnostics": "_sort is not supported"}]}}])");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+  auto events = Events(r.err);
+  EXPECT_EQ(Num(*TypeEvent(events, "Encounter"), "searches"), 1);
+  EXPECT_NE(r.err.find("Encounter: the search cannot be split into _lastUpdated windows"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("_sort is not supported"), std::string::npos) << r.err;
+
+  // Turned off, no probe is sent at all.
+  server_->Send("DELETE", "/__admin/faults");
+  server_->ClearRequests();
+  auto off = WriteConfig(dir_, *server_, R"("maxConcurrency": 4, "splitByLastUpdated": false)",
+                         "off.json");
+  GatewayRun r2 = Sync(off, dir_ / "report2.ndjson", "--full");
+  ASSERT_EQ(r2.status, 0) << r2.err;
+  EXPECT_EQ(CountRequests(*server_, "_sort="), 0u);
   EXPECT_EQ(ReadFile(dir_ / "report.ndjson"), ReadFile(dir_ / "report2.ndjson"));
 }
 

@@ -140,10 +140,11 @@ class TestRepository extends MemoryRepository {
   // All matches of a search, in page order, for the server's own paging. MemoryRepository.search deep-copies
   // every match before slicing (a page cost ~0.7 s at 24,000 Encounters). Here the matches are found with the
   // same matcher (Medplum's matchesSearchRequest over the stored resources, in the store's order, as
-  // MemoryRepository.search does) but not copied, then ordered by `compare` (if given) and cached under `key`
+  // MemoryRepository.search does) but not copied, kept if `filter` (if given: a test the caller does itself)
+  // accepts them, then ordered by `compare` (if given) and cached under `key`
   // until the next write, so later pages of the same query only slice the list. The result holds the stored
   // objects themselves: callers must copy what they hand out and never modify it.
-  async searchMatches(searchRequest, key, compare) {
+  async searchMatches(searchRequest, key, compare, filter = undefined) {
     const cached = this.searchCache.get(key);
     if (cached) {
       this.searchCache.delete(key); // most recently used last; the oldest is evicted first
@@ -153,7 +154,8 @@ class TestRepository extends MemoryRepository {
     const generation = this.generation;
     const stored = this.resources.get(searchRequest.resourceType) ?? new Map();
     let matches;
-    if (searchRequest.sortRules?.length || searchRequest.offset !== undefined || searchRequest.count !== undefined) {
+    const viaRepository = searchRequest.sortRules?.length || searchRequest.offset !== undefined || searchRequest.count !== undefined;
+    if (viaRepository) {
       // _sort (and anything else that orders or slices): let MemoryRepository.search do it, on copies, and
       // map its result back to the stored objects. Slow, but only once per query.
       const bundle = await super.search(searchRequest);
@@ -162,8 +164,11 @@ class TestRepository extends MemoryRepository {
       if (generation === this.generation) matches = matches.map((r) => stored.get(r.id));
     } else {
       matches = [];
-      for (const resource of stored.values()) if (matchesSearchRequest(resource, searchRequest)) matches.push(resource);
+      for (const resource of stored.values()) {
+        if ((!filter || filter(resource)) && matchesSearchRequest(resource, searchRequest)) matches.push(resource);
+      }
     }
+    if (filter && viaRepository) matches = matches.filter(filter);
     if (compare) matches.sort(compare);
     if (generation === this.generation) {
       this.searchCache.set(key, matches);
@@ -226,20 +231,38 @@ function parseResources(text) {
   return { resources, skipped };
 }
 
-async function loadText(text, keepMeta = false) {
+async function loadText(text, keepMeta = false, stamp = undefined) {
   const { resources, skipped } = parseResources(text);
-  for (const r of resources) await storeResource(r, keepMeta);
+  for (const r of resources) {
+    if (stamp) stamp(r);
+    await storeResource(r, keepMeta || stamp !== undefined);
+  }
   return { loaded: resources.length, skipped };
 }
 
-async function loadPath(p) {
+// With --workers N, every worker loads the files itself. Left to the repository, each would stamp its own
+// meta.lastUpdated and versionId, and a client that searches by _lastUpdated (or compares versions) over
+// several connections would see N different servers. So the startup load is stamped the same in every
+// worker: versionId "load-<n>" and lastUpdated one millisecond apart from a start the primary gives (a day
+// before it started, so that nothing loaded lies in the future of a later _lastUpdated=gt search).
+function sharedLoadStamp() {
+  const epoch = Number(process.env.CCM_TEST_LOAD_EPOCH);
+  if (!cluster.isWorker || !Number.isFinite(epoch)) return undefined;
+  let n = 0;
+  return (resource) => {
+    n++;
+    resource.meta = { ...(resource.meta ?? {}), versionId: `load-${n}`, lastUpdated: new Date(epoch + n).toISOString() };
+  };
+}
+
+async function loadPath(p, stamp = undefined) {
   const stat = fs.statSync(p);
   const files = stat.isDirectory()
     ? fs.readdirSync(p).filter((f) => /\.(nd)?json$/.test(f)).sort().map((f) => path.join(p, f))
     : [p];
   const total = { loaded: 0, skipped: 0 };
   for (const f of files) {
-    const r = await loadText(fs.readFileSync(f, 'utf8'));
+    const r = await loadText(fs.readFileSync(f, 'utf8'), false, stamp);
     total.loaded += r.loaded;
     total.skipped += r.skipped;
   }
@@ -394,6 +417,35 @@ function smartConfiguration() {
 const lastUpdatedThenId = (a, b) =>
   (a.meta?.lastUpdated ?? '').localeCompare(b.meta?.lastUpdated ?? '') || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
+// _lastUpdated=[gt|ge|lt|le|eq]<instant>, as a real server's index on it would answer (R4 §3.1.1.4.4: the
+// search value is the range its precision implies, [v, v + 1 s) for whole seconds). Medplum's matcher takes
+// about 10 µs a resource for it (90 ms for 8,600 Encounters, a cost a client that splits its searches into
+// time windows pays per window), and treats fractional seconds after gt as matching everything. Undefined
+// (Medplum decides) for any other form.
+function lastUpdatedFilter(values) {
+  if (values.length === 0) return undefined;
+  const tests = [];
+  for (const v of values) {
+    const m = /^(gt|ge|lt|le|eq)?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(v);
+    if (!m) return undefined;
+    const start = Date.parse(`${m[2]}${(m[3] ?? '').slice(0, 4)}${m[4]}`);
+    if (Number.isNaN(start)) return undefined;
+    const end = start + (m[3] ? Math.max(1, 1000 / 10 ** Math.min(3, m[3].length - 1)) : 1000);
+    const prefix = m[1] ?? 'eq';
+    tests.push(
+      prefix === 'gt' ? (t) => t >= end
+      : prefix === 'ge' ? (t) => t >= start
+      : prefix === 'lt' ? (t) => t < start
+      : prefix === 'le' ? (t) => t < end
+      : (t) => t >= start && t < end,
+    );
+  }
+  return (resource) => {
+    const t = Date.parse(resource.meta?.lastUpdated ?? '');
+    return !Number.isNaN(t) && tests.every((test) => test(t));
+  };
+}
+
 // Medplum's search has no next links and only _count/_offset slicing, so we find every match and page
 // ourselves: sorted by (meta.lastUpdated, id) unless the client asked for _sort, which gives a stable order
 // across pages as long as nothing is written in between. The match list is cached per query (see
@@ -405,10 +457,18 @@ async function searchType(type, params) {
   if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) {
     return fhirResponse(400, outcome('invalid', '_count and _offset must be non-negative integers'));
   }
+  // _sort by _lastUpdated (ascending or descending, the probes of a client that splits a search into time
+  // windows) is the page order itself: done here, since MemoryRepository's _sort deep-copies every match.
+  const sort = params.get('_sort');
+  const byLastUpdated = sort === '_lastUpdated' ? lastUpdatedThenId : sort === '-_lastUpdated' ? (a, b) => lastUpdatedThenId(b, a) : undefined;
+  const lastUpdated = lastUpdatedFilter(params.getAll('_lastUpdated'));
   const rest = new URLSearchParams();
-  for (const [key, value] of params) {
-    if (key === '_count' || key === '_offset' || (key === '_summary' && summaryCount)) continue;
-    rest.append(key, qualifyReferences(type, key, value));
+  const key = new URLSearchParams(); // the cache key: every parameter that selects or orders
+  for (const [k, value] of params) {
+    if (k === '_count' || k === '_offset' || (k === '_summary' && summaryCount)) continue;
+    key.append(k, value);
+    if ((k === '_sort' && byLastUpdated) || (k === '_lastUpdated' && lastUpdated)) continue;
+    rest.append(k, qualifyReferences(type, k, value));
   }
   // What FhirRouter's search-type handler does (its own query parsing, then parseSearchRequest; a throw
   // becomes an OperationOutcome), except that the repository call is the copy-free, cached searchMatches.
@@ -416,7 +476,8 @@ async function searchType(type, params) {
   let matches;
   try {
     const searchRequest = parseSearchRequest(type, router.find('GET', url)?.query ?? {});
-    matches = await repo.searchMatches(searchRequest, url, params.has('_sort') ? undefined : lastUpdatedThenId);
+    const order = byLastUpdated ?? (params.has('_sort') ? undefined : lastUpdatedThenId);
+    matches = await repo.searchMatches(searchRequest, `${type}?${key}`, order, lastUpdated);
   } catch (err) {
     const result = normalizeOperationOutcome(err);
     return fhirResponse(getStatus(result), result);
@@ -779,8 +840,9 @@ function runPrimary(opts) {
     for (const w of workers) w.process.kill('SIGTERM');
     process.exit(0);
   };
+  const loadEpoch = String(Date.now() - 86_400_000); // see sharedLoadStamp
   for (let i = 0; i < opts.workers; i++) {
-    const w = cluster.fork();
+    const w = cluster.fork({ CCM_TEST_LOAD_EPOCH: loadEpoch });
     workers.push(w);
     w.on('exit', (code, signal) => {
       if (!shuttingDown) fail(`worker ${i} exited (${signal ?? code})`);
@@ -905,9 +967,10 @@ async function main() {
   const tlsServerOptions = opts.tlsCert !== undefined ? tlsOptions(opts) : undefined;
   const t0 = Date.now();
   indexDefinitions();
+  const stamp = sharedLoadStamp();
   for (const p of opts.load) {
     const t = Date.now();
-    const r = await loadPath(p);
+    const r = await loadPath(p, stamp);
     process.stderr.write(`server.mjs: loaded ${r.loaded} resources (${r.skipped} skipped) from ${p} in ${Date.now() - t} ms\n`);
   }
 
