@@ -76,7 +76,9 @@ class ResourceReader {
   // parsed the resource (a worker when options.threads > 1; it must be thread-safe) and the
   // resource is destroyed there; its result reaches `on_prepared` on the calling thread, in input
   // order. Keeping allocation and release of the parsed tree on one thread is what lets the
-  // parallel path scale (freeing another thread's memory serialises on the allocator).
+  // parallel path scale (freeing another thread's memory serialises on the allocator). With
+  // options.threads == 1 everything runs on the calling thread, each resource's prepare right
+  // before its on_prepared.
   using PrepareFn = std::function<std::any(json::Value&& resource, const SourceLocation& where)>;
   using PreparedFn = std::function<bool(std::any&& prepared, const SourceLocation& where)>;
   ResourceReader(PrepareFn prepare, PreparedFn on_prepared, IssueFn on_issue,

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <optional>
 
-#include <rapidjson/document.h>
+#include <rapidjson/reader.h>
 
 #include "mappings/code_systems.h"
 
@@ -27,50 +29,8 @@ std::string PatientKey(const fhir::Reference& ref, std::string_view path, IssueL
   return {};
 }
 
-// A read-only view of a RapidJSON value with the reading interface of fhir::json::Value, so that
-// the quick checks below serve both the DOM path and the NDJSON fast path (ExtractFactFromLine).
-class RjRef {
- public:
-  explicit RjRef(const rapidjson::Value* v = nullptr) : v_(v) {}
-  RjRef operator[](std::string_view key) const {
-    if (v_ == nullptr || !v_->IsObject()) return RjRef();
-    auto it = v_->FindMember(rapidjson::Value(
-        rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
-    return it == v_->MemberEnd() ? RjRef() : RjRef(&it->value);
-  }
-  std::string_view str() const {
-    if (v_ == nullptr || !v_->IsString()) return {};
-    return {v_->GetString(), v_->GetStringLength()};
-  }
-  bool present() const { return v_ != nullptr; }
-  class Range {
-   public:
-    explicit Range(const rapidjson::Value* v) : v_(v) {}
-    struct It {
-      const rapidjson::Value* p;
-      RjRef operator*() const { return RjRef(p); }
-      It& operator++() {
-        ++p;
-        return *this;
-      }
-      bool operator!=(const It& o) const { return p != o.p; }
-    };
-    It begin() const { return {v_ != nullptr && v_->IsArray() ? v_->Begin() : nullptr}; }
-    It end() const { return {v_ != nullptr && v_->IsArray() ? v_->End() : nullptr}; }
-
-   private:
-    const rapidjson::Value* v_;
-  };
-  Range array() const { return Range(v_); }
-
- private:
-  const rapidjson::Value* v_;
-};
-
-// Cheap read of subject/patient.reference for resources that need no full view.
-template <class V>
-std::string QuickPatientKey(const V& r, std::string_view element) {
-  std::string_view ref = r[element]["reference"].str();
+// Cheap read of a subject/patient.reference for resources that need no full view.
+std::string PatientKeyOfReference(std::string_view ref) {
   if (ref.starts_with("Patient/") && fhir::IsValidId(ref.substr(8))) return std::string(ref);
   auto parsed = fhir::ParseReferenceString(ref);
   if (!parsed || parsed->type != "Patient") return {};
@@ -126,7 +86,8 @@ bool NeedsFullRead(std::string_view type, const V& r, const EngineConfig& config
 
 template <class V>
 void QuickExtract(std::string_view type, const V& r, Extracted& out) {
-  out.patient = QuickPatientKey(r, type == "Consent" ? "patient" : "subject");
+  out.patient =
+      PatientKeyOfReference(r[type == "Consent" ? "patient" : "subject"]["reference"].str());
 }
 
 std::optional<TimePoint> Earliest(const std::optional<fhir::FhirDateTime>& d,
@@ -528,14 +489,216 @@ Extracted ExtractFact(const Value& r, const fhir::SourceLocation& where,
 // can exhaust a thread's stack however deeply it nests.
 constexpr std::size_t kRecursiveParseLimit = 8192;
 
+namespace {
+
+// What decides whether a line matters, read by a SAX pass that builds no tree: resourceType, id,
+// meta.versionId/lastUpdated, subject/patient.reference and the codings NeedsFullRead looks at
+// (Encounter.type[].coding[], Encounter.serviceType.coding[], Condition.code.coding[],
+// Consent.category[].coding[]). Strings are views of the in-situ parsed text. Anything unusual
+// (a member twice, more codings than fit) sets `unsure`, and the line is then read in full by the
+// lossless parser, whose reading is the reference.
+struct Skim {
+  enum Element : std::uint8_t { kType, kServiceType, kCode, kCategory };
+  struct Coding {
+    Element element;
+    std::string_view system, code;
+  };
+  std::string_view type, id, version_id, last_updated, subject, patient;
+  std::array<Coding, 8> codings;
+  std::size_t coding_count = 0;
+  bool object = false;  // the line is a JSON object
+  bool unsure = false;
+
+  bool AnyCoding(Element element, const auto& test) const {
+    for (std::size_t i = 0; i < coding_count; ++i) {
+      if (codings[i].element == element && test(codings[i].system, codings[i].code)) return true;
+    }
+    return false;
+  }
+};
+
+// The SAX handler. Depth d counts open containers (the resource object is depth 1); key_[d] is the
+// last member name read in the object at depth d, array_[d] whether the container at depth d is an
+// array. Paths deeper than kMaxDepth are only counted.
+class Skimmer : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Skimmer> {
+ public:
+  explicit Skimmer(Skim& out) : out_(out) {}
+
+  bool StartObject() { return Open(false); }
+  bool StartArray() { return Open(true); }
+  bool EndObject(rapidjson::SizeType) {
+    if (coding_depth_ == depth_) {
+      coding_depth_ = 0;
+      if (out_.coding_count == out_.codings.size()) {
+        out_.unsure = true;
+      } else {
+        out_.codings[out_.coding_count++] = coding_;
+      }
+    }
+    --depth_;
+    return true;
+  }
+  bool EndArray(rapidjson::SizeType) {
+    --depth_;
+    return true;
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    if (depth_ <= kMaxDepth) key_[depth_] = Classify(std::string_view(s, n));
+    return true;
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool) {
+    std::string_view v(s, n);
+    if (depth_ == 1) {
+      if (key_[1] == K::kResourceType) Set(out_.type, v);
+      if (key_[1] == K::kId) Set(out_.id, v);
+    } else if (depth_ == 2 && !array_[2]) {
+      if (key_[1] == K::kMeta && key_[2] == K::kVersionId) Set(out_.version_id, v);
+      if (key_[1] == K::kMeta && key_[2] == K::kLastUpdated) Set(out_.last_updated, v);
+      if (key_[1] == K::kSubject && key_[2] == K::kReference) Set(out_.subject, v);
+      if (key_[1] == K::kPatient && key_[2] == K::kReference) Set(out_.patient, v);
+    } else if (depth_ == coding_depth_) {
+      if (key_[depth_] == K::kSystem) SetCoding(coding_.system, system_set_, v);
+      if (key_[depth_] == K::kCode) SetCoding(coding_.code, code_set_, v);
+    }
+    return true;
+  }
+  bool RawNumber(const char*, rapidjson::SizeType, bool) { return true; }
+  bool Default() { return true; }  // booleans, null
+
+ private:
+  enum class K : std::uint8_t {
+    kOther,
+    kResourceType,
+    kId,
+    kMeta,
+    kVersionId,
+    kLastUpdated,
+    kSubject,
+    kPatient,
+    kReference,
+    kType,
+    kServiceType,
+    kCode,
+    kCategory,
+    kCoding,
+    kSystem,
+  };
+  static constexpr std::size_t kMaxDepth = 5;
+  static inline const std::size_t kRefusedDepth = fhir::json::ParseOptions{}.max_depth;
+
+  // The member names the paths above are made of, by length first: this runs for every member
+  // of every line, so it must cost a switch and at most a few fixed-size compares.
+  // (The switch has checked the size: a fixed-size compare that compiles to a load or two, where
+  // string_view's == stayed a call to memcmp.)
+  template <std::size_t N>
+  static bool Is(std::string_view k, const char (&name)[N]) {
+    return std::memcmp(k.data(), name, N - 1) == 0;
+  }
+  static K Classify(std::string_view k) {
+    switch (k.size()) {
+      case 2:
+        return Is(k, "id") ? K::kId : K::kOther;
+      case 4:
+        return Is(k, "meta")   ? K::kMeta
+               : Is(k, "type") ? K::kType
+               : Is(k, "code") ? K::kCode
+                               : K::kOther;
+      case 6:
+        return Is(k, "system") ? K::kSystem : Is(k, "coding") ? K::kCoding : K::kOther;
+      case 7:
+        return Is(k, "subject") ? K::kSubject : Is(k, "patient") ? K::kPatient : K::kOther;
+      case 8:
+        return Is(k, "category") ? K::kCategory : K::kOther;
+      case 9:
+        return Is(k, "versionId") ? K::kVersionId : Is(k, "reference") ? K::kReference : K::kOther;
+      case 11:
+        return Is(k, "lastUpdated")   ? K::kLastUpdated
+               : Is(k, "serviceType") ? K::kServiceType
+                                      : K::kOther;
+      case 12:
+        return Is(k, "resourceType") ? K::kResourceType : K::kOther;
+      default:
+        return K::kOther;
+    }
+  }
+
+  bool Open(bool array) {
+    if (depth_ == 0) out_.object = !array;
+    // As deep as the lossless parser refuses (or nearly): stop, and let it say so.
+    if (++depth_ >= kRefusedDepth) return false;
+    if (depth_ > kMaxDepth) return true;
+    array_[depth_] = array;
+    key_[depth_] = K::kOther;
+    if (auto element = array ? std::nullopt : CodingAt(depth_)) {
+      coding_depth_ = depth_;
+      coding_ = {*element, {}, {}};
+      system_set_ = code_set_ = false;
+    }
+    return true;
+  }
+
+  // Which element's Coding an object opening at depth d is, if it is one the decision reads: an
+  // element of type[]/category[] .coding[] (depth 5) or of serviceType/code .coding[] (depth 4).
+  std::optional<Skim::Element> CodingAt(std::size_t d) const {
+    if (d == 5 && array_[4] && key_[3] == K::kCoding && !array_[3] && array_[2]) {
+      if (key_[1] == K::kType) return Skim::kType;
+      if (key_[1] == K::kCategory) return Skim::kCategory;
+    }
+    if (d == 4 && array_[3] && key_[2] == K::kCoding && !array_[2]) {
+      if (key_[1] == K::kServiceType) return Skim::kServiceType;
+      if (key_[1] == K::kCode) return Skim::kCode;
+    }
+    return std::nullopt;
+  }
+
+  void Set(std::string_view& field, std::string_view v) {
+    if (!field.empty()) out_.unsure = true;  // a member twice: the lossless parser decides
+    field = v;
+  }
+  void SetCoding(std::string_view& field, bool& set, std::string_view v) {
+    if (set) out_.unsure = true;
+    set = true;
+    field = v;
+  }
+
+  Skim& out_;
+  std::size_t depth_ = 0;
+  std::array<K, kMaxDepth + 1> key_{};
+  std::array<bool, kMaxDepth + 1> array_{};
+  std::size_t coding_depth_ = 0;  // depth of the Coding being read, 0 when none
+  Skim::Coding coding_{};
+  bool system_set_ = false, code_set_ = false;
+};
+
+bool NeedsFullRead(const Skim& s, const EngineConfig& config) {
+  if (s.type == "Encounter") {
+    auto activity = [&](std::string_view system, std::string_view code) {
+      return config.activity_codes.Contains(system, code);
+    };
+    return s.AnyCoding(Skim::kType, activity) || s.AnyCoding(Skim::kServiceType, activity);
+  }
+  if (s.type == "Condition") {
+    return s.AnyCoding(Skim::kCode, [&](std::string_view system, std::string_view code) {
+      return config.chronic_conditions.Find(system, code) != nullptr;
+    });
+  }
+  if (s.type == "Consent") {
+    return s.AnyCoding(Skim::kCategory, [&](std::string_view system, std::string_view code) {
+      return config.consent_codes.Contains(system, code);
+    });
+  }
+  return true;  // Patient, CarePlan, Practitioner, PractitionerRole: always read
+}
+
+}  // namespace
+
 Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
                                       const fhir::SourceLocation& where, const EngineConfig& config,
                                       std::string* scratch_buffer) {
-  // One allocation-free RapidJSON parse (pooled allocators over stack buffers; numbers as
-  // strings so that no decimal is rejected for overflowing a double; iterative for long lines,
-  // so that no input can exhaust the stack) decides whether the resource matters. Only those that
-  // do -- a few percent of a bulk export -- are parsed again into the lossless DOM and read in
-  // full.
+  // One SAX pass that builds no tree (in situ, on a scratch copy; numbers as strings so that no
+  // decimal is rejected for overflowing a double; iterative for long lines, so that no input can
+  // exhaust the stack) decides whether the resource matters. Only those that do -- a few percent
+  // of a bulk export -- are parsed again into the lossless DOM and read in full.
   std::string_view text(data, size);
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   // Bulk exports write resourceType first: a type no rule reads is dropped without parsing the
@@ -555,27 +718,23 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
                      fmt::format("invalid JSON: {}", v ? "invalid UTF-8" : v.error().message));
   }
 
-  // In-situ parsing (strings decoded in place, not copied) on a scratch copy: the line itself
-  // must stay intact for the full parse below.
-  // Both the tree and the parser's own stack come from buffers on this stack frame, so a typical
-  // line costs no heap allocation at all (only an unusually large one spills to the heap).
-  using Pool = rapidjson::MemoryPoolAllocator<>;
-  alignas(16) char tree_buffer[32768];
-  alignas(16) char stack_buffer[4096];
-  Pool allocator(tree_buffer, sizeof tree_buffer);
-  Pool stack_allocator(stack_buffer, sizeof stack_buffer);
-  rapidjson::GenericDocument<rapidjson::UTF8<>, Pool, Pool> doc(&allocator, 1024, &stack_allocator);
+  // In situ (strings decoded in place, not copied) on a scratch copy: the line itself must stay
+  // intact for the full parse below.
   std::string& scratch = *scratch_buffer;
   scratch.reserve(text.size() + fhir::json::kInsituPadding);  // SIMD scans read ahead
   scratch.assign(text);
+  Skim skim;
+  Skimmer skimmer(skim);
+  rapidjson::Reader reader;
+  rapidjson::InsituStringStream stream(scratch.data());
   constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseInsituFlag;
-  if (scratch.size() <= kRecursiveParseLimit) {
-    doc.ParseInsitu<kFlags>(scratch.data());  // nests at most size/2 deep: safe to recurse
-  } else {
-    doc.ParseInsitu<kFlags | rapidjson::kParseIterativeFlag>(scratch.data());
-  }
-  if (doc.HasParseError() || !doc.IsObject()) {
-    // The lossless parser gives the reference diagnosis (line, column, duplicate names...).
+  rapidjson::ParseResult ok =
+      scratch.size() <= kRecursiveParseLimit  // nests at most size/2 deep: safe to recurse
+          ? reader.Parse<kFlags>(stream, skimmer)
+          : reader.Parse<kFlags | rapidjson::kParseIterativeFlag>(stream, skimmer);
+  if (!ok || !skim.object) {
+    // The lossless parser gives the reference diagnosis (line, column, duplicate names...), and
+    // says what a value that is no object is.
     auto v = fhir::json::Parse(std::string_view(data, size));
     if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", v.error().message));
     if (!v->is_object()) {
@@ -583,16 +742,20 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
                        fmt::format("expected a FHIR resource (a JSON object), found {}",
                                    fhir::json::KindName(v->kind())));
     }
-    return ExtractFact(*v, where, config);  // RapidJSON refused what we accept (cannot happen?)
+    return ExtractFact(*v, where, config);
   }
-  RjRef r(&doc);
-  std::string_view type = r["resourceType"].str();
-  if (!FactTypeNeeded(type)) return Extracted{};
-  if (!r["id"].str().empty() && !NeedsFullRead(type, r, config)) {
+  if (!FactTypeNeeded(skim.type)) return Extracted{};
+  if (!skim.id.empty() && !skim.unsure && !NeedsFullRead(skim, config)) {
     Extracted out;
-    out.key = fmt::format("{}/{}", type, r["id"].str());
-    out.stored.stamp = StampOfJson(r);
-    QuickExtract(type, r, out);
+    out.key = fmt::format("{}/{}", skim.type, skim.id);
+    out.stored.stamp.version_id = std::string(skim.version_id);
+    // Most exported resources have no lastUpdated: skip the parse (as StampOfJson does).
+    if (!skim.last_updated.empty()) {
+      if (auto t = fhir::FhirDateTime::ParseInstant(skim.last_updated)) {
+        out.stored.stamp.last_updated = t->Earliest();
+      }
+    }
+    out.patient = PatientKeyOfReference(skim.type == "Consent" ? skim.patient : skim.subject);
     return out;
   }
   fhir::json::ParseOptions options;

@@ -48,15 +48,27 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
   facts.Reserve(static_cast<std::size_t>(std::min<std::uintmax_t>(bytes / 500, 50'000'000)));
   fhir::ReadOptions options;
   options.threads = std::max(1u, threads);
-  // Facts are extracted on the parsing threads; only the compact result crosses to this one.
+  // Facts are extracted on the parsing threads; only the compact result crosses to this one. On
+  // one thread there is nothing to cross: the extraction is added to the store at once (the
+  // reader then runs prepare and on_prepared back to back on this thread), which saves the two
+  // allocations of a hand-over per resource.
+  const bool direct = options.threads == 1;
+  struct Added {};  // fits std::any's own storage: no allocation
+  auto hand_over = [direct, &facts](Extracted&& e) -> std::any {
+    if (direct) {
+      facts.Add(std::move(e));
+      return Added{};
+    }
+    // Types the engine does not read need no hand-over (saves an allocation per resource).
+    if (e.key.empty()) return std::any();
+    return std::make_shared<Extracted>(std::move(e));
+  };
   fhir::ResourceReader reader(
-      [&config](fhir::json::Value&& resource, const fhir::SourceLocation& where) {
-        Extracted e = ExtractFact(resource, where, config);
-        // Types the engine does not read need no hand-over (saves an allocation per resource).
-        if (e.key.empty()) return std::any();
-        return std::any(std::make_shared<Extracted>(std::move(e)));
+      [&config, &hand_over](fhir::json::Value&& resource, const fhir::SourceLocation& where) {
+        return hand_over(ExtractFact(resource, where, config));
       },
       [&](std::any&& prepared, const fhir::SourceLocation&) {
+        if (std::any_cast<Added>(&prepared) != nullptr) return true;
         if (prepared.has_value()) {
           facts.Add(std::move(*std::any_cast<std::shared_ptr<Extracted>&>(prepared)));
         } else {
@@ -70,13 +82,13 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
         return true;
       },
       options);
-  reader.set_prepare_line([&config](char* data, std::size_t size, const fhir::SourceLocation& where,
-                                    std::string& scratch) -> Result<std::any> {
+  reader.set_prepare_line([&config, &hand_over](char* data, std::size_t size,
+                                                const fhir::SourceLocation& where,
+                                                std::string& scratch) -> Result<std::any> {
     Result<Extracted> e = ExtractFactFromLine(data, size, where, config, &scratch);
     // (std::any could hold the Error itself: construct the error alternative explicitly.)
     if (!e) return Result<std::any>(boost::system::in_place_error, e.error());
-    if (e->key.empty()) return Result<std::any>(std::any());
-    return Result<std::any>(std::any(std::make_shared<Extracted>(std::move(*e))));
+    return Result<std::any>(hand_over(std::move(*e)));
   });
   for (const auto& p : inputs) CCM_TRY(reader.Read(p));
   report.read = reader.counts();
