@@ -477,10 +477,11 @@ struct ResourceReader::LineBatch {
 };
 
 ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t size,
-                                                      std::size_t line_no, const std::string& file,
+                                                      std::size_t line_no, SourceLocation& where,
                                                       std::string& scratch) const {
   LineOutcome out;
   out.line_no = line_no;
+  where.line = line_no;
   if (size > options_.max_line_bytes) {  // the parallel path finds these only here
     out.too_long = true;
     return out;
@@ -493,8 +494,7 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
   }
   data[size] = '\0';  // the in-situ parsers need a terminator; the line is ours to overwrite
   if (prepare_line_) {
-    Result<std::any> prepared =
-        prepare_line_(data, size, SourceLocation{file, line_no, ""}, scratch);
+    Result<std::any> prepared = prepare_line_(data, size, where, scratch);
     if (prepared) {
       out.prepared = std::move(*prepared);
       out.is_prepared = true;
@@ -512,7 +512,7 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
     out.error = fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
                             json::KindName(v->kind()));
   } else if (prepare_) {
-    out.prepared = prepare_(std::move(*v), SourceLocation{file, line_no, ""});
+    out.prepared = prepare_(std::move(*v), where);
     out.is_prepared = true;  // the tree is released here, on the thread that allocated it
   } else {
     out.value = std::move(*v);
@@ -526,23 +526,25 @@ std::vector<ResourceReader::LineOutcome> ResourceReader::ParseBatch(LineBatch& b
   char* p = batch.text.data();
   char* const end = p + batch.text.size();
   std::size_t line_no = batch.first_line;
+  SourceLocation where{*batch.file, 0, ""};
   while (p < end) {
     char* nl = static_cast<char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     char* line_end = nl != nullptr ? nl : end;  // `end` is the string's own terminator
-    out.push_back(
-        ParseLine(p, static_cast<std::size_t>(line_end - p), line_no++, *batch.file, scratch));
+    out.push_back(ParseLine(p, static_cast<std::size_t>(line_end - p), line_no++, where, scratch));
     if (nl == nullptr) break;
     p = nl + 1;
   }
   return out;
 }
 
-void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
+void ResourceReader::HandleLine(LineOutcome&& o, SourceLocation& where) {
+  const std::string& file = where.file;
+  where.line = o.line_no;
   if (o.blank) return;
   if (o.too_long) return ReportOverlong(file, o.line_no);
   if (o.is_prepared) {
     ++counts_.resources;
-    if (!on_prepared_(std::move(o.prepared), SourceLocation{file, o.line_no, ""})) stopped_ = true;
+    if (!on_prepared_(std::move(o.prepared), where)) stopped_ = true;
     return;
   }
   if (!o.value) {
@@ -550,12 +552,13 @@ void ResourceReader::HandleLine(LineOutcome&& o, const std::string& file) {
            Loc(file, o.line_no, o.column));
     return;
   }
-  Deliver(std::move(*o.value), SourceLocation{file, o.line_no, ""});
+  Deliver(std::move(*o.value), where);
 }
 
 void ResourceReader::NdjsonLine(std::string& line, const std::string& file, std::size_t line_no) {
   line.reserve(line.size() + json::kInsituPadding);
-  HandleLine(ParseLine(line.data(), line.size(), line_no, file, scratch_), file);
+  if (line_where_.file != file) line_where_.file = file;
+  HandleLine(ParseLine(line.data(), line.size(), line_no, line_where_, scratch_), line_where_);
 }
 
 void ResourceReader::ReadNdjsonText(std::string_view text, std::string_view name) {
@@ -664,6 +667,7 @@ void ResourceReader::ReadNdjsonParallel(gzFile_s* gz, const std::string& file) {
     std::shared_ptr<LineBatch> batch;
   };
   std::deque<Pending> in_flight;
+  SourceLocation where{file, 0, ""};
   auto hand_over_oldest = [&] {
     auto& oldest = in_flight.front().outcomes;
     while (oldest.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
@@ -686,7 +690,7 @@ void ResourceReader::ReadNdjsonParallel(gzFile_s* gz, const std::string& file) {
     in_flight.pop_front();
     for (LineOutcome& o : done) {
       if (stopped_) break;
-      HandleLine(std::move(o), file);
+      HandleLine(std::move(o), where);
     }
   };
   auto drain = [&] {

@@ -117,10 +117,12 @@ class ResourceReader {
   struct LineOutcome;
   struct LineBatch;
   // data[size] must be writable (it becomes the terminator); the line's bytes are overwritten.
-  LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no, const std::string& file,
+  // `where` names the file; its line is set here (one location per file or block, not one
+  // string copy per line).
+  LineOutcome ParseLine(char* data, std::size_t size, std::size_t line_no, SourceLocation& where,
                         std::string& scratch) const;
   std::vector<LineOutcome> ParseBatch(LineBatch& batch) const;
-  void HandleLine(LineOutcome&& outcome, const std::string& file);
+  void HandleLine(LineOutcome&& outcome, SourceLocation& where);
   void ReadNdjsonParallel(gzFile_s* gz, const std::string& file);
   void ReportOverlong(const std::string& file, std::size_t line_no);
   void ReportReadFailure(gzFile_s* gz, const std::string& file, std::size_t line_no);
@@ -136,7 +138,8 @@ class ResourceReader {
   ReadOptions options_;
   ReadCounts counts_;
   bool stopped_ = false;
-  std::string scratch_;  // for prepare_line_ on the calling thread
+  std::string scratch_;        // for prepare_line_ on the calling thread
+  SourceLocation line_where_;  // of the NDJSON line being read on the calling thread
 };
 
 // The kind of file `path` names, by its ending.

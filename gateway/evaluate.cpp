@@ -6,6 +6,9 @@
 #include <any>
 #include <memory>
 
+#include <boost/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+
 namespace ccm::gateway {
 
 Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inputs,
@@ -54,6 +57,15 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
   // allocations of a hand-over per resource.
   const bool direct = options.threads == 1;
   struct Added {};  // fits std::any's own storage: no allocation
+  // Across threads: one allocation per resource. An intrusive pointer is small enough for
+  // std::any's own storage (a shared_ptr is not, and cost a second allocation and a second free
+  // on this thread of memory from a worker's arena). The count needs no atomics: the box is only
+  // ever held by one thread at a time, handed over through the reader's futures.
+  struct Box : boost::intrusive_ref_counter<Box, boost::thread_unsafe_counter> {
+    explicit Box(Extracted&& x) : e(std::move(x)) {}
+    Extracted e;
+  };
+  using BoxPtr = boost::intrusive_ptr<Box>;
   auto hand_over = [direct, &facts](Extracted&& e) -> std::any {
     if (direct) {
       facts.Add(std::move(e));
@@ -61,7 +73,7 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
     }
     // Types the engine does not read need no hand-over (saves an allocation per resource).
     if (e.key.empty()) return std::any();
-    return std::make_shared<Extracted>(std::move(e));
+    return BoxPtr(new Box(std::move(e)));
   };
   fhir::ResourceReader reader(
       [&config, &hand_over](fhir::json::Value&& resource, const fhir::SourceLocation& where) {
@@ -70,7 +82,7 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
       [&](std::any&& prepared, const fhir::SourceLocation&) {
         if (std::any_cast<Added>(&prepared) != nullptr) return true;
         if (prepared.has_value()) {
-          facts.Add(std::move(*std::any_cast<std::shared_ptr<Extracted>&>(prepared)));
+          facts.Add(std::move(std::any_cast<BoxPtr&>(prepared)->e));
         } else {
           facts.Add(Extracted{});  // counted as a resource of a type the engine ignores
         }
