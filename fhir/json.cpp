@@ -279,7 +279,15 @@ std::size_t FindInvalidUtf8(std::string_view text) noexcept {
   const std::size_t n = text.size();
   std::size_t i = 0;
   while (i < n) {
-    if (i + 16 <= n) {  // ASCII fast path, sixteen bytes at a time
+    if (i + 32 <= n) {  // ASCII fast path, 32 bytes at a time (the compiler vectorises it)
+      std::uint64_t w[4];
+      std::memcpy(w, p + i, 32);
+      if (((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL) == 0) {
+        i += 32;
+        continue;
+      }
+    }
+    if (i + 16 <= n) {  // and sixteen
       std::uint64_t w[2];
       std::memcpy(w, p + i, 16);
       if (((w[0] | w[1]) & 0x8080808080808080ULL) == 0) {

@@ -747,7 +747,8 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   if (!FactTypeNeeded(skim.type)) return Extracted{};
   if (!skim.id.empty() && !skim.unsure && !NeedsFullRead(skim, config)) {
     Extracted out;
-    out.key = fmt::format("{}/{}", skim.type, skim.id);
+    out.key.reserve(skim.type.size() + 1 + skim.id.size());
+    out.key.append(skim.type).append(1, '/').append(skim.id);
     out.stored.stamp.version_id = std::string(skim.version_id);
     // Most exported resources have no lastUpdated: skip the parse (as StampOfJson does).
     if (!skim.last_updated.empty()) {

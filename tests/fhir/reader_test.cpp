@@ -148,6 +148,36 @@ TEST(ReaderTest, OverlongLineIsSkippedWithinTheLimit) {
   }
 }
 
+TEST(ReaderTest, LinesLongerThanABlockAreReadOrSkippedAlikeOnBothPaths) {
+  // The parallel path reads 1 MiB blocks: a line that spans several must be carried whole into
+  // the next block, or, when over the limit, skipped to its end across blocks.
+  TempDir dir;
+  std::string long_line = "{\"resourceType\":\"Basic\",\"id\":\"long\",\"pad\":\"" +
+                          std::string(std::size_t{2} << 20, 'a') + "\"}";
+  std::string over_line = "{\"resourceType\":\"Basic\",\"id\":\"over\",\"pad\":\"" +
+                          std::string(std::size_t{5} << 20, 'b') + "\"}";
+  WriteFile(dir / "long.ndjson", "{\"resourceType\":\"Basic\",\"id\":\"a\"}\n" + long_line + "\n" +
+                                     over_line + "\n{\"resourceType\":\"Basic\",\"id\":\"z\"}");
+  for (unsigned threads : {1u, 2u}) {
+    Collected c;
+    ReadOptions o;
+    o.max_line_bytes = std::size_t{4} << 20;
+    o.threads = threads;
+    ResourceReader r = c.MakeReader(o);
+    ASSERT_TRUE(r.Read(dir / "long.ndjson"));
+    ASSERT_EQ(c.resources.size(), 3u) << threads;
+    EXPECT_EQ(c.resources[0]["id"].str(), "a");
+    EXPECT_EQ(c.resources[1]["id"].str(), "long");
+    EXPECT_EQ(c.resources[1]["pad"].str().size(), std::size_t{2} << 20);
+    EXPECT_EQ(c.where[1].line, 2u);
+    EXPECT_EQ(c.resources[2]["id"].str(), "z");
+    EXPECT_EQ(c.where[2].line, 4u) << threads;
+    ASSERT_EQ(c.issues.size(), 1u) << threads;
+    EXPECT_EQ(c.issues[0].code, IssueCode::kTooLong);
+    EXPECT_EQ(c.issues[0].location, (dir / "long.ndjson").string() + ":3");
+  }
+}
+
 TEST(ReaderTest, ParallelReadDeliversInOrderWithLineNumbers) {
   TempDir dir;
   std::string text;
