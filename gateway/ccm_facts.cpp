@@ -749,13 +749,7 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
     Extracted out;
     out.key.reserve(skim.type.size() + 1 + skim.id.size());
     out.key.append(skim.type).append(1, '/').append(skim.id);
-    out.stored.stamp.version_id = std::string(skim.version_id);
-    // Most exported resources have no lastUpdated: skip the parse (as StampOfJson does).
-    if (!skim.last_updated.empty()) {
-      if (auto t = fhir::FhirDateTime::ParseInstant(skim.last_updated)) {
-        out.stored.stamp.last_updated = t->Earliest();
-      }
-    }
+    out.stored.stamp = StampOf(skim.version_id, skim.last_updated);
     out.patient = PatientKeyOfReference(skim.type == "Consent" ? skim.patient : skim.subject);
     return out;
   }

@@ -142,11 +142,7 @@ class SqliteStateStore final : public StateStore {
     int rc = sqlite3_step(sel);
     UpsertOutcome outcome = UpsertOutcome::kInserted;
     if (rc == SQLITE_ROW) {
-      VersionStamp existing;
-      existing.version_id = Column(sel, 0);
-      if (std::string lu = Column(sel, 1); !lu.empty()) {
-        if (auto t = fhir::FhirDateTime::ParseInstant(lu)) existing.last_updated = t->Earliest();
-      }
+      VersionStamp existing = StampOf(ColumnView(sel, 0), ColumnView(sel, 1));
       bool same_json = sqlite3_column_int(sel, 2) != 0;
       bool same_stamp =
           existing.version_id == stamp.version_id && existing.last_updated == stamp.last_updated;

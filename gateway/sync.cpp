@@ -485,14 +485,7 @@ struct SourceRun {
                            page.number));
           continue;
         }
-        VersionStamp stamp;
-        stamp.version_id = e.version_id;
-        if (!e.last_updated.empty()) {
-          if (auto instant = fhir::FhirDateTime::ParseInstant(e.last_updated)) {
-            stamp.last_updated = instant->Earliest();
-          }
-        }
-        kept.items.push_back({e.id, std::move(stamp), resource});
+        kept.items.push_back({e.id, StampOf(e.version_id, e.last_updated), resource});
       }
       return writer.Add(std::move(kept));
     };

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "fhir/datatypes.h"
 #include "fhir/datetime.h"
@@ -20,19 +21,23 @@ struct VersionStamp {
 // opaque ids) a later lastUpdated, else -- no way to tell -- the one seen last.
 bool IsNewer(const VersionStamp& candidate, const VersionStamp& existing);
 
-// From a resource's JSON (meta.versionId, meta.lastUpdated; an unreadable lastUpdated is
-// ignored). Generic over the JSON value type: anything with operator[](key) and str(), such as
-// fhir::json::Value or a view of a RapidJSON value.
-template <class V>
-VersionStamp StampOfJson(const V& resource) {
+// From the texts of meta.versionId and meta.lastUpdated (an unreadable lastUpdated is ignored).
+inline VersionStamp StampOf(std::string_view version_id, std::string_view last_updated) {
   VersionStamp s;
-  s.version_id = std::string(resource["meta"]["versionId"].str());
+  s.version_id = std::string(version_id);
   // Most exported resources have no lastUpdated: skip the parse, whose error path formats a
   // message.
-  if (std::string_view lu = resource["meta"]["lastUpdated"].str(); !lu.empty()) {
-    if (auto t = fhir::FhirDateTime::ParseInstant(lu)) s.last_updated = t->Earliest();
+  if (!last_updated.empty()) {
+    if (auto t = fhir::FhirDateTime::ParseInstant(last_updated)) s.last_updated = t->Earliest();
   }
   return s;
+}
+
+// From a resource's JSON. Generic over the JSON value type: anything with operator[](key) and
+// str(), such as fhir::json::Value.
+template <class V>
+VersionStamp StampOfJson(const V& resource) {
+  return StampOf(resource["meta"]["versionId"].str(), resource["meta"]["lastUpdated"].str());
 }
 
 }  // namespace ccm::gateway
