@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 2> kMigrations = {
+constexpr std::array<std::string_view, 3> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -92,6 +92,24 @@ CREATE TABLE audit (
   detail      TEXT NOT NULL,
   provenance  TEXT NOT NULL
 );
+)sql",
+    // 3: the outcome of each source's last pull per type, which `bill` checks before it acts.
+    R"sql(
+CREATE TABLE pulls (
+  source                  TEXT NOT NULL,
+  type                    TEXT NOT NULL,
+  state                   TEXT NOT NULL
+                          CHECK (state IN ('running', 'complete', 'incomplete', 'failed',
+                                           'not-offered')),
+  run                     INTEGER NOT NULL,
+  started_at              TEXT NOT NULL,
+  finished_at             TEXT,
+  detail                  TEXT NOT NULL DEFAULT '',
+  last_complete_started   TEXT,
+  last_complete_finished  TEXT,
+  failing_since           TEXT,
+  PRIMARY KEY (source, type)
+) WITHOUT ROWID;
 )sql",
 };
 
@@ -252,6 +270,63 @@ class SqliteStateStore final : public StateStore {
                            "updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                            source, type, cursor.watermark, cursor.scope, now));
     return StepDone(s, "saving a sync cursor");
+  }
+
+  Status BeginPull(std::string_view source, std::string_view type, std::int64_t run) override {
+    std::string now = fhir::NowUtc();
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("INSERT INTO pulls (source, type, state, run, started_at) "
+                           "VALUES (?1, ?2, 'running', ?3, ?4) ON CONFLICT (source, type) DO "
+                           "UPDATE SET state = 'running', run = ?3, started_at = ?4, "
+                           "finished_at = NULL, detail = ''",
+                           source, type, run, now));
+    return StepDone(s, "recording the start of a pull");
+  }
+
+  Status EndPull(std::string_view source, std::string_view type, std::int64_t run, PullState state,
+                 std::string_view detail) override {
+    std::string now = fhir::NowUtc();
+    // A complete (or not offered: nothing to read) pull clears the failure streak; any other
+    // outcome starts one at this attempt's start unless one is already running.
+    bool good = state == PullState::kComplete || state == PullState::kNotOffered;
+    CCM_TRY_ASSIGN(
+        sqlite3_stmt * s,
+        Prepare("INSERT INTO pulls (source, type, state, run, started_at, finished_at, detail, "
+                "last_complete_started, last_complete_finished, failing_since) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, CASE WHEN ?7 THEN ?5 END, "
+                "CASE WHEN ?7 THEN ?5 END, CASE WHEN ?7 THEN NULL ELSE ?5 END) "
+                "ON CONFLICT (source, type) DO UPDATE SET state = ?3, run = ?4, "
+                "finished_at = ?5, detail = ?6, "
+                "last_complete_started = CASE WHEN ?7 THEN started_at "
+                "ELSE last_complete_started END, "
+                "last_complete_finished = CASE WHEN ?7 THEN ?5 ELSE last_complete_finished END, "
+                "failing_since = CASE WHEN ?7 THEN NULL "
+                "ELSE coalesce(failing_since, started_at) END",
+                source, type, std::string_view(ToCode(state)), run, now, detail,
+                std::int64_t{good ? 1 : 0}));
+    return StepDone(s, "recording the outcome of a pull");
+  }
+
+  Result<std::vector<PullStatus>> PullStatuses() override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT source, type, state, run, started_at, "
+                           "coalesce(finished_at, ''), detail, coalesce(last_complete_started, "
+                           "''), coalesce(last_complete_finished, ''), coalesce(failing_since, "
+                           "'') FROM pulls ORDER BY source, type"));
+    return Rows<PullStatus>(s, "reading pull status", [](sqlite3_stmt* st) {
+      PullStatus p;
+      p.source = Column(st, 0);
+      p.type = Column(st, 1);
+      p.state = PullStateFromCode(ColumnView(st, 2)).value_or(PullState::kFailed);
+      p.run = sqlite3_column_int64(st, 3);
+      p.started_at = Column(st, 4);
+      p.finished_at = Column(st, 5);
+      p.detail = Column(st, 6);
+      p.last_complete_started = Column(st, 7);
+      p.last_complete_finished = Column(st, 8);
+      p.failing_since = Column(st, 9);
+      return p;
+    });
   }
 
   Result<std::int64_t> StartRun(std::string_view command) override {
@@ -640,6 +715,30 @@ class SqliteStateStore final : public StateStore {
 };
 
 }  // namespace
+
+std::string_view ToCode(PullState s) noexcept {
+  switch (s) {
+    case PullState::kRunning:
+      return "running";
+    case PullState::kComplete:
+      return "complete";
+    case PullState::kIncomplete:
+      return "incomplete";
+    case PullState::kFailed:
+      return "failed";
+    case PullState::kNotOffered:
+      return "not-offered";
+  }
+  return "";
+}
+
+std::optional<PullState> PullStateFromCode(std::string_view code) noexcept {
+  for (PullState s : {PullState::kRunning, PullState::kComplete, PullState::kIncomplete,
+                      PullState::kFailed, PullState::kNotOffered}) {
+    if (ToCode(s) == code) return s;
+  }
+  return std::nullopt;
+}
 
 Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::filesystem::path& path) {
   return SqliteStateStore::Open(path);

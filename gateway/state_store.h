@@ -89,6 +89,32 @@ struct AuditRow {
   std::string provenance;  // "Provenance/<id>" when one was written
 };
 
+// The outcome of the last pull of one source's resource type (docs/architecture.md
+// "Completeness"). `bill` refuses while a needed type is not kComplete/kNotOffered.
+enum class PullState {
+  kRunning,     // started and not finished: a sync is running, or one died (no lock held)
+  kComplete,    // everything the server holds was read and stored; the cursor moved
+  kIncomplete,  // read without error, but not provably everything (short total, unstable
+                // paging, implausible clock): what arrived is stored, the cursor did not move
+  kFailed,      // an error ended the pull; the cursor did not move, nothing was removed
+  kNotOffered,  // the server's CapabilityStatement does not offer the type
+};
+std::string_view ToCode(PullState s) noexcept;
+std::optional<PullState> PullStateFromCode(std::string_view code) noexcept;
+
+struct PullStatus {
+  std::string source, type;
+  PullState state = PullState::kRunning;
+  std::int64_t run = 0;               // the sync run of the last attempt
+  std::string started_at;             // the last attempt (local clock, instants)
+  std::string finished_at;            // "" while running
+  std::string detail;                 // why it is not complete (no patient data)
+  std::string last_complete_started;  // the last complete pull ("" when none)
+  std::string last_complete_finished;
+  std::string failing_since;  // start of the first attempt since the last complete one that was
+                              // not complete ("" when the last attempt was complete)
+};
+
 struct RunInfo {
   std::int64_t id = 0;
   std::string command, started, finished, status;
@@ -127,6 +153,14 @@ class StateStore {
                                                       std::string_view type) = 0;
   virtual Status SetCursor(std::string_view source, std::string_view type,
                            const SyncCursor& cursor) = 0;
+
+  // Pull status (one row per source and type). BeginPull marks an attempt running; EndPull
+  // records its outcome (call it in the transaction that moves the cursor, so the two agree).
+  virtual Status BeginPull(std::string_view source, std::string_view type, std::int64_t run) = 0;
+  virtual Status EndPull(std::string_view source, std::string_view type, std::int64_t run,
+                         PullState state, std::string_view detail) = 0;
+  // Every source and type ever pulled, by source and type.
+  virtual Result<std::vector<PullStatus>> PullStatuses() = 0;
 
   // Run history: StartRun records a run as "running"; FinishRun sets its status and summary.
   virtual Result<std::int64_t> StartRun(std::string_view command) = 0;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "gateway/state_locks.h"
 #include "test_util.h"
 
 namespace ccm::gateway {
@@ -173,6 +174,71 @@ TEST(StateStoreTest, UsesWalMode) {
   EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "wal");
   sqlite3_finalize(st);
   sqlite3_close(db);
+}
+
+TEST(StateStoreTest, PullStatusRecordsOutcomesAndFailureStreaks) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  StateStore& s = **store;
+  auto find = [&](std::string_view type) {
+    auto all = s.PullStatuses();
+    EXPECT_TRUE(all) << all.error().message;
+    for (auto& p : *all) {
+      if (p.type == type) return p;
+    }
+    ADD_FAILURE() << "no pull status for " << type;
+    return PullStatus{};
+  };
+  ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 1));
+  PullStatus p = find("Encounter");
+  EXPECT_EQ(p.state, PullState::kRunning);
+  EXPECT_TRUE(p.finished_at.empty());
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 1, PullState::kComplete, ""));
+  p = find("Encounter");
+  EXPECT_EQ(p.state, PullState::kComplete);
+  EXPECT_EQ(p.last_complete_started, p.started_at);
+  EXPECT_FALSE(p.last_complete_finished.empty());
+  EXPECT_TRUE(p.failing_since.empty());
+  std::string complete_started = p.last_complete_started;
+
+  // Two failing attempts: the streak starts at the first and the last complete pull is kept.
+  ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 2));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 2, PullState::kFailed, "HTTP 503"));
+  std::string first_failure = find("Encounter").started_at;
+  ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 3));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 3, PullState::kIncomplete, "short total"));
+  p = find("Encounter");
+  EXPECT_EQ(p.state, PullState::kIncomplete);
+  EXPECT_EQ(p.run, 3);
+  EXPECT_EQ(p.detail, "short total");
+  EXPECT_EQ(p.failing_since, first_failure);
+  EXPECT_EQ(p.last_complete_started, complete_started);
+
+  // A type the server does not offer is recorded without a BeginPull.
+  ASSERT_TRUE(s.EndPull("ehr", "Consent", 3, PullState::kNotOffered, "not offered"));
+  EXPECT_EQ(find("Consent").state, PullState::kNotOffered);
+  for (PullState st : {PullState::kRunning, PullState::kComplete, PullState::kIncomplete,
+                       PullState::kFailed, PullState::kNotOffered}) {
+    EXPECT_EQ(PullStateFromCode(ToCode(st)), st);
+  }
+}
+
+TEST(StateLocksTest, OneHolderAtATimeAndTheWaiterNamesIt) {
+  TempDir dir;
+  auto first = LockSync(dir / "state.db", std::chrono::milliseconds(0));
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(SyncLockHolder(dir / "state.db"), ::getpid());
+  // flock locks belong to the open file description: a second open in this process conflicts
+  // as another process's would.
+  auto second = LockSync(dir / "state.db", std::chrono::milliseconds(120));
+  ASSERT_FALSE(second);
+  EXPECT_TRUE(second.error().is(Errc::kConflict));
+  EXPECT_NE(second.error().message.find(fmt::format("pid {}", ::getpid())), std::string::npos)
+      << second.error().message;
+  // Released (as when the holder exits): the next one gets it at once.
+  { auto released = std::move(*first); }
+  EXPECT_TRUE(LockSync(dir / "state.db", std::chrono::milliseconds(0)));
 }
 
 }  // namespace
