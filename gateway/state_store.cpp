@@ -146,28 +146,30 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<UpsertOutcome> Upsert(std::string_view source, std::string_view type, std::string_view id,
-                               const VersionStamp& stamp, std::string_view json,
-                               std::int64_t run) override {
+                               const VersionStamp& stamp, std::string_view json, std::int64_t run,
+                               UpsertMode mode) override {
     std::string last_updated =
         stamp.last_updated ? fhir::FormatUtc(*stamp.last_updated) : std::string();
     // Without any stamp there is no telling versions apart: the content decides. Only then is
     // the stored text compared (reading it costs a resource's worth of pages).
     bool unstamped = stamp.version_id.empty() && !stamp.last_updated;
     CCM_TRY_ASSIGN(sqlite3_stmt * sel,
-                   Prepare("SELECT version_id, last_updated, CASE WHEN ?5 THEN json = ?4 END "
-                           "FROM resources WHERE source = ?1 AND type = ?2 AND id = ?3",
+                   Prepare("SELECT version_id, last_updated, CASE WHEN ?5 THEN json = ?4 END, "
+                           "seen_run FROM resources WHERE source = ?1 AND type = ?2 AND id = ?3",
                            source, type, id, json, std::int64_t{unstamped ? 1 : 0}));
     int rc = sqlite3_step(sel);
     UpsertOutcome outcome = UpsertOutcome::kInserted;
     if (rc == SQLITE_ROW) {
       VersionStamp existing = StampOf(ColumnView(sel, 0), ColumnView(sel, 1));
       bool same_json = sqlite3_column_int(sel, 2) != 0;
+      bool seen_by_this_run = sqlite3_column_int64(sel, 3) == run;
       bool same_stamp =
           existing.version_id == stamp.version_id && existing.last_updated == stamp.last_updated;
       if (unstamped ? same_json : same_stamp) {
         outcome = UpsertOutcome::kUnchanged;
       } else if (!unstamped && !IsNewer(stamp, existing)) {
-        outcome = UpsertOutcome::kOlder;
+        outcome = mode == UpsertMode::kTrustServer && !seen_by_this_run ? UpsertOutcome::kRolledBack
+                                                                        : UpsertOutcome::kOlder;
       } else {
         outcome = UpsertOutcome::kUpdated;
       }
@@ -189,6 +191,25 @@ class SqliteStateStore final : public StateStore {
                            source, type, id, stamp.version_id, last_updated, json, run));
     CCM_TRY(StepDone(put, "storing a resource"));
     return outcome;
+  }
+
+  Result<std::vector<std::string>> UnseenIds(std::string_view source, std::string_view type,
+                                             std::int64_t run) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT id FROM resources WHERE source = ?1 AND type = ?2 AND "
+                           "seen_run <> ?3 ORDER BY id",
+                           source, type, run));
+    return Rows<std::string>(s, "listing resources not seen by a pull",
+                             [](sqlite3_stmt* st) { return Column(st, 0); });
+  }
+
+  Result<bool> RemoveResource(std::string_view source, std::string_view type,
+                              std::string_view id) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * del,
+                   Prepare("DELETE FROM resources WHERE source = ?1 AND type = ?2 AND id = ?3",
+                           source, type, id));
+    CCM_TRY(StepDone(del, "removing a resource gone from the server"));
+    return sqlite3_changes(db_.get()) > 0;
   }
 
   Result<std::size_t> RemoveUnseen(std::string_view source, std::string_view type,

@@ -32,10 +32,19 @@
 namespace ccm::gateway {
 
 enum class UpsertOutcome {
-  kInserted,   // first time this resource is seen
-  kUpdated,    // a newer version replaced the stored one
-  kUnchanged,  // the same version again (an overlapping window, a re-read page)
-  kOlder,      // an older version than the one stored; kept the stored one
+  kInserted,    // first time this resource is seen
+  kUpdated,     // a newer version replaced the stored one
+  kUnchanged,   // the same version again (an overlapping window, a re-read page)
+  kOlder,       // an older version than the one stored; kept the stored one
+  kRolledBack,  // an older version than the one stored replaced it (UpsertMode::kTrustServer)
+};
+
+// What Upsert does with a version older than the stored one.
+enum class UpsertMode {
+  kKeepNewest,   // keep the stored one (incremental pulls: an old page, an overlapping window)
+  kTrustServer,  // a full pull: the server's copy is the truth (it was restored, or its version
+                 // ids went backwards), unless the stored one was stored by this same run (a
+                 // resource met twice in one pull keeps its newest version)
 };
 
 // Where incremental sync of one source and resource type has got to.
@@ -128,11 +137,19 @@ class StateStore {
   // Runs `body` in one transaction: committed when it succeeds, rolled back when it fails.
   virtual Status InTransaction(const std::function<Status()>& body) = 0;
 
-  // Stores `json` as the resource `type`/`id` of `source` unless a newer version is stored.
-  // `run` marks the resource as seen by that run (see RemoveUnseen), whatever the outcome.
+  // Stores `json` as the resource `type`/`id` of `source` unless a newer version is stored (see
+  // UpsertMode). `run` marks the resource as seen by that run (see RemoveUnseen), whatever the
+  // outcome.
   virtual Result<UpsertOutcome> Upsert(std::string_view source, std::string_view type,
                                        std::string_view id, const VersionStamp& stamp,
-                                       std::string_view json, std::int64_t run) = 0;
+                                       std::string_view json, std::int64_t run,
+                                       UpsertMode mode = UpsertMode::kKeepNewest) = 0;
+  // The ids of `source`/`type` not seen by `run` (RemoveUnseen's candidates), sorted.
+  virtual Result<std::vector<std::string>> UnseenIds(std::string_view source, std::string_view type,
+                                                     std::int64_t run) = 0;
+  // Deletes one resource (after the server confirmed it is gone). Returns whether it existed.
+  virtual Result<bool> RemoveResource(std::string_view source, std::string_view type,
+                                      std::string_view id) = 0;
   // Deletes the resources of `source`/`type` not seen by `run` (after a complete full pull they
   // no longer exist on the server, or left the scope). Returns how many.
   virtual Result<std::size_t> RemoveUnseen(std::string_view source, std::string_view type,

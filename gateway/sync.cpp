@@ -285,6 +285,9 @@ struct SourceRun {
               case UpsertOutcome::kOlder:
                 ++t.older;
                 break;
+              case UpsertOutcome::kRolledBack:
+                ++t.rolled_back;
+                break;
             }
           }
         }

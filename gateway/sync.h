@@ -38,6 +38,7 @@ struct TypeSync {
   std::size_t searches = 0;  // 1, or more for patient-id chunks or _lastUpdated windows
   std::size_t pages = 0, resources = 0;
   std::size_t inserted = 0, updated = 0, unchanged = 0, older = 0, removed = 0;
+  std::size_t rolled_back = 0;  // older versions that replaced the stored ones (full pulls)
   std::size_t bytes = 0;
   double seconds = 0;
   std::string watermark;  // the cursor saved at the end ("" when none was)

@@ -176,6 +176,34 @@ TEST(StateStoreTest, UsesWalMode) {
   sqlite3_close(db);
 }
 
+TEST(StateStoreTest, TrustServerTakesAnOlderVersionOncePerRun) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  StateStore& s = **store;
+  ASSERT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("5"), R"({"v":5})", 1),
+            UpsertOutcome::kInserted);
+  // An incremental pull keeps the stored, newer version.
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("3"), R"({"v":3})", 2), UpsertOutcome::kOlder);
+  // A full pull takes the server's copy (its versions went backwards, e.g. a restore) ...
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("3"), R"({"v":3})", 3, UpsertMode::kTrustServer),
+            UpsertOutcome::kRolledBack);
+  EXPECT_EQ(*s.ResourceJson("ehr", "Patient", "1"), std::optional<std::string>(R"({"v":3})"));
+  // ... but a resource met twice in that same pull keeps the newer of the two.
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("4"), R"({"v":4})", 3, UpsertMode::kTrustServer),
+            UpsertOutcome::kUpdated);
+  EXPECT_EQ(*s.Upsert("ehr", "Patient", "1", Stamp("3"), R"({"v":3})", 3, UpsertMode::kTrustServer),
+            UpsertOutcome::kOlder);
+  EXPECT_EQ(*s.ResourceJson("ehr", "Patient", "1"), std::optional<std::string>(R"({"v":4})"));
+  // Candidates for removal and removal one by one.
+  ASSERT_TRUE(s.Upsert("ehr", "Patient", "2", Stamp("1"), "{}", 2));
+  ASSERT_TRUE(s.Upsert("ehr", "Patient", "0", Stamp("1"), "{}", 2));
+  EXPECT_EQ(*s.UnseenIds("ehr", "Patient", 3), (std::vector<std::string>{"0", "2"}));
+  EXPECT_TRUE(*s.RemoveResource("ehr", "Patient", "2"));
+  EXPECT_FALSE(*s.RemoveResource("ehr", "Patient", "2"));
+  EXPECT_EQ(*s.UnseenIds("ehr", "Patient", 3), (std::vector<std::string>{"0"}));
+}
+
 TEST(StateStoreTest, PullStatusRecordsOutcomesAndFailureStreaks) {
   TempDir dir;
   auto store = OpenSqliteStateStore(dir / "state.db");
