@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cstring>
 
 #include "fhir/json.h"
@@ -67,6 +68,8 @@ class Scanner : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Scanner> 
     const std::string& key = depth_ <= 5 ? keys_[depth_] : empty_;
     if (depth_ == 1 && key == "resourceType") {
       page_.resource_type = v;
+    } else if (depth_ == 1 && key == "type") {
+      page_.type = v;
     } else if (depth_ == 3 && in_link_array_) {
       if (key == "relation") link_relation_ = v;
       if (key == "url") link_url_ = v;
@@ -83,7 +86,15 @@ class Scanner : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Scanner> 
     return true;
   }
   bool Default() { return true; }  // numbers, booleans, null: nothing to keep
-  bool RawNumber(const char*, rapidjson::SizeType, bool) { return true; }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+    // Bundle.total (unsignedInt): kept only when it is a plain non-negative integer.
+    if (depth_ == 1 && keys_[1] == "total") {
+      std::size_t total = 0;
+      auto [end, ec] = std::from_chars(s, s + n, total);
+      if (ec == std::errc() && end == s + n) page_.total = total;
+    }
+    return true;
+  }
 
   ScannedPage Take() { return std::move(page_); }
   const std::string& error() const { return error_; }

@@ -4,11 +4,12 @@
 // For bulk pulls (sync) the text a server sent for a resource is exactly what should be kept:
 // nothing re-serialised, decimals and member order as written. The scan validates the whole page
 // (JSON syntax, UTF-8, no NUL bytes, nesting depth) and reads only what paging and storage need:
-// Bundle.resourceType, the `next` link, and per entry the resource's resourceType, id,
-// meta.versionId, meta.lastUpdated and the entry's search.mode.
+// Bundle.resourceType, type and total, the `next` link, and per entry the resource's resourceType,
+// id, meta.versionId, meta.lastUpdated and the entry's search.mode.
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,8 +25,10 @@ struct ScannedEntry {
 };
 
 struct ScannedPage {
-  std::string resource_type;  // of the page itself ("Bundle")
-  std::string next_url;       // link[relation=next].url, "" when none
+  std::string resource_type;         // of the page itself ("Bundle")
+  std::string type;                  // Bundle.type ("searchset", ...)
+  std::optional<std::size_t> total;  // Bundle.total, when present and a valid unsignedInt
+  std::string next_url;              // link[relation=next].url, "" when none
   std::vector<ScannedEntry> entries;
 };
 

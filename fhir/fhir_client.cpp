@@ -337,6 +337,19 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
         }
       }
       if (f.response && !next.empty()) {
+        FhirResponse& r = *f.response;
+        std::size_t entries =
+            mode == BodyMode::kJson ? r.body["entry"].size() : r.page.entries.size();
+        if (entries == 0) {
+          // Bounded work: a page with nothing on it that still points further would let a broken
+          // (or hostile) server keep a client paging for ever.
+          f.response = MakeError(Errc::kServerError,
+                                 fmt::format("GET {}: page {} has no entries but links a next "
+                                             "page; stopped (the server's paging does not end)",
+                                             RedactUrl(at), n));
+        }
+      }
+      if (f.response && !next.empty()) {
         next = Absolute(next);
         if (Origin(next) != origin) {
           f.response = MakeError(
@@ -352,7 +365,8 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
         } else if (n + 1 > options_.max_pages) {
           f.response = MakeError(
               Errc::kServerError,
-              fmt::format("{}: more than {} pages; stopped", RedactUrl(at), options_.max_pages));
+              fmt::format("{}: more than {} pages in one search; stopped (the page limit)",
+                          RedactUrl(at), options_.max_pages));
         }
       }
       f.last = !f.response || next.empty();

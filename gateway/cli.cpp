@@ -44,12 +44,15 @@ commands:
            Evaluate chronic care management for the month: eligibility, consent, care plan,
            minutes, billable CPT codes and expected payment per patient, with the evidence
            (docs/ccm-rules.md). Default format: table on a terminal, else ndjson.
-  sync     --config FILE [--once] [--full] [--month YYYY-MM] [--report FILE]
+  sync     --config FILE [--once] [--full] [--allow-mass-delete] [--month YYYY-MM]
+           [--report FILE]
            Pull the configured FHIR sources into the state store (incrementally, after the
            first run), then evaluate the month from the store exactly as `evaluate` does and
            write the records to --report (default month: the current one in the practice time
            zone). Without --once, repeats every sync.intervalSeconds until SIGINT/SIGTERM.
-           --full ignores the cursors and removes what the servers no longer have.
+           --full ignores the cursors and removes what the servers no longer have (each
+           removal confirmed by the server; more than sync.maxDeletePercent of a type
+           needs --allow-mass-delete). Exit 1 when a type failed or is incomplete.
   bill     --month YYYY-MM --config FILE [--dry-run] [--open-month]
            Close the month from the state store (run `sync` first): write back CCM care plans
            (writeBack.carePlans), record every billable patient-month in the ledger exactly once
@@ -294,7 +297,8 @@ int RunCli(int argc, char** argv) {
           Args(rest, {}, {"--month", "--config", "--format", "--out", "--threads"}, {"--input"}));
     }
     if (command == "sync") {
-      return RunSync(Args(rest, {"--once", "--full"}, {"--config", "--month", "--report"}, {}));
+      return RunSync(Args(rest, {"--once", "--full", "--allow-mass-delete"},
+                          {"--config", "--month", "--report"}, {}));
     }
     if (command == "bill") {
       return RunBill(Args(rest, {"--dry-run", "--open-month"}, {"--config", "--month"}, {}));

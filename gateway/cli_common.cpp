@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include "fhir/datetime.h"
 #include "gateway/ccm_report.h"
 
 namespace ccm::gateway::cli {
@@ -15,10 +16,31 @@ void PrintIssues(const fhir::IssueList& issues, std::FILE* out) {
   }
 }
 
+void LogEvent(std::string_view level, std::string_view event, std::string_view message) {
+  fhir::json::Value e = fhir::json::Value::MakeObject();
+  e.set("time", fhir::json::Value::String(fhir::NowUtc()));
+  e.set("level", fhir::json::Value::String(std::string(level)));
+  e.set("event", fhir::json::Value::String(std::string(event)));
+  e.set("message", fhir::json::Value::String(std::string(message)));
+  fmt::print(stderr, "{}\n", fhir::json::Serialize(e));
+}
+
+namespace {
+
+void PrintIssuesAs(const fhir::IssueList& issues, bool json_log) {
+  if (!json_log) return PrintIssues(issues, stderr);
+  for (const fhir::Issue& i : issues) {
+    if (i.severity == fhir::Severity::kInformation) continue;
+    LogEvent(i.is_error() ? "error" : "warning", "report-issue", fhir::FormatIssue(i));
+  }
+}
+
+}  // namespace
+
 int ReportMonth(const FactStore& facts, const CollectReport& collected, const YearMonth& month,
                 const EngineConfig& config, const std::string& format,
                 const std::optional<std::string>& out, std::string_view command,
-                std::string_view inputs) {
+                std::string_view inputs, bool json_log) {
   std::vector<PatientMonth> results = Evaluate(facts, month, config);
 
   std::string text = format == "csv"     ? ToCsv(results)
@@ -36,28 +58,33 @@ int ReportMonth(const FactStore& facts, const CollectReport& collected, const Ye
 
   // Problems go to stderr: unreadable input, then data problems of unattributed resources, then
   // a count of the per-patient ones (which are in the report itself).
-  PrintIssues(collected.read_issues, stderr);
+  PrintIssuesAs(collected.read_issues, json_log);
   fhir::IssueList unattributed;
   for (const fhir::Issue& i : UnattributedIssues(facts)) {
     unattributed.Add(i.severity, i.code, i.path, i.message, i.location);
   }
-  PrintIssues(unattributed, stderr);
+  PrintIssuesAs(unattributed, json_log);
   std::size_t patient_issues = 0;
   for (const auto& r : results) patient_issues += r.issues.size();
   EvaluationSummary sum = Summarize(results);
   const FactCounts& fc = facts.counts();
-  fmt::print(stderr,
-             "evaluated {} ({}, fee schedule {}): {} patient(s), {} eligible, {} consented, {} "
-             "billable, expected {} {}; {} resource(s) {}, {} unreadable "
-             "line(s)/entr(ies), {} data issue(s) ({} in patient records)\n",
-             month.ToString(), config.practice.time_zone_name, config.fee_schedule.year,
-             sum.patients, sum.eligible, sum.consented, sum.billable,
-             FormatCents(sum.expected_payment), config.fee_schedule.currency, fc.resources, inputs,
-             collected.read.skipped, fc.issues, patient_issues);
+  std::string summary = fmt::format(
+      "evaluated {} ({}, fee schedule {}): {} patient(s), {} eligible, {} consented, {} "
+      "billable, expected {} {}; {} resource(s) {}, {} unreadable line(s)/entr(ies), {} data "
+      "issue(s) ({} in patient records)",
+      month.ToString(), config.practice.time_zone_name, config.fee_schedule.year, sum.patients,
+      sum.eligible, sum.consented, sum.billable, FormatCents(sum.expected_payment),
+      config.fee_schedule.currency, fc.resources, inputs, collected.read.skipped, fc.issues,
+      patient_issues);
   bool problems =
       collected.read.skipped > 0 || unattributed.has_errors() || collected.read_issues.has_errors();
   for (const auto& r : results) {
     for (const auto& i : r.issues) problems = problems || i.is_error();
+  }
+  if (json_log) {
+    LogEvent(problems ? "warning" : "info", "evaluated", summary);
+  } else {
+    fmt::print(stderr, "{}\n", summary);
   }
   return problems ? kExitDataProblems : kExitOk;
 }

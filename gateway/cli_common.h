@@ -97,12 +97,16 @@ class Args {
 void PrintIssues(const fhir::IssueList& issues, std::FILE* out);
 
 // Evaluates `month` over `facts` and writes the report in `format` (ndjson, csv, table) to `out`
-// (stdout when absent); then prints problems and a one-line summary to stderr. `inputs` says where
-// the resources came from ("from 3 file(s)"). Returns the exit status.
+// (stdout when absent); then prints problems and a one-line summary to stderr, as plain lines or,
+// with `json_log`, as JSON log events ("report-issue", "evaluated"). `inputs` says where the
+// resources came from ("from 3 file(s)"). Returns the exit status.
 int ReportMonth(const FactStore& facts, const CollectReport& collected, const YearMonth& month,
                 const EngineConfig& config, const std::string& format,
                 const std::optional<std::string>& out, std::string_view command,
-                std::string_view inputs);
+                std::string_view inputs, bool json_log = false);
+
+// One JSON log line on stderr: {"time", "level", "event", "message"} (the sync's log format).
+void LogEvent(std::string_view level, std::string_view event, std::string_view message);
 
 // The current calendar month in the practice time zone.
 YearMonth CurrentMonth(const EngineConfig& config);

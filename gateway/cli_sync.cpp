@@ -8,6 +8,7 @@
 
 #include "fhir/datetime.h"
 #include "gateway/cli_common.h"
+#include "gateway/state_locks.h"
 #include "gateway/state_store.h"
 #include "gateway/sync.h"
 
@@ -31,35 +32,61 @@ class SyncLog {
   }
 
   void TypeDone(const TypeSync& t) {
+    std::string notes;
+    if (t.older > 0 && !t.full) {
+      notes += fmt::format(
+          "; {} came with an older version than the one stored, which is kept (sync --full takes "
+          "the server's copies)",
+          t.older);
+    }
+    if (t.rolled_back > 0) {
+      notes += fmt::format(
+          "; {} replaced by the server's older version (a full pull trusts the "
+          "server)",
+          t.rolled_back);
+    }
     if (terminal_) {
-      if (t.error.empty()) {
+      if (t.state == PullState::kComplete) {
         fmt::print(stderr,
                    "\r\033[K  {:<12} {:<18} {:>5} page(s) {:>9} resource(s) ({} new, {} updated, "
-                   "{} unchanged{}{}) {:.1f}s{}{}\n",
+                   "{} unchanged{}{}) {:.1f}s{}{}{}\n",
                    t.source, t.type, t.pages, t.resources, t.inserted, t.updated, t.unchanged,
                    t.older > 0 ? fmt::format(", {} older", t.older) : "",
                    t.removed > 0 ? fmt::format(", {} removed", t.removed) : "", t.seconds,
                    t.searches > 1 ? fmt::format(" in {} searches", t.searches) : "",
-                   t.full ? " [full]" : "");
+                   t.full ? " [full]" : "", notes);
+      } else if (t.state == PullState::kNotOffered) {
+        fmt::print(stderr, "\r\033[K  {:<12} {:<18} not offered by the server\n", t.source, t.type);
       } else {
-        fmt::print(stderr, "\r\033[K  {:<12} {:<18} FAILED: {}\n", t.source, t.type, t.error);
+        fmt::print(stderr, "\r\033[K  {:<12} {:<18} {}: {}\n", t.source, t.type,
+                   t.state == PullState::kIncomplete ? "INCOMPLETE" : "FAILED", t.error);
       }
       return;
     }
-    Value e = Event(t.error.empty() ? "info" : "error", "type-synced");
+    std::string_view level = t.state == PullState::kFailed       ? "error"
+                             : t.state == PullState::kIncomplete ? "warning"
+                             : notes.empty()                     ? "info"
+                                                                 : "warning";
+    Value e = Event(level, "type-synced");
     e.set("source", Value::String(t.source));
     e.set("type", Value::String(t.type));
+    e.set("state", Value::String(std::string(ToCode(t.state))));
     e.set("mode", Value::String(t.full ? "full" : "incremental"));
-    for (auto [k, v] : {std::pair{"searches", t.searches}, std::pair{"pages", t.pages},
-                        std::pair{"resources", t.resources}, std::pair{"inserted", t.inserted},
+    for (auto [k, v] : {std::pair{"searches", t.searches}, std::pair{"passes", t.passes},
+                        std::pair{"pages", t.pages}, std::pair{"resources", t.resources},
+                        std::pair{"distinct", t.distinct}, std::pair{"inserted", t.inserted},
                         std::pair{"updated", t.updated}, std::pair{"unchanged", t.unchanged},
-                        std::pair{"older", t.older}, std::pair{"removed", t.removed},
-                        std::pair{"bytes", t.bytes}}) {
+                        std::pair{"older", t.older}, std::pair{"rolledBack", t.rolled_back},
+                        std::pair{"rejected", t.rejected}, std::pair{"recovered", t.recovered},
+                        std::pair{"removed", t.removed}, std::pair{"bytes", t.bytes}}) {
       e.set(k, Value::Number(static_cast<std::int64_t>(v)));
     }
+    if (t.total) e.set("total", Value::Number(static_cast<std::int64_t>(*t.total)));
     e.set("seconds", Value::Number(fmt::format("{:.3f}", t.seconds)));
     if (!t.watermark.empty()) e.set("watermark", Value::String(t.watermark));
-    if (!t.error.empty()) e.set("message", Value::String(t.error));
+    if (!t.error.empty() || !notes.empty()) {
+      e.set("message", Value::String(t.error.empty() ? notes.substr(2) : t.error + notes));
+    }
     Emit(e);
   }
 
@@ -95,6 +122,24 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
               SyncLog& log) {
   YearMonth month = CurrentMonth(engine);
   if (auto m = args.value("--month")) month = *YearMonth::Parse(*m);  // checked by the caller
+  auto started = std::chrono::steady_clock::now();
+  // One sync (or bill) at a time per state file: a full pull removing what it did not see must
+  // not meet rows another pull is storing (gateway/state_locks.h).
+  auto lock = LockSync(sync.state_path, sync.lock_wait);
+  if (!lock) {
+    std::string line = fmt::format("not synced: {}; waited {} s (sync.lockWaitSeconds)",
+                                   lock.error().message, sync.lock_wait.count());
+    if (log.terminal()) {
+      fmt::print(stderr, "{}\n", line);
+    } else {
+      Value summary = SyncLog::Event("error", "sync-finished");
+      summary.set("ok", Value::Bool(false));
+      summary.set("exitStatus", Value::Number(std::int64_t{kExitDataProblems}));
+      summary.set("message", Value::String(line));
+      log.Emit(summary);
+    }
+    return lock.error().is(Errc::kConflict) ? kExitDataProblems : kExitFatal;
+  }
   auto run = store.StartRun("sync");
   if (!run) {
     log.Message("error", "state-failed", run.error().message);
@@ -102,16 +147,18 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
   }
   SyncOptions options;
   options.full = args.flag("--full");
+  options.allow_mass_delete = args.flag("--allow-mass-delete");
   options.run = *run;
+  options.max_clock_skew = sync.max_clock_skew;
+  options.max_delete_percent = sync.max_delete_percent;
   SyncObserver observer;
   observer.on_page = [&log](const TypeSync& t) { log.Page(t); };
   observer.on_type_done = [&log](const TypeSync& t) { log.TypeDone(t); };
   observer.on_warning = [&log](const std::string& w) { log.Message("warning", "warning", w); };
 
   bool all_ok = true;
-  std::size_t pulled = 0, changed = 0, requests = 0, retries = 0;
+  std::size_t pulled = 0, changed = 0, requests = 0, retries = 0, not_complete = 0;
   Value sources = Value::MakeArray();
-  auto started = std::chrono::steady_clock::now();
   for (const SourceConfig& src : sync.sources) {
     if (log.terminal()) fmt::print(stderr, "{} ({})\n", src.name, fhir::RedactUrl(src.base_url));
     SourceSync s = SyncSource(src, engine, store, options, observer);
@@ -123,12 +170,14 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
     if (!s.error.empty()) sv.set("error", Value::String(s.error));
     for (const TypeSync& t : s.types) {
       pulled += t.resources;
-      changed += t.inserted + t.updated + t.removed;
+      changed += t.inserted + t.updated + t.removed + t.rolled_back + t.recovered;
+      if (t.state != PullState::kComplete && t.state != PullState::kNotOffered) ++not_complete;
     }
     requests += s.http.requests;
     retries += s.http.retries;
     sources.push_back(std::move(sv));
   }
+  { FileLock released = std::move(*lock); }  // the pulls are stored; evaluating needs no lock
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -145,14 +194,21 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
   auto stored = store.CountResources("", "");
   std::string format = args.value("--report") || !::isatty(::fileno(stdout)) ? "ndjson" : "table";
   int report_exit = ReportMonth(facts, *collected, month, engine, format, args.value("--report"),
-                                "sync", "from the state store");
+                                "sync", "from the state store", !log.terminal());
 
+  int exit = report_exit == kExitFatal          ? kExitFatal
+             : all_ok && report_exit == kExitOk ? kExitOk
+                                                : kExitDataProblems;
+  std::string outcome =
+      all_ok ? "" : fmt::format(" WITH FAILURES ({} type(s) not complete)", not_complete);
   std::string line = fmt::format(
       "synced {} source(s){} in {:.1f}s: {} resource(s) pulled, {} changed, {} stored; {} "
-      "request(s), {} retried",
-      sync.sources.size(), all_ok ? "" : " WITH FAILURES", seconds, pulled, changed,
-      stored ? *stored : 0, requests, retries);
-  Value summary = SyncLog::Event(all_ok ? "info" : "error", "sync-finished");
+      "request(s), {} retried{}",
+      sync.sources.size(), outcome, seconds, pulled, changed, stored ? *stored : 0, requests,
+      retries, exit == kExitOk ? "" : fmt::format("; exit status {}", exit));
+  Value summary = SyncLog::Event(exit == kExitOk ? "info" : "error", "sync-finished");
+  summary.set("ok", Value::Bool(exit == kExitOk));
+  summary.set("exitStatus", Value::Number(std::int64_t{exit}));
   summary.set("sources", std::move(sources));
   summary.set("month", Value::String(month.ToString()));
   summary.set("pulled", Value::Number(static_cast<std::int64_t>(pulled)));
@@ -160,19 +216,19 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
   summary.set("requests", Value::Number(static_cast<std::int64_t>(requests)));
   summary.set("retries", Value::Number(static_cast<std::int64_t>(retries)));
   summary.set("seconds", Value::Number(fmt::format("{:.3f}", seconds)));
-  if (log.terminal()) {
-    fmt::print(stderr, "{}\n", line);
-  } else {
-    summary.set("message", Value::String(line));
-    log.Emit(summary);
-  }
+  summary.set("message", Value::String(line));
   if (Status s = store.FinishRun(*run, all_ok ? "ok" : "failed", fhir::json::Serialize(summary));
       !s) {
     log.Message("error", "state-failed", s.error().message);
     return kExitFatal;
   }
-  if (report_exit == kExitFatal) return kExitFatal;
-  return all_ok && report_exit == kExitOk ? kExitOk : kExitDataProblems;
+  // Last, so that the last log line and the exit status always agree.
+  if (log.terminal()) {
+    fmt::print(stderr, "{}\n", line);
+  } else {
+    log.Emit(summary);
+  }
+  return exit;
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ enum class UpsertMode {
 
 // Where incremental sync of one source and resource type has got to.
 struct SyncCursor {
-  std::string watermark;  // an instant "2026-11-22T13:53:28Z": next sync asks _lastUpdated=gt it
+  std::string watermark;  // an instant "2026-11-22T13:53:28Z": next sync asks _lastUpdated=ge it
   std::string scope;      // fingerprint of the patient scope it was made for; a change = full pull
 };
 

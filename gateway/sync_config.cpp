@@ -142,10 +142,10 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
                                           const std::string& path,
                                           const std::filesystem::path& base, const EnvLookup& env) {
   if (!s.is_object()) return ConfigError(origin, path, "expected an object");
-  CCM_TRY(CheckKeys(
-      s, origin, path,
-      {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope", "maxConcurrency",
-       "splitByLastUpdated", "safetyMarginSeconds", "compression", "timeouts", "retry", "tls"}));
+  CCM_TRY(CheckKeys(s, origin, path,
+                    {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope",
+                     "maxConcurrency", "splitByLastUpdated", "safetyMarginSeconds", "compression",
+                     "timeouts", "retry", "tls", "maxPagesPerSearch"}));
   SourceConfig src;
   CCM_TRY_ASSIGN(auto name, StringKey(s, "name", origin, path));
   if (!name) return ConfigError(origin, Join(path, "name"), "required: a short unique name");
@@ -169,6 +169,8 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
   src.split_by_last_updated = split.value_or(true);
   CCM_TRY_ASSIGN(auto margin, IntKey(s, "safetyMarginSeconds", origin, path, 0, 7 * 86400));
   if (margin) src.safety_margin = std::chrono::seconds(*margin);
+  CCM_TRY_ASSIGN(auto max_pages, IntKey(s, "maxPagesPerSearch", origin, path, 1, 100'000'000));
+  if (max_pages) src.max_pages_per_search = static_cast<std::size_t>(*max_pages);
 
   CCM_TRY_ASSIGN(const Value* scope, Section(s, "scope", origin, path));
   if (scope != nullptr) {
@@ -283,9 +285,17 @@ Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin
   }
   CCM_TRY_ASSIGN(const Value* sync, Section(root, "sync", origin, ""));
   if (sync != nullptr) {
-    CCM_TRY(CheckKeys(*sync, origin, "sync", {"intervalSeconds"}));
+    CCM_TRY(CheckKeys(
+        *sync, origin, "sync",
+        {"intervalSeconds", "maxClockSkewSeconds", "maxDeletePercent", "lockWaitSeconds"}));
     CCM_TRY_ASSIGN(auto n, IntKey(*sync, "intervalSeconds", origin, "sync", 10, 7 * 86400));
     if (n) out.interval = std::chrono::seconds(*n);
+    CCM_TRY_ASSIGN(auto skew, IntKey(*sync, "maxClockSkewSeconds", origin, "sync", 1, 86400));
+    if (skew) out.max_clock_skew = std::chrono::seconds(*skew);
+    CCM_TRY_ASSIGN(auto share, IntKey(*sync, "maxDeletePercent", origin, "sync", 0, 100));
+    if (share) out.max_delete_percent = static_cast<int>(*share);
+    CCM_TRY_ASSIGN(auto wait, IntKey(*sync, "lockWaitSeconds", origin, "sync", 0, 86400));
+    if (wait) out.lock_wait = std::chrono::seconds(*wait);
   }
   return out;
 }

@@ -51,6 +51,8 @@ struct SourceConfig {
   // pulled concurrently (sync.cpp, docs/configuration.md).
   bool split_by_last_updated = true;
   std::chrono::seconds safety_margin{300};
+  // Pages read from one search at most (a last guard against endless paging).
+  std::size_t max_pages_per_search = 100'000;
   fhir::HttpOptions http;
   fhir::RetryPolicy retry;
 };
@@ -59,6 +61,14 @@ struct SyncConfig {
   std::vector<SourceConfig> sources;
   std::filesystem::path state_path;  // default "ccm-gateway-state.db" beside the config file
   std::chrono::seconds interval{900};
+  // A server Date further than this from our clock (or behind the newest meta.lastUpdated seen)
+  // is not used for a cursor.
+  std::chrono::seconds max_clock_skew{300};
+  // A full pull that would remove more than this share of a type's stored rows stops and asks
+  // for --allow-mass-delete.
+  int max_delete_percent = 5;
+  // How long a sync waits for another sync (or bill) on the same state file.
+  std::chrono::seconds lock_wait{600};
 };
 
 // Looks up an environment variable (std::getenv in production; a map in tests).

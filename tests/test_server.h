@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fhir/http_client.h"
@@ -109,12 +111,22 @@ class TestFhirServer {
   void Auth(const std::string& json) { Send("POST", "/__admin/auth", json); }
   fhir::json::Value Requests() { return Json("GET", "/__admin/requests"); }
   void ClearRequests() { Send("DELETE", "/__admin/requests"); }
+  // Returns once the clock (the server's: it runs on this machine) has passed into the next whole
+  // second. A sync reads what changed before the second it started in, so a test that writes and
+  // then syncs waits for this to see its write in that sync.
+  static void AwaitNextSecond() {
+    auto next = std::chrono::ceil<std::chrono::seconds>(std::chrono::system_clock::now() +
+                                                        std::chrono::milliseconds(1));
+    std::this_thread::sleep_until(next);
+  }
   // PUT a resource through the FHIR API (creates or updates; new versionId and lastUpdated).
+  // Returns once a sync started afterwards sees the write (AwaitNextSecond).
   fhir::json::Value Put(const fhir::json::Value& resource) {
     std::string path = "/fhir/R4/" + std::string(resource["resourceType"].str()) + "/" +
                        std::string(resource["id"].str());
     auto r = Send("PUT", path, fhir::json::Serialize(resource), "application/fhir+json");
     if (r.status >= 300) throw std::runtime_error("PUT " + path + ": " + r.body);
+    AwaitNextSecond();
     return *fhir::json::Parse(r.body);
   }
 

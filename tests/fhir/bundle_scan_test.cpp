@@ -1,6 +1,7 @@
 // ScanBundle: resources as exact spans of a page, what paging needs, and errors for bad JSON.
 #include "fhir/bundle_scan.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "fhir/json.h"
@@ -27,6 +28,8 @@ TEST(BundleScanTest, FindsEachResourceAsItsExactText) {
   auto scanned = ScanBundle(page);
   ASSERT_TRUE(scanned) << scanned.error().message;
   EXPECT_EQ(scanned->resource_type, "Bundle");
+  EXPECT_EQ(scanned->type, "searchset");
+  EXPECT_EQ(scanned->total, std::optional<std::size_t>(3));
   EXPECT_EQ(scanned->next_url, "http://h/fhir/Encounter?_count=2&_offset=2");
   ASSERT_EQ(scanned->entries.size(), 4u);
   const ScannedEntry& a = scanned->entries[0];
@@ -70,6 +73,18 @@ TEST(BundleScanTest, InvalidTextIsAnErrorWithItsPlace) {
   auto too_deep = ScanBundle("{\"a\":" + deep + std::string(200, ']') + "}");
   ASSERT_FALSE(too_deep);
   EXPECT_NE(too_deep.error().message.find("nesting"), std::string::npos);
+}
+
+TEST(BundleScanTest, TotalIsKeptOnlyWhenItIsAnUnsignedInt) {
+  for (const char* total : {"-1", "1.5", "1e3", "\"7\"", "null"}) {
+    auto scanned = ScanBundle(fmt::format(R"({{"resourceType": "Bundle", "total": {}}})", total));
+    ASSERT_TRUE(scanned) << total;
+    EXPECT_FALSE(scanned->total) << total;
+  }
+  auto nested = ScanBundle(R"({"resourceType": "Bundle", "entry": [{"resource":
+      {"resourceType": "Bundle", "total": 5}}]})");
+  ASSERT_TRUE(nested);
+  EXPECT_FALSE(nested->total) << "only the page's own total counts";
 }
 
 }  // namespace

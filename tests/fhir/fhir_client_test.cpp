@@ -90,6 +90,36 @@ TEST_F(FhirClientTest, AHandlerThatStopsEndsThePagingAndFewPagesAreFetchedAhead)
   EXPECT_LE(fetched, 2u + 4u + 1u) << "at most the pipeline's depth beyond the failed page";
 }
 
+TEST_F(FhirClientTest, PagingEndsOnAnEmptyPageThatLinksFurtherAndAtThePageLimit) {
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "empty-next", "times": 1000}])");
+  FhirClient c = Client();
+  std::size_t pages = 0;
+  Status s = c.SearchRaw("Encounter", {{"_count", "5"}}, [&](FhirResponse&, const PageInfo&) {
+    ++pages;
+    return Status{};
+  });
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("page 1 has no entries but links a next page"),
+            std::string::npos)
+      << s.error().message;
+  EXPECT_EQ(pages, 0u) << "the empty page is not handed over as if it were data";
+  server_->Send("DELETE", "/__admin/faults");
+
+  FhirClientOptions o;
+  o.base_url = server_->base();
+  o.max_pages = 3;
+  FhirClient limited(o, nullptr);
+  pages = 0;
+  s = limited.Search("Encounter", {{"_count", "2"}}, [&](json::Value&, const PageInfo&) {
+    ++pages;
+    return Status{};
+  });
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("more than 3 pages in one search"), std::string::npos)
+      << s.error().message;
+  EXPECT_EQ(pages, 2u) << "pages before the one that would exceed the limit were handled";
+}
+
 TEST_F(FhirClientTest, ReadHistoryAndCapabilities) {
   FhirClient c = Client();
   auto cs = c.Capabilities();

@@ -19,6 +19,7 @@
 #include "gateway/evaluate.h"
 #include "gateway/state_store.h"
 #include "gateway/sync.h"
+#include "gateway/sync_support.h"
 #include "test_server.h"
 #include "test_util.h"
 
@@ -33,206 +34,7 @@ using ccm::testing::TestFhirServer;
 using ccm::testing::WriteFile;
 using fhir::json::Value;
 
-// The sample practice's config plus one source (`source` holds its extra keys) and a state file.
-std::filesystem::path WriteConfig(const TempDir& dir, const TestFhirServer& server,
-                                  const std::string& source = "",
-                                  const std::string& name = "config.json") {
-  std::string json =
-      fmt::format(R"({{
-    "practice": {{"timeZone": "America/Chicago", "billingPractitioners": ["9999999991"]}},
-    "billing": {{"feeScheduleYear": 2025}},
-    "sources": [{{"name": "ehr", "baseUrl": "{}", "pageSize": 25{}{}{}}}],
-    "state": {{"path": "state.db"}}
-  }})",
-                  server.base(),
-                  source.find("\"retry\"") == std::string::npos
-                      ? R"(, "retry": {"initialBackoffMs": 20, "maxBackoffSeconds": 1})"
-                      : "",
-                  source.empty() ? "" : ", ", source);
-  WriteFile(dir / name, json);
-  return dir / name;
-}
-
-GatewayRun Gateway(const std::string& args) {
-  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
-}
-GatewayRun Sync(const std::filesystem::path& config, const std::filesystem::path& report,
-                const std::string& extra = "") {
-  return Gateway(fmt::format("sync --once --month 2026-10 --config {} --report {} {}",
-                             config.string(), report.string(), extra));
-}
-
-// The sync's report is `evaluate` over the server's resources, exactly, and bills what
-// `evaluate` over the original sample files bills.
-::testing::AssertionResult SameReport(const std::string& report, TestFhirServer& server);
-
-// What `evaluate` says of the same sample files, under the same config.
-const std::string& EvaluateSamples() {
-  static const std::string report = [] {
-    TempDir dir;
-    WriteFile(dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
-        "billingPractitioners": ["9999999991"]}, "billing": {"feeScheduleYear": 2025}})");
-    std::string inputs;
-    for (const auto& p : ccm::testing::SampleInputs()) {
-      inputs += ' ';
-      inputs += p.string();
-    }
-    GatewayRun r = Gateway(fmt::format("evaluate --month 2026-10 --config {} --input{}",
-                                       (dir / "c.json").string(), inputs));
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.out;
-  }();
-  return report;
-}
-
-// Equal NDJSON; on failure names the first differing record rather than printing both files.
-::testing::AssertionResult SameLines(const std::string& got, const std::string& want) {
-  auto split = [](const std::string& text) {
-    std::vector<std::string> out;
-    std::size_t start = 0;
-    while (start < text.size()) {
-      std::size_t end = text.find('\n', start);
-      if (end == std::string::npos) end = text.size();
-      out.push_back(text.substr(start, end - start));
-      start = end + 1;
-    }
-    return out;
-  };
-  auto a = split(got), b = split(want);
-  for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-    std::string x = i < a.size() ? a[i] : "(none)";
-    std::string y = i < b.size() ? b[i] : "(none)";
-    if (x != y) {
-      return ::testing::AssertionFailure()
-             << "record " << i << " differs:\n  sync:     " << x.substr(0, 600)
-             << "\n  evaluate: " << y.substr(0, 600);
-    }
-  }
-  if (a.empty()) return ::testing::AssertionFailure() << "empty report";
-  return ::testing::AssertionSuccess();
-}
-
-// What `evaluate` says of the resources as the server holds them now (read with plain HTTP into
-// NDJSON files): the sync's report must equal it exactly.
-std::string EvaluateServer(TestFhirServer& server) {
-  TempDir dir;
-  for (const char* type : {"Patient", "Condition", "Encounter", "CarePlan", "Consent",
-                           "Practitioner", "PractitionerRole"}) {
-    Value bundle = server.Json("GET", fmt::format("/fhir/R4/{}?_count=100000", type));
-    EXPECT_EQ(bundle.find("link") != nullptr &&
-                  std::any_of(bundle["link"].array().begin(), bundle["link"].array().end(),
-                              [](const Value& l) { return l["relation"].str() == "next"; }),
-              false)
-        << "one page holds everything";
-    std::string ndjson;
-    for (const Value& e : bundle["entry"].array()) {
-      ndjson += fhir::json::Serialize(e["resource"]);
-      ndjson += '\n';
-    }
-    WriteFile(dir / fmt::format("{}.ndjson", type), ndjson);
-  }
-  WriteFile(dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
-      "billingPractitioners": ["9999999991"]}, "billing": {"feeScheduleYear": 2025}})");
-  GatewayRun r = Gateway(fmt::format("evaluate --month 2026-10 --config {} --input {}",
-                                     (dir / "c.json").string(), dir.path().string()));
-  EXPECT_EQ(r.status, 0) << r.err;
-  return r.out;
-}
-
-// The billing-relevant fields of each record, for comparing with the report of the original files
-// (whose care plans carry no meta.lastUpdated: which plan is the newest can differ once a server
-// has stamped them, and with it carePlanCompleteness).
-std::string Billing(const std::string& ndjson) {
-  std::string out;
-  std::size_t start = 0;
-  while (start < ndjson.size()) {
-    std::size_t end = ndjson.find('\n', start);
-    if (end == std::string::npos) end = ndjson.size();
-    auto rec = fhir::json::Parse(ndjson.substr(start, end - start));
-    start = end + 1;
-    if (!rec) return "(unparsable report)";
-    Value keep = Value::MakeObject();
-    for (const char* k :
-         {"patient", "program", "chronicConditions", "consent", "carePlan", "minutes",
-          "billableMinutes", "billing", "blockedBy", "expectedPayment"}) {
-      if (const Value* v = rec->find(k)) keep.set(k, *v);
-    }
-    out += fhir::json::Serialize(keep);
-    out += '\n';
-  }
-  return out;
-}
-
-// Bills what `evaluate` over the original sample files bills (for servers that need a token, which
-// EvaluateServer does not have).
-::testing::AssertionResult SameBilling(const std::string& report) {
-  return SameLines(Billing(report), Billing(EvaluateSamples()));
-}
-
-::testing::AssertionResult SameReport(const std::string& report, TestFhirServer& server) {
-  auto exact = SameLines(report, EvaluateServer(server));
-  if (!exact) return exact;
-  return SameLines(Billing(report), Billing(EvaluateSamples()));
-}
-
-// The JSON log events of a run (stderr is not a terminal in tests).
-std::vector<Value> Events(const std::string& err) {
-  std::vector<Value> out;
-  std::size_t pos = 0;
-  while (pos < err.size()) {
-    std::size_t nl = err.find('\n', pos);
-    if (nl == std::string::npos) nl = err.size();
-    std::string line = err.substr(pos, nl - pos);
-    pos = nl + 1;
-    if (line.starts_with("{")) {
-      auto v = fhir::json::Parse(line);
-      if (v) out.push_back(std::move(*v));
-    }
-  }
-  return out;
-}
-
-const Value* TypeEvent(const std::vector<Value>& events, std::string_view type) {
-  for (const Value& e : events) {
-    if (e["event"].str() == "type-synced" && e["type"].str() == type) return &e;
-  }
-  return nullptr;
-}
-
-long Num(const Value& v, std::string_view key) {
-  return std::stol(std::string(v[key].number_text().empty() ? "-1" : v[key].number_text()));
-}
-
-std::size_t CountRequests(TestFhirServer& server, std::string_view needle) {
-  std::size_t n = 0;
-  Value requests = server.Requests();
-  for (const Value& r : requests.array()) {
-    std::string line = fmt::format("{} {}", r["method"].str(), r["url"].str());
-    if (line.find(needle) != std::string::npos) ++n;
-  }
-  return n;
-}
-
-// Starts the gateway in the background (for tests that act while it runs).
-pid_t StartGateway(const std::string& args) {
-  std::string cmd = fmt::format("exec {} {}", ccm::testing::BinaryPath().string(), args);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_WRONLY);
-    ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Waits until the server has answered `n` requests containing `needle` (or about 10 s passed).
-void WaitForRequests(TestFhirServer& server, std::string_view needle, std::size_t n) {
-  for (int i = 0; i < 200 && CountRequests(server, needle) < n; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
+using namespace sync_testing;  // NOLINT(google-build-using-namespace)
 
 class SyncTest : public ::testing::Test {
  protected:
@@ -280,8 +82,6 @@ TEST_F(SyncTest, FirstSyncPagesThroughEverythingAndEqualsEvaluate) {
 
 TEST_F(SyncTest, SecondSyncPullsOnlyTheChangesAndTheReportFollows) {
   auto config = WriteConfig(dir_, *server_, R"("safetyMarginSeconds": 0)");
-  // Resources loaded in the same second as the watermark would legitimately come again.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   GatewayRun first = Sync(config, dir_ / "r1.ndjson");
   ASSERT_EQ(first.status, 0) << first.err;
   ASSERT_TRUE(SameReport(ReadFile(dir_ / "r1.ndjson"), *server_));
@@ -292,8 +92,8 @@ TEST_F(SyncTest, SecondSyncPullsOnlyTheChangesAndTheReportFollows) {
   Value consent = consents["entry"][0]["resource"];
   std::string patient(consent["patient"]["reference"].str());
   consent.set("status", Value::String("rejected"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   server_->Put(consent);
+  TestFhirServer::AwaitNextSecond();  // a sync reads what changed before its first second
   server_->ClearRequests();
 
   GatewayRun second = Sync(config, dir_ / "r2.ndjson");
@@ -309,7 +109,7 @@ TEST_F(SyncTest, SecondSyncPullsOnlyTheChangesAndTheReportFollows) {
   }
   EXPECT_EQ(Num(*TypeEvent(events, "Consent"), "updated"), 1);
   EXPECT_LE(pulled, 2u) << "only the change (and at most one resource of the overlap)";
-  EXPECT_GT(CountRequests(*server_, "_lastUpdated=gt"), 0u);
+  EXPECT_GT(CountRequests(*server_, "_lastUpdated=ge"), 0u);
 
   // The report follows: that patient's consent is now revoked, and only that record changed.
   std::string r1 = ReadFile(dir_ / "r1.ndjson"), r2 = ReadFile(dir_ / "r2.ndjson");
@@ -477,6 +277,11 @@ TEST(CollectFactsFromStoreTest, AResourceHeldByTwoSourcesIsReportedAndCountedOnc
 TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
   auto config = WriteConfig(dir_, *server_);
   ASSERT_EQ(Sync(config, dir_ / "r1.ndjson").status, 0);
+  auto store_count = [&](const char* type) {
+    auto store = OpenSqliteStateStore(dir_ / "state.db");
+    return *(*store)->CountResources("ehr", type);
+  };
+  std::size_t plans_before = store_count("CarePlan");
   // Delete every care plan on the server: incremental search cannot see deletions; --full can.
   Value plans = server_->Json("GET", "/fhir/R4/CarePlan?_count=1000");
   ASSERT_GT(plans["entry"].size(), 0u);
@@ -485,13 +290,26 @@ TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {
         server_->Send("DELETE", fmt::format("/fhir/R4/CarePlan/{}", e["resource"]["id"].str()));
     ASSERT_LT(resp.status, 300) << resp.body;
   }
-  GatewayRun full = Sync(config, dir_ / "r2.ndjson", "--full");
+  // All of a type at once is more than sync.maxDeletePercent: stopped, nothing removed.
+  GatewayRun refused = Sync(config, dir_ / "r2.ndjson", "--full");
+  EXPECT_EQ(refused.status, 1) << refused.err;
+  auto refused_events = Events(refused.err);
+  const Value* cp = TypeEvent(refused_events, "CarePlan");
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ((*cp)["state"].str(), "failed");
+  EXPECT_NE(std::string((*cp)["message"].str()).find("--allow-mass-delete"), std::string::npos)
+      << (*cp)["message"].str();
+  EXPECT_EQ(store_count("CarePlan"), plans_before);
+  EXPECT_EQ(FinalEvent(refused.err)["ok"].as_bool(), false);
+
+  GatewayRun full = Sync(config, dir_ / "r3.ndjson", "--full --allow-mass-delete");
   ASSERT_EQ(full.status, 0) << full.err;
   auto cp_events = Events(full.err);
-  const Value* cp = TypeEvent(cp_events, "CarePlan");
+  cp = TypeEvent(cp_events, "CarePlan");
   ASSERT_NE(cp, nullptr);
   EXPECT_EQ(Num(*cp, "removed"), static_cast<long>(plans["entry"].size()));
-  EXPECT_EQ(ReadFile(dir_ / "r2.ndjson").find("\"carePlan\":\"active\""), std::string::npos);
+  EXPECT_EQ(store_count("CarePlan"), 0u);
+  EXPECT_EQ(ReadFile(dir_ / "r3.ndjson").find("\"carePlan\":\"active\""), std::string::npos);
 }
 
 TEST_F(SyncTest, TheCapabilityStatementDecidesWhatIsPulledAndHow) {
@@ -639,7 +457,6 @@ TEST_F(SyncTest, AnAllPatientsSearchIsSplitIntoLastUpdatedWindowsAndMissesNothin
   EXPECT_EQ(Num(*TypeEvent(events, "Patient"), "searches"), 1);
 
   // Nothing changed: the incremental run pulls nothing and reports the same.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   GatewayRun again = Sync(config, dir_ / "report2.ndjson");
   ASSERT_EQ(again.status, 0) << again.err;
   auto events2 = Events(again.err);
@@ -738,7 +555,8 @@ TEST_P(SmartAuthTest, BackendServicesTokenIsObtainedCachedAndRenewedAfterRevocat
   server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 100,
                        "times": 1000}])");
   server_->ClearRequests();
-  pid_t pid = StartGateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
+  // (--full: an incremental run would have next to nothing to page through.)
+  pid_t pid = StartGateway(fmt::format("sync --once --full --month 2026-10 --config {} --report {}",
                                        config.string(), (dir_ / "r2.ndjson").string()));
   WaitForRequests(*server_, "GET /fhir/R4/Encounter?", 3);
   server_->Send("POST", "/__admin/auth/revoke");

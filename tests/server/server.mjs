@@ -246,8 +246,10 @@ async function loadText(text, keepMeta = false, stamp = undefined) {
 // worker: versionId "load-<n>" and lastUpdated one millisecond apart from a start the primary gives (a day
 // before it started, so that nothing loaded lies in the future of a later _lastUpdated=gt search).
 function sharedLoadStamp() {
-  const epoch = Number(process.env.CCM_TEST_LOAD_EPOCH);
-  if (!cluster.isWorker || !Number.isFinite(epoch)) return undefined;
+  // One worker stamps its start-up load the same way, a day back: the records an EHR already holds,
+  // which a sync started right after start-up must see (it reads what changed before its first second).
+  const given = Number(process.env.CCM_TEST_LOAD_EPOCH);
+  const epoch = cluster.isWorker && Number.isFinite(given) ? given : Date.now() - 86_400_000;
   let n = 0;
   return (resource) => {
     n++;
@@ -288,10 +290,16 @@ function resetAuth(auth = { mode: 'none' }) {
   state.stats = { tokensIssued: 0, rejected: 0, unauthorized: 0, lastError: '' };
 }
 
-const FAULT_KINDS = new Set(['status', 'drop', 'truncate', 'invalid-json', 'delay', 'loop', 'write-first', 'apply-then-drop']);
+const FAULT_KINDS = new Set([
+  'status', 'drop', 'truncate', 'invalid-json', 'delay', 'loop', 'write-first', 'apply-then-drop',
+  // Broken answers that are still HTTP 200 with valid JSON (what a careless or hostile server sends):
+  'outcome', 'wrong-type', 'drop-entries', 'empty-next', 'total', 'date',
+]);
 
 function takeFault(signature) {
-  const fault = state.faults.find((f) => f.remaining > 0 && signature.includes(f.match));
+  // `match` is a substring of the signature, or a list of substrings that must all be in it.
+  const matches = (f) => (Array.isArray(f.match) ? f.match.every((m) => signature.includes(m)) : signature.includes(f.match));
+  const fault = state.faults.find((f) => f.remaining > 0 && matches(f));
   if (fault) fault.remaining--;
   return fault;
 }
@@ -329,6 +337,50 @@ function outcome(code, text, severity = 'error') {
   return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
 }
 
+// The Bundle-level faults: a searchset page that is valid JSON and HTTP 200 but says something other than
+// "here are the matches".
+function breakBundle(req, bundle, fault) {
+  const entries = bundle.entry ?? [];
+  switch (fault?.kind) {
+    case 'outcome': {
+      // An OperationOutcome entry (search.mode = outcome), alone (an error answer) or after the matches.
+      const oo = {
+        fullUrl: 'urn:uuid:00000000-0000-4000-8000-000000000001',
+        resource: {
+          resourceType: 'OperationOutcome',
+          issue: [{ severity: fault.severity ?? 'error', code: fault.code ?? 'too-costly', diagnostics: fault.diagnostics ?? 'search too costly' }],
+        },
+        search: { mode: 'outcome' },
+      };
+      if (fault.keepEntries) return { ...bundle, entry: [...entries, oo] };
+      return { ...bundle, total: fault.total ?? bundle.total, entry: [oo], link: (bundle.link ?? []).filter((l) => l.relation !== 'next') };
+    }
+    case 'wrong-type': {
+      // `count` entries (default: all) relabelled as another resource type.
+      const n = fault.count ?? entries.length;
+      return { ...bundle, entry: entries.map((e, i) => (i < n && e.resource ? { ...e, resource: { ...e.resource, resourceType: fault.resourceType ?? 'Observation' } } : e)) };
+    }
+    case 'drop-entries': {
+      // Fewer entries than the page holds; links unchanged (a server that loses matches), and with
+      // adjustTotal the total lowered to match (a server whose count agrees with its loss).
+      const kept = entries.slice(0, Math.max(0, entries.length - (fault.count ?? 1)));
+      const total = fault.adjustTotal && bundle.total !== undefined ? bundle.total - (entries.length - kept.length) : bundle.total;
+      return { ...bundle, total, entry: kept };
+    }
+    case 'empty-next': {
+      // No entries, and a next link to a page further on: paging that never ends.
+      const u = new URL(baseOrigin + req.url);
+      const count = Number(u.searchParams.get('_count') ?? 1000);
+      u.searchParams.set('_offset', String(Number(u.searchParams.get('_offset') ?? 0) + count));
+      return { ...bundle, entry: [], link: [...(bundle.link ?? []).filter((l) => l.relation !== 'next'), { relation: 'next', url: u.toString() }] };
+    }
+    case 'total':
+      return { ...bundle, total: fault.total ?? (bundle.total ?? 0) + (fault.add ?? 1) };
+    default:
+      return bundle;
+  }
+}
+
 // Serialises a response, applies the body-level faults, gzips when the client allows it, and writes it.
 function send(req, res, response, fault) {
   let json = response.json;
@@ -337,11 +389,14 @@ function send(req, res, response, fault) {
     const self = baseOrigin + req.url;
     json = { ...json, link: [...(json.link ?? []).filter((l) => l.relation !== 'next'), { relation: 'next', url: self }] };
   }
+  if (json?.resourceType === 'Bundle') json = breakBundle(req, json, fault);
   let body = Buffer.from(json === undefined ? '' : JSON.stringify(json), 'utf8');
   if (fault?.kind === 'invalid-json') {
     body = Buffer.concat([body.subarray(0, Math.floor(body.length / 2)), Buffer.from('}}garbage')]);
   }
   const headers = { ...response.headers };
+  // A server clock that is off: the Date header moved by offsetSeconds.
+  if (fault?.kind === 'date') headers['Date'] = new Date(Date.now() + (fault.offsetSeconds ?? 3600) * 1000).toUTCString();
   if (body.length > 0 && acceptsGzip(req.headers['accept-encoding'])) {
     body = zlib.gzipSync(body);
     headers['Content-Encoding'] = 'gzip';
