@@ -95,8 +95,7 @@ void PrintCounts(const IngestReport& r, std::FILE* out) {
   }
   fmt::print(out, "{:<24} {:>9} {:>9} {:>11}\n", "total", read, invalid, dups);
   std::size_t errors = r.issues.error_count();
-  std::size_t warnings = 0;
-  for (const fhir::Issue& i : r.issues) warnings += i.severity == fhir::Severity::kWarning ? 1 : 0;
+  std::size_t warnings = r.issues.warning_count();
   fmt::print(out,
              "\n{} file(s) read, {} file(s) not read, {} resource(s) read, {} skipped "
              "({} unreadable line/entry, {} invalid resource), {} error(s), {} warning(s){}\n",

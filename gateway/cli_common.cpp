@@ -9,10 +9,7 @@
 namespace ccm::gateway::cli {
 
 void PrintIssues(const fhir::IssueList& issues, std::FILE* out) {
-  for (const fhir::Issue& i : issues) {
-    if (i.severity == fhir::Severity::kInformation) continue;
-    fmt::print(out, "{}\n", fhir::FormatIssue(i));
-  }
+  for (const std::string& line : fhir::FormatIssueLines(issues)) fmt::print(out, "{}\n", line);
 }
 
 int ReportMonth(const FactStore& facts, const CollectReport& collected, const YearMonth& month,

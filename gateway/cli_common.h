@@ -93,7 +93,8 @@ class Args {
   std::map<std::string, std::vector<std::string>> values_;
 };
 
-// Prints errors and warnings (not information) as "location: path: message" lines.
+// Prints the issues as "location: path: message" lines (information included: the reader's notes
+// on files it did not read), each kind's "... and K more like this" after its last stored one.
 void PrintIssues(const fhir::IssueList& issues, std::FILE* out);
 
 // Evaluates `month` over `facts` and writes the report in `format` (ndjson, csv, table) to `out`
