@@ -19,6 +19,8 @@
 #include <rapidjson/reader.h>
 #include <zlib.h>
 
+#include "fhir/r4_model.h"
+
 namespace ccm::fhir {
 namespace fs = std::filesystem;
 namespace {
@@ -385,6 +387,52 @@ FileFormat FormatOf(const fs::path& path) {
   return FileFormat::kUnknown;
 }
 
+namespace {
+
+std::string Lowercase(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  return out;
+}
+
+}  // namespace
+
+std::string ResourceTypeProblem(std::string_view type) {
+  if (r4::IsResourceType(type)) return {};
+  // Quoted as written, but not without bound: it is input.
+  std::string shown(type.substr(0, 64));
+  if (type.size() > 64) shown += "...";
+  std::string_view suggestion = r4::SuggestResourceType(type);
+  if (suggestion.empty()) {
+    return fmt::format(
+        "\"{}\" is not an R4 resource type; use a type of the R4 specification, "
+        "spelled as there (e.g. Patient, Encounter)",
+        shown);
+  }
+  bool case_only = Lowercase(type) == Lowercase(suggestion);
+  return fmt::format("\"{}\" is not an R4 resource type{}; did you mean {}?", shown,
+                     case_only ? " (type names are case-sensitive)" : "", suggestion);
+}
+
+std::string ResourceTypeProblem(const json::Value& value) {
+  const json::Value* type = value.find("resourceType");
+  if (type == nullptr) {
+    // `evaluate` and `sync` write one record per patient-month, {"patient": "Patient/..",
+    // "month": "YYYY-MM", ...} (docs/ccm-rules.md): a report fed back as input is said so.
+    if (value["patient"].is_string() && value["month"].is_string()) {
+      return "missing: this looks like a ccm-gateway report record (it has patient and month), "
+             "not a FHIR resource; give the FHIR input, not a report of evaluate or sync";
+    }
+    return "missing: not a FHIR resource; a resource names its type, e.g. "
+           "\"resourceType\": \"Patient\"";
+  }
+  if (!type->is_string()) {
+    return fmt::format("expected a string naming an R4 resource type, found {}",
+                       json::KindName(type->kind()));
+  }
+  return ResourceTypeProblem(type->str());
+}
+
 ResourceReader::ResourceReader(ResourceFn on_resource, IssueFn on_issue, ReadOptions options)
     : on_resource_(std::move(on_resource)), on_issue_(std::move(on_issue)), options_(options) {}
 
@@ -396,6 +444,16 @@ ResourceReader::ResourceReader(PrepareFn prepare, PreparedFn on_prepared, IssueF
       options_(options) {}
 
 void ResourceReader::Deliver(json::Value&& resource, SourceLocation where) {
+  if (std::string problem = ResourceTypeProblem(resource); !problem.empty()) {
+    return Report(Severity::kError, IssueCode::kInvalid,
+                  where.pointer.empty() ? "resourceType" : where.pointer + ".resourceType",
+                  fmt::format("{}; {} skipped", problem, where.pointer.empty() ? "file" : "entry"),
+                  Loc(where.file, where.line));
+  }
+  Hand(std::move(resource), where);
+}
+
+void ResourceReader::Hand(json::Value&& resource, const SourceLocation& where) {
   ++counts_.resources;
   bool go = prepare_ ? on_prepared_(prepare_(std::move(resource), where), where)
                      : on_resource_(std::move(resource), where);
@@ -484,7 +542,8 @@ struct ResourceReader::LineOutcome {
   bool is_prepared = false;
   bool too_long = false;  // longer than ReadOptions::max_line_bytes
   bool blank = false;
-  std::string error;  // why there is no value (unless blank)
+  bool not_a_resource = false;  // an object without an R4 resourceType (`error` says why)
+  std::string error;            // why there is no value (unless blank)
   std::size_t column = 0;
 };
 
@@ -520,6 +579,7 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
       out.is_prepared = true;
     } else {
       out.error = fmt::format("{}; line skipped", prepared.error().message);
+      if (prepared.error().is(Errc::kInvalidResource)) out.not_a_resource = true;
     }
     return out;
   }
@@ -531,6 +591,9 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
   } else if (!v->is_object()) {
     out.error = fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
                             json::KindName(v->kind()));
+  } else if (std::string problem = ResourceTypeProblem(*v); !problem.empty()) {
+    out.error = fmt::format("{}; line skipped", problem);
+    out.not_a_resource = true;
   } else if (prepare_) {
     out.prepared = prepare_(std::move(*v), where);
     out.is_prepared = true;  // the tree is released here, on the thread that allocated it
@@ -567,12 +630,16 @@ void ResourceReader::HandleLine(LineOutcome&& o, SourceLocation& where) {
     if (!on_prepared_(std::move(o.prepared), where)) stopped_ = true;
     return;
   }
+  if (o.not_a_resource) {
+    return Report(Severity::kError, IssueCode::kInvalid, "resourceType", std::move(o.error),
+                  Loc(file, o.line_no));
+  }
   if (!o.value) {
     Report(Severity::kError, IssueCode::kStructure, "", std::move(o.error),
            Loc(file, o.line_no, o.column));
     return;
   }
-  Deliver(std::move(*o.value), where);
+  Hand(std::move(*o.value), where);
 }
 
 void ResourceReader::NdjsonLine(std::string& line, const std::string& file, std::size_t line_no) {

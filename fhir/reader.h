@@ -16,9 +16,11 @@
 //
 // Every resource is delivered with its SourceLocation (file, line where it starts, and the entry
 // index for Bundles). A malformed line or entry is reported as an Issue and skipped; reading
-// continues. Only failures that stop a whole file (it cannot be opened, a Bundle's JSON is broken
-// part-way through) end that file; they are still reported as Issues so the caller sees every
-// problem in one list.
+// continues. So is a JSON object that is not a FHIR resource (ResourceTypeProblem: no
+// resourceType, or one that is not an R4 type, such as "patient" or "Encounters"), reported at
+// path `resourceType` (`Bundle.entry[2].resource.resourceType`). Only failures that stop a whole
+// file (it cannot be opened, a Bundle's JSON is broken part-way through) end that file; they are
+// still reported as Issues so the caller sees every problem in one list.
 //
 // Not thread-safe; use one reader per thread.
 #pragma once
@@ -28,6 +30,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "fhir/issues.h"
 #include "fhir/json.h"
@@ -88,7 +91,9 @@ class ResourceReader {
   // but handed raw to this function (NUL-terminated at data[size], writable, readable
   // json::kInsituPadding bytes further, on the parsing thread); a value goes to on_prepared, an
   // error is reported as an unreadable line (the message should say what and where, e.g. "invalid
-  // JSON: line 1, column 7: ..."). Resources in JSON files and Bundles still go through `prepare`.
+  // JSON: line 1, column 7: ..."). The function must refuse objects that are not resources (as
+  // ResourceTypeProblem says) with Errc::kInvalidResource and that text: they are reported at path
+  // `resourceType`. Resources in JSON files and Bundles still go through `prepare`.
   // `scratch` is a buffer owned by the calling thread and reused between calls.
   using PrepareLineFn = std::function<Result<std::any>(
       char* data, std::size_t size, const SourceLocation& where, std::string& scratch)>;
@@ -126,7 +131,9 @@ class ResourceReader {
   void ReadNdjsonParallel(gzFile_s* gz, const std::string& file);
   void ReportOverlong(const std::string& file, std::size_t line_no);
   void ReportReadFailure(gzFile_s* gz, const std::string& file, std::size_t line_no);
+  // Checks the resourceType (ResourceTypeProblem), then hands the resource over.
   void Deliver(json::Value&& resource, SourceLocation where);
+  void Hand(json::Value&& resource, const SourceLocation& where);
   void ReportUnreadable(const Error& e, const std::string& file);
   void Report(Severity s, IssueCode c, std::string path, std::string message, std::string location);
 
@@ -145,5 +152,13 @@ class ResourceReader {
 // The kind of file `path` names, by its ending.
 enum class FileFormat { kNdjson, kJson, kUnknown };
 FileFormat FormatOf(const std::filesystem::path& path);
+
+// Why `value` (a JSON object read where a resource belongs) is not a FHIR R4 resource, as the text
+// of an issue at `resourceType`: the member is missing (a ccm-gateway report record fed back as
+// input is recognised by its `patient` and `month` and said so), not a string, or not an R4
+// resource type (with the likely one: "did you mean Patient?"). "" when it is a resource.
+std::string ResourceTypeProblem(const json::Value& value);
+// The same for a resourceType already read: "" when `type` is an R4 resource type.
+std::string ResourceTypeProblem(std::string_view type);
 
 }  // namespace ccm::fhir

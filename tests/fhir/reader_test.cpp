@@ -307,6 +307,64 @@ TEST(ReaderTest, StreamsEntriesAndStopsWhenAsked) {
   EXPECT_TRUE(r.stopped());
 }
 
+// A JSON object that is not an R4 resource is never delivered: it is reported where it is, at
+// its resourceType, with the type it probably means, on every way a resource is read.
+TEST(ReaderTest, ObjectsWithoutAnR4ResourceTypeAreReportedAtTheirResourceType) {
+  TempDir dir;
+  WriteFile(dir / "in" / "mixed.ndjson",
+            "{\"resourceType\":\"Patient\",\"id\":\"ok\"}\n"
+            "{\"resourceType\":\"patient\",\"id\":\"a\"}\n"
+            "{\"id\":\"b\",\"resourceType\":\"Encounters\"}\n"
+            "{\"id\":\"c\"}\n"
+            "{\"resourceType\":7}\n"
+            "{\"patient\":\"Patient/p1\",\"month\":\"2026-10\",\"program\":\"CCM\"}\n"
+            "{\"resourceType\":\"Zebra\"}\n");
+  WriteFile(dir / "in" / "bundle.json",
+            R"({"resourceType":"Bundle","type":"collection","entry":[
+                {"resource":{"resourceType":"Patient","id":"p2"}},
+                {"resource":{"resourceType":"condition","id":"c1"}}]})");
+  WriteFile(dir / "in" / "single.json", R"({"resourceType":"Observations","id":"o"})");
+  for (unsigned threads : {1u, 3u}) {
+    Collected c;
+    ResourceReader r = c.MakeReader(ReadOptions{.threads = threads});
+    ASSERT_TRUE(r.Read(dir / "in"));
+    ASSERT_EQ(c.resources.size(), 2u) << threads;
+    EXPECT_EQ(c.resources[0]["id"].str(), "p2");
+    EXPECT_EQ(c.resources[1]["id"].str(), "ok");
+    EXPECT_EQ(r.counts().resources, 2u);
+    EXPECT_EQ(r.counts().skipped, 8u);
+    std::vector<std::string> lines;
+    for (const Issue& i : c.issues) {
+      EXPECT_TRUE(i.is_error());
+      lines.push_back(FormatIssue(i));
+    }
+    std::string in = (dir / "in").string();
+    std::vector<std::string> expected = {
+        in + "/bundle.json:3: Bundle.entry[1].resource.resourceType: \"condition\" is not an R4 "
+             "resource type (type names are case-sensitive); did you mean Condition?; entry "
+             "skipped",
+        in + "/mixed.ndjson:2: resourceType: \"patient\" is not an R4 resource type (type names "
+             "are case-sensitive); did you mean Patient?; line skipped",
+        in + "/mixed.ndjson:3: resourceType: \"Encounters\" is not an R4 resource type; did you "
+             "mean Encounter?; line skipped",
+        in + "/mixed.ndjson:4: resourceType: missing: not a FHIR resource; a resource names its "
+             "type, e.g. \"resourceType\": \"Patient\"; line skipped",
+        in + "/mixed.ndjson:5: resourceType: expected a string naming an R4 resource type, found "
+             "number; line skipped",
+        in + "/mixed.ndjson:6: resourceType: missing: this looks like a ccm-gateway report record "
+             "(it has patient and month), not a FHIR resource; give the FHIR input, not a report "
+             "of evaluate or sync; line skipped",
+        in + "/mixed.ndjson:7: resourceType: \"Zebra\" is not an R4 resource type; use a type of "
+             "the R4 specification, spelled as there (e.g. Patient, Encounter); line skipped",
+        in + "/single.json:1: resourceType: \"Observations\" is not an R4 resource type; did you "
+             "mean Observation?; file skipped",
+    };
+    EXPECT_EQ(lines, expected);
+    EXPECT_EQ(c.issues[0].path, "Bundle.entry[1].resource.resourceType");
+    EXPECT_EQ(c.issues[0].code, IssueCode::kInvalid);
+  }
+}
+
 TEST(ReaderTest, MissingPathIsAnError) {
   Collected c;
   ResourceReader r = c.MakeReader();

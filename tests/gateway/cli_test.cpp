@@ -79,5 +79,27 @@ TEST(CliTest, IngestPrintsPerPatientTable) {
   EXPECT_NE(r.out.find("15 patient(s)"), std::string::npos) << r.out;
 }
 
+TEST(CliTest, CheckAndIngestNameWhatIsNotAResource) {
+  TempDir dir;
+  ccm::testing::WriteFile(dir / "in" / "x.ndjson",
+                          "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n"
+                          "{\"resourceType\":\"patient\",\"id\":\"b\"}\n"
+                          "{\"patient\":\"Patient/a\",\"month\":\"2026-10\"}\n");
+  std::string in = (dir / "in").string();
+  for (const char* command : {"check", "ingest"}) {
+    RunResult r = RunGateway(std::string(command) + " --input " + in);
+    EXPECT_EQ(r.status, 1) << command << "\n" << r.out;
+    EXPECT_NE(r.out.find(in + "/x.ndjson:2: resourceType: \"patient\" is not an R4 resource type "
+                              "(type names are case-sensitive); did you mean Patient?"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find(in + "/x.ndjson:3: resourceType: missing: this looks like a ccm-gateway "
+                              "report record"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("1 resource(s) read, 2 skipped"), std::string::npos) << r.out;
+  }
+}
+
 }  // namespace
 }  // namespace ccm::gateway
