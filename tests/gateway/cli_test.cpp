@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -98,6 +99,43 @@ TEST(CliTest, CheckAndIngestNameWhatIsNotAResource) {
               std::string::npos)
         << r.out;
     EXPECT_NE(r.out.find("1 resource(s) read, 2 skipped"), std::string::npos) << r.out;
+  }
+}
+
+// The binary names every file and directory it does not read; what may hold data makes the exit
+// status 1, notes (a README) do not. Link loops end.
+TEST(CliTest, CheckAndEvaluateNameEveryFileTheyDoNotRead) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  std::string patient = "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n";
+  ccm::testing::WriteFile(dir / "ok" / "Patient.ndjson", patient);
+  ccm::testing::WriteFile(dir / "ok" / "README.md", "notes\n");
+  RunResult ok = RunGateway("check --input " + (dir / "ok").string());
+  EXPECT_EQ(ok.status, 0) << ok.out;
+  EXPECT_NE(ok.out.find((dir / "ok" / "README.md").string() +
+                        ": information: skipped: not a FHIR file by its name"),
+            std::string::npos)
+      << ok.out;
+
+  ccm::testing::WriteFile(dir / "in" / "Patient.ndjson", patient);
+  ccm::testing::WriteFile(dir / "in" / "Encounter.NDJSON", patient);
+  ccm::testing::WriteFile(dir / "in" / "Condition.ndjson.bz2", "BZh9");
+  fs::create_symlink("loop", dir / "in" / "loop");
+  fs::create_directory_symlink(".", dir / "in" / "back");
+  std::string in = (dir / "in").string();
+  for (const std::string& command :
+       {"check --input " + in, "evaluate --month 2026-10 --format csv --input " + in}) {
+    RunResult r = RunGateway(command);
+    EXPECT_EQ(r.status, 1) << command << "\n" << r.out;
+    for (const std::string& line : {
+             in + "/Encounter.NDJSON: warning: not read: endings are case-sensitive; rename it to "
+                  "Encounter.ndjson to read it",
+             in + "/Condition.ndjson.bz2: warning: not read: .bz2 files are not read",
+             in + "/loop: warning: not read: a symbolic link loop",
+             in + "/back: warning: not read: a symbolic link loop (it leads back to " + in,
+         }) {
+      EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+    }
   }
 }
 
