@@ -109,6 +109,7 @@ Result<std::unique_ptr<fhir::FhirClient>> MakeFhirClient(const SourceConfig& sou
   o.http = source.http;
   o.http.user_agent = fmt::format("ccm-gateway/{} (+FHIR R4 CCM {})", CCM_VERSION, purpose);
   o.retry = source.retry;
+  o.server_diagnostics = source.server_diagnostics;
   return std::make_unique<fhir::FhirClient>(std::move(o), std::move(auth));
 }
 
@@ -139,6 +140,7 @@ struct SourceRun {
     o.http = src.http;
     o.http.user_agent = fmt::format("ccm-gateway/{} (+FHIR R4 CCM sync)", CCM_VERSION);
     o.retry = src.retry;
+    o.server_diagnostics = src.server_diagnostics;
     return o;
   }
 
@@ -475,7 +477,7 @@ struct SourceRun {
         std::string_view resource = text.substr(e.begin, e.end - e.begin);
         if (e.search_mode == "outcome" || e.resource_type == "OperationOutcome") {
           auto oo = fhir::json::Parse(resource);
-          std::string what = oo ? fhir::DescribeOperationOutcome(*oo) : "";
+          std::string what = oo ? fhir::DescribeOperationOutcome(*oo, false) : "";
           if (!what.empty()) Warn(fmt::format("{}: {} search: {}", src.name, type, what));
           continue;
         }
