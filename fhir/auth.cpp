@@ -10,7 +10,9 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdlib>
 #include <mutex>
 
@@ -186,12 +188,36 @@ class OAuthSource : public TokenSource {
     std::string where = fmt::format("token endpoint {}", RedactUrl(options_.token_url));
     auto body = json::Parse(resp.body);
     if (resp.status != 200) {
-      // RFC 6749 §5.2 error response: error and error_description carry no secrets.
-      std::string detail = body && (*body)["error"].is_string()
-                               ? fmt::format("{}{}{}", (*body)["error"].str(),
-                                             (*body)["error_description"].is_string() ? ": " : "",
-                                             (*body)["error_description"].str())
-                               : "no OAuth error in the body";
+      // RFC 6749 §5.2 error response: `error` is a code (kept when it looks like one);
+      // `error_description` is the server's free text, withheld unless asked for, as every
+      // server text is (it can echo what it was sent).
+      std::string_view error = body ? (*body)["error"].str() : std::string_view();
+      std::string_view description = body ? (*body)["error_description"].str() : std::string_view();
+      bool code_like = !error.empty() && error.size() <= 64 &&
+                       std::all_of(error.begin(), error.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' ||
+                                c == '-' || c == '.';
+                       });
+      std::string detail;
+      if (options_.server_diagnostics) {
+        detail =
+            error.empty() ? "no OAuth error code in the body" : std::string(error.substr(0, 100));
+        if (!description.empty()) detail += fmt::format(": {}", description.substr(0, 300));
+      } else {
+        detail = code_like ? std::string(error) : "no OAuth error code in the body";
+        auto characters = [](std::string_view text) {
+          return std::count_if(text.begin(), text.end(), [](char c) {
+            return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // UTF-8 code points
+          });
+        };
+        if (auto hidden = characters(description) + (code_like ? 0 : characters(error));
+            hidden > 0) {
+          detail += fmt::format(
+              " (error_description withheld, {} characters; set "
+              "logging.serverDiagnostics to true to log it)",
+              hidden);
+        }
+      }
       Errc kind =
           resp.status >= 500 || resp.status == 429 ? Errc::kServerError : Errc::kClientError;
       return MakeError(

@@ -45,6 +45,9 @@ struct OAuthClientOptions {
   std::string client_id;
   std::string scope;  // e.g. "system/*.rs"
   std::chrono::seconds refresh_margin{60};
+  // Copy the token endpoint's error_description (free text) into error messages; off: only the
+  // OAuth error code and how much text was withheld.
+  bool server_diagnostics = false;
 };
 
 // client_credentials with client_secret_basic.

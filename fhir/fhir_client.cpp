@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <condition_variable>
 #include <deque>
@@ -39,22 +40,69 @@ std::string AppendParams(std::string url,
 
 }  // namespace
 
-std::string DescribeOperationOutcome(const json::Value& v) {
+namespace {
+
+// Code points of UTF-8 text (for "N characters").
+std::size_t Characters(std::string_view text) {
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+// A server's code value, kept only when it looks like one (printable ASCII, no spaces, short):
+// a code field is not a place for prose, but a server could put prose there.
+std::string_view CodeOnly(std::string_view code) {
+  if (code.empty() || code.size() > 100) return {};
+  for (char c : code) {
+    if (c <= ' ' || c > '~') return {};
+  }
+  return code;
+}
+
+}  // namespace
+
+std::string DescribeOperationOutcome(const json::Value& v, bool server_diagnostics) {
   if (v["resourceType"].str() != "OperationOutcome") return "";
   std::string out;
+  std::size_t withheld = 0;
   for (const json::Value& issue : v["issue"].array()) {
-    std::string_view text = issue["diagnostics"].str();
-    if (text.empty()) text = issue["details"]["text"].str();
-    if (text.empty()) text = issue["details"]["coding"][0]["display"].str();
-    std::string one = fmt::format("{} {}{}{}", issue["severity"].str(), issue["code"].str(),
-                                  text.empty() ? "" : ": ", text);
-    // Servers sometimes echo whole resources into diagnostics; keep messages readable.
-    if (one.size() > 300) {
-      one.resize(300);
-      one += "...";
+    std::string one =
+        fmt::format("{} {}", CodeOnly(issue["severity"].str()), CodeOnly(issue["code"].str()));
+    if (server_diagnostics) {
+      std::string_view text = issue["diagnostics"].str();
+      if (text.empty()) text = issue["details"]["text"].str();
+      if (text.empty()) text = issue["details"]["coding"][0]["display"].str();
+      if (!text.empty()) one += fmt::format(": {}", text);
+      // Servers sometimes echo whole resources into diagnostics; keep messages readable.
+      if (one.size() > 300) {
+        one.resize(300);
+        one += "...";
+      }
+    } else {
+      // Only what is coded: servers echo patient data into the free text (the search, the
+      // resource), and messages end up in logs, problem lines and audit records.
+      std::string codes;
+      for (const json::Value& c : issue["details"]["coding"].array()) {
+        std::string_view system = CodeOnly(c["system"].str()), code = CodeOnly(c["code"].str());
+        if (code.empty()) continue;
+        codes += fmt::format("{}{}{}{}", codes.empty() ? "" : ", ", system,
+                             system.empty() ? "" : "|", code);
+      }
+      if (!codes.empty()) one += fmt::format(" [{}]", codes);
+      withheld +=
+          Characters(issue["diagnostics"].str()) + Characters(issue["details"]["text"].str());
+      for (const json::Value& c : issue["details"]["coding"].array()) {
+        withheld += Characters(c["display"].str());
+      }
     }
     if (!out.empty()) out += "; ";
     out += one;
+  }
+  if (withheld > 0) {
+    out += fmt::format(
+        " (server diagnostics withheld, {} characters; set "
+        "logging.serverDiagnostics to true to log them)",
+        withheld);
   }
   return out;
 }
@@ -142,7 +190,8 @@ Result<FhirResponse> FhirClient::Execute(HttpRequest request, bool idempotent, B
                                        r.status, invalid));
         } else {
           Result<json::Value> parsed = json_body ? json::Parse(r.body) : Result<json::Value>();
-          std::string oo = parsed ? DescribeOperationOutcome(*parsed) : "";
+          std::string oo =
+              parsed ? DescribeOperationOutcome(*parsed, options_.server_diagnostics) : "";
           Errc kind = r.status == 409 || r.status == 412   ? Errc::kConflict
                       : r.status == 404 || r.status == 410 ? Errc::kNotFound
                       : r.status >= 500 || r.status == 429 ? Errc::kServerError

@@ -11,8 +11,10 @@
 //   A request marked non-idempotent (a POST without If-None-Exist) is not retried after a
 //   connection error, a timeout, 500, 502 or 504, since the server may have applied it; only
 //   after 429 and 503, which say it was not processed.
-// - Errors name the interaction and the URL without its query, and carry the server's
-//   OperationOutcome diagnostics when the error body has one. Never secrets.
+// - Errors name the interaction and the URL without its query, the HTTP status and, when the
+//   error body is an OperationOutcome, its issues' severity and code and details.coding
+//   system|code values; the servers' free text (diagnostics, details.text) only with
+//   FhirClientOptions::server_diagnostics (servers echo patient data there). Never secrets.
 // - Search follows Bundle.link[relation=next] exactly as the server gives it, and refuses a next
 //   link that leaves the server (a different scheme, host or port would receive our token) or
 //   that returns to a page already read (a paging loop).
@@ -40,6 +42,9 @@ struct FhirClientOptions {
   HttpOptions http;
   RetryPolicy retry;
   std::size_t max_pages = 1'000'000;  // per search, a last guard against endless paging
+  // Copy the server's free text (OperationOutcome diagnostics, details.text) into error messages
+  // (truncated). Off: only codes, and a note of how much was withheld (DescribeOperationOutcome).
+  bool server_diagnostics = false;
 };
 
 // What Execute does with a 2xx body.
@@ -135,7 +140,11 @@ class FhirClient {
   ClientStats stats_;
 };
 
-// "error processing: <diagnostics>; ..." from an OperationOutcome, or "" when `v` is none.
-std::string DescribeOperationOutcome(const json::Value& v);
+// The issues of an OperationOutcome, or "" when `v` is none. With `server_diagnostics`: "error
+// processing: <diagnostics>; ..." (each issue's text truncated to 300 characters). Without: the
+// coded parts only, "error processing [system|code]; warning invalid (server diagnostics withheld,
+// 57 characters; set logging.serverDiagnostics to true to log them)" -- servers echo patient data
+// into the text.
+std::string DescribeOperationOutcome(const json::Value& v, bool server_diagnostics);
 
 }  // namespace ccm::fhir

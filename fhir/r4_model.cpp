@@ -141,6 +141,69 @@ std::span<const std::string_view> ResourceTypes() noexcept { return GetModel().r
 
 std::span<const std::string_view> PrimitiveTypes() noexcept { return kPrimitiveTypes; }
 
+namespace {
+
+char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool EqualIgnoringCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return Lower(x) == Lower(y); });
+}
+
+// Edit distance ignoring case, a swap of two neighbouring letters counting as one edit (optimal
+// string alignment); gives up (returning limit + 1) past `limit`.
+std::size_t EditDistance(std::string_view a, std::string_view b, std::size_t limit) {
+  if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) return limit + 1;
+  std::vector<std::size_t> before(b.size() + 1), prev(b.size() + 1), row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    row[0] = i;
+    std::size_t best = row[0];
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      bool same = Lower(a[i - 1]) == Lower(b[j - 1]);
+      row[j] = std::min({prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (same ? 0 : 1)});
+      if (i > 1 && j > 1 && Lower(a[i - 1]) == Lower(b[j - 2]) &&
+          Lower(a[i - 2]) == Lower(b[j - 1])) {
+        row[j] = std::min(row[j], before[j - 2] + 1);
+      }
+      best = std::min(best, row[j]);
+    }
+    if (best > limit) return limit + 1;
+    std::swap(before, prev);
+    std::swap(prev, row);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+std::string_view SuggestResourceType(std::string_view name) {
+  if (name.empty() || IsResourceType(name)) return {};
+  std::span<const std::string_view> types = ResourceTypes();
+  for (std::string_view t : types) {
+    if (EqualIgnoringCase(t, name)) return t;
+  }
+  // Plurals: "Encounters", "Observations", "ActivityDefinitions"; "-ies" is not an R4 ending.
+  for (std::string_view suffix : {"s", "es"}) {
+    if (name.size() <= suffix.size() || !name.ends_with(suffix)) continue;
+    std::string_view stem = name.substr(0, name.size() - suffix.size());
+    for (std::string_view t : types) {
+      if (EqualIgnoringCase(t, stem)) return t;
+    }
+  }
+  const std::size_t limit = std::max<std::size_t>(1, name.size() / 4);
+  std::string_view best;
+  std::size_t best_distance = limit + 1;
+  for (std::string_view t : types) {
+    std::size_t d = EditDistance(name, t, limit);
+    if (d < best_distance) {
+      best = t;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
 const StructureInfo* FindStructure(std::string_view name) noexcept {
   return GetModel().Structure(name);
 }

@@ -61,7 +61,12 @@ bool IsResourceType(std::string_view name) noexcept;
 // True for the 20 R4 primitive types ("boolean", "dateTime", "xhtml", ...).
 bool IsPrimitiveType(std::string_view name) noexcept;
 
-std::span<const std::string_view> ResourceTypes() noexcept;   // sorted
+std::span<const std::string_view> ResourceTypes() noexcept;  // sorted
+// The R4 resource type `name` most likely means, for a "did you mean ...?": the same letters in
+// another case ("patient" -> "Patient"), a plural ("Encounters" -> "Encounter"), or a spelling at
+// most one edit per four letters away ("Obsrvation" -> "Observation"). "" when none is that close
+// (or `name` is itself a resource type).
+std::string_view SuggestResourceType(std::string_view name);
 std::span<const std::string_view> PrimitiveTypes() noexcept;  // sorted
 
 // The structure named `name`, or nullptr.

@@ -17,7 +17,10 @@
 #include <fmt/format.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
+#include <sys/stat.h>
 #include <zlib.h>
+
+#include "fhir/r4_model.h"
 
 namespace ccm::fhir {
 namespace fs = std::filesystem;
@@ -385,6 +388,158 @@ FileFormat FormatOf(const fs::path& path) {
   return FileFormat::kUnknown;
 }
 
+namespace {
+
+constexpr std::string_view kEndingsRead =
+    ".ndjson, .jsonl and .json, each also gzip-compressed (.gz)";
+
+std::string Lowercase(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  return out;
+}
+
+// The data ending of `name` ignoring case (".ndjson.gz"), "" when it has none.
+std::string_view DataEndingIgnoringCase(std::string_view lower) {
+  for (std::string_view e : {".ndjson.gz", ".jsonl.gz", ".json.gz", ".ndjson", ".jsonl", ".json"}) {
+    if (lower.ends_with(e)) return e;
+  }
+  return {};
+}
+
+// Compression and archive endings that are not read (lower case).
+std::string_view OtherCompressionEnding(std::string_view lower) {
+  for (std::string_view e : {".bz2", ".xz", ".zst", ".zstd", ".lz4", ".lzma", ".lz", ".z", ".br",
+                             ".zip", ".7z", ".rar", ".tar", ".tgz", ".tbz", ".tbz2", ".txz"}) {
+    if (lower.ends_with(e)) return e;
+  }
+  return {};
+}
+
+struct NotRead {
+  Severity severity;
+  std::string message;
+};
+
+// Why a file found in a directory is not read, or nullopt when it is read. Files that may well
+// hold FHIR data (a data ending in another case, another compression) are warnings: data not
+// taken in. Others (README.md, a CSV) are notes.
+std::optional<NotRead> WhyNotRead(const fs::path& file) {
+  std::string name = file.filename().string();
+  if (name == "log.ndjson") {
+    // The SMART bulk-data client writes its own event log next to the exported files.
+    return NotRead{Severity::kInformation, "skipped: a Bulk Data client log, not FHIR resources"};
+  }
+  if (FormatOf(file) != FileFormat::kUnknown) return std::nullopt;
+  std::string lower = Lowercase(name);
+  if (std::string_view e = DataEndingIgnoringCase(lower); !e.empty()) {
+    std::string renamed = name.substr(0, name.size() - e.size()) + std::string(e);
+    return NotRead{Severity::kWarning,
+                   fmt::format("not read: endings are case-sensitive; rename it to {} to read it "
+                               "(read: {})",
+                               renamed, kEndingsRead)};
+  }
+  if (std::string_view e = OtherCompressionEnding(lower); !e.empty()) {
+    bool archive = e == ".zip" || e == ".7z" || e == ".rar" || e.starts_with(".t");
+    return NotRead{Severity::kWarning,
+                   fmt::format("not read: {} files are not read (read: {}); {}", e, kEndingsRead,
+                               archive ? "unpack it into .ndjson or .json files"
+                                       : "decompress it, or recompress it with gzip")};
+  }
+  if (lower.ends_with(".gz")) {
+    return NotRead{Severity::kWarning,
+                   fmt::format("not read: a .gz file is read when its name says what it holds "
+                               "(read: {}); rename it",
+                               kEndingsRead)};
+  }
+  return NotRead{Severity::kInformation,
+                 fmt::format("skipped: not a FHIR file by its name (read: {})", kEndingsRead)};
+}
+
+std::string_view FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
+}
+
+std::string LinkTarget(const fs::path& link) {
+  std::error_code ec;
+  fs::path target = fs::read_symlink(link, ec);
+  return ec ? std::string("?") : target.string();
+}
+
+}  // namespace
+
+std::string ResourceTypeProblem(std::string_view type) {
+  if (r4::IsResourceType(type)) return {};
+  // Quoted as written, but not without bound: it is input.
+  std::string shown(type.substr(0, 64));
+  if (type.size() > 64) shown += "...";
+  std::string_view suggestion = r4::SuggestResourceType(type);
+  if (suggestion.empty()) {
+    return fmt::format(
+        "\"{}\" is not an R4 resource type; use a type of the R4 specification, "
+        "spelled as there (e.g. Patient, Encounter)",
+        shown);
+  }
+  bool case_only = Lowercase(type) == Lowercase(suggestion);
+  return fmt::format("\"{}\" is not an R4 resource type{}; did you mean {}?", shown,
+                     case_only ? " (type names are case-sensitive)" : "", suggestion);
+}
+
+std::string ResourceTypeProblem(const json::Value& value) {
+  const json::Value* type = value.find("resourceType");
+  if (type == nullptr) {
+    // `evaluate` and `sync` write one record per patient-month, {"patient": "Patient/..",
+    // "month": "YYYY-MM", ...} (docs/ccm-rules.md): a report fed back as input is said so.
+    if (value["patient"].is_string() && value["month"].is_string()) {
+      return "missing: this looks like a ccm-gateway report record (it has patient and month), "
+             "not a FHIR resource; give the FHIR input, not a report of evaluate or sync";
+    }
+    return "missing: not a FHIR resource; a resource names its type, e.g. "
+           "\"resourceType\": \"Patient\"";
+  }
+  if (!type->is_string()) {
+    return fmt::format("expected a string naming an R4 resource type, found {}",
+                       json::KindName(type->kind()));
+  }
+  return ResourceTypeProblem(type->str());
+}
+
+Status CheckInputPath(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    struct stat link {};
+    bool is_link = ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode);
+    if (err == ENOENT && is_link) {
+      return MakeError(Errc::kNotFound,
+                       fmt::format("{}: dangling symbolic link (its target {} does not exist)",
+                                   path.string(), LinkTarget(path)));
+    }
+    if (err == ENOENT || err == ENOTDIR) {
+      return MakeError(Errc::kNotFound,
+                       fmt::format("{}: no such file or directory", path.string()));
+    }
+    if (err == ELOOP) {
+      return MakeError(Errc::kIo, fmt::format("{}: symbolic link loop (the link leads back to "
+                                              "itself)",
+                                              path.string()));
+    }
+    return MakeError(Errc::kIo, fmt::format("{}: {}", path.string(), std::strerror(err)));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    std::error_code ec;
+    fs::directory_iterator it(path, ec);
+    if (ec) {
+      return MakeError(Errc::kIo,
+                       fmt::format("{}: cannot list directory: {}", path.string(), ec.message()));
+    }
+  }
+  return {};
+}
+
 ResourceReader::ResourceReader(ResourceFn on_resource, IssueFn on_issue, ReadOptions options)
     : on_resource_(std::move(on_resource)), on_issue_(std::move(on_issue)), options_(options) {}
 
@@ -396,6 +551,16 @@ ResourceReader::ResourceReader(PrepareFn prepare, PreparedFn on_prepared, IssueF
       options_(options) {}
 
 void ResourceReader::Deliver(json::Value&& resource, SourceLocation where) {
+  if (std::string problem = ResourceTypeProblem(resource); !problem.empty()) {
+    return Report(Severity::kError, IssueCode::kInvalid,
+                  where.pointer.empty() ? "resourceType" : where.pointer + ".resourceType",
+                  fmt::format("{}; {} skipped", problem, where.pointer.empty() ? "file" : "entry"),
+                  Loc(where.file, where.line));
+  }
+  Hand(std::move(resource), where);
+}
+
+void ResourceReader::Hand(json::Value&& resource, const SourceLocation& where) {
   ++counts_.resources;
   bool go = prepare_ ? on_prepared_(prepare_(std::move(resource), where), where)
                      : on_resource_(std::move(resource), where);
@@ -412,62 +577,158 @@ void ResourceReader::Report(Severity s, IssueCode c, std::string path, std::stri
 }
 
 Status ResourceReader::Read(const fs::path& path) {
-  std::error_code ec;
-  fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) {
-    return MakeError(Errc::kNotFound, fmt::format("{}: no such file or directory", path.string()));
-  }
-  if (!fs::is_directory(st)) {
-    ReadFile(path);
+  CCM_TRY(CheckInputPath(path));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return CheckInputPath(path);  // vanished since
+  if (!S_ISDIR(st.st_mode)) {
+    // A file named on the command line is read whatever its type (a pipe such as <(zcat ...)
+    // is fine); only its ending decides the format.
+    if (!FirstVisit(st, path)) return {};
+    ReadFile(path, /*named=*/true);
     return {};
   }
-  std::vector<fs::path> files;
-  fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec);
-  if (ec) {
-    return MakeError(Errc::kIo,
-                     fmt::format("{}: cannot list directory: {}", path.string(), ec.message()));
-  }
-  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    const fs::path& p = it->path();
-    if (p.filename().string().starts_with(".")) {
-      if (it->is_directory()) it.disable_recursion_pending();
-      continue;  // hidden files and folders (.git, editor swap files) are never input
-    }
-    if (it->is_regular_file()) files.push_back(p);
-  }
-  if (ec) {
-    Report(Severity::kError, IssueCode::kIncomplete, "",
-           fmt::format("listing stopped early: {}", ec.message()), path.string());
-  }
-  std::sort(files.begin(), files.end());
-  for (const fs::path& f : files) {
-    if (stopped_) break;
-    if (FormatOf(f) == FileFormat::kUnknown) {
-      ++counts_.files_skipped;
-      Report(Severity::kInformation, IssueCode::kInformational, "",
-             "skipped: not a .json, .ndjson or .jsonl file (optionally .gz)", f.string());
-      continue;
-    }
-    ReadFile(f);
-  }
+  if (!FirstVisit(st, path)) return {};
+  std::vector<Ancestor> ancestors{
+      {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), path}};
+  Walk(path, ancestors);
   return {};
 }
 
-void ResourceReader::ReadFile(const fs::path& file) {
-  FileFormat format = FormatOf(file);
-  // The SMART bulk-data client writes its own event log next to the exported files; it is not FHIR.
-  if (file.filename() == "log.ndjson") {
+bool ResourceReader::FirstVisit(const struct stat& st, const fs::path& path) {
+  auto [it, added] = visited_.try_emplace(
+      {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)},
+      path.string());
+  if (added) return true;
+  SkipEntry(Severity::kInformation, path,
+            fmt::format("skipped: the same {} as {}, already read",
+                        S_ISDIR(st.st_mode) ? "directory" : "file", it->second));
+  return false;
+}
+
+void ResourceReader::SkipEntry(Severity s, const fs::path& path, std::string message) {
+  ++counts_.files_skipped;
+  Report(s, s == Severity::kInformation ? IssueCode::kInformational : IssueCode::kNotSupported, "",
+         std::move(message), path.string());
+}
+
+// Directories are read depth first with the entries of each sorted by name, which is sorted path
+// order. Symbolic links are followed (a directory reached twice, or a link back to a directory
+// being read, is named and not read again), so that no walk loops.
+void ResourceReader::Walk(const fs::path& dir, std::vector<Ancestor>& ancestors) {
+  std::vector<fs::path> entries;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
     ++counts_.files_skipped;
-    Report(Severity::kInformation, IssueCode::kInformational, "",
-           "skipped: a Bulk Data client log, not FHIR resources", file.string());
+    Report(Severity::kError, IssueCode::kIncomplete, "",
+           fmt::format("cannot list directory: {}; nothing in it was read", ec.message()),
+           dir.string());
     return;
+  }
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    entries.push_back(it->path());
+  }
+  if (ec) {
+    Report(Severity::kError, IssueCode::kIncomplete, "",
+           fmt::format("listing stopped early: {}; files after it were not read", ec.message()),
+           dir.string());
+  }
+  std::sort(entries.begin(), entries.end());
+  for (const fs::path& p : entries) {
+    if (stopped_) return;
+    Visit(p, ancestors);
+  }
+}
+
+void ResourceReader::Visit(const fs::path& p, std::vector<Ancestor>& ancestors) {
+  struct stat link {};
+  if (::lstat(p.c_str(), &link) != 0) {
+    return SkipEntry(Severity::kWarning, p,
+                     fmt::format("not read: {} (it changed while the directory was read)",
+                                 std::strerror(errno)));
+  }
+  bool is_link = S_ISLNK(link.st_mode);
+  if (p.filename().string().starts_with(".")) {
+    // Hidden files and folders (.git, editor swap files) are never input.
+    return SkipEntry(Severity::kInformation, p,
+                     S_ISDIR(link.st_mode) ? "skipped: a hidden directory (never read)"
+                                           : "skipped: a hidden file (never read)");
+  }
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    int err = errno;
+    if (is_link && err == ENOENT) {
+      return SkipEntry(Severity::kWarning, p,
+                       fmt::format("not read: a dangling symbolic link (its target {} does not "
+                                   "exist)",
+                                   LinkTarget(p)));
+    }
+    if (err == ELOOP) {
+      return SkipEntry(Severity::kWarning, p,
+                       "not read: a symbolic link loop (the link leads back to itself)");
+    }
+    return SkipEntry(Severity::kWarning, p, fmt::format("not read: {}", std::strerror(err)));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    for (const Ancestor& a : ancestors) {
+      if (a.dev == static_cast<std::uint64_t>(st.st_dev) &&
+          a.ino == static_cast<std::uint64_t>(st.st_ino)) {
+        return SkipEntry(Severity::kWarning, p,
+                         fmt::format("not read: a symbolic link loop (it leads back to {}, which "
+                                     "is being read)",
+                                     a.path.string()));
+      }
+    }
+    if (!FirstVisit(st, p)) return;
+    ancestors.push_back(
+        {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), p});
+    Walk(p, ancestors);
+    ancestors.pop_back();
+    return;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return SkipEntry(Severity::kWarning, p,
+                     fmt::format("not read: {} (in a directory only regular files are read; name "
+                                 "it as an input to read it)",
+                                 FileTypeName(st.st_mode)));
+  }
+  if (std::optional<NotRead> why = WhyNotRead(p)) {
+    return SkipEntry(why->severity, p, std::move(why->message));
+  }
+  if (!FirstVisit(st, p)) return;
+  ReadFile(p, /*named=*/false);
+}
+
+void ResourceReader::ReadFile(const fs::path& file, bool named) {
+  FileFormat format = FormatOf(file);
+  if (file.filename() == "log.ndjson") {
+    return SkipEntry(Severity::kInformation, file,
+                     "skipped: a Bulk Data client log, not FHIR resources");
+  }
+  if (named && format == FileFormat::kUnknown) {
+    // Named on the command line: its ending in any case says the format; other compressions
+    // cannot be read; anything else is tried as JSON (a pipe, a file without ending).
+    std::string lower = Lowercase(file.filename().string());
+    std::string_view data = DataEndingIgnoringCase(lower);
+    if (!data.empty()) {
+      format =
+          data.starts_with(".json.") || data == ".json" ? FileFormat::kJson : FileFormat::kNdjson;
+    } else if (std::string_view e = OtherCompressionEnding(lower); !e.empty()) {
+      ++counts_.files_skipped;
+      return Report(Severity::kError, IssueCode::kNotSupported, "",
+                    fmt::format("{} files are not read (read: {}); decompress it, or recompress "
+                                "it with gzip; file skipped",
+                                e, kEndingsRead),
+                    file.string());
+    } else {
+      format = FileFormat::kJson;
+    }
   }
   ++counts_.files;
   if (format == FileFormat::kNdjson) {
     ReadNdjsonFile(file);
   } else {
-    // A file named explicitly with another ending is read as JSON.
     ReadJsonFile(file);
   }
 }
@@ -484,7 +745,8 @@ struct ResourceReader::LineOutcome {
   bool is_prepared = false;
   bool too_long = false;  // longer than ReadOptions::max_line_bytes
   bool blank = false;
-  std::string error;  // why there is no value (unless blank)
+  bool not_a_resource = false;  // an object without an R4 resourceType (`error` says why)
+  std::string error;            // why there is no value (unless blank)
   std::size_t column = 0;
 };
 
@@ -520,6 +782,7 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
       out.is_prepared = true;
     } else {
       out.error = fmt::format("{}; line skipped", prepared.error().message);
+      if (prepared.error().is(Errc::kInvalidResource)) out.not_a_resource = true;
     }
     return out;
   }
@@ -531,6 +794,9 @@ ResourceReader::LineOutcome ResourceReader::ParseLine(char* data, std::size_t si
   } else if (!v->is_object()) {
     out.error = fmt::format("expected a FHIR resource (a JSON object), found {}; line skipped",
                             json::KindName(v->kind()));
+  } else if (std::string problem = ResourceTypeProblem(*v); !problem.empty()) {
+    out.error = fmt::format("{}; line skipped", problem);
+    out.not_a_resource = true;
   } else if (prepare_) {
     out.prepared = prepare_(std::move(*v), where);
     out.is_prepared = true;  // the tree is released here, on the thread that allocated it
@@ -567,12 +833,16 @@ void ResourceReader::HandleLine(LineOutcome&& o, SourceLocation& where) {
     if (!on_prepared_(std::move(o.prepared), where)) stopped_ = true;
     return;
   }
+  if (o.not_a_resource) {
+    return Report(Severity::kError, IssueCode::kInvalid, "resourceType", std::move(o.error),
+                  Loc(file, o.line_no));
+  }
   if (!o.value) {
     Report(Severity::kError, IssueCode::kStructure, "", std::move(o.error),
            Loc(file, o.line_no, o.column));
     return;
   }
-  Deliver(std::move(*o.value), where);
+  Hand(std::move(*o.value), where);
 }
 
 void ResourceReader::NdjsonLine(std::string& line, const std::string& file, std::size_t line_no) {

@@ -315,9 +315,12 @@ Result<EngineConfig> DefaultEngineConfig() {
 Result<EngineConfig> EngineConfigFromJson(const Value& v, std::string_view origin,
                                           const std::filesystem::path& base_dir) {
   if (!v.is_object()) return ConfigError(origin, "(top level)", "expected a JSON object");
+  // Every section some command reads, and only those: a section nothing reads yet (`server`,
+  // before there is a server) is an unknown key like a typo.
   CCM_TRY(CheckKeys(v, origin, "",
                     {"practice", "mappings", "rules", "billing", "sources", "state", "sync",
-                     "writeBack", "server", "logging"}));
+                     "writeBack", "logging"}));
+  CCM_TRY(LoggingFromJson(v, origin));  // used by sync and bill; checked here too
   CCM_TRY_ASSIGN(EngineConfig c, DefaultEngineConfig());
   c.origin = std::filesystem::path(origin);
   CCM_TRY(ApplyPractice(v, origin, c.practice));

@@ -9,6 +9,8 @@
 
 #include <rapidjson/reader.h>
 
+#include "fhir/r4_model.h"
+#include "fhir/reader.h"
 #include "mappings/code_systems.h"
 
 namespace ccm::gateway {
@@ -702,13 +704,17 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
   std::string_view text(data, size);
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   // Bulk exports write resourceType first: a type no rule reads is dropped without parsing the
-  // rest.
+  // rest -- if it is an R4 type at all (one hash lookup): a misspelt one is no resource and is
+  // refused, never dropped as if it were of a type the engine ignores.
   if (constexpr std::string_view kHead = "{\"resourceType\":\""; text.starts_with(kHead)) {
     std::size_t end = text.find('"', kHead.size());
-    if (end != std::string_view::npos &&
-        !FactTypeNeeded(text.substr(kHead.size(), end - kHead.size())) &&
-        text.substr(kHead.size(), end - kHead.size()).find('\\') == std::string_view::npos) {
-      return Extracted{};
+    std::string_view type = end == std::string_view::npos
+                                ? std::string_view()
+                                : text.substr(kHead.size(), end - kHead.size());
+    if (end != std::string_view::npos && !FactTypeNeeded(type) &&
+        type.find('\\') == std::string_view::npos) {
+      if (fhir::r4::IsResourceType(type)) return Extracted{};
+      return MakeError(Errc::kInvalidResource, fhir::ResourceTypeProblem(type));
     }
   }
   if (fhir::json::FindInvalidUtf8(text) != std::string_view::npos) {
@@ -742,9 +748,19 @@ Result<Extracted> ExtractFactFromLine(char* data, std::size_t size,
                        fmt::format("expected a FHIR resource (a JSON object), found {}",
                                    fhir::json::KindName(v->kind())));
     }
+    if (std::string problem = fhir::ResourceTypeProblem(*v); !problem.empty()) {
+      return MakeError(Errc::kInvalidResource, std::move(problem));
+    }
     return ExtractFact(*v, where, config);
   }
-  if (!FactTypeNeeded(skim.type)) return Extracted{};
+  if (!FactTypeNeeded(skim.type)) {
+    if (fhir::r4::IsResourceType(skim.type)) return Extracted{};
+    // No resourceType, or not an R4 one (rare): the lossless reading words why (and recognises a
+    // report record fed back as input).
+    auto v = fhir::json::Parse(std::string_view(data, size));
+    if (!v) return MakeError(Errc::kParseError, fmt::format("invalid JSON: {}", v.error().message));
+    return MakeError(Errc::kInvalidResource, fhir::ResourceTypeProblem(*v));
+  }
   if (!skim.id.empty() && !skim.unsure && !NeedsFullRead(skim, config)) {
     Extracted out;
     out.key.reserve(skim.type.size() + 1 + skim.id.size());

@@ -1,14 +1,16 @@
 #include "gateway/cli.h"
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <exception>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -98,8 +100,7 @@ void PrintCounts(const IngestReport& r, std::FILE* out) {
   }
   fmt::print(out, "{:<24} {:>9} {:>9} {:>11}\n", "total", read, invalid, dups);
   std::size_t errors = r.issues.error_count();
-  std::size_t warnings = 0;
-  for (const fhir::Issue& i : r.issues) warnings += i.severity == fhir::Severity::kWarning ? 1 : 0;
+  std::size_t warnings = r.issues.warning_count();
   fmt::print(out,
              "\n{} file(s) read, {} file(s) not read, {} resource(s) read, {} skipped "
              "({} unreadable line/entry, {} invalid resource), {} error(s), {} warning(s){}\n",
@@ -122,6 +123,8 @@ std::optional<IngestReport> RunIngestStage(const Args& args, std::string_view co
 }
 
 int RunCheck(const Args& args) {
+  if (auto file = args.value("--outcome"))
+    RefuseOutputAmongInputs("--outcome", *file, Inputs(args));
   ResourceStore store;
   // check keeps only each resource's identity and version (for duplicate counts), so its memory
   // does not grow with the size of the export.
@@ -131,10 +134,10 @@ int RunCheck(const Args& args) {
   if (!report->issues.empty()) fmt::print("\n");
   PrintCounts(*report, stdout);
   if (auto file = args.value("--outcome")) {
-    std::ofstream out(*file, std::ios::binary | std::ios::trunc);
-    out << fhir::json::SerializePretty(fhir::ToOperationOutcome(report->issues)) << "\n";
-    if (!out) {
-      fmt::print(stderr, "ccm-gateway check: cannot write {}\n", *file);
+    Status written = WriteFileAtomically(
+        *file, fhir::json::SerializePretty(fhir::ToOperationOutcome(report->issues)) + "\n");
+    if (!written) {
+      fmt::print(stderr, "ccm-gateway check: --outcome {}\n", written.error().message);
       return kExitFatal;
     }
   }
@@ -246,6 +249,7 @@ int RunEvaluate(const Args& args) {
     throw UsageError(fmt::format("--format must be ndjson, csv or table, got \"{}\"", format));
   }
   std::vector<std::filesystem::path> inputs = Inputs(args);
+  if (auto out = args.value("--out")) RefuseOutputAmongInputs("--out", *out, inputs);
   Result<EngineConfig> config =
       args.value("--config") ? LoadEngineConfig(*args.value("--config")) : DefaultEngineConfig();
   if (!config) {
@@ -275,16 +279,7 @@ int RunEvaluate(const Args& args) {
                      fmt::format("from {} file(s)", collected->read.files));
 }
 
-}  // namespace
-
-int RunCli(int argc, char** argv) {
-  std::span<char*> all(argv, static_cast<std::size_t>(argc));
-  if (all.size() < 2) {
-    fmt::print(stderr, "{}", kUsage);
-    return kExitUsage;
-  }
-  std::string_view command = all[1];
-  std::span<char*> rest = all.subspan(2);
+int Dispatch(std::string_view command, std::span<char*> rest) {
   try {
     if (command == "check") {
       return RunCheck(Args(rest, {"--strict"}, {"--outcome"}, {"--input"}));
@@ -324,11 +319,51 @@ int RunCli(int argc, char** argv) {
   } catch (const UsageError& e) {
     fmt::print(stderr, "ccm-gateway {}: {}\nrun `ccm-gateway help` for usage\n", command, e.what());
     return kExitUsage;
+  } catch (const std::system_error& e) {
+    // fmt::print throws this when stdout cannot be written (a full disk, a closed pipe).
+    if (std::ferror(stdout) != 0) {
+      fmt::print(stderr, "ccm-gateway {}: cannot write to stdout: {}\n", command,
+                 e.code().message());
+    } else {
+      fmt::print(stderr, "ccm-gateway {}: {}\n", command, e.what());
+    }
+    return kExitFatal;
   } catch (const std::exception& e) {
     // The process boundary: anything unexpected is reported, never a crash.
     fmt::print(stderr, "ccm-gateway {}: internal error: {}\n", command, e.what());
     return kExitFatal;
   }
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  std::span<char*> all(argv, static_cast<std::size_t>(argc));
+  if (all.size() < 2) {
+    fmt::print(stderr, "{}", kUsage);
+    return kExitUsage;
+  }
+  std::string_view command = all[1];
+  int status = kExitFatal;
+  try {
+    status = Dispatch(command, all.subspan(2));
+  } catch (...) {
+    return kExitFatal;  // even the error could not be written (stderr is full or closed)
+  }
+  // What is still buffered for stdout is written now, not at exit, where a failure (a full
+  // disk: `> /dev/full`) would go unnoticed and the exit status would claim success.
+  errno = 0;
+  bool flushed = std::fflush(stdout) == 0;
+  int err = errno;
+  if ((!flushed || std::ferror(stdout) != 0) && status != kExitFatal) {  // (fatal: said already)
+    // (std::fputs: if stderr cannot be written either, there is no one left to tell.)
+    std::fputs(fmt::format("ccm-gateway {}: cannot write to stdout: {}\n", command,
+                           !flushed && err != 0 ? std::strerror(err) : "an earlier write failed")
+                   .c_str(),
+               stderr);
+    return kExitFatal;
+  }
+  return status;
 }
 
 }  // namespace ccm::gateway

@@ -1,18 +1,49 @@
 #include "gateway/cli_common.h"
 
-#include <fstream>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <unistd.h>
 
 #include "fhir/datetime.h"
+#include "fhir/reader.h"
+
 #include "gateway/ccm_report.h"
 
 namespace ccm::gateway::cli {
 
 void PrintIssues(const fhir::IssueList& issues, std::FILE* out) {
-  for (const fhir::Issue& i : issues) {
-    if (i.severity == fhir::Severity::kInformation) continue;
-    fmt::print(out, "{}\n", fhir::FormatIssue(i));
+  for (const std::string& line : fhir::FormatIssueLines(issues)) fmt::print(out, "{}\n", line);
+}
+
+void RefuseOutputAmongInputs(std::string_view option, const std::filesystem::path& out,
+                             const std::vector<std::filesystem::path>& inputs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::file_status st = fs::status(out, ec);
+  if (!ec && fs::exists(st) && !fs::is_regular_file(st)) return;  // /dev/null, a pipe
+  for (const fs::path& input : inputs) {
+    if (fs::equivalent(out, input, ec) && !ec) {
+      throw UsageError(
+          fmt::format("{} {}: this is the input {}, which would be overwritten; "
+                      "write to another file",
+                      option, out.string(), input.string()));
+    }
+    ec.clear();
+    if (!fs::is_directory(input, ec) || fhir::FormatOf(out) == fhir::FileFormat::kUnknown) continue;
+    // Inside an input directory, under a name the reader reads: it would be read as input (this
+    // time if it exists, next time anyway).
+    fs::path dir = fs::weakly_canonical(input, ec);
+    fs::path file = fs::weakly_canonical(out, ec);
+    if (ec) continue;
+    auto [d, f] = std::mismatch(dir.begin(), dir.end(), file.begin(), file.end());
+    if (d == dir.end() && f != file.end()) {
+      throw UsageError(
+          fmt::format("{} {}: this is inside the input directory {} and would be "
+                      "read as input; write it outside the input",
+                      option, out.string(), input.string()));
+    }
   }
 }
 
@@ -37,6 +68,11 @@ void PrintIssuesAs(const fhir::IssueList& issues, bool json_log) {
 
 }  // namespace
 
+bool WriteStdout(std::string_view text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) return false;
+  return std::fflush(stdout) == 0;
+}
+
 int ReportMonth(const FactStore& facts, const CollectReport& collected, const YearMonth& month,
                 const EngineConfig& config, const std::string& format,
                 const std::optional<std::string>& out, std::string_view command,
@@ -51,9 +87,10 @@ int ReportMonth(const FactStore& facts, const CollectReport& collected, const Ye
       fmt::print(stderr, "ccm-gateway {}: {}\n", command, s.error().message);
       return kExitFatal;
     }
-  } else {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
+  } else if (!WriteStdout(text)) {
+    fmt::print(stderr, "ccm-gateway {}: cannot write the report to stdout: {}\n", command,
+               std::strerror(errno));
+    return kExitFatal;
   }
 
   // Problems go to stderr: unreadable input, then data problems of unattributed resources, then

@@ -93,13 +93,25 @@ class Args {
   std::map<std::string, std::vector<std::string>> values_;
 };
 
-// Prints errors and warnings (not information) as "location: path: message" lines.
+// Prints the issues as "location: path: message" lines (information included: the reader's notes
+// on files it did not read), each kind's "... and K more like this" after its last stored one.
 void PrintIssues(const fhir::IssueList& issues, std::FILE* out);
+
+// Refuses (UsageError, exit 2) an output file `out` given with `option` that is one of `inputs`
+// (the same file by any path or link: std::filesystem::equivalent) or would be read as input
+// itself: a file with a data ending inside an input directory. Checked before anything is read
+// or written.
+void RefuseOutputAmongInputs(std::string_view option, const std::filesystem::path& out,
+                             const std::vector<std::filesystem::path>& inputs);
+
+// Writes `text` to stdout and flushes it; false (with errno set) when that failed.
+bool WriteStdout(std::string_view text);
 
 // Evaluates `month` over `facts` and writes the report in `format` (ndjson, csv, table) to `out`
 // (stdout when absent); then prints problems and a one-line summary to stderr, as plain lines or,
 // with `json_log`, as JSON log events ("report-issue", "evaluated"). `inputs` says where the
-// resources came from ("from 3 file(s)"). Returns the exit status.
+// resources came from ("from 3 file(s)"). Returns the exit status: 3 when the report could not
+// be written (the message says why).
 int ReportMonth(const FactStore& facts, const CollectReport& collected, const YearMonth& month,
                 const EngineConfig& config, const std::string& format,
                 const std::optional<std::string>& out, std::string_view command,

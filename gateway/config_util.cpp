@@ -116,6 +116,43 @@ Result<std::optional<mappings::CodeSet>> CodeListKey(const Value& parent, std::s
   return std::optional<mappings::CodeSet>(std::move(set));
 }
 
+Status CheckEndpointUrl(std::string_view url, std::string_view origin, std::string_view key,
+                        bool query_allowed) {
+  std::size_t scheme_end = url.find("://");
+  std::string_view scheme = url.substr(0, scheme_end);
+  if (scheme_end == std::string_view::npos || (scheme != "https" && scheme != "http") ||
+      scheme_end + 3 == url.size()) {
+    return ConfigError(origin, key, "expected an http:// or https:// URL");
+  }
+  std::string_view rest = url.substr(scheme_end + 3);
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (authority.find('@') != std::string_view::npos) {
+    return ConfigError(origin, key,
+                       "the URL carries a user name or password; credentials never go in a URL "
+                       "(it is logged and sent as it is): remove them and configure auth "
+                       "(tokenFile, clientSecretFile or privateKeyFile, or their ...Env)");
+  }
+  if (!query_allowed && rest.find('?') != std::string_view::npos) {
+    return ConfigError(origin, key,
+                       "the URL has a query string (?...); a FHIR base URL has none (searches add "
+                       "their own parameters, and a query may carry a secret): remove it");
+  }
+  if (rest.find('#') != std::string_view::npos) {
+    return ConfigError(origin, key, "the URL has a fragment (#...): remove it");
+  }
+  return {};
+}
+
+Result<LoggingConfig> LoggingFromJson(const Value& root, std::string_view origin) {
+  LoggingConfig out;
+  CCM_TRY_ASSIGN(const Value* s, Section(root, "logging", origin, ""));
+  if (s == nullptr) return out;
+  CCM_TRY(CheckKeys(*s, origin, "logging", {"serverDiagnostics"}));
+  CCM_TRY_ASSIGN(auto diagnostics, BoolKey(*s, "serverDiagnostics", origin, "logging"));
+  out.server_diagnostics = diagnostics.value_or(false);
+  return out;
+}
+
 std::filesystem::path Resolve(const std::filesystem::path& base, const std::string& file) {
   std::filesystem::path p(file);
   return p.is_absolute() || base.empty() ? p : base / p;

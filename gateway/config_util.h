@@ -39,6 +39,21 @@ Result<std::optional<bool>> BoolKey(const fhir::json::Value& parent, std::string
 Result<std::optional<mappings::CodeSet>> CodeListKey(const fhir::json::Value& parent,
                                                      std::string_view key, std::string_view origin,
                                                      std::string_view path);
+// Checks the URL of an endpoint (`key`, a dotted path, e.g. sources[0].baseUrl): http:// or
+// https://, no user name or password in it (a URL is logged and sent as is; credentials go in the
+// auth keys), no fragment, and -- unless `query_allowed` -- no query string (a FHIR base URL has
+// none: searches add their own). Errors never repeat the URL, which may hold a secret.
+Status CheckEndpointUrl(std::string_view url, std::string_view origin, std::string_view key,
+                        bool query_allowed);
+
+// The top-level `logging` section.
+struct LoggingConfig {
+  // Copy text that servers write (OperationOutcome diagnostics and details.text, OAuth
+  // error_description) into messages and logs. Servers echo patient data there, so off by default.
+  bool server_diagnostics = false;
+};
+Result<LoggingConfig> LoggingFromJson(const fhir::json::Value& root, std::string_view origin);
+
 // `file` relative to `base` unless absolute.
 std::filesystem::path Resolve(const std::filesystem::path& base, const std::string& file);
 // Reads a hand-edited settings file (config, fee schedule): comments and trailing commas are

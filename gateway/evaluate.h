@@ -20,8 +20,10 @@ struct CollectReport {
 };
 
 // Reads every input (files or directories: NDJSON, .gz, Bundles, single resources) into `facts`,
-// building only the elements the engine reads; NDJSON is parsed on `threads` threads. Fails only
-// when an input path does not exist.
+// building only the elements the engine reads; NDJSON is parsed on `threads` threads. Fails, before
+// reading anything, only when an input path cannot be read at all (fhir::CheckInputPath). Lines,
+// entries and files that are not FHIR resources (fhir::ResourceTypeProblem) are reported in
+// `read_issues` and skipped, never counted as resources.
 Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inputs,
                                    const EngineConfig& config, FactStore& facts,
                                    unsigned threads = 1);

@@ -9,8 +9,10 @@
 
 namespace ccm::gateway {
 
-// Writes `text` to `path` through a temporary file renamed into place, so that a failed run never
-// leaves a partial report where a previous good one was. Devices and pipes are written directly.
+// Writes `text` to `path` through a temporary file (`<path>.tmp<pid>`, synced) renamed into place,
+// so that a failed run never leaves a partial file where a previous good one was (the temporary
+// file is removed). Devices and pipes are written directly. Errors (Errc::kIo) name the path and
+// the OS reason ("out.ndjson: write failed (nothing was replaced): No space left on device").
 Status WriteFileAtomically(const std::filesystem::path& path, std::string_view text);
 
 // An exclusive advisory lock (flock) on a file, held for the object's lifetime and released by the

@@ -86,6 +86,8 @@ Result<IngestReport> Ingest(const std::vector<std::filesystem::path>& inputs,
         return !stop;
       },
       options.read);
+  // Every input is checked before any is read: a typo in the last one must not cost a long read.
+  for (const auto& input : inputs) CCM_TRY(fhir::CheckInputPath(input));
   for (const auto& input : inputs) {
     if (stop) break;
     CCM_TRY(reader.Read(input));

@@ -79,7 +79,10 @@ struct IngestOptions {
   std::function<fhir::IssueList(const fhir::json::Value&)> validate;
 };
 
-// Reads every input into `store`. Fails only when an input path does not exist.
+// Reads every input into `store`. Fails, before reading anything, only when an input path cannot
+// be read at all (fhir::CheckInputPath). Objects that are not FHIR resources
+// (fhir::ResourceTypeProblem) are reported and skipped by the reader, so they count in
+// `read.skipped`.
 Result<IngestReport> Ingest(const std::vector<std::filesystem::path>& inputs,
                             const IngestOptions& options, ResourceStore& store);
 

@@ -133,13 +133,14 @@ std::chrono::seconds AbsSeconds(std::chrono::system_clock::duration d) {
   return std::chrono::abs(std::chrono::duration_cast<std::chrono::seconds>(d));
 }
 
-// "severity code" of each issue of an OperationOutcome, and the worst severity. Server text
-// (diagnostics, details.text) stays out: servers echo patient data there.
+// Whether an OperationOutcome reports an error, and what it says: "severity code" of each issue
+// and its details.coding codes; the server's own text (diagnostics, details.text) only with
+// `diagnostics` (logging.serverDiagnostics), since servers echo patient data there.
 struct OutcomeSummary {
-  bool error = false;  // an issue of severity error or fatal
+  bool error = false;  // an issue of severity error or fatal (or none readable)
   std::string text;
 };
-OutcomeSummary SummarizeOutcome(std::string_view json) {
+OutcomeSummary SummarizeOutcome(std::string_view json, bool diagnostics = false) {
   OutcomeSummary out;
   auto oo = fhir::json::Parse(json);
   if (!oo) {
@@ -160,6 +161,8 @@ OutcomeSummary SummarizeOutcome(std::string_view json) {
   if (out.text.empty()) {
     out.error = true;
     out.text = "an OperationOutcome without issues";
+  } else if (diagnostics) {
+    out.text = fhir::DescribeOperationOutcome(*oo, true);
   }
   return out;
 }
@@ -186,6 +189,7 @@ Result<std::shared_ptr<fhir::TokenSource>> MakeTokenSource(const SourceConfig& s
   o.fhir_base = src.base_url;
   o.client_id = a.client_id;
   o.scope = a.scope;
+  o.server_diagnostics = src.server_diagnostics;
   switch (a.kind) {
     case AuthKind::kNone:
       return std::shared_ptr<fhir::TokenSource>(fhir::NoAuth());
@@ -213,6 +217,7 @@ Result<std::unique_ptr<fhir::FhirClient>> MakeFhirClient(const SourceConfig& sou
   o.http.user_agent = fmt::format("ccm-gateway/{} (+FHIR R4 CCM {})", CCM_VERSION, purpose);
   o.retry = source.retry;
   o.max_pages = source.max_pages_per_search;
+  o.server_diagnostics = source.server_diagnostics;
   return std::make_unique<fhir::FhirClient>(std::move(o), std::move(auth));
 }
 
@@ -273,6 +278,7 @@ struct SourceRun {
     // The sync stops at the limit itself (OnPage), to say which setting to raise; the client's
     // own guard stays one page behind.
     o.max_pages = src.max_pages_per_search + 1;
+    o.server_diagnostics = src.server_diagnostics;
     return o;
   }
 
@@ -632,7 +638,7 @@ struct SourceRun {
       if (e.resource_type == "OperationOutcome" || e.search_mode == "outcome") {
         // R4 §3.1.1.4.1 (search.mode "outcome"): the server's comments on the search. An error
         // or fatal issue means the search was not (fully) done, whatever the HTTP status said.
-        OutcomeSummary o = SummarizeOutcome(resource);
+        OutcomeSummary o = SummarizeOutcome(resource, src.server_diagnostics);
         if (o.error) {
           return MakeError(Errc::kServerError,
                            fmt::format("page {} of the {} search holds an OperationOutcome of "

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "fhir/reader.h"
 #include "gateway/config_util.h"
 
 namespace ccm::gateway {
@@ -94,6 +95,10 @@ Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
     return *v;
   };
   CCM_TRY_ASSIGN(auto token_url, StringKey(*a, "tokenUrl", origin, path));
+  if (token_url) {
+    // Some token endpoints take a query (?api-version=...); none takes credentials in the URL.
+    CCM_TRY(CheckEndpointUrl(*token_url, origin, Join(path, "tokenUrl"), /*query_allowed=*/true));
+  }
   auth.token_url = token_url.value_or("");
   CCM_TRY_ASSIGN(auto scope, StringKey(*a, "scope", origin, path));
   if (t == "none") {
@@ -155,12 +160,18 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
     return ConfigError(origin, Join(path, "baseUrl"),
                        "required: the FHIR base URL, e.g. \"https://ehr.example.org/fhir/R4\"");
   }
+  CCM_TRY(CheckEndpointUrl(*url, origin, Join(path, "baseUrl"), /*query_allowed=*/false));
   src.base_url = *url;
   CCM_TRY_ASSIGN(const Value* auth, Section(s, "auth", origin, path));
   CCM_TRY(ParseAuth(auth, origin, Join(path, "auth"), base, env, src.auth));
   CCM_TRY_ASSIGN(auto page, IntKey(s, "pageSize", origin, path, 1, 1000));
   if (page) src.page_size = static_cast<int>(*page);
   CCM_TRY_ASSIGN(src.resource_types, StringListKey(s, "resourceTypes", origin, path));
+  for (std::size_t i = 0; i < src.resource_types.size(); ++i) {
+    if (std::string problem = fhir::ResourceTypeProblem(src.resource_types[i]); !problem.empty()) {
+      return ConfigError(origin, fmt::format("{}[{}]", Join(path, "resourceTypes"), i), problem);
+    }
+  }
   CCM_TRY_ASSIGN(auto conc, IntKey(s, "maxConcurrency", origin, path, 1, 16));
   if (conc) src.max_concurrency = static_cast<int>(*conc);
   CCM_TRY_ASSIGN(auto compression, BoolKey(s, "compression", origin, path));
@@ -259,6 +270,7 @@ EnvLookup ProcessEnvironment() {
 Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin,
                                       const std::filesystem::path& base_dir, const EnvLookup& env) {
   SyncConfig out;
+  CCM_TRY_ASSIGN(LoggingConfig logging, LoggingFromJson(root, origin));
   out.state_path = base_dir.empty() ? std::filesystem::path("ccm-gateway-state.db")
                                     : base_dir / "ccm-gateway-state.db";
   if (const Value* sources = root.find("sources")) {
@@ -274,6 +286,7 @@ Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin
                                        "state store keys cursors by them)",
                                        src.name));
       }
+      src.server_diagnostics = logging.server_diagnostics;
       out.sources.push_back(std::move(src));
     }
   }

@@ -55,6 +55,9 @@ struct SourceConfig {
   std::size_t max_pages_per_search = 100'000;
   fhir::HttpOptions http;
   fhir::RetryPolicy retry;
+  // Not a key of the source: the top-level logging.serverDiagnostics, set by the loaders for every
+  // FHIR endpoint (sources, writeBack.target, payer endpoints); fhir::FhirClientOptions takes it.
+  bool server_diagnostics = false;
 };
 
 struct SyncConfig {
@@ -75,13 +78,14 @@ struct SyncConfig {
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 EnvLookup ProcessEnvironment();
 
-// Reads the `sources`, `state` and `sync` sections of a config (already parsed; `origin` names the
-// file in errors, `base_dir` resolves relative paths). Missing sections give no sources and the
-// defaults.
+// Reads the `sources`, `state`, `sync` and `logging` sections of a config (already parsed;
+// `origin` names the file in errors, `base_dir` resolves relative paths). Missing sections give no
+// sources and the defaults.
 Result<SyncConfig> SyncConfigFromJson(const fhir::json::Value& root, std::string_view origin,
                                       const std::filesystem::path& base_dir, const EnvLookup& env);
 // One `sources[]`-style object (also used for other FHIR endpoints, such as a payer's);
-// `path` is its dotted key path in errors.
+// `path` is its dotted key path in errors. Its server_diagnostics is left false: the caller sets
+// it from the `logging` section.
 Result<SourceConfig> SourceConfigFromJson(const fhir::json::Value& object, std::string_view origin,
                                           const std::string& path,
                                           const std::filesystem::path& base_dir,

@@ -119,6 +119,7 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
                                                 const std::filesystem::path& base_dir,
                                                 const EnvLookup& env, const SyncConfig& sync) {
   WriteBackConfig out;
+  CCM_TRY_ASSIGN(LoggingConfig logging, LoggingFromJson(root, origin));
   CCM_TRY_ASSIGN(const Value* w, Section(root, "writeBack", origin, ""));
   if (w != nullptr) {
     const std::string p = "writeBack";
@@ -151,6 +152,7 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
       if (named.find("name") == nullptr) named.set("name", Value::String("write-back-target"));
       CCM_TRY_ASSIGN(out.target,
                      SourceConfigFromJson(named, origin, Join(p, "target"), base_dir, env));
+      out.target->server_diagnostics = logging.server_diagnostics;
     } else {
       CCM_TRY_ASSIGN(auto target, StringKey(*w, "target", origin, p));
       if (target) {
@@ -201,6 +203,7 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
       for (std::size_t i = 0; i < payers->size(); ++i) {
         std::string path = fmt::format("billing.payers[{}]", i);
         CCM_TRY_ASSIGN(PayerConfig payer, ParsePayer((*payers)[i], origin, path, base_dir, env));
+        if (payer.endpoint) payer.endpoint->server_diagnostics = logging.server_diagnostics;
         if (!names.insert(payer.name).second) {
           return ConfigError(
               origin, Join(path, "name"),

@@ -29,12 +29,14 @@ class FhirClientTest : public ::testing::Test {
     server_->Send("DELETE", "/__admin/faults");
     server_->Send("POST", "/__admin/auth", R"({"mode": "none"})");
   }
-  static FhirClient Client(int attempts = 3) {
+  static FhirClient Client(int attempts = 3, bool server_diagnostics = false,
+                           std::shared_ptr<TokenSource> auth = nullptr) {
     FhirClientOptions o;
     o.base_url = server_->base() + "/";  // a trailing slash is tolerated
     o.retry.max_attempts = attempts;
     o.retry.initial_backoff = std::chrono::milliseconds(5);
-    return FhirClient(o, nullptr);
+    o.server_diagnostics = server_diagnostics;
+    return FhirClient(o, std::move(auth));
   }
   static TestFhirServer* server_;  // one server for the suite (starting node takes ~1.5 s)
 };
@@ -199,6 +201,57 @@ TEST_F(FhirClientTest, GzipIsAcceptedAndDecoded) {
   json::Value log = server_->Requests();
   ASSERT_EQ(log.size(), 1u);
   EXPECT_NE(std::string(log[0]["acceptEncoding"].str()).find("gzip"), std::string::npos);
+}
+
+// A server's free text (it echoes what it was sent: patient data) stays out of error messages
+// unless asked for; the codes, the status and how much was withheld are always there.
+TEST_F(FhirClientTest, ServerDiagnosticsAreWithheldUnlessAskedFor) {
+  const std::string fault = R"([{"match": "GET /fhir/R4/Patient", "kind": "status", "status": 400,
+      "body": {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "invalid",
+         "details": {"coding": [{"system": "http://example.org/errors", "code": "E17",
+                                 "display": "name"}], "text": "no Patient named Jane Doe"},
+         "diagnostics": "name=Jane Doe, birthdate=1950-02-03 matched 2"}]}}])";
+  server_->Faults(fault);
+  auto hidden = Client(1).Get("Patient?name=Jane");
+  ASSERT_FALSE(hidden);
+  EXPECT_EQ(hidden.error().message,
+            "GET " + server_->base() +
+                "/Patient: HTTP 400: error invalid [http://example.org/errors|E17] (server "
+                "diagnostics withheld, 74 characters; set logging.serverDiagnostics to true to log "
+                "them)");
+  server_->Faults(fault);
+  auto shown = Client(1, true).Get("Patient?name=Jane");
+  ASSERT_FALSE(shown);
+  EXPECT_NE(shown.error().message.find(
+                "HTTP 400: error invalid: name=Jane Doe, birthdate=1950-02-03 matched 2"),
+            std::string::npos)
+      << shown.error().message;
+}
+
+TEST_F(FhirClientTest, TokenEndpointErrorDescriptionsAreWithheldUnlessAskedFor) {
+  server_->Auth(R"({"mode": "client-credentials", "clientId": "gw", "clientSecret": "right"})");
+  for (bool diagnostics : {false, true}) {
+    OAuthClientOptions o;
+    o.token_url = server_->origin() + "/auth/token";
+    o.client_id = "gw";
+    o.server_diagnostics = diagnostics;
+    FhirClient c = Client(1, diagnostics, ClientCredentials(o, "wrong"));
+    auto r = c.Get("Patient?_count=1");
+    ASSERT_FALSE(r);
+    const std::string& m = r.error().message;
+    EXPECT_NE(m.find("refused the client (HTTP 401): invalid_client"), std::string::npos) << m;
+    if (diagnostics) {
+      EXPECT_NE(m.find("invalid_client: wrong client id or secret"), std::string::npos) << m;
+    } else {
+      EXPECT_EQ(m.find("wrong client id"), std::string::npos) << m;
+      EXPECT_NE(m.find("(error_description withheld, 25 characters; set "
+                       "logging.serverDiagnostics to true to log it)"),
+                std::string::npos)
+          << m;
+    }
+    EXPECT_EQ(m.find("wrong\""), std::string::npos) << "never the secret";
+  }
 }
 
 }  // namespace

@@ -90,8 +90,20 @@ TEST(OperationOutcomeTest, DescribesIssues) {
     {"severity":"error","code":"invalid","diagnostics":"bad _count"},
     {"severity":"warning","code":"processing","details":{"text":"slow"}}]})");
   ASSERT_TRUE(oo);
-  EXPECT_EQ(DescribeOperationOutcome(*oo), "error invalid: bad _count; warning processing: slow");
-  EXPECT_EQ(DescribeOperationOutcome(json::Value::MakeObject()), "");
+  EXPECT_EQ(DescribeOperationOutcome(*oo, true),
+            "error invalid: bad _count; warning processing: slow");
+  EXPECT_EQ(DescribeOperationOutcome(*oo, false),
+            "error invalid; warning processing (server diagnostics withheld, 14 characters; set "
+            "logging.serverDiagnostics to true to log them)");
+  auto coded = json::Parse(R"({"resourceType":"OperationOutcome","issue":[
+    {"severity":"error","code":"not-found","details":{"coding":[
+      {"system":"http://terminology.hl7.org/CodeSystem/operation-outcome","code":"MSG_NO_MATCH"},
+      {"code":"x y"}]}}]})");
+  ASSERT_TRUE(coded);
+  EXPECT_EQ(DescribeOperationOutcome(*coded, false),
+            "error not-found "
+            "[http://terminology.hl7.org/CodeSystem/operation-outcome|MSG_NO_MATCH]");
+  EXPECT_EQ(DescribeOperationOutcome(json::Value::MakeObject(), false), "");
 }
 
 // --- JWT client assertions ---------------------------------------------------------------------

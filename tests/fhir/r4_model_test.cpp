@@ -26,6 +26,23 @@ TEST(R4ModelTest, ResourceAndPrimitiveTypes) {
   EXPECT_FALSE(IsPrimitiveType("Period"));
 }
 
+TEST(R4ModelTest, SuggestsTheResourceTypeAMisspeltOneMeans) {
+  EXPECT_EQ(SuggestResourceType("patient"), "Patient");
+  EXPECT_EQ(SuggestResourceType("PATIENT"), "Patient");
+  EXPECT_EQ(SuggestResourceType("Encounters"), "Encounter");
+  EXPECT_EQ(SuggestResourceType("encounters"), "Encounter");
+  EXPECT_EQ(SuggestResourceType("Observations"), "Observation");
+  EXPECT_EQ(SuggestResourceType("careplan"), "CarePlan");
+  EXPECT_EQ(SuggestResourceType("Obsrvation"), "Observation");
+  EXPECT_EQ(SuggestResourceType("Conditon"), "Condition");
+  EXPECT_EQ(SuggestResourceType("Bundel"), "Bundle");
+  // Nothing close, or nothing wrong.
+  EXPECT_EQ(SuggestResourceType("Report"), "");
+  EXPECT_EQ(SuggestResourceType("xyz"), "");
+  EXPECT_EQ(SuggestResourceType(""), "");
+  EXPECT_EQ(SuggestResourceType("Patient"), "");
+}
+
 TEST(R4ModelTest, FindsElementsWithTypesAndCardinality) {
   const ElementInfo* status = FindElement("Encounter", "status");
   ASSERT_NE(status, nullptr);

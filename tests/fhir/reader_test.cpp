@@ -3,6 +3,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <grp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
 #include <iostream>
 #include <vector>
 
@@ -305,6 +311,225 @@ TEST(ReaderTest, StreamsEntriesAndStopsWhenAsked) {
   r.ReadJsonText(bundle, "big.json");
   EXPECT_EQ(seen, 1u);
   EXPECT_TRUE(r.stopped());
+}
+
+// A JSON object that is not an R4 resource is never delivered: it is reported where it is, at
+// its resourceType, with the type it probably means, on every way a resource is read.
+TEST(ReaderTest, ObjectsWithoutAnR4ResourceTypeAreReportedAtTheirResourceType) {
+  TempDir dir;
+  WriteFile(dir / "in" / "mixed.ndjson",
+            "{\"resourceType\":\"Patient\",\"id\":\"ok\"}\n"
+            "{\"resourceType\":\"patient\",\"id\":\"a\"}\n"
+            "{\"id\":\"b\",\"resourceType\":\"Encounters\"}\n"
+            "{\"id\":\"c\"}\n"
+            "{\"resourceType\":7}\n"
+            "{\"patient\":\"Patient/p1\",\"month\":\"2026-10\",\"program\":\"CCM\"}\n"
+            "{\"resourceType\":\"Zebra\"}\n");
+  WriteFile(dir / "in" / "bundle.json",
+            R"({"resourceType":"Bundle","type":"collection","entry":[
+                {"resource":{"resourceType":"Patient","id":"p2"}},
+                {"resource":{"resourceType":"condition","id":"c1"}}]})");
+  WriteFile(dir / "in" / "single.json", R"({"resourceType":"Observations","id":"o"})");
+  for (unsigned threads : {1u, 3u}) {
+    Collected c;
+    ResourceReader r = c.MakeReader(ReadOptions{.threads = threads});
+    ASSERT_TRUE(r.Read(dir / "in"));
+    ASSERT_EQ(c.resources.size(), 2u) << threads;
+    EXPECT_EQ(c.resources[0]["id"].str(), "p2");
+    EXPECT_EQ(c.resources[1]["id"].str(), "ok");
+    EXPECT_EQ(r.counts().resources, 2u);
+    EXPECT_EQ(r.counts().skipped, 8u);
+    std::vector<std::string> lines;
+    for (const Issue& i : c.issues) {
+      EXPECT_TRUE(i.is_error());
+      lines.push_back(FormatIssue(i));
+    }
+    std::string in = (dir / "in").string();
+    std::vector<std::string> expected = {
+        in + "/bundle.json:3: Bundle.entry[1].resource.resourceType: \"condition\" is not an R4 "
+             "resource type (type names are case-sensitive); did you mean Condition?; entry "
+             "skipped",
+        in + "/mixed.ndjson:2: resourceType: \"patient\" is not an R4 resource type (type names "
+             "are case-sensitive); did you mean Patient?; line skipped",
+        in + "/mixed.ndjson:3: resourceType: \"Encounters\" is not an R4 resource type; did you "
+             "mean Encounter?; line skipped",
+        in + "/mixed.ndjson:4: resourceType: missing: not a FHIR resource; a resource names its "
+             "type, e.g. \"resourceType\": \"Patient\"; line skipped",
+        in + "/mixed.ndjson:5: resourceType: expected a string naming an R4 resource type, found "
+             "number; line skipped",
+        in + "/mixed.ndjson:6: resourceType: missing: this looks like a ccm-gateway report record "
+             "(it has patient and month), not a FHIR resource; give the FHIR input, not a report "
+             "of evaluate or sync; line skipped",
+        in + "/mixed.ndjson:7: resourceType: \"Zebra\" is not an R4 resource type; use a type of "
+             "the R4 specification, spelled as there (e.g. Patient, Encounter); line skipped",
+        in + "/single.json:1: resourceType: \"Observations\" is not an R4 resource type; did you "
+             "mean Observation?; file skipped",
+    };
+    EXPECT_EQ(lines, expected);
+    EXPECT_EQ(c.issues[0].path, "Bundle.entry[1].resource.resourceType");
+    EXPECT_EQ(c.issues[0].code, IssueCode::kInvalid);
+  }
+}
+
+std::vector<std::string> Lines(const std::vector<Issue>& issues) {
+  std::vector<std::string> out;
+  for (const Issue& i : issues) out.push_back(FormatIssue(i));
+  return out;
+}
+
+// Everything in a directory that is not read is named with the reason: as a warning (counted as
+// skipped) when it may hold data, as a note when it does not.
+TEST(ReaderTest, EveryFileNotReadIsNamedWithTheReason) {
+  TempDir dir;
+  const std::string patient = "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n";
+  WriteFile(dir / "in" / "a.ndjson", patient);
+  WriteFile(dir / "in" / "b.NDJSON", patient);
+  WriteFile(dir / "in" / "c.Json", patient);
+  WriteGzFile(dir / "in" / "d.ndjson.GZ", patient);
+  WriteFile(dir / "in" / "e.ndjson.bz2", "BZh9");
+  WriteFile(dir / "in" / "f.zip", "PK");
+  WriteGzFile(dir / "in" / "g.gz", patient);
+  WriteFile(dir / "in" / "README.md", "# export\n");
+  WriteFile(dir / "in" / ".hidden.ndjson", patient);
+  WriteFile(dir / "in" / ".git" / "x.ndjson", patient);
+  WriteFile(dir / "in" / "log.ndjson", "{\"type\":\"status\"}\n");
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(dir / "in"));
+  EXPECT_EQ(c.resources.size(), 1u);
+  EXPECT_EQ(r.counts().files, 1u);
+  EXPECT_EQ(r.counts().files_skipped, 10u);
+  EXPECT_EQ(r.counts().skipped, 6u) << "the ones that may hold data";
+  std::string in = (dir / "in").string();
+  const std::string read = "(read: .ndjson, .jsonl and .json, each also gzip-compressed (.gz))";
+  std::vector<std::string> expected = {
+      in + "/.git: information: skipped: a hidden directory (never read)",
+      in + "/.hidden.ndjson: information: skipped: a hidden file (never read)",
+      in + "/README.md: information: skipped: not a FHIR file by its name " + read,
+      in +
+          "/b.NDJSON: warning: not read: endings are case-sensitive; rename it to b.ndjson to "
+          "read it " +
+          read,
+      in +
+          "/c.Json: warning: not read: endings are case-sensitive; rename it to c.json to read "
+          "it " +
+          read,
+      in +
+          "/d.ndjson.GZ: warning: not read: endings are case-sensitive; rename it to "
+          "d.ndjson.gz to read it " +
+          read,
+      in + "/e.ndjson.bz2: warning: not read: .bz2 files are not read " + read +
+          "; decompress it, or recompress it with gzip",
+      in + "/f.zip: warning: not read: .zip files are not read " + read +
+          "; unpack it into .ndjson or .json files",
+      in + "/g.gz: warning: not read: a .gz file is read when its name says what it holds " + read +
+          "; rename it",
+      in + "/log.ndjson: information: skipped: a Bulk Data client log, not FHIR resources",
+  };
+  EXPECT_EQ(Lines(c.issues), expected);
+
+  // Named as inputs themselves, files are read by their ending in any case; another
+  // compression is an error.
+  Collected named;
+  ResourceReader r2 = named.MakeReader();
+  ASSERT_TRUE(r2.Read(dir / "in" / "b.NDJSON"));
+  ASSERT_TRUE(r2.Read(dir / "in" / "d.ndjson.GZ"));
+  ASSERT_TRUE(r2.Read(dir / "in" / "e.ndjson.bz2"));
+  EXPECT_EQ(named.resources.size(), 2u);
+  ASSERT_EQ(named.issues.size(), 1u);
+  EXPECT_TRUE(named.issues[0].is_error());
+  EXPECT_NE(named.issues[0].message.find(".bz2 files are not read"), std::string::npos);
+}
+
+// Symbolic links are followed; a dangling one, a loop (to itself, or back to a directory being
+// read) and a second way to something already read are named, never followed for ever.
+TEST(ReaderTest, SymbolicLinksAreFollowedAndLoopsNamed) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string patient = "{\"resourceType\":\"Patient\",\"id\":\"p\"}\n";
+  WriteFile(dir / "in" / "sub" / "p.ndjson", patient);
+  WriteFile(dir / "elsewhere" / "q.ndjson", "{\"resourceType\":\"Patient\",\"id\":\"q\"}\n");
+  fs::create_directory_symlink("..", dir / "in" / "sub" / "up");
+  fs::create_symlink("self.ndjson", dir / "in" / "self.ndjson");
+  fs::create_symlink("missing.ndjson", dir / "in" / "dangling.ndjson");
+  fs::create_directory_symlink(dir / "in" / "sub", dir / "in" / "alias");
+  fs::create_symlink(dir / "in" / "sub" / "p.ndjson", dir / "in" / "link.ndjson");
+  fs::create_directory_symlink(dir / "elsewhere", dir / "in" / "other");
+  Collected c;
+  ResourceReader r = c.MakeReader();
+  ASSERT_TRUE(r.Read(dir / "in"));
+  ASSERT_EQ(c.resources.size(), 2u);  // p once, and q through the link to elsewhere
+  EXPECT_EQ(c.resources[0]["id"].str(), "p");
+  EXPECT_EQ(c.resources[1]["id"].str(), "q");
+  std::string in = (dir / "in").string();
+  std::vector<std::string> expected = {
+      in + "/dangling.ndjson: warning: not read: a dangling symbolic link (its target "
+           "missing.ndjson does not exist)",
+      in + "/link.ndjson: information: skipped: the same file as " + in +
+          "/alias/p.ndjson, already read",
+      in + "/self.ndjson: warning: not read: a symbolic link loop (the link leads back to "
+           "itself)",
+      in + "/sub: information: skipped: the same directory as " + in + "/alias, already read",
+  };
+  // alias/up leads back to `in` itself, which is being read.
+  expected.insert(expected.begin(), in +
+                                        "/alias/up: warning: not read: a symbolic link loop (it "
+                                        "leads back to " +
+                                        in + ", which is being read)");
+  EXPECT_EQ(Lines(c.issues), expected);
+  EXPECT_EQ(r.counts().skipped, 3u);
+
+  // As inputs themselves: an error that stops before reading, saying what is wrong.
+  auto dangling = r.Read(dir / "in" / "dangling.ndjson");
+  ASSERT_FALSE(dangling);
+  EXPECT_EQ(dangling.error().message,
+            in + "/dangling.ndjson: dangling symbolic link (its target missing.ndjson does not "
+                 "exist)");
+  auto loop = CheckInputPath(dir / "in" / "self.ndjson");
+  ASSERT_FALSE(loop);
+  EXPECT_NE(loop.error().message.find("symbolic link loop"), std::string::npos);
+}
+
+// Runs `body` as the unprivileged user nobody when the tests run as root (CI), where chmod 000
+// does not keep anything from being read; `body` returns whether its checks held.
+::testing::AssertionResult AsUnprivilegedUser(const std::function<bool()>& body) {
+  if (::geteuid() != 0) {
+    return body() ? ::testing::AssertionSuccess() : ::testing::AssertionFailure();
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) return ::testing::AssertionFailure() << "fork failed";
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(2);
+    _exit(body() ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "as user nobody: exit status " << WEXITSTATUS(status);
+}
+
+TEST(ReaderTest, ADirectoryThatCannotBeListedIsAnError) {
+  TempDir dir;
+  const std::string patient = "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n";
+  WriteFile(dir / "in" / "a.ndjson", patient);
+  WriteFile(dir / "in" / "locked" / "b.ndjson", patient);
+  std::filesystem::permissions(dir / "in" / "locked", std::filesystem::perms::none);
+  std::string in = (dir / "in").string();
+  EXPECT_TRUE(AsUnprivilegedUser([&] {
+    Collected c;
+    ResourceReader r = c.MakeReader();
+    bool ok = r.Read(dir / "in") && c.resources.size() == 1 && c.issues.size() == 1 &&
+              FormatIssue(c.issues[0]) == in + "/locked: cannot list directory: Permission "
+                                               "denied; nothing in it was read" &&
+              r.counts().skipped == 1;
+    auto top = CheckInputPath(dir / "in" / "locked");
+    ok = ok && !top &&
+         top.error().message == in + "/locked: cannot list directory: Permission "
+                                     "denied";
+    for (const Issue& i : c.issues) std::cerr << FormatIssue(i) << "\n";
+    return ok;
+  }));
+  std::filesystem::permissions(dir / "in" / "locked", std::filesystem::perms::owner_all);
 }
 
 TEST(ReaderTest, MissingPathIsAnError) {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "fhir/json.h"
+#include "fhir/reader.h"
 #include "gateway/ccm_config.h"
 #include "gateway/ccm_facts.h"
 #include "test_util.h"
@@ -39,6 +40,16 @@ const EngineConfig& Config() {
   auto tree = fhir::json::Parse(line);
   if (!tree || !tree->is_object()) {
     if (fast) return ::testing::AssertionFailure() << "fast path accepted: " << line;
+    return ::testing::AssertionSuccess();
+  }
+  // The reference refuses what is not a resource (as the reader does before ExtractFact), with
+  // the reader's words.
+  if (std::string problem = fhir::ResourceTypeProblem(*tree); !problem.empty()) {
+    if (fast) return ::testing::AssertionFailure() << "fast path accepted: " << line;
+    if (!fast.error().is(Errc::kInvalidResource) || fast.error().message != problem) {
+      return ::testing::AssertionFailure()
+             << "fast path: " << fast.error().message << "; reference: " << problem;
+    }
     return ::testing::AssertionSuccess();
   }
   if (!fast) return ::testing::AssertionFailure() << fast.error().message << ": " << line;
@@ -168,6 +179,17 @@ TEST(ExtractFactFromLineTest, AgreesWithTheReferenceOnLinesMadeForItsFallBacks) 
   for (int i = 0; i < 3000; ++i) deep += "]";
   deep += "}";
   EXPECT_TRUE(SameAsReference(deep));
+  // Objects that are not R4 resources are refused on every path, never dropped as a type the
+  // engine ignores: resourceType first as bulk exports write it (the head check), later (the
+  // skim), missing, and a report record of evaluate fed back.
+  for (const char* not_a_resource :
+       {R"({"resourceType":"patient","id":"p1"})", R"({"resourceType":"Procedures","id":"x"})",
+        R"({"resourceType":"Encounters","id":"e","subject":{"reference":"Patient/p1"}})",
+        R"({"id": "e7", "resourceType": "encounter"})", R"({"id": "x2", "resourceType": "Zebra"})",
+        R"({"id": "x3"})", R"({"resourceType": 5, "id": "x4"})",
+        R"({"patient":"Patient/p1","month":"2026-10","program":"CCM","blockedBy":[]})"}) {
+    EXPECT_TRUE(SameAsReference(not_a_resource)) << not_a_resource;
+  }
   // Not resources at all.
   for (const char* bad : {"[1, 2]", "\"text\"", "{\"resourceType\": \"Encounter\", \"id\": }",
                           "{\"resourceType\": \"Encounter\"} {}", "{\"id\": \"\xff\"}"}) {

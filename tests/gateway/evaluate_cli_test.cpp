@@ -252,6 +252,9 @@ TEST(EvaluateCliTest, ConfigErrorsNameFileKeyAndExpectation) {
       {R"({"practice": )", "c.json: line 1"},
       {R"({"practice": {"name": 7}})", "practice.name: expected a non-empty string"},
       {R"({"rules": {"maxUnits": {"99940": 1}}})", "rules.maxUnits.99940: not a CCM/PCM code"},
+      {R"({"server": {"port": 8080}})", "server: unknown key"},
+      {R"({"logging": {"serverDiagnostics": 1}})", "logging.serverDiagnostics: expected true"},
+      {R"({"logging": {"serverDiagnostics": true}})", ""},
   };
   for (const auto& c : cases) {
     WriteFile(tmp / "c.json", c.json);
@@ -286,6 +289,68 @@ TEST(EvaluateCliTest, BadLinesAreReportedAndTheRestIsEvaluated) {
   EXPECT_NE(r.err.find("Encounter.ndjson:1"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("invalid JSON"), std::string::npos) << r.err;
   EXPECT_GT(Lines(r.out).size(), 5u);  // the other patients are still evaluated
+}
+
+// Lines, entries and files that are not FHIR resources are named where they are, with the fix,
+// skipped and never counted -- also a report of evaluate fed back as input, on the fast path
+// (resourceType first, as bulk exports write it) and off it, on one thread and on several.
+TEST(EvaluateCliTest, WhatIsNotAResourceIsNamedSkippedAndNotCounted) {
+  TempDir tmp;
+  CliRun clean = Evaluate(fmt::format("--month 2026-10 --config {} --input {} --out {}",
+                                      SampleConfig(), Samples(), (tmp / "report.ndjson").string()));
+  ASSERT_EQ(clean.status, 0) << clean.err;
+  std::string report = ReadFile(tmp / "report.ndjson");
+  std::size_t records = Lines(report).size();
+  ASSERT_EQ(records, 15u);
+  WriteFile(tmp / "in" / "fed-back.ndjson", report);
+  WriteFile(tmp / "in" / "Typos.ndjson",
+            "{\"resourceType\":\"patient\",\"id\":\"x1\"}\n"
+            "{\"resourceType\":\"Encounters\",\"id\":\"x2\",\"subject\":{\"reference\":"
+            "\"Patient/x1\"}}\n"
+            "{\"id\":\"x3\",\"resourceType\":\"Procedures\"}\n");
+  WriteFile(tmp / "in" / "bundle.json",
+            R"({"resourceType":"Bundle","type":"collection","entry":[{"resource":)"
+            R"({"resourceType":"Conditions","id":"c"}}]})");
+  std::string in = (tmp / "in").string();
+  for (int threads : {1, 4}) {
+    CliRun r = Evaluate(fmt::format("--month 2026-10 --config {} --threads {} --input {} {}",
+                                    SampleConfig(), threads, Samples(), in));
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, report) << "nothing of the bad input is evaluated";
+    EXPECT_NE(r.err.find(in + "/Typos.ndjson:1: resourceType: \"patient\" is not an R4 resource "
+                              "type (type names are case-sensitive); did you mean Patient?; line "
+                              "skipped"),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find(in + "/Typos.ndjson:2: resourceType: \"Encounters\" is not an R4 "
+                              "resource type; did you mean Encounter?"),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find(in + "/Typos.ndjson:3: resourceType: \"Procedures\""), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find(in + "/bundle.json:1: Bundle.entry[0].resource.resourceType: "
+                              "\"Conditions\" is not an R4 resource type; did you mean Condition?"),
+              std::string::npos)
+        << r.err;
+    for (std::size_t line = 1; line <= records; ++line) {
+      EXPECT_NE(r.err.find(fmt::format("{}/fed-back.ndjson:{}: resourceType: missing: this looks "
+                                       "like a ccm-gateway report record",
+                                       in, line)),
+                std::string::npos)
+          << r.err;
+    }
+    // Counted as unreadable lines/entries, not as resources.
+    std::size_t resources = clean.err.find(" resource(s) from ");
+    ASSERT_NE(resources, std::string::npos) << clean.err;
+    std::string count = clean.err.substr(clean.err.rfind(' ', resources - 1) + 1,
+                                         resources - clean.err.rfind(' ', resources - 1) - 1);
+    EXPECT_NE(r.err.find(fmt::format(" {} resource(s) from ", count)), std::string::npos)
+        << count << "\n"
+        << r.err;
+    EXPECT_NE(r.err.find(fmt::format("{} unreadable line(s)/entr(ies)", records + 4)),
+              std::string::npos)
+        << r.err;
+  }
 }
 
 }  // namespace

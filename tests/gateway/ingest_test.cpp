@@ -1,6 +1,9 @@
 #include "gateway/ingest.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "fhir/validate.h"
 #include "test_util.h"
@@ -137,6 +140,56 @@ TEST(IngestTest, SyntheaSamplesIngestCleanly) {
   std::size_t encounters = 0;
   store.ForEach("Encounter", [&](const StoredResource&) { ++encounters; });
   EXPECT_EQ(encounters, 1215u + 189u);
+}
+
+// A large export that is wrong on every line: the problems are counted exactly, but only the first
+// of each kind are stored, so memory does not grow with the number of problems.
+TEST(IngestTest, AnExportInvalidOnEveryLineKeepsBoundedIssuesAndExactTotals) {
+  constexpr std::size_t kLines = 200'000;
+  TempDir dir;
+  std::string text;
+  text.reserve(kLines * 90);
+  for (std::size_t i = 0; i < kLines; ++i) {
+    if (i % 4 == 3) {
+      text += fmt::format("{{\"resourceType\":\"encounter\",\"id\":\"t{}\"}}\n", i);
+    } else {
+      text += fmt::format(
+          "{{\"resourceType\":\"Encounter\",\"id\":\"e{}\",\"status\":\"completed\","
+          "\"class\":{{\"code\":\"AMB\"}}}}\n",
+          i);
+    }
+  }
+  WriteFile(dir / "big.ndjson", text);
+  std::size_t per_invalid = fhir::Validate(J(R"({"resourceType":"Encounter","id":"e","status":)"
+                                             R"("completed","class":{"code":"AMB"}})"))
+                                .error_count();
+  ASSERT_GE(per_invalid, 1u);
+  const std::size_t invalid = kLines / 4 * 3, mistyped = kLines / 4;
+
+  ResourceStore store;
+  IngestOptions o = Validating();
+  o.keep_resources = false;
+  auto report = Ingest({dir / "big.ndjson"}, o, store);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->invalid, invalid);
+  EXPECT_EQ(report->read.skipped, mistyped);
+  EXPECT_EQ(report->skipped(), kLines);
+  // Each invalid Encounter: its validation errors and the "skipped" note; each mistyped line one.
+  EXPECT_EQ(report->issues.error_count(), invalid * (per_invalid + 1) + mistyped);
+  EXPECT_EQ(report->issues.total(), report->issues.error_count());
+  const std::size_t kinds = per_invalid + 2;
+  EXPECT_LE(report->issues.size(), kinds * fhir::IssueLimits{}.per_kind);
+  EXPECT_EQ(report->issues.size() + report->issues.omitted_count(), report->issues.total());
+  EXPECT_EQ(store.size(), 0u);
+
+  // The same through the binary: exit 1, one "... and K more like this" per kind, short output.
+  auto r = ccm::testing::RunGatewayBinary("check --input " + (dir / "big.ndjson").string(), false);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find(fmt::format("... and {} more like this", mistyped - 100)),
+            std::string::npos);
+  EXPECT_LT(std::count(r.out.begin(), r.out.end(), '\n'), 2000);
+  EXPECT_NE(r.out.find(fmt::format("{} error(s)", report->issues.error_count())), std::string::npos)
+      << r.out.substr(r.out.size() - 400);
 }
 
 }  // namespace

@@ -3,6 +3,9 @@
 #include "gateway/sync_config.h"
 
 #include "gateway/ccm_config.h"
+#include "gateway/writeback_config.h"
+
+#include <fmt/format.h>
 
 #include <map>
 
@@ -141,6 +144,112 @@ TEST(SyncConfigTest, ErrorsNameTheKey) {
             std::string::npos);
   EXPECT_NE(ErrorOf(dir, R"({"sources": {}})").find("sources: expected an array"),
             std::string::npos);
+}
+
+// A base URL carries no credentials, query or fragment, wherever a FHIR endpoint is configured;
+// the error names the key and never repeats the URL (it may hold a password).
+TEST(SyncConfigTest, EndpointUrlsCarryNoCredentialsQueryOrFragment) {
+  TempDir dir;
+  struct Case {
+    std::string url, expected;
+  };
+  const Case cases[] = {
+      {"https://gw:s3cretpw@ehr.example/fhir", "carries a user name or password"},
+      {"https://gw@ehr.example/fhir", "carries a user name or password"},
+      {"https://ehr.example/fhir?_format=json&key=s3cretpw", "has a query string"},
+      {"https://ehr.example/fhir?", "has a query string"},
+      {"https://ehr.example/fhir#s3cretpw", "has a fragment"},
+  };
+  for (const Case& c : cases) {
+    std::string source = fmt::format(R"({{"name": "e", "baseUrl": "{}"}})", c.url);
+    std::string target = fmt::format(R"({{"baseUrl": "{}"}})", c.url);
+    const std::pair<std::string, std::string> places[] = {
+        {fmt::format(R"({{"sources": [{}]}})", source), "sources[0].baseUrl: "},
+        {fmt::format(R"({{"writeBack": {{"target": {}}}}})", target), "writeBack.target.baseUrl: "},
+        {fmt::format(R"({{"billing": {{"payers": [{{"name": "mac", "endpoint": {}}}]}}}})", target),
+         "billing.payers[0].endpoint.baseUrl: "},
+    };
+    for (const auto& [json, key] : places) {
+      WriteFile(dir / "c.json", json);
+      auto sync = LoadSyncConfig(dir / "c.json", Env({}));
+      std::string err = sync ? "(no error)" : sync.error().message;
+      if (sync) {
+        auto wb = LoadWriteBackConfig(dir / "c.json", Env({}), *sync);
+        err = wb ? "(no error)" : wb.error().message;
+      }
+      EXPECT_NE(err.find(key + "the URL " + c.expected), std::string::npos) << json << "\n" << err;
+      EXPECT_EQ(err.find("s3cretpw"), std::string::npos) << "the URL is not repeated: " << err;
+    }
+  }
+  // A token endpoint may have a query, never credentials.
+  EXPECT_EQ(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "client-credentials", "clientId": "gw", "clientSecretEnv": "S",
+               "tokenUrl": "https://x/token?api-version=2"}}]})",
+                    Env({{"S", "pa55"}})),
+            "(no error)");
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x/fhir",
+      "auth": {"type": "client-credentials", "clientId": "gw", "clientSecretEnv": "S",
+               "tokenUrl": "https://gw:pw@x/token"}}]})",
+                    Env({{"S", "pa55"}}))
+                .find("sources[0].auth.tokenUrl: the URL carries a user name or password"),
+            std::string::npos);
+  // Ports, paths and IPv6 literals are fine.
+  EXPECT_EQ(
+      ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "http://[::1]:8080/fhir/R4/"}]})"),
+      "(no error)");
+}
+
+TEST(SyncConfigTest, ResourceTypesAreR4TypesSpelledAsInTheSpecification) {
+  TempDir dir;
+  EXPECT_EQ(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x",
+                              "resourceTypes": ["Patient", "Encounter", "Observation"]}]})"),
+            "(no error)");
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x",
+                              "resourceTypes": ["Patient", "Encounters"]}]})")
+                .find("sources[0].resourceTypes[1]: \"Encounters\" is not an R4 resource type; "
+                      "did you mean Encounter?"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x",
+                              "resourceTypes": ["encounter"]}]})")
+                .find("sources[0].resourceTypes[0]: \"encounter\" is not an R4 resource type "
+                      "(type names are case-sensitive); did you mean Encounter?"),
+            std::string::npos);
+}
+
+// `logging` is a real section with one key; `server` (nothing serves yet) is unknown.
+TEST(SyncConfigTest, LoggingIsASectionAndServerIsUnknown) {
+  TempDir dir;
+  auto off = Load(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x"}]})");
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->sources[0].server_diagnostics);
+  std::string on_json = R"({"sources": [{"name": "e", "baseUrl": "https://x"}],
+      "logging": {"serverDiagnostics": true},
+      "writeBack": {"carePlans": true, "target": {"baseUrl": "https://w"}},
+      "billing": {"provider": {"name": "P", "npi": "1234567893"},
+                  "payers": [{"name": "mac", "endpoint": {"baseUrl": "https://p"}}]}})";
+  auto on = Load(dir, on_json);
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_TRUE(on->sources[0].server_diagnostics);
+  auto wb = LoadWriteBackConfig(dir / "config.json", Env({}), *on);
+  ASSERT_TRUE(wb) << wb.error().message;
+  EXPECT_TRUE(wb->target->server_diagnostics);
+  EXPECT_TRUE(wb->payers[0].endpoint->server_diagnostics);
+  EXPECT_TRUE(LoadEngineConfig(dir / "config.json"));
+
+  EXPECT_NE(ErrorOf(dir, R"({"logging": {"serverDiagnostics": "yes"}})")
+                .find("logging.serverDiagnostics: expected true or false"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dir, R"({"logging": {"level": "debug"}})")
+                .find("logging.level: unknown key (expected one of: serverDiagnostics)"),
+            std::string::npos);
+  WriteFile(dir / "server.json", R"({"server": {"port": 8080}})");
+  auto engine = LoadEngineConfig(dir / "server.json");
+  ASSERT_FALSE(engine);
+  EXPECT_NE(engine.error().message.find("server: unknown key (expected one of: practice, "
+                                        "mappings, rules, billing, sources, state, sync, "
+                                        "writeBack, logging)"),
+            std::string::npos)
+      << engine.error().message;
 }
 
 }  // namespace

@@ -128,10 +128,12 @@ inline std::string EvaluateServer(TestFhirServer& server) {
     }
     WriteFile(dir / fmt::format("{}.ndjson", type), ndjson);
   }
-  WriteFile(dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
+  // The config outside the input: a JSON file that is no FHIR resource is an input error.
+  TempDir config_dir;
+  WriteFile(config_dir / "c.json", R"({"practice": {"timeZone": "America/Chicago",
       "billingPractitioners": ["9999999991"]}, "billing": {"feeScheduleYear": 2025}})");
   GatewayRun r = Gateway(fmt::format("evaluate --month 2026-10 --config {} --input {}",
-                                     (dir / "c.json").string(), dir.path().string()));
+                                     (config_dir / "c.json").string(), dir.path().string()));
   EXPECT_EQ(r.status, 0) << r.err;
   return r.out;
 }

@@ -153,6 +153,15 @@ TEST_F(SyncTest, TransientFaultsAreRetriedAndNothingIsLost) {
   EXPECT_GE(Num(events.back(), "retries"), 6);
 }
 
+// `config` with logging.serverDiagnostics on (servers' free text in messages), as `name`.
+std::filesystem::path WithServerDiagnostics(const std::filesystem::path& config,
+                                            const std::string& name) {
+  std::string text = ReadFile(config);
+  text.insert(text.find('{') + 1, R"("logging": {"serverDiagnostics": true},)");
+  WriteFile(config.parent_path() / name, text);
+  return config.parent_path() / name;
+}
+
 TEST_F(SyncTest, PersistentFailureIsAClearErrorAndTheNextRunRecovers) {
   auto config =
       WriteConfig(dir_, *server_, R"("retry": {"maxAttempts": 2, "initialBackoffMs": 10})");
@@ -166,9 +175,21 @@ TEST_F(SyncTest, PersistentFailureIsAClearErrorAndTheNextRunRecovers) {
   const Value* cond = TypeEvent(cond_events, "Condition");
   ASSERT_NE(cond, nullptr);
   std::string msg(cond->find("message") ? (*cond)["message"].str() : "");
-  EXPECT_NE(msg.find("HTTP 503"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("database is being restored"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HTTP 503: error transient (server diagnostics withheld, 26 characters"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find("database is being restored"), std::string::npos) << "withheld: " << msg;
   EXPECT_NE(msg.find("gave up after 2 attempt(s)"), std::string::npos) << msg;
+  GatewayRun shown =
+      Sync(WithServerDiagnostics(config, "diagnostics.json"), dir_ / "report.ndjson");
+  EXPECT_EQ(shown.status, 1) << shown.err;
+  auto shown_events = Events(shown.err);
+  const Value* shown_cond = TypeEvent(shown_events, "Condition");
+  ASSERT_NE(shown_cond, nullptr);
+  EXPECT_NE(std::string((*shown_cond)["message"].str())
+                .find("HTTP 503: error transient: database is being restored"),
+            std::string::npos)
+      << (*shown_cond)["message"].str();
   auto store = OpenSqliteStateStore(dir_ / "state.db");
   ASSERT_TRUE(store);
   EXPECT_FALSE(*(*store)->GetCursor("ehr", "Condition")) << "a failed type keeps its cursor";
@@ -194,10 +215,25 @@ TEST_F(SyncTest, ClientErrorsAreNotRetriedAndCarryTheOperationOutcome) {
   const Value* cp = TypeEvent(cp_events, "CarePlan");
   ASSERT_NE(cp, nullptr);
   EXPECT_NE(std::string((*cp)["message"].str())
-                .find("HTTP 400: error invalid: _count must be at most 10"),
+                .find("HTTP 400: error invalid (server diagnostics withheld, 25 characters; set "
+                      "logging.serverDiagnostics to true to log them)"),
             std::string::npos)
       << (*cp)["message"].str();
   EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/CarePlan?_count=25"), 1u);
+  server_->Faults(R"([{"match": "GET /fhir/R4/CarePlan?_count=25", "kind": "status", "status": 400,
+                       "body": {"resourceType": "OperationOutcome", "issue": [
+                         {"severity": "error", "code": "invalid",
+                          "diagnostics": "_count must be at most 10"}]}}])");
+  GatewayRun shown =
+      Sync(WithServerDiagnostics(config, "diagnostics.json"), dir_ / "report.ndjson");
+  EXPECT_EQ(shown.status, 1);
+  auto shown_events = Events(shown.err);
+  const Value* shown_cp = TypeEvent(shown_events, "CarePlan");
+  ASSERT_NE(shown_cp, nullptr);
+  EXPECT_NE(std::string((*shown_cp)["message"].str())
+                .find("HTTP 400: error invalid: _count must be at most 10"),
+            std::string::npos)
+      << (*shown_cp)["message"].str();
 }
 
 TEST_F(SyncTest, NextLinkLoopIsDetected) {
@@ -479,7 +515,9 @@ TEST_F(SyncTest, ASearchThatCannotBeSplitIsPulledWholeWithAWarning) {
   EXPECT_NE(r.err.find("Encounter: the search cannot be split into _lastUpdated windows"),
             std::string::npos)
       << r.err;
-  EXPECT_NE(r.err.find("_sort is not supported"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("_sort is not supported"), std::string::npos) << "withheld: " << r.err;
+  EXPECT_NE(r.err.find("error not-supported (server diagnostics withheld"), std::string::npos)
+      << r.err;
 
   // Turned off, no probe is sent at all.
   server_->Send("DELETE", "/__admin/faults");
