@@ -145,6 +145,7 @@ int RunBill(const Args& args) {
       const PatientMonth& r = *p;
       CarePlanWrite w = WriteCarePlan(*ehr, *store, r, wb, *run, dry_run, &snapshot);
       ++plan_counts[std::string(ToCode(w.action))];
+      if (w.recorded_late) ++plan_counts["create-recorded-late"];
       if (w.action == CarePlanAction::kFailed) {
         // The audit record names the patient; the log line does not (no PHI in logs).
         problems.push_back(fmt::format("care plan{} (audit record {}): {}",

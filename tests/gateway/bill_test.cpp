@@ -534,6 +534,61 @@ TEST_F(BillTest, TheAuditLogRecordsEveryWriteWithItsVersionAndProvenance) {
   EXPECT_EQ(bundles, 1u);
 }
 
+std::vector<Value> NdjsonLines(const std::string& text) {
+  std::vector<Value> out;
+  for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos;
+       start = end + 1) {
+    auto v = fhir::json::Parse(text.substr(start, end - start));
+    EXPECT_TRUE(v) << text;
+    if (v) out.push_back(std::move(*v));
+  }
+  return out;
+}
+
+TEST_F(BillTest, ACarePlanCreateWhoseAnswerWasLostIsRecordedLate) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  // The create is applied but its answer never arrives, nor do the answers to the retries.
+  ehr_->Faults(R"([{"match": "POST /fhir/R4/CarePlan", "kind": "apply-then-drop"},
+                   {"match": "POST /fhir/R4/CarePlan", "kind": "drop", "times": 20}])");
+  GatewayRun lost = Bill();
+  EXPECT_EQ(lost.status, 1) << lost.out << lost.err;
+  EXPECT_NE(lost.err.find("problem: care plan (audit record "), std::string::npos) << lost.err;
+  ehr_->Send("DELETE", "/__admin/faults");
+  std::string query = fmt::format("CarePlan?identifier=https://clinic.example/ccm-care-plan|{}",
+                                  kNotBillable.substr(8));
+  auto plans = Search(*ehr_, query);
+  ASSERT_EQ(plans.size(), 1u) << "the create was applied";
+  EXPECT_TRUE(Search(*ehr_, "Provenance").empty());
+
+  GatewayRun next = Bill();
+  ASSERT_EQ(next.status, 0) << next.out << next.err;
+  EXPECT_NE(next.out.find("1 create-recorded-late"), std::string::npos) << next.out;
+  std::string target = fmt::format("CarePlan/{}", plans[0]["id"].str());
+  auto provenance = Search(*ehr_, "Provenance");
+  ASSERT_EQ(provenance.size(), 1u);
+  EXPECT_EQ(provenance[0]["target"][0]["reference"].str(),
+            fmt::format("{}/_history/{}", target, plans[0]["meta"]["versionId"].str()));
+  EXPECT_EQ(provenance[0]["activity"]["coding"][0]["code"].str(), "CREATE");
+  EXPECT_EQ(provenance[0]["extension"][0]["url"].str(), "urn:ccm-gateway:extension:recorded-late");
+  EXPECT_FALSE(provenance[0]["occurredDateTime"].str().empty());
+  auto audit =
+      NdjsonLines(Gateway(fmt::format("ledger --config {} --audit", config_.string())).out);
+  std::size_t creates = 0;
+  for (const auto& a : audit) {
+    if (a["action"].str() != "create" || a["target"].str() != target) continue;
+    ++creates;
+    EXPECT_NE(a["detail"].str().find("recorded late"), std::string::npos) << a["detail"].str();
+    EXPECT_EQ(a["provenance"].str(), fmt::format("Provenance/{}", provenance[0]["id"].str()));
+  }
+  EXPECT_EQ(creates, 1u);
+  // Once recorded, never again.
+  GatewayRun third = Bill();
+  ASSERT_EQ(third.status, 0) << third.err;
+  EXPECT_EQ(third.out.find("create-recorded-late"), std::string::npos) << third.out;
+  EXPECT_EQ(Search(*ehr_, "Provenance").size(), 1u);
+}
+
 // Kill the bill run right after each durable step, run again: exactly one of everything.
 class BillCrashTest : public BillTest, public ::testing::WithParamInterface<const char*> {};
 

@@ -340,6 +340,19 @@ TEST(CarePlanTest, OnlyConsentedLivingEligiblePatientsGetAPlan) {
   EXPECT_FALSE(WantsCarePlan(r));
 }
 
+TEST(CarePlanMergeTest, MergedAndInactiveRecordsGetNoCarePlan) {
+  PatientMonth r;
+  r.patient = "Patient/p1";
+  r.program = Program::kCcm;
+  r.consent = ConsentState::kActive;
+  EXPECT_TRUE(WantsCarePlan(r));
+  r.merged = true;
+  EXPECT_FALSE(WantsCarePlan(r));
+  r.merged = false;
+  r.inactive = true;
+  EXPECT_FALSE(WantsCarePlan(r));
+}
+
 Result<WriteBackConfig> ParseConfig(const std::string& text, const SyncConfig& sync = {}) {
   auto v = fhir::json::Parse(text);
   EXPECT_TRUE(v) << text;
