@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 
 #include "fhir/build.h"
@@ -11,6 +12,7 @@
 namespace ccm::gateway {
 namespace {
 
+using fhir::build::ReferenceId;
 using fhir::build::Str;
 using fhir::json::Value;
 
@@ -22,6 +24,14 @@ Value LinesJson(const std::vector<BillingLine>& lines) {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+std::uint64_t Fnv1a64(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
 }
 
 // Whether anything of the chain ending in `row` has left the gateway: then a change must go out
@@ -36,6 +46,22 @@ Result<bool> Delivered(StateStore& store, const LedgerRow& row) {
 }
 
 }  // namespace
+
+std::string ClaimIdentifierValue(const LedgerRow& e) {
+  return fmt::format("{}-{}-r{}", ReferenceId(e.patient), e.month, e.revision);
+}
+std::string ChargeItemIdentifierValue(const LedgerRow& e, std::string_view code) {
+  return fmt::format("{}-{}-{}-r{}", ReferenceId(e.patient), e.month, code, e.revision);
+}
+
+std::string BatchName(std::string_view month, std::vector<std::string> claim_identifier_values) {
+  std::sort(claim_identifier_values.begin(), claim_identifier_values.end());
+  std::uint64_t h = Fnv1a64(month);
+  for (const auto& v : claim_identifier_values) {
+    h = Fnv1a64(v, Fnv1a64("\n", h));  // separated, so that ["ab", "c"] and ["a", "bc"] differ
+  }
+  return fmt::format("{}-{:016x}", month, h);
+}
 
 std::string_view ToCode(LedgerAction a) noexcept {
   switch (a) {

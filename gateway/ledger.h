@@ -69,6 +69,16 @@ std::vector<BillingLine> LedgerLines(const LedgerRow& row);
 // Diagnoses of a stored entry.
 std::vector<Diagnosis> LedgerDiagnoses(const LedgerRow& row);
 
+// Identifier values: "<patient id>-<YYYY-MM>-r<revision>" for a claim, plus "-<code>" before the
+// revision for a ChargeItem. Systems: `<billing.identifierSystem>:claim`, `...:charge-item`,
+// `...:claim-batch`.
+std::string ClaimIdentifierValue(const LedgerRow& entry);
+std::string ChargeItemIdentifierValue(const LedgerRow& entry, std::string_view code);
+// A batch's name from its content: "<YYYY-MM>-<16 hex digits>", a stable 64-bit hash (FNV-1a) of
+// the sorted claim identifier values in it. The same patient-month revisions always make the same
+// name, whichever run or state file queues them.
+std::string BatchName(std::string_view month, std::vector<std::string> claim_identifier_values);
+
 enum class LedgerAction { kNew, kAdjusted, kVoided, kWithdrawn };
 std::string_view ToCode(LedgerAction a) noexcept;
 

@@ -68,6 +68,27 @@ class BillTest : public ::testing::Test {
     ehr_ = std::make_unique<TestFhirServer>(ccm::testing::SampleInputs());
     payer_ = std::make_unique<TestFhirServer>();
     config_ = WriteConfig();
+    GiveMbis();
+  }
+
+  // Claims need a patient identity: every sample patient gets a Medicare Beneficiary Identifier
+  // (Synthea writes none).
+  void GiveMbis() {
+    int n = 0;
+    for (Value p : Search(*ehr_, "Patient")) SetMbi(p, fmt::format("1EG4TE5MK{:02}", ++n));
+  }
+  void SetMbi(Value patient, const std::string& mbi) {
+    Value ids = Value::MakeArray();
+    for (const auto& id : patient["identifier"].array()) {
+      if (id["system"].str() != "http://hl7.org/fhir/sid/us-mbi") ids.push_back(id);
+    }
+    if (!mbi.empty()) {
+      auto id = fhir::json::Parse(
+          fmt::format(R"({{"system":"http://hl7.org/fhir/sid/us-mbi","value":"{}"}})", mbi));
+      ids.push_back(*id);
+    }
+    patient.set("identifier", std::move(ids));
+    ehr_->Put(patient);
   }
 
   std::filesystem::path WriteConfig(const std::string& source_extra = "") {
@@ -543,6 +564,54 @@ std::vector<Value> NdjsonLines(const std::string& text) {
     if (v) out.push_back(std::move(*v));
   }
   return out;
+}
+
+TEST_F(BillTest, AClaimWithoutAPatientIdentityIsHeldUntilItArrives) {
+  std::string id(kOneCode.substr(8));
+  SetMbi(Search(*ehr_, "Patient?_id=" + id).at(0), "");
+  Sync();
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("held: the Patient has no Medicare Beneficiary Identifier (identifier "
+                       "system http://hl7.org/fhir/sid/us-mbi)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("Patient/"), std::string::npos) << "no patient ids in logs: " << r.err;
+  auto first = ClaimFiles(".json");
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(Claims(first[0]).size(), static_cast<std::size_t>(kBillablePatients - 1));
+  // ChargeItems go to the EHR, which knows its patient: not held.
+  EXPECT_EQ(BillableChargeItems().size(), static_cast<std::size_t>(kBillableCodes));
+  std::string sent = ReadFile(first[0]);
+
+  SetMbi(Search(*ehr_, "Patient?_id=" + id).at(0), "1EG4TE5MK99");
+  Sync();
+  // Released into a batch of its own; the run is killed once its file is written, and the next
+  // run rebuilds the same batch (same name, same bytes) and posts it once.
+  ::setenv("CCM_GATEWAY_CRASH_AT", "claims-file", 1);
+  GatewayRun crashed = Bill();
+  ::unsetenv("CCM_GATEWAY_CRASH_AT");
+  ASSERT_EQ(crashed.status, 86) << crashed.out << crashed.err;
+  auto files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 2u);
+  std::filesystem::path own = files[0] == first[0] ? files[1] : files[0];
+  std::string written = ReadFile(own);
+  GatewayRun released = Bill();
+  ASSERT_EQ(released.status, 0) << released.out << released.err;
+  EXPECT_NE(released.out.find("deliveries 1 done, 0 failed"), std::string::npos) << released.out;
+  files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(ReadFile(own), written);
+  EXPECT_EQ(ReadFile(first[0]), sent);  // the batch already sent is not rewritten
+  for (const auto& f : files) {
+    if (f == first[0]) continue;
+    auto claims = Claims(f);
+    ASSERT_EQ(claims.size(), 1u);
+    EXPECT_EQ(claims[0]["identifier"][0]["value"].str(), fmt::format("{}-2026-10-r1", id));
+    EXPECT_NE(ReadFile(f).find(R"("subscriberId": "1EG4TE5MK99")"), std::string::npos);
+  }
+  EXPECT_EQ(Search(*payer_, "Bundle").size(), 2u);
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
 }
 
 TEST_F(BillTest, ACarePlanCreateWhoseAnswerWasLostIsRecordedLate) {

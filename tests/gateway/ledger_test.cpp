@@ -210,6 +210,20 @@ TEST_F(LedgerTest, ConcurrentRunsRecordEachPatientMonthOnce) {
   EXPECT_EQ(All().size(), 50u);
 }
 
+TEST(BatchNameTest, IsTheMonthAndAStableHashOfTheClaimIdentifiers) {
+  std::string name = BatchName("2026-10", {"b-2026-10-r1", "a-2026-10-r1"});
+  EXPECT_EQ(name, BatchName("2026-10", {"a-2026-10-r1", "b-2026-10-r1"}));  // any order
+  EXPECT_TRUE(name.starts_with("2026-10-"));
+  EXPECT_EQ(name.size(), std::string("2026-10-").size() + 16);
+  EXPECT_EQ(name.find_first_not_of("0123456789abcdef-"), std::string::npos);
+  EXPECT_NE(name, BatchName("2026-10", {"a-2026-10-r1"}));
+  EXPECT_NE(name, BatchName("2026-10", {"a-2026-10-r1", "b-2026-10-r2"}));
+  EXPECT_NE(BatchName("2026-10", {"ab", "c"}), BatchName("2026-10", {"a", "bc"}));
+  // Pinned (FNV-1a 64 over the month and the sorted values, each after a newline; computed
+  // independently): a name changes only with what the batch holds, never with a build.
+  EXPECT_EQ(BatchName("2026-10", {"a-2026-10-r1"}), "2026-10-051b2b8d944d8c37");
+}
+
 TEST(LedgerMigrationTest, AVersion1StateFileIsMigratedKeepingItsResources) {
   TempDir dir;
   sqlite3* db = nullptr;
