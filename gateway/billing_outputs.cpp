@@ -137,10 +137,19 @@ Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, Delive
       fmt::format("ChargeItem {} kept changing under us; left for the next run", value));
 }
 
+// Identifier values and searches are built from patient ids (R4 datatypes.html#id:
+// [A-Za-z0-9\-\.]{1,64}); a '|', ',' or space would change what a conditional create matches.
+constexpr std::string_view kInvalidPatientId =
+    "held: the patient's id is not a FHIR id (letters, digits, '-' and '.', at most 64), so it "
+    "cannot be part of an identifier; correct the record's id in the EHR";
+
 // Writes the entry's ChargeItems (and withdraws its earlier revisions'); the audit records of the
 // writes made are appended to `audits`, also when a later write fails.
 Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, DeliveryReport& report,
                           std::vector<AuditRow>& audits) {
+  if (!fhir::IsValidId(ReferenceId(entry.patient))) {
+    return MakeError(Errc::kInvalidArgument, std::string(kInvalidPatientId));
+  }
   if (ctx.ehr == nullptr) {
     return MakeError(Errc::kInvalidArgument,
                      "ChargeItems are queued but writeBack.chargeItems is off or has no target");
@@ -193,12 +202,7 @@ void Fail(DeliveryContext& ctx, DeliveryReport& report, const std::string& chann
 // Why the claim `in` must not go to `payer` yet ("" when it may), starting "held:".
 std::string HoldReason(const ClaimInput& in, const PayerConfig& payer) {
   const LedgerRow& e = in.entry;
-  if (!fhir::IsValidId(ReferenceId(e.patient))) {
-    // Identifier values and searches are built from it (R4 §2.1.0.1 id: [A-Za-z0-9\-\.]{1,64});
-    // '|', ',' or a space would change what a conditional create matches.
-    return "held: the patient's id is not a FHIR id (letters, digits, '-' and '.', at most 64), "
-           "so it cannot be part of a claim identifier; correct the record's id in the EHR";
-  }
+  if (!fhir::IsValidId(ReferenceId(e.patient))) return std::string(kInvalidPatientId);
   if (!HasIcd10(in.cancels ? *in.cancels : e)) {
     // A professional claim without an ICD-10-CM diagnosis is rejected by the payer; hold this
     // patient-month (the rest of the batch goes) until a code is there: coding the Condition in

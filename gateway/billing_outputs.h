@@ -17,6 +17,7 @@
 //   FHIR id. A held claim leaves its batch (which goes without it); once released it goes out in
 //   a batch of its own (BatchName of the released claims, stored before anything is written).
 //   Cancellations (voids) are never held for identity: they name the claim the payer received.
+//   ChargeItems are held only for a patient id that is not a FHIR id.
 #pragma once
 
 #include <cstdint>

@@ -515,6 +515,28 @@ TEST(CarePlanTest, OnlyConsentedLivingEligiblePatientsGetAPlan) {
   EXPECT_FALSE(WantsCarePlan(r));
 }
 
+TEST(ClaimIdentityTest, AChargeItemOfAPatientWhoseIdIsNotAFhirIdIsHeld) {
+  TempDir dir;
+  auto opened = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(opened);
+  StateStore& store = **opened;
+  WriteBackConfig config;
+  config.charge_items = true;
+  std::int64_t bad = *store.AddLedgerEntry(Entry("Patient/d x"));
+  ASSERT_TRUE(store.AddDelivery(bad, std::string(kChargeItemChannel), "b"));
+  // No server is needed to refuse it: nothing is searched or written.
+  DeliveryContext ctx{store, config, "USD", 2, nullptr, {"ehr"}, {}};
+  DeliveryReport r = DeliverOpen(ctx);
+  EXPECT_EQ(r.failed, 1u);
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_NE(r.problems[0].find(fmt::format("charge-items 2026-10 ledger entry {}: held: the "
+                                           "patient's id is not a FHIR id",
+                                           bad)),
+            std::string::npos)
+      << r.problems[0];
+  EXPECT_EQ(store.Deliveries(bad)->at(0).status, "failed");
+}
+
 TEST(CarePlanMergeTest, MergedAndInactiveRecordsGetNoCarePlan) {
   PatientMonth r;
   r.patient = "Patient/p1";
