@@ -58,7 +58,13 @@ Completeness CheckCompleteness(const std::vector<PullStatus>& statuses, const Sy
     for (const auto& type : types) {
       auto it = by_key.find({source.name, type});
       const PullStatus* s = it == by_key.end() ? nullptr : it->second;
-      if (auto started = s ? Instant(s->last_complete_started) : std::nullopt) {
+      // A type the server does not offer has nothing to confirm: it counts from when the server
+      // said so (a not-offered outcome need not follow a BeginPull, so its start may be old).
+      std::string_view complete_from = s == nullptr ? std::string_view()
+                                       : s->state == PullState::kNotOffered
+                                           ? std::string_view(s->finished_at)
+                                           : std::string_view(s->last_complete_started);
+      if (auto started = Instant(complete_from)) {
         oldest = oldest ? std::min(*oldest, *started) : *started;
       } else {
         every_type_complete_once = false;

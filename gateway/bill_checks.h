@@ -42,8 +42,9 @@ std::string Describe(const PullGap& gap);
 
 struct Completeness {
   std::vector<PullGap> gaps;  // by source, then type as configured
-  // The start of the oldest of the last complete pulls of every needed type: the data is known
-  // complete as of then. nullopt when some needed type has never been pulled completely.
+  // The start of the oldest of the last complete pulls of every needed type (for a type not
+  // offered: when that was recorded): the data is known complete as of then. nullopt when some
+  // needed type has never been pulled completely.
   std::optional<fhir::TimePoint> complete_since;
 };
 

@@ -359,7 +359,9 @@ int RunBill(const Args& args) {
   ReconcileOptions options;
   options.run = *run;
   options.dry_run = dry_run;
-  options.complete_since = completeness.complete_since;
+  // A run that bills from incomplete data confirms no proposal by the data (an approval still
+  // does): what a failed pull left is exactly what a proposal waits to see confirmed.
+  if (gaps.empty()) options.complete_since = completeness.complete_since;
   options.allow_incomplete = allow_incomplete;
   if (wb.charge_items) options.channels.emplace_back(kChargeItemChannel);
   for (const auto& p : wb.payers) options.channels.push_back(PayerChannel(p));

@@ -430,6 +430,14 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndAVoidIsProposedThenConfirmedBySyn
       << held.out;
   EXPECT_EQ(payer_->Requests().size(), 0u);
 
+  // Every type pulled completely after the proposal, but then a pull failed: a run billing from
+  // incomplete data (--allow-incomplete) confirms nothing by the data.
+  Sync();
+  RecordPull("Condition", PullState::kFailed, "HTTP 503");
+  GatewayRun forced = Bill("--allow-incomplete");
+  ASSERT_EQ(forced.status, 0) << forced.err;
+  EXPECT_NE(forced.out.find("0 voided, 0 withdrawn, 4 unchanged, 1 held"), std::string::npos)
+      << forced.out;
   // A complete sync after the proposal, and the engine still says the same: carried out.
   Sync();
   GatewayRun confirmed = Bill();
