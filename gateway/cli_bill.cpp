@@ -72,14 +72,18 @@ void Checkpoint(std::string_view step) {
 // bill run has finished on the state file, an empty ledger only means nothing was billable.
 int CheckNotANewLedger(StateStore& store, const SyncConfig& sync, const WriteBackConfig& wb,
                        fhir::FhirClient* ehr) {
-  auto entries = store.LedgerEntries("", false);
   auto last = store.LastRun("bill");
-  if (!entries || !last) {
-    fmt::print(stderr, "ccm-gateway bill: {}\n",
-               (!entries ? entries.error() : last.error()).message);
+  if (!last) {
+    fmt::print(stderr, "ccm-gateway bill: {}\n", last.error().message);
     return kExitFatal;
   }
-  if (!entries->empty() || (*last && (*last)->status == "ok")) return kExitOk;
+  if (*last && (*last)->status == "ok") return kExitOk;  // the usual case: no ledger read
+  auto entries = store.LedgerEntries("", false);
+  if (!entries) {
+    fmt::print(stderr, "ccm-gateway bill: {}\n", entries.error().message);
+    return kExitFatal;
+  }
+  if (!entries->empty()) return kExitOk;
   auto found = FindPriorBilling(wb, ehr);
   if (!found) {
     fmt::print(stderr,
