@@ -137,10 +137,19 @@ Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, Delive
       fmt::format("ChargeItem {} kept changing under us; left for the next run", value));
 }
 
+// Identifier values and searches are built from patient ids (R4 datatypes.html#id:
+// [A-Za-z0-9\-\.]{1,64}); a '|', ',' or space would change what a conditional create matches.
+constexpr std::string_view kInvalidPatientId =
+    "held: the patient's id is not a FHIR id (letters, digits, '-' and '.', at most 64), so it "
+    "cannot be part of an identifier; correct the record's id in the EHR";
+
 // Writes the entry's ChargeItems (and withdraws its earlier revisions'); the audit records of the
 // writes made are appended to `audits`, also when a later write fails.
 Status DeliverChargeItems(DeliveryContext& ctx, const LedgerRow& entry, DeliveryReport& report,
                           std::vector<AuditRow>& audits) {
+  if (!fhir::IsValidId(ReferenceId(entry.patient))) {
+    return MakeError(Errc::kInvalidArgument, std::string(kInvalidPatientId));
+  }
   if (ctx.ehr == nullptr) {
     return MakeError(Errc::kInvalidArgument,
                      "ChargeItems are queued but writeBack.chargeItems is off or has no target");
@@ -181,15 +190,128 @@ std::string Problem(std::string_view channel, const LedgerRow& e, std::string_vi
   return fmt::format("{} {} ledger entry {}: {}", channel, e.month, e.id, what);
 }
 
+void Fail(DeliveryContext& ctx, DeliveryReport& report, const std::string& channel,
+          const std::vector<LedgerRow>& rows, const std::string& what) {
+  for (const auto& e : rows) {
+    report.problems.push_back(Problem(channel, e, what));
+    static_cast<void>(ctx.store.SetDelivery(e.id, channel, "failed", what));
+    ++report.failed;
+  }
+}
+
+// Why the claim `in` must not go to `payer` yet ("" when it may), starting "held:".
+std::string HoldReason(const ClaimInput& in, const PayerConfig& payer) {
+  const LedgerRow& e = in.entry;
+  if (!fhir::IsValidId(ReferenceId(e.patient))) return std::string(kInvalidPatientId);
+  if (!HasIcd10(in.cancels ? *in.cancels : e)) {
+    // A professional claim without an ICD-10-CM diagnosis is rejected by the payer; hold this
+    // patient-month (the rest of the batch goes) until a code is there: coding the Condition in
+    // ICD-10-CM or adding mappings.diagnosisCodes makes a new ledger revision.
+    return "held: no ICD-10-CM diagnosis for the counted conditions (code them in ICD-10-CM in "
+           "the EHR, or map their codes with mappings.diagnosisCodes)";
+  }
+  if (in.cancels) return "";  // a cancellation names the claim the payer already has
+  // A claim the payer cannot match to a member is denied (837P loop 2010BA NM109: the
+  // subscriber's member id; for Medicare the MBI since 2020): hold it until the record has one.
+  if (in.patient_json.empty()) {
+    return "held: no Patient resource of this patient in the state store, so the claim has no "
+           "member id (pull Patient: run `ccm-gateway sync`, and check the source's "
+           "resourceTypes)";
+  }
+  if (MemberId(in.patient_json, payer).empty()) {
+    return fmt::format(
+        "held: the Patient has no Medicare Beneficiary Identifier (identifier system {}){}; record "
+        "it in the EHR and run `ccm-gateway sync`",
+        fhir::kMbiSystem,
+        payer.member_id_system.empty()
+            ? std::string(" (for another payer, set billing.payers[].memberIdSystem)")
+            : fmt::format(" nor a member id ({})", payer.member_id_system));
+  }
+  return "";
+}
+
+// Writes and posts one batch of claims, and marks them delivered.
+void Send(DeliveryContext& ctx, DeliveryReport& report, const PayerConfig& payer,
+          const std::string& channel, const std::string& batch,
+          const std::vector<ClaimInput>& claims) {
+  Value bundle = MakeClaimBundle(claims, payer, ctx.config, batch, ctx.currency);
+  std::string where;
+  Status s;
+  if (!payer.directory.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(payer.directory, ec);  // an error shows in the write
+    auto file = payer.directory / fmt::format("claims-{}-{}.json", payer.name, batch);
+    s = WriteFileAtomically(file, fhir::json::SerializePretty(bundle) + "\n");
+    if (s && payer.csv) {
+      auto csv = payer.directory / fmt::format("claims-{}-{}.csv", payer.name, batch);
+      s = WriteFileAtomically(csv, MakeClaimCsv(claims, payer, batch));
+      if (s) report.files.push_back(csv.string());
+    }
+    if (s) {
+      report.files.push_back(file.string());
+      where = file.string();
+      if (ctx.checkpoint) ctx.checkpoint("claims-file");
+    }
+  }
+  if (s && payer.endpoint) {
+    auto client = MakeFhirClient(*payer.endpoint, "billing");
+    if (!client) {
+      s = client.error();
+    } else {
+      std::string query = "identifier=" + fhir::EncodeQueryValue(fmt::format(
+                                              "{}:claim-batch|{}-{}", ctx.config.identifier_system,
+                                              payer.name, batch));
+      auto posted = (*client)->Create(bundle, query);
+      if (!posted) {
+        s = posted.error();
+      } else {
+        where += (where.empty() ? "" : "; ") +
+                 fmt::format("{}/Bundle/{}", fhir::RedactUrl(payer.endpoint->base_url),
+                             posted->body["id"].str());
+        static_cast<void>(ctx.store.AddAudit(
+            AuditRow{0, "", ctx.run, posted->status == 201 ? "create" : "exists",
+                     fmt::format("Bundle/{}", posted->body["id"].str()),
+                     std::string(posted->body["meta"]["versionId"].str()),
+                     fmt::format("claims for {} to {}", batch, payer.name), ""}));
+        if (ctx.checkpoint) ctx.checkpoint("claims-endpoint");
+      }
+    }
+  }
+  if (!s) {
+    std::vector<LedgerRow> failed;
+    for (const auto& in : claims) failed.push_back(in.entry);
+    Fail(ctx, report, channel, failed, s.error().message);
+    return;
+  }
+  auto done = [&]() -> Status {
+    for (const auto& in : claims)
+      CCM_TRY(ctx.store.SetDelivery(in.entry.id, channel, "done", where));
+    return {};
+  };
+  if (Status d = ctx.store.InTransaction(done); !d) {
+    report.problems.push_back(d.error().message);
+  } else {
+    report.done += claims.size();
+  }
+}
+
 }  // namespace
 
 std::string PayerChannel(const PayerConfig& payer) { return "payer:" + payer.name; }
 
-std::string ClaimIdentifierValue(const LedgerRow& e) {
-  return fmt::format("{}-{}-r{}", ReferenceId(e.patient), e.month, e.revision);
-}
-std::string ChargeItemIdentifierValue(const LedgerRow& e, std::string_view code) {
-  return fmt::format("{}-{}-{}-r{}", ReferenceId(e.patient), e.month, code, e.revision);
+std::string MemberId(std::string_view patient_json, const PayerConfig& payer) {
+  if (patient_json.empty()) return "";
+  auto patient = fhir::json::Parse(patient_json);
+  if (!patient || (*patient)["resourceType"].str() != "Patient") return "";
+  std::string mbi;
+  for (const auto& id : (*patient)["identifier"].array()) {
+    if (id["value"].str().empty()) continue;
+    if (!payer.member_id_system.empty() && id["system"].str() == payer.member_id_system) {
+      return std::string(id["value"].str());
+    }
+    if (id["system"].str() == fhir::kMbiSystem && mbi.empty()) mbi = std::string(id["value"].str());
+  }
+  return mbi;
 }
 
 Value MakeChargeItem(const LedgerRow& entry, const BillingLine& line, std::string_view status,
@@ -287,15 +409,12 @@ Value MakeClaimBundle(const std::vector<ClaimInput>& claims, const PayerConfig& 
         patient.set("resourceType", Str("Patient"));
         patient.set("id", Str(ReferenceId(e.patient)));
       }
-      Value mbi;
-      for (const auto& id : patient["identifier"].array()) {
-        if (id["system"].str() == "http://hl7.org/fhir/sid/us-mbi") mbi = id["value"];
-      }
+      std::string member = MemberId(in.patient_json, payer);
       add(patient_url, std::move(patient));
       Value cov = Value::MakeObject();
       cov.set("resourceType", Str("Coverage"));
       cov.set("status", Str("active"));
-      if (mbi.is_string()) cov.set("subscriberId", mbi);
+      if (!member.empty()) cov.set("subscriberId", Str(member));
       cov.set("beneficiary", Ref(patient_url));
       cov.set("payor", Value::MakeArray({Ref(payer_url)}));
       add(coverage_url, std::move(cov));
@@ -458,20 +577,14 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
     batches[{d.channel, d.batch}].push_back(std::move(**entry));
   }
   for (auto& [key, rows] : batches) {
-    const auto& [channel, batch] = key;
+    const auto& [channel, queued] = key;
     const PayerConfig* payer = nullptr;
     for (const auto& p : ctx.config.payers) {
       if (PayerChannel(p) == channel) payer = &p;
     }
-    auto fail = [&](const std::string& what) {
-      for (const auto& e : rows) {
-        report.problems.push_back(Problem(channel, e, what));
-        static_cast<void>(ctx.store.SetDelivery(e.id, channel, "failed", what));
-        ++report.failed;
-      }
-    };
     if (payer == nullptr) {
-      fail("the payer is no longer configured (billing.payers); the delivery is kept");
+      Fail(ctx, report, channel, rows,
+           "the payer is no longer configured (billing.payers); the delivery is kept");
       continue;
     }
     std::vector<ClaimInput> claims;
@@ -480,7 +593,7 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
       ClaimInput in{e, std::nullopt, std::nullopt, ""};
       auto chain = Chain(ctx.store, e);
       if (!chain) {
-        fail(chain.error().message);
+        Fail(ctx, report, channel, rows, chain.error().message);
         ok = false;
         break;
       }
@@ -503,18 +616,6 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         ++report.done;
         continue;
       }
-      if (!HasIcd10(in.cancels ? *in.cancels : e)) {
-        // A professional claim without an ICD-10-CM diagnosis is rejected by the payer; hold
-        // this patient-month (the rest of the batch goes) until a code is there: coding the
-        // Condition in ICD-10-CM or adding mappings.diagnosisCodes makes a new ledger revision.
-        std::string what =
-            "held: no ICD-10-CM diagnosis for the counted conditions (code them in ICD-10-CM in "
-            "the EHR, or map their codes with mappings.diagnosisCodes)";
-        report.problems.push_back(Problem(channel, e, what));
-        static_cast<void>(ctx.store.SetDelivery(e.id, channel, "failed", what));
-        ++report.failed;
-        continue;
-      }
       for (const auto& source : ctx.sources) {
         if (auto pj = ctx.store.ResourceJson(source, "Patient", ReferenceId(e.patient));
             pj && *pj) {
@@ -522,68 +623,49 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
           break;
         }
       }
+      if (std::string held = HoldReason(in, *payer); !held.empty()) {
+        // Held for this patient only; the rest of the batch goes. It leaves the batch, so that
+        // once released it goes out in a batch of its own rather than under a name the payer
+        // already has (a conditional create would then find the old Bundle and drop it).
+        report.problems.push_back(Problem(channel, e, held));
+        auto hold = [&]() -> Status {
+          if (!queued.empty()) CCM_TRY(ctx.store.SetDeliveryBatch(e.id, channel, ""));
+          return ctx.store.SetDelivery(e.id, channel, "failed", held);
+        };
+        if (Status s = ctx.store.InTransaction(hold); !s) {
+          report.problems.push_back(s.error().message);
+        }
+        ++report.failed;
+        continue;
+      }
       claims.push_back(std::move(in));
     }
     if (!ok || claims.empty()) continue;
-    Value bundle = MakeClaimBundle(claims, *payer, ctx.config, batch, ctx.currency);
-    std::string where;
-    Status s;
-    if (!payer->directory.empty()) {
-      std::error_code ec;
-      std::filesystem::create_directories(payer->directory, ec);  // an error shows in the write
-      auto file = payer->directory / fmt::format("claims-{}-{}.json", payer->name, batch);
-      s = WriteFileAtomically(file, fhir::json::SerializePretty(bundle) + "\n");
-      if (s && payer->csv) {
-        auto csv = payer->directory / fmt::format("claims-{}-{}.csv", payer->name, batch);
-        s = WriteFileAtomically(csv, MakeClaimCsv(claims, *payer, batch));
-        if (s) report.files.push_back(csv.string());
-      }
-      if (s) {
-        report.files.push_back(file.string());
-        where = file.string();
-        if (ctx.checkpoint) ctx.checkpoint("claims-file");
-      }
-    }
-    if (s && payer->endpoint) {
-      auto client = MakeFhirClient(*payer->endpoint, "billing");
-      if (!client) {
-        s = client.error();
-      } else {
-        std::string query = "identifier=" + fhir::EncodeQueryValue(fmt::format(
-                                                "{}:claim-batch|{}-{}",
-                                                ctx.config.identifier_system, payer->name, batch));
-        auto posted = (*client)->Create(bundle, query);
-        if (!posted) {
-          s = posted.error();
-        } else {
-          where += (where.empty() ? "" : "; ") +
-                   fmt::format("{}/Bundle/{}", fhir::RedactUrl(payer->endpoint->base_url),
-                               posted->body["id"].str());
-          static_cast<void>(ctx.store.AddAudit(
-              AuditRow{0, "", ctx.run, posted->status == 201 ? "create" : "exists",
-                       fmt::format("Bundle/{}", posted->body["id"].str()),
-                       std::string(posted->body["meta"]["versionId"].str()),
-                       fmt::format("claims for {} to {}", batch, payer->name), ""}));
-          if (ctx.checkpoint) ctx.checkpoint("claims-endpoint");
-        }
-      }
-    }
-    if (!s) {
-      std::vector<LedgerRow> failed;
-      for (const auto& in : claims) failed.push_back(in.entry);
-      rows = std::move(failed);
-      fail(s.error().message);
+    if (!queued.empty()) {
+      Send(ctx, report, *payer, channel, queued, claims);
       continue;
     }
-    auto done = [&]() -> Status {
-      for (const auto& in : claims)
-        CCM_TRY(ctx.store.SetDelivery(in.entry.id, channel, "done", where));
-      return {};
-    };
-    if (Status d = ctx.store.InTransaction(done); !d) {
-      report.problems.push_back(d.error().message);
-    } else {
-      report.done += claims.size();
+    // Released claims: a batch of their own per month, named by their content and stored before
+    // anything is written, so that a run killed half-way rebuilds the same batch.
+    std::map<std::string, std::vector<ClaimInput>> by_month;
+    for (auto& in : claims) by_month[in.entry.month].push_back(std::move(in));
+    for (auto& [month, released] : by_month) {
+      std::vector<std::string> ids;
+      for (const auto& in : released) ids.push_back(ClaimIdentifierValue(in.entry));
+      std::string batch = BatchName(month, std::move(ids));
+      auto assign = [&]() -> Status {
+        for (const auto& in : released) {
+          CCM_TRY(ctx.store.SetDeliveryBatch(in.entry.id, channel, batch));
+        }
+        return {};
+      };
+      if (Status s = ctx.store.InTransaction(assign); !s) {
+        std::vector<LedgerRow> failed;
+        for (const auto& in : released) failed.push_back(in.entry);
+        Fail(ctx, report, channel, failed, s.error().message);
+        continue;
+      }
+      Send(ctx, report, *payer, channel, batch, released);
     }
   }
   return report;

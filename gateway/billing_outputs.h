@@ -11,6 +11,13 @@
 //   batch. Re-running a delivery that may or may not have happened is therefore always safe.
 // - DeliverOpen works per entry and channel: one patient's failure (a 400, a timeout) is recorded
 //   on that delivery and never stops the others; failed deliveries are retried by the next run.
+// - A claim is held (its delivery "failed" with a reason starting "held:") when a payer would
+//   reject it or it cannot be identified safely: no ICD-10-CM diagnosis, no patient identity (no
+//   stored Patient, or neither an MBI nor the payer's member id), or a patient id that is not a
+//   FHIR id. A held claim leaves its batch (which goes without it); once released it goes out in
+//   a batch of its own (BatchName of the released claims, stored before anything is written).
+//   Cancellations (voids) are never held for identity: they name the claim the payer received.
+//   ChargeItems are held only for a patient id that is not a FHIR id.
 #pragma once
 
 #include <cstdint>
@@ -31,11 +38,10 @@ inline constexpr std::string_view kCptSystem = "http://www.ama-assn.org/go/cpt";
 inline constexpr std::string_view kChargeItemChannel = "charge-items";
 std::string PayerChannel(const PayerConfig& payer);  // "payer:<name>"
 
-// Identifier values: "<patient id>-<YYYY-MM>-r<revision>" for a claim, plus "-<code>" before the
-// revision for a ChargeItem. Systems: `<billing.identifierSystem>:claim`, `...:charge-item`,
-// `...:claim-batch`.
-std::string ClaimIdentifierValue(const LedgerRow& entry);
-std::string ChargeItemIdentifierValue(const LedgerRow& entry, std::string_view code);
+// The patient's id for `payer` on its claims: the identifier of the payer's memberIdSystem when
+// configured and present, else the Medicare Beneficiary Identifier; "" when the Patient (JSON as
+// stored, "" when not synced) has neither. (The MBI system is fhir::kMbiSystem.)
+std::string MemberId(std::string_view patient_json, const PayerConfig& payer);
 
 // One ChargeItem for `line` of `entry` (status "billable", or "entered-in-error" to withdraw it).
 fhir::json::Value MakeChargeItem(const LedgerRow& entry, const BillingLine& line,

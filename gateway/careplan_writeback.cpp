@@ -107,47 +107,115 @@ std::string MonthOf(const Value& ext) {
   return "";
 }
 
+// A Provenance of the gateway's write of `target` (a versioned reference when the version is
+// known): activity CREATE or UPDATE, agent the gateway as assembler.
+Value MakeProvenance(const WriteBackConfig& config, const std::string& target,
+                     std::string_view action) {
+  Value p = Value::MakeObject();
+  p.set("resourceType", Str("Provenance"));
+  p.set("target", Value::MakeArray({Ref(target)}));
+  p.set("recorded", Str(fhir::NowUtc()));
+  Value activity = Value::MakeObject();
+  activity.set("coding",
+               Value::MakeArray({Coding("http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                        action == "create" ? "CREATE" : "UPDATE")}));
+  p.set("activity", std::move(activity));
+  Value agent = Value::MakeObject();
+  Value type = Value::MakeObject();
+  type.set(
+      "coding",
+      Value::MakeArray({Coding("http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                               "assembler", "Assembler")}));
+  agent.set("type", std::move(type));
+  Value who = config.agent.empty() ? Value::MakeObject() : Ref(config.agent);
+  who.set("display", Str("ccm-gateway"));
+  agent.set("who", std::move(who));
+  p.set("agent", Value::MakeArray({std::move(agent)}));
+  return p;
+}
+
+// Creates `provenance` when configured; returns its reference ("" when none was written, with an
+// audit record of the failure).
+std::string WriteProvenance(fhir::FhirClient& client, StateStore& store,
+                            const WriteBackConfig& config, std::int64_t run,
+                            const Value& provenance, const std::string& target,
+                            const std::string& version) {
+  if (!config.provenance) return "";
+  // Not retried blindly (a plain POST): a lost response leaves at most a missing Provenance,
+  // which the audit log still records.
+  auto created = client.Create(provenance);
+  if (created) return fmt::format("Provenance/{}", created->body["id"].str());
+  static_cast<void>(store.AddAudit(
+      AuditRow{0, "", run, "provenance-failed", target, version, created.error().message, ""}));
+  return "";
+}
+
 Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackConfig& config,
                    std::int64_t run, std::string_view action, const Value& written,
                    std::string& provenance_ref) {
   std::string target = fmt::format("CarePlan/{}", written["id"].str());
   std::string version(written["meta"]["versionId"].str());
-  if (config.provenance) {
-    Value p = Value::MakeObject();
-    p.set("resourceType", Str("Provenance"));
-    p.set("target",
-          Value::MakeArray(
-              {Ref(version.empty() ? target : fmt::format("{}/_history/{}", target, version))}));
-    p.set("recorded", Str(fhir::NowUtc()));
-    Value activity = Value::MakeObject();
-    activity.set("coding",
-                 Value::MakeArray({Coding("http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                                          action == "create" ? "CREATE" : "UPDATE")}));
-    p.set("activity", std::move(activity));
-    Value agent = Value::MakeObject();
-    Value type = Value::MakeObject();
-    type.set("coding", Value::MakeArray({Coding(
-                           "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                           "assembler", "Assembler")}));
-    agent.set("type", std::move(type));
-    Value who = config.agent.empty() ? Value::MakeObject() : Ref(config.agent);
-    who.set("display", Str("ccm-gateway"));
-    agent.set("who", std::move(who));
-    p.set("agent", Value::MakeArray({std::move(agent)}));
-    // Not retried blindly (a plain POST): a lost response leaves at most a missing Provenance,
-    // which the audit log below still records.
-    auto created = client.Create(p);
-    if (created) {
-      provenance_ref = fmt::format("Provenance/{}", created->body["id"].str());
-    } else {
-      provenance_ref = "";
-      static_cast<void>(store.AddAudit(
-          AuditRow{0, "", run, "provenance-failed", target, version, created.error().message, ""}));
-    }
-  }
+  provenance_ref = WriteProvenance(
+      client, store, config, run,
+      MakeProvenance(config,
+                     version.empty() ? target : fmt::format("{}/_history/{}", target, version),
+                     action),
+      target, version);
   CCM_TRY(store.AddAudit(
       AuditRow{0, "", run, std::string(action), target, version, "CCM care plan", provenance_ref}));
   return {};
+}
+
+// The audit target under which an attempted create of the patient's managed plan is recorded
+// before it is sent: the conditional create's search.
+std::string CreateSentTarget(const std::string& identifier) {
+  return fmt::format("CarePlan?identifier={}", identifier);
+}
+
+// A create of `plan` whose answer was lost (applied by the server, never acknowledged) is found
+// by the next look-up: an attempt is on record and no create record names the plan. It gets its
+// create record and Provenance then, marked late. Returns whether it recorded one.
+Result<bool> RecordLateCreate(fhir::FhirClient& client, StateStore& store,
+                              const WriteBackConfig& config, std::int64_t run,
+                              const std::string& identifier, const Value& plan) {
+  CCM_TRY_ASSIGN(auto attempts, store.AuditRecords(CreateSentTarget(identifier)));
+  if (attempts.empty()) return false;
+  std::string target = fmt::format("CarePlan/{}", plan["id"].str());
+  CCM_TRY_ASSIGN(auto records, store.AuditRecords(target));
+  for (const auto& a : records) {
+    if (a.action == "create") return false;
+  }
+  // The version created is the plan's first; a clinician may have edited it since. Without a
+  // history (a server may not offer it) the Provenance names the plan, not a version.
+  std::string first_version;
+  Status history = client.History("CarePlan", plan["id"].str(), std::nullopt,
+                                  [&](Value& bundle, const fhir::PageInfo&) -> Status {
+                                    for (const auto& e : bundle["entry"].array()) {
+                                      std::string_view v = e["resource"]["meta"]["versionId"].str();
+                                      if (!v.empty())
+                                        first_version = std::string(v);  // oldest last
+                                    }
+                                    return {};
+                                  });
+  if (!history) first_version.clear();
+  Value provenance = MakeProvenance(
+      config, first_version.empty() ? target : fmt::format("{}/_history/{}", target, first_version),
+      "create");
+  // When the create happened: when it was sent (the last attempt on record).
+  provenance.set("occurredDateTime", Str(attempts.back().at));
+  Value late = Value::MakeObject();
+  late.set("url", Str(kRecordedLateExtension));
+  late.set("valueBoolean", Value::Bool(true));
+  provenance.set("extension", Value::MakeArray({std::move(late)}));
+  std::string provenance_ref =
+      WriteProvenance(client, store, config, run, provenance, target, first_version);
+  CCM_TRY(store.AddAudit(AuditRow{
+      0, "", run, "create", target, first_version,
+      fmt::format("CCM care plan; recorded late: the server applied the create sent at {} but "
+                  "its answer was lost",
+                  attempts.back().at),
+      provenance_ref}));
+  return true;
 }
 
 }  // namespace
@@ -173,7 +241,9 @@ std::string_view ToCode(CarePlanAction a) noexcept {
 }
 
 bool WantsCarePlan(const PatientMonth& r) {
-  return r.program != Program::kNone && r.consent == ConsentState::kActive && !r.deceased;
+  // A merged or inactive record is not the patient's record any more: the survivor gets the plan.
+  return r.program != Program::kNone && r.consent == ConsentState::kActive && !r.deceased &&
+         !r.merged && !r.inactive;
 }
 
 Value NewCarePlan(const PatientMonth& r, const WriteBackConfig& config, std::string_view now) {
@@ -317,6 +387,8 @@ Result<CarePlanSnapshot> ReadCarePlans(fhir::FhirClient& client,
   }
   std::vector<std::string> unmanaged;
   for (const PatientMonth* r : patients) {
+    // An id that is not a FHIR id never goes into a search (WriteCarePlan refuses it).
+    if (!fhir::IsValidId(ReferenceId(r->patient))) continue;
     if (!out.managed.contains(ReferenceId(r->patient))) unmanaged.push_back(r->patient);
   }
   // Servers limit URL length: the subjects go in chunks, as the sync's patient scope does.
@@ -352,6 +424,13 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     if (audit) out.audit = *audit;
     return out;
   };
+  if (!fhir::IsValidId(ReferenceId(r.patient))) {
+    // The id goes into an identifier search (R4 id: [A-Za-z0-9\-\.]{1,64}); anything else could
+    // match another patient's plan or none.
+    return fail(
+        "the patient's id is not a FHIR id (letters, digits, '-' and '.', at most 64); no care "
+        "plan is written for it (correct the record's id in the EHR)");
+  }
   const CarePlanSnapshot* snapshot = nullptr;
   if (read != nullptr && *read) {
     snapshot = &**read;
@@ -400,6 +479,14 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
         return out;
       }
       Value plan = NewCarePlan(r, config, fhir::NowUtc());
+      // On record before it is sent: if the answer is lost, the next look-up that finds the plan
+      // records the create then (RecordLateCreate).
+      if (auto sent =
+              store.AddAudit(AuditRow{0, "", run, "create-sent", CreateSentTarget(identifier), "",
+                                      "conditional create of the CCM care plan", ""});
+          !sent) {
+        return fail(sent.error().message);
+      }
       auto created = client.Create(plan, "identifier=" + fhir::EncodeQueryValue(identifier));
       if (!created) return fail(created.error().message);
       out.reference = fmt::format("CarePlan/{}", created->body["id"].str());
@@ -416,6 +503,11 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     Value plan = std::move(found->front());
     out.reference = fmt::format("CarePlan/{}", plan["id"].str());
     std::string version(plan["meta"]["versionId"].str());
+    if (!dry_run && !out.recorded_late) {
+      auto late = RecordLateCreate(client, store, config, run, identifier, plan);
+      if (!late) return fail(late.error().message);
+      out.recorded_late = *late;
+    }
     if (!ApplyOwned(plan, r)) {
       out.action = CarePlanAction::kUnchanged;
       out.version = version;

@@ -2,7 +2,9 @@
 // "Write-back").
 //
 // Contract
-// - Only patients with program CCM or PCM, active consent and not deceased are considered.
+// - Only patients with program CCM or PCM, active consent, not deceased and not a merged or
+//   inactive record are considered; a patient whose id is not a FHIR id fails (it would go into
+//   an identifier search).
 // - The gateway-managed plan is found by identifier (writeBack.carePlanIdentifierSystem + the
 //   patient id). None, and no other active CarePlan for the patient: a draft is created (a
 //   clinician activates it) with a conditional create, so a retried request never makes two.
@@ -15,6 +17,11 @@
 //   between survives), up to writeBack.maxConflictRetries times.
 // - Every write goes into the audit log, and with writeBack.provenance a Provenance (agent: the
 //   gateway; target: the version written) is created on the server.
+// - A create is put on record ("create-sent") before it is sent. When its answer is lost (the
+//   server applied it; the connection dropped), the run that next finds the plan records the
+//   create then: audit record "create" saying it was recorded late, and a Provenance targeting
+//   the plan's first version with occurredDateTime = when it was sent and the extension
+//   kRecordedLateExtension.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +42,9 @@ inline constexpr std::string_view kMonthlyStatusExtension =
 inline constexpr std::string_view kGatewayTagSystem = "urn:ccm-gateway:tag";
 inline constexpr std::string_view kChronicCareModelSystem = "urn:ccm-gateway:chronic-care-model";
 inline constexpr std::string_view kCcmPlanCategorySystem = "urn:ccm-gateway:care-plan-category";
+// On a Provenance (valueBoolean true) written after the fact for a create whose answer was lost.
+inline constexpr std::string_view kRecordedLateExtension =
+    "urn:ccm-gateway:extension:recorded-late";
 
 // Whether the patient-month gets a managed care plan at all.
 bool WantsCarePlan(const PatientMonth& r);
@@ -61,11 +71,12 @@ std::string_view ToCode(CarePlanAction a) noexcept;
 struct CarePlanWrite {
   std::string patient;
   CarePlanAction action = CarePlanAction::kFailed;
-  std::string reference;   // "CarePlan/<id>" when known
-  std::string version;     // the version written
-  int conflicts = 0;       // 412s met and resolved
-  std::string message;     // why it failed, or what the other plan is (no patient data)
-  std::int64_t audit = 0;  // the audit record of a failure (it names the patient)
+  std::string reference;       // "CarePlan/<id>" when known
+  std::string version;         // the version written
+  int conflicts = 0;           // 412s met and resolved
+  std::string message;         // why it failed, or what the other plan is (no patient data)
+  std::int64_t audit = 0;      // the audit record of a failure (it names the patient)
+  bool recorded_late = false;  // a create whose answer was lost got its records in this run
 };
 
 // What the EHR holds for the patients of a run, read in a few searches instead of two per patient:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <set>
 
 namespace ccm::gateway {
 namespace {
@@ -322,6 +323,27 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
     }
   }
 
+  // Merged records: each record merged into another (link replaced-by), credited to every record
+  // of its chain of replaced-by links (A -> B -> C: A was merged into B, B into C), and each record
+  // a survivor says it replaces.
+  std::map<std::string, std::set<std::string>, std::less<>> merged_into;
+  for (const auto& [key_ptr, stored_ptr] : facts.notable()) {
+    if (!stored_ptr->fact) continue;
+    const auto* p = std::get_if<PatientFact>(stored_ptr->fact.get());
+    if (p == nullptr) continue;
+    for (const auto& old : p->replaces) {
+      if (old != *key_ptr) merged_into[*key_ptr].insert(old);
+    }
+    std::set<std::string> seen = {*key_ptr};
+    const PatientFact* at = p;
+    while (at != nullptr && at->replaced && !at->replaced_by.empty() &&
+           seen.insert(at->replaced_by).second) {
+      merged_into[at->replaced_by].insert(*key_ptr);
+      const StoredFact* next = facts.Find(at->replaced_by);
+      at = next != nullptr && next->fact ? std::get_if<PatientFact>(next->fact.get()) : nullptr;
+    }
+  }
+
   BillerIndex billers(facts, config.practice);
   std::vector<PatientMonth> results;
   results.reserve(by_patient.size());
@@ -337,6 +359,16 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       death = pf.patient->deceased_from.value_or(TimePoint::min());
       r.deceased = *death < month.start;
       if (!r.deceased && *death < month.end) r.notes.emplace_back("died-this-month");
+    }
+    // Merged and inactive records (R4 Patient.link type replaced-by: "must no longer be used";
+    // Patient.active is a modifier): never billed; the survivor is.
+    if (pf.patient != nullptr) {
+      r.merged = pf.patient->replaced;
+      r.replaced_by = pf.patient->replaced_by;
+      r.inactive = pf.patient->inactive;
+    }
+    if (auto m = merged_into.find(patient); m != merged_into.end()) {
+      r.merged_from.assign(m->second.begin(), m->second.end());
     }
 
     // Rules 1-3: chronic conditions and program.
@@ -479,6 +511,8 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
 
     // Rule 8: what blocks billing, then the codes.
     if (r.deceased) r.blocked_by.emplace_back("deceased");
+    if (r.merged) r.blocked_by.emplace_back("merged");
+    if (r.inactive) r.blocked_by.emplace_back("inactive-record");
     if (r.program == Program::kNone) r.blocked_by.emplace_back("not-eligible");
     if (r.consent == ConsentState::kNone) r.blocked_by.emplace_back("no-consent");
     if (r.consent == ConsentState::kRevoked) r.blocked_by.emplace_back("consent-revoked");

@@ -75,6 +75,14 @@ struct PatientMonth {
   std::string patient;  // "Patient/<id>"
   YearMonth month;
   bool deceased = false;
+  // Merged records (Patient.link, docs/ccm-rules.md "Merged and inactive records"): this record
+  // was merged into `replaced_by` ("" when the link names no Patient), or is not in active use;
+  // either blocks billing. `merged_from`: records merged into this one (directly or through a
+  // chain of replaced-by links), sorted; the ledger holds a month already billed under one.
+  bool merged = false;
+  std::string replaced_by;
+  bool inactive = false;
+  std::vector<std::string> merged_from;
   Program program = Program::kNone;
   std::vector<CountedCondition> chronic_conditions;
   ConsentState consent = ConsentState::kNone;

@@ -133,6 +133,25 @@ void ExtractPatient(const Value& r, const EngineConfig& config, Extracted& out, 
     // Present but unreadable (an issue says why): dead at an unknown date is the safe reading.
     f.deceased = true;
   }
+  // Patient.active is a modifier (R4: a record not in active use is not to be treated as valid);
+  // an unreadable value (the view reports it) is read as inactive, the safe way.
+  f.inactive = v.active == std::optional<bool>(false) || (!v.active && r.find("active") != nullptr);
+  for (std::size_t i = 0; i < r["link"].size(); ++i) {
+    const Value& link = r["link"][i];
+    std::string_view type = link["type"].str();
+    if (type != "replaced-by" && type != "replaces") continue;
+    fhir::Reference other =
+        fhir::ReadReference(link["other"], fmt::format("Patient.link[{}].other", i), issues);
+    std::string key;
+    if (auto k = other.Key(); k && other.type == "Patient" && fhir::IsValidId(other.id)) key = *k;
+    if (type == "replaced-by") {
+      // Merged into another record: never billed, whether or not the survivor can be named.
+      if (!f.replaced || f.replaced_by.empty()) f.replaced_by = key;
+      f.replaced = true;
+    } else if (!key.empty()) {
+      f.replaces.push_back(std::move(key));
+    }
+  }
   out.stored.fact = std::make_unique<Fact>(std::move(f));
 }
 
@@ -432,7 +451,9 @@ bool FactMemberNeeded(std::string_view type, std::string_view m) noexcept {
   if (type == "Consent") {
     return any({"status", "_status", "scope", "category", "patient", "dateTime", "provision"});
   }
-  if (type == "Patient") return any({"deceasedBoolean", "deceasedDateTime"});
+  if (type == "Patient") {
+    return any({"deceasedBoolean", "deceasedDateTime", "active", "_active", "link"});
+  }
   if (type == "Practitioner") return m == "identifier";
   if (type == "PractitionerRole") return any({"practitioner", "identifier"});
   return false;

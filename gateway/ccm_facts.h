@@ -41,6 +41,13 @@ using fhir::TimePoint;
 struct PatientFact {
   bool deceased = false;                   // deceasedBoolean true or any deceasedDateTime
   std::optional<TimePoint> deceased_from;  // earliest instant of deceasedDateTime
+  bool inactive = false;                   // active = false (or unreadable)
+  // Patient.link (R4 §8.1 link-type): this record was merged into another ("replaced-by"; the
+  // survivor as "Patient/<id>", "" when the link does not name one), and records merged into
+  // this one ("replaces").
+  bool replaced = false;
+  std::string replaced_by;
+  std::vector<std::string> replaces;
 };
 
 enum class Abatement : std::uint8_t {

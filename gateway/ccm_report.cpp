@@ -73,6 +73,9 @@ Value ToJson(const PatientMonth& r, const EngineConfig& config) {
   }
   o.set("chronicConditions", std::move(conditions));
   o.set("deceased", Value::Bool(r.deceased));
+  // Only for merged records and survivors, so that other records read as before.
+  if (r.merged) o.set("replacedBy", r.replaced_by.empty() ? Value() : Str(r.replaced_by));
+  if (!r.merged_from.empty()) o.set("mergedFrom", StrArray(r.merged_from));
   o.set("consent", Str(ToCode(r.consent)));
   if (r.consent_from) o.set("consentFrom", Str(Instant(r.consent_from)));
   o.set("carePlan", Str(ToCode(r.care_plan)));

@@ -55,17 +55,23 @@ commands:
            --full ignores the cursors and removes what the servers no longer have (each
            removal confirmed by the server; more than sync.maxDeletePercent of a type
            needs --allow-mass-delete). Exit 1 when a type failed or is incomplete.
-  bill     --month YYYY-MM --config FILE [--dry-run] [--open-month]
+  bill     --month YYYY-MM --config FILE [--dry-run] [--open-month] [--allow-incomplete]
            Close the month from the state store (run `sync` first): write back CCM care plans
            (writeBack.carePlans), record every billable patient-month in the ledger exactly once
            (corrections of earlier months become adjustments or voids), and deliver ChargeItems
            (writeBack.chargeItems) and payer claim Bundles and CSV (billing.payers). Re-running
            changes nothing. --dry-run prints what would be written and writes nothing. A month
-           that has not ended is refused unless --open-month.
-  ledger   --config FILE [--month YYYY-MM] [--all] [--acknowledge ID...] [--audit]
+           that has not ended is refused unless --open-month. Refused while a sync runs, or when
+           a needed type's last pull was not complete (--allow-incomplete bills anyway and the
+           ledger records it). Voids and downward adjustments are proposed first and carried out
+           after the next complete sync or an approval.
+  ledger   --config FILE [--month YYYY-MM] [--all] [--acknowledge ID...] [--approve ID...]
+           [--audit]
            List the billing ledger (active entries; --all includes superseded ones) with their
-           deliveries; --acknowledge marks submitted entries as acknowledged by the payer;
-           --audit lists the audit log of writes to other systems instead.
+           deliveries, then the proposals (open ones; --all: every one); --acknowledge marks
+           submitted entries as acknowledged by the payer; --approve approves proposals so that
+           the next bill carries them out; --audit lists the audit log of writes to other
+           systems instead.
   generate-activity --input PATH... --month YYYY-MM --out DIR [--seed N] [--utc-offset +hh:mm]
            Write deterministic synthetic care-management activity for the living patients in the
            input (see samples/activity/README.md).
@@ -296,11 +302,12 @@ int Dispatch(std::string_view command, std::span<char*> rest) {
                           {"--config", "--month", "--report"}, {}));
     }
     if (command == "bill") {
-      return RunBill(Args(rest, {"--dry-run", "--open-month"}, {"--config", "--month"}, {}));
+      return RunBill(Args(rest, {"--dry-run", "--open-month", "--allow-incomplete"},
+                          {"--config", "--month"}, {}));
     }
     if (command == "ledger") {
-      return RunLedger(
-          Args(rest, {"--all", "--audit"}, {"--config", "--month"}, {"--acknowledge"}));
+      return RunLedger(Args(rest, {"--all", "--audit"}, {"--config", "--month"},
+                            {"--acknowledge", "--approve"}));
     }
     if (command == "generate-activity") {
       return RunGenerateActivity(

@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 3> kMigrations = {
+constexpr std::array<std::string_view, 4> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -110,6 +110,41 @@ CREATE TABLE pulls (
   failing_since           TEXT,
   PRIMARY KEY (source, type)
 ) WITHOUT ROWID;
+)sql",
+    // 4: what `bill` holds back (docs/architecture.md "Billing ledger and write-back"): entries
+    // written from data known to be incomplete say so; voids and downward adjustments are
+    // proposed before they are carried out; audit records are looked up by target.
+    R"sql(
+ALTER TABLE ledger ADD COLUMN allow_incomplete TEXT NOT NULL DEFAULT '';
+CREATE TABLE ledger_proposals (
+  id                    INTEGER PRIMARY KEY AUTOINCREMENT,
+  entry                 INTEGER NOT NULL REFERENCES ledger (id),
+  patient               TEXT NOT NULL,
+  month                 TEXT NOT NULL,
+  family                TEXT NOT NULL,
+  kind                  TEXT NOT NULL CHECK (kind IN ('void', 'adjustment')),
+  status                TEXT NOT NULL
+                        CHECK (status IN ('open', 'approved', 'carried-out', 'dropped')),
+  reason                TEXT NOT NULL,
+  program               TEXT NOT NULL,
+  lines                 TEXT NOT NULL,
+  staff_minutes         INTEGER NOT NULL,
+  practitioner_minutes  INTEGER NOT NULL,
+  amount_cents          INTEGER NOT NULL,
+  evidence              TEXT NOT NULL,
+  fingerprint           TEXT NOT NULL,
+  created_at            TEXT NOT NULL,
+  created_run           INTEGER NOT NULL,
+  approved_at           TEXT,
+  approved_by           TEXT,
+  closed_at             TEXT,
+  outcome               TEXT NOT NULL DEFAULT '',
+  result_entry          INTEGER REFERENCES ledger (id)
+);
+CREATE UNIQUE INDEX ledger_proposals_one_open ON ledger_proposals (entry)
+  WHERE status IN ('open', 'approved');
+CREATE INDEX ledger_proposals_month ON ledger_proposals (month);
+CREATE INDEX audit_target ON audit (target);
 )sql",
 };
 
@@ -388,7 +423,7 @@ class SqliteStateStore final : public StateStore {
   static constexpr const char* kLedgerColumns =
       "id, patient, month, family, revision, kind, status, supersedes, program, lines, "
       "staff_minutes, practitioner_minutes, amount_cents, evidence, fingerprint, created_at, "
-      "coalesce(submitted_at, ''), coalesce(acknowledged_at, ''), created_run";
+      "coalesce(submitted_at, ''), coalesce(acknowledged_at, ''), created_run, allow_incomplete";
 
   static LedgerRow ReadLedgerRow(sqlite3_stmt* s) {
     LedgerRow r;
@@ -411,6 +446,7 @@ class SqliteStateStore final : public StateStore {
     r.submitted_at = Column(s, 16);
     r.acknowledged_at = Column(s, 17);
     r.run = sqlite3_column_int64(s, 18);
+    r.allow_incomplete = Column(s, 19);
     return r;
   }
 
@@ -460,11 +496,11 @@ class SqliteStateStore final : public StateStore {
         sqlite3_stmt * s,
         Prepare("INSERT INTO ledger (patient, month, family, revision, kind, status, supersedes, "
                 "program, lines, staff_minutes, practitioner_minutes, amount_cents, evidence, "
-                "fingerprint, created_at, created_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                "fingerprint, created_at, created_run, allow_incomplete) VALUES (?1, ?2, ?3, ?4, "
+                "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 r.patient, r.month, r.family, std::int64_t{r.revision}, r.kind, r.status,
                 r.supersedes, r.program, r.lines_json, r.staff_minutes, r.practitioner_minutes,
-                r.amount_cents, r.evidence_json, r.fingerprint, now, r.run));
+                r.amount_cents, r.evidence_json, r.fingerprint, now, r.run, r.allow_incomplete));
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc == SQLITE_CONSTRAINT) {
@@ -567,7 +603,144 @@ class SqliteStateStore final : public StateStore {
 
   int schema_version() const override { return version_; }
 
+  Result<std::int64_t> AddLedgerProposal(const LedgerProposal& p) override {
+    std::string now = fhir::NowUtc();
+    const LedgerRow& r = p.proposed;
+    CCM_TRY_ASSIGN(
+        sqlite3_stmt * s,
+        Prepare("INSERT INTO ledger_proposals (entry, patient, month, family, kind, status, "
+                "reason, program, lines, staff_minutes, practitioner_minutes, amount_cents, "
+                "evidence, fingerprint, created_at, created_run) VALUES (?1, ?2, ?3, ?4, ?5, "
+                "'open', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                p.entry, r.patient, r.month, r.family, r.kind, p.reason, r.program, r.lines_json,
+                r.staff_minutes, r.practitioner_minutes, r.amount_cents, r.evidence_json,
+                r.fingerprint, now, p.run));
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(Errc::kConflict,
+                       fmt::format("state store {}: ledger entry {} already has an open proposal "
+                                   "(another run added it; run again)",
+                                   path_.string(), p.entry));
+    }
+    if (rc != SQLITE_DONE) return SqlError("adding a ledger proposal");
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
+  }
+
+  Result<std::vector<LedgerProposal>> LedgerProposals(std::string_view month,
+                                                      bool open_only) override {
+    CCM_TRY_ASSIGN(
+        sqlite3_stmt * s,
+        Prepare("SELECT id, entry, patient, month, family, kind, status, reason, program, lines, "
+                "staff_minutes, practitioner_minutes, amount_cents, evidence, fingerprint, "
+                "created_at, created_run, coalesce(approved_at, ''), coalesce(approved_by, ''), "
+                "coalesce(closed_at, ''), outcome, result_entry FROM ledger_proposals WHERE "
+                "(?1 = '' OR month = ?1) AND (?2 = 0 OR status IN ('open', 'approved')) "
+                "ORDER BY id",
+                month, std::int64_t{open_only ? 1 : 0}));
+    return Rows<LedgerProposal>(s, "reading ledger proposals", [](sqlite3_stmt* st) {
+      LedgerProposal p;
+      p.id = sqlite3_column_int64(st, 0);
+      p.entry = sqlite3_column_int64(st, 1);
+      p.proposed.patient = Column(st, 2);
+      p.proposed.month = Column(st, 3);
+      p.proposed.family = Column(st, 4);
+      p.proposed.kind = Column(st, 5);
+      p.status = ProposalStatusFromCode(ColumnView(st, 6)).value_or(ProposalStatus::kDropped);
+      p.reason = Column(st, 7);
+      p.proposed.program = Column(st, 8);
+      p.proposed.lines_json = Column(st, 9);
+      p.proposed.staff_minutes = sqlite3_column_int64(st, 10);
+      p.proposed.practitioner_minutes = sqlite3_column_int64(st, 11);
+      p.proposed.amount_cents = sqlite3_column_int64(st, 12);
+      p.proposed.evidence_json = Column(st, 13);
+      p.proposed.fingerprint = Column(st, 14);
+      p.created_at = Column(st, 15);
+      p.run = sqlite3_column_int64(st, 16);
+      p.approved_at = Column(st, 17);
+      p.approved_by = Column(st, 18);
+      p.closed_at = Column(st, 19);
+      p.outcome = Column(st, 20);
+      if (sqlite3_column_type(st, 21) != SQLITE_NULL) p.result_entry = sqlite3_column_int64(st, 21);
+      return p;
+    });
+  }
+
+  Status ApproveLedgerProposal(std::int64_t id, std::string_view by) override {
+    std::string now = fhir::NowUtc();
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("UPDATE ledger_proposals SET status = 'approved', approved_at = ?2, "
+                           "approved_by = ?3 WHERE id = ?1 AND status = 'open'",
+                           id, now, by));
+    CCM_TRY(StepDone(s, "approving a ledger proposal"));
+    if (sqlite3_changes(db_.get()) == 1) return {};
+    return ProposalNotChangeable(id, "approved");
+  }
+
+  Status CloseLedgerProposal(std::int64_t id, ProposalStatus status, std::string_view outcome,
+                             std::optional<std::int64_t> result_entry) override {
+    if (status != ProposalStatus::kCarriedOut && status != ProposalStatus::kDropped) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("a ledger proposal is closed as carried-out or dropped, not {}",
+                                   ToCode(status)));
+    }
+    std::string now = fhir::NowUtc();
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("UPDATE ledger_proposals SET status = ?2, closed_at = ?3, outcome = ?4, "
+                           "result_entry = ?5 WHERE id = ?1 AND status IN ('open', 'approved')",
+                           id, std::string_view(ToCode(status)), now, outcome, result_entry));
+    CCM_TRY(StepDone(s, "closing a ledger proposal"));
+    if (sqlite3_changes(db_.get()) == 1) return {};
+    return ProposalNotChangeable(id, ToCode(status));
+  }
+
+  Status SetDeliveryBatch(std::int64_t entry, std::string_view channel,
+                          std::string_view batch) override {
+    std::string now = fhir::NowUtc();
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("UPDATE deliveries SET batch = ?3, updated_at = ?4 WHERE entry = ?1 AND "
+                           "channel = ?2 AND status <> 'done'",
+                           entry, channel, batch, now));
+    CCM_TRY(StepDone(s, "moving a delivery to another batch"));
+    if (sqlite3_changes(db_.get()) != 1) {
+      return MakeError(Errc::kConflict,
+                       fmt::format("ledger entry {}: no open delivery to {}", entry, channel));
+    }
+    return {};
+  }
+
+  Result<std::vector<AuditRow>> AuditRecords(std::string_view target) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT id, at, run, action, target, version, detail, provenance FROM "
+                           "audit WHERE target = ?1 ORDER BY id",
+                           target));
+    return Rows<AuditRow>(s, "reading the audit log", [](sqlite3_stmt* st) {
+      return AuditRow{sqlite3_column_int64(st, 0),
+                      Column(st, 1),
+                      sqlite3_column_int64(st, 2),
+                      Column(st, 3),
+                      Column(st, 4),
+                      Column(st, 5),
+                      Column(st, 6),
+                      Column(st, 7)};
+    });
+  }
+
  private:
+  // Why proposal `id` could not become `to`: it does not exist, or is no longer open.
+  Error ProposalNotChangeable(std::int64_t id, std::string_view to) {
+    auto status = [&]() -> Result<std::optional<std::string>> {
+      CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                     Prepare("SELECT status FROM ledger_proposals WHERE id = ?1", id));
+      return FirstRow<std::string>(s, "reading a ledger proposal",
+                                   [](sqlite3_stmt* st) { return Column(st, 0); });
+    }();
+    if (!status) return status.error();
+    if (!*status) return MakeError(Errc::kNotFound, fmt::format("no ledger proposal {}", id));
+    return MakeError(Errc::kConflict, fmt::format("ledger proposal {} is {} and cannot become {}",
+                                                  id, **status, to));
+  }
+
   explicit SqliteStateStore(std::filesystem::path path) : path_(std::move(path)) {}
 
   Status Init() {
@@ -751,6 +924,28 @@ std::string_view ToCode(PullState s) noexcept {
       return "not-offered";
   }
   return "";
+}
+
+std::string_view ToCode(ProposalStatus s) noexcept {
+  switch (s) {
+    case ProposalStatus::kOpen:
+      return "open";
+    case ProposalStatus::kApproved:
+      return "approved";
+    case ProposalStatus::kCarriedOut:
+      return "carried-out";
+    case ProposalStatus::kDropped:
+      return "dropped";
+  }
+  return "";
+}
+
+std::optional<ProposalStatus> ProposalStatusFromCode(std::string_view code) noexcept {
+  for (ProposalStatus s : {ProposalStatus::kOpen, ProposalStatus::kApproved,
+                           ProposalStatus::kCarriedOut, ProposalStatus::kDropped}) {
+    if (ToCode(s) == code) return s;
+  }
+  return std::nullopt;
 }
 
 std::optional<PullState> PullStateFromCode(std::string_view code) noexcept {

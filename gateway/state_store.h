@@ -74,6 +74,9 @@ struct LedgerRow {
   std::string fingerprint;        // equal for equal billing decisions
   std::string created_at, submitted_at, acknowledged_at;
   std::int64_t run = 0;
+  // Schema 4: why the run that wrote this entry billed from data it knew to be incomplete
+  // (`bill --allow-incomplete`: one line per source/type that was not complete); "" otherwise.
+  std::string allow_incomplete;
 };
 
 // Delivery of a ledger entry to one output channel ("charge-items", "payer:<name>"), in a batch.
@@ -122,6 +125,34 @@ struct PullStatus {
   std::string last_complete_finished;
   std::string failing_since;  // start of the first attempt since the last complete one that was
                               // not complete ("" when the last attempt was complete)
+};
+
+// A void or downward adjustment of a delivered ledger entry is not carried out in the run that
+// first sees it: it is proposed (gateway/ledger.h), and carried out by a later run once a complete
+// sync confirms it or an operator approves it.
+enum class ProposalStatus {
+  kOpen,        // waiting for a complete sync, or an approval
+  kApproved,    // an operator approved it (`ledger --approve`); the next bill carries it out
+  kCarriedOut,  // the revision it proposed was written (`result_entry`)
+  kDropped,     // it no longer stood (the data came back, or the engine now says otherwise)
+};
+std::string_view ToCode(ProposalStatus s) noexcept;
+std::optional<ProposalStatus> ProposalStatusFromCode(std::string_view code) noexcept;
+
+struct LedgerProposal {
+  std::int64_t id = 0;
+  std::int64_t entry = 0;  // the active entry it would supersede
+  ProposalStatus status = ProposalStatus::kOpen;
+  std::string reason;  // why it is proposed (no patient data: it is printed in logs)
+  // The revision it would write: patient, month, family, kind ("void" | "adjustment"), program,
+  // lines, minutes, amount, evidence, fingerprint (id, revision, status, run are not kept).
+  LedgerRow proposed;
+  std::string created_at;
+  std::int64_t run = 0;  // the bill run that proposed it
+  std::string approved_at, approved_by;
+  std::string closed_at;  // when carried out or dropped
+  std::string outcome;    // how it was confirmed, or why it was dropped
+  std::optional<std::int64_t> result_entry;
 };
 
 struct RunInfo {
@@ -216,6 +247,29 @@ class StateStore {
 
   // The schema version in the store (migrations are applied on open).
   virtual int schema_version() const = 0;
+
+  // --- Schema 4: proposals (gateway/ledger.h "Proposals"), re-batching of held deliveries, audit
+  // records by target.
+  // Records an open proposal (its id, status and times are ignored). At most one proposal per
+  // entry is open or approved: a second one is refused with Errc::kConflict.
+  virtual Result<std::int64_t> AddLedgerProposal(const LedgerProposal& proposal) = 0;
+  // Proposals of `month` ("" = all), oldest first; only open and approved ones when `open_only`.
+  virtual Result<std::vector<LedgerProposal>> LedgerProposals(std::string_view month,
+                                                              bool open_only) = 0;
+  // An operator's approval of an open proposal, stamped with the time and `by`. Errc::kNotFound
+  // when there is no such proposal, Errc::kConflict when it is not open.
+  virtual Status ApproveLedgerProposal(std::int64_t id, std::string_view by) = 0;
+  // Closes an open or approved proposal as kCarriedOut (with the entry written) or kDropped,
+  // saying why. Errc::kConflict when it is already closed.
+  virtual Status CloseLedgerProposal(std::int64_t id, ProposalStatus status,
+                                     std::string_view outcome,
+                                     std::optional<std::int64_t> result_entry) = 0;
+  // Moves one delivery to another batch: a claim held back leaves the batch it was queued in
+  // ("" while held), and goes out in a batch of its own once released.
+  virtual Status SetDeliveryBatch(std::int64_t entry, std::string_view channel,
+                                  std::string_view batch) = 0;
+  // Audit records whose target is `target`, oldest first.
+  virtual Result<std::vector<AuditRow>> AuditRecords(std::string_view target) = 0;
 };
 
 // Opens (creating when missing) a SQLite state file, in WAL mode, and migrates its schema to the

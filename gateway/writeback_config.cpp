@@ -67,12 +67,27 @@ Result<std::optional<std::string>> ReferenceKey(const Value& parent, std::string
   return v;
 }
 
+// A key holding the system of identifiers the gateway searches for (see IdentifierSystemProblem).
+Result<std::optional<std::string>> IdentifierSystemKey(const Value& parent, std::string_view key,
+                                                       std::string_view origin,
+                                                       std::string_view path) {
+  CCM_TRY_ASSIGN(auto v, StringKey(parent, key, origin, path));
+  if (!v) return v;
+  if (std::string problem = IdentifierSystemProblem(*v); !problem.empty()) {
+    return ConfigError(origin, Join(path, key),
+                       fmt::format("\"{}\" {}; use an absolute URI without '|', ',', '$', '\\' "
+                                   "or spaces, such as \"https://clinic.example/fhir/ccm\"",
+                                   *v, problem));
+  }
+  return v;
+}
+
 Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const std::string& path,
                                const std::filesystem::path& base, const EnvLookup& env) {
   if (!p.is_object()) return ConfigError(origin, path, "expected an object");
-  CCM_TRY(CheckKeys(
-      p, origin, path,
-      {"name", "display", "identifierSystem", "identifierValue", "directory", "endpoint", "csv"}));
+  CCM_TRY(CheckKeys(p, origin, path,
+                    {"name", "display", "identifierSystem", "identifierValue", "memberIdSystem",
+                     "directory", "endpoint", "csv"}));
   PayerConfig out;
   CCM_TRY_ASSIGN(auto name, StringKey(p, "name", origin, path));
   if (!name || !ValidName(*name)) {
@@ -83,7 +98,7 @@ Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const st
   out.name = *name;
   CCM_TRY_ASSIGN(auto display, StringKey(p, "display", origin, path));
   out.display = display.value_or(out.name);
-  CCM_TRY_ASSIGN(auto sys, StringKey(p, "identifierSystem", origin, path));
+  CCM_TRY_ASSIGN(auto sys, IdentifierSystemKey(p, "identifierSystem", origin, path));
   CCM_TRY_ASSIGN(auto val, StringKey(p, "identifierValue", origin, path));
   if (sys.has_value() != val.has_value()) {
     return ConfigError(origin, Join(path, sys ? "identifierValue" : "identifierSystem"),
@@ -91,6 +106,8 @@ Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const st
   }
   out.identifier_system = sys.value_or("");
   out.identifier_value = val.value_or("");
+  CCM_TRY_ASSIGN(auto member, IdentifierSystemKey(p, "memberIdSystem", origin, path));
+  out.member_id_system = member.value_or("");
   CCM_TRY_ASSIGN(auto dir, StringKey(p, "directory", origin, path));
   if (dir) out.directory = Resolve(base, *dir);
   CCM_TRY_ASSIGN(const Value* ep, Section(p, "endpoint", origin, path));
@@ -130,7 +147,7 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
     out.care_plans = cp.value_or(false);
     CCM_TRY_ASSIGN(auto ci, BoolKey(*w, "chargeItems", origin, p));
     out.charge_items = ci.value_or(false);
-    CCM_TRY_ASSIGN(auto sys, StringKey(*w, "carePlanIdentifierSystem", origin, p));
+    CCM_TRY_ASSIGN(auto sys, IdentifierSystemKey(*w, "carePlanIdentifierSystem", origin, p));
     if (sys) out.care_plan_identifier_system = *sys;
     CCM_TRY_ASSIGN(auto author, ReferenceKey(*w, "author", origin, p,
                                              {"Practitioner", "PractitionerRole", "Organization",
@@ -179,7 +196,7 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
   CCM_TRY_ASSIGN(const Value* b, Section(root, "billing", origin, ""));
   if (b != nullptr) {
     const std::string p = "billing";
-    CCM_TRY_ASSIGN(auto sys, StringKey(*b, "identifierSystem", origin, p));
+    CCM_TRY_ASSIGN(auto sys, IdentifierSystemKey(*b, "identifierSystem", origin, p));
     if (sys) out.identifier_system = *sys;
     CCM_TRY_ASSIGN(const Value* prov, Section(*b, "provider", origin, p));
     if (prov != nullptr) {
@@ -219,6 +236,34 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
                        "billing.provider.npi");
   }
   return out;
+}
+
+std::string IdentifierSystemProblem(std::string_view uri) {
+  // RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ':'.
+  auto colon = uri.find(':');
+  bool scheme = colon != std::string_view::npos && colon > 0 && colon + 1 < uri.size() &&
+                ((uri[0] >= 'a' && uri[0] <= 'z') || (uri[0] >= 'A' && uri[0] <= 'Z'));
+  for (std::size_t i = 1; scheme && i < colon; ++i) {
+    char c = uri[i];
+    scheme = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '+' || c == '-' || c == '.';
+  }
+  if (!scheme) return "is not an absolute URI (expected a scheme such as https: or urn:)";
+  for (unsigned char c : uri) {
+    // R4 search.html#escaping: '|' separates system and value, ',' alternatives, '$' composite
+    // parts, a backslash escapes them; a server may also split on whitespace or drop it.
+    if (c == '|' || c == ',' || c == '$' || c == '\\') {
+      return fmt::format(
+          "contains '{}', which a FHIR token search (identifier=system|value) reads "
+          "as syntax",
+          static_cast<char>(c));
+    }
+    if (c <= ' ' || c == 0x7f) {
+      return "contains whitespace or a control character, which a FHIR token search "
+             "(identifier=system|value) cannot carry";
+    }
+  }
+  return "";
 }
 
 Result<WriteBackConfig> LoadWriteBackConfig(const std::filesystem::path& file, const EnvLookup& env,

@@ -25,9 +25,12 @@ struct PayerConfig {
   std::string name;  // [A-Za-z0-9_-]+: names the channel, files and the batch identifiers
   std::string display;
   std::string identifier_system, identifier_value;  // the payer's id (e.g. a MAC's payer id)
-  std::filesystem::path directory;                  // claim Bundles and CSV files go here
-  std::optional<SourceConfig> endpoint;             // claim Bundles are POSTed here
-  bool csv = true;                                  // write the CSV summary (needs directory)
+  // The identifier system of the payer's member ids on Patient.identifier; "" = the Medicare
+  // Beneficiary Identifier only. A claim without either is held.
+  std::string member_id_system;
+  std::filesystem::path directory;       // claim Bundles and CSV files go here
+  std::optional<SourceConfig> endpoint;  // claim Bundles are POSTed here
+  bool csv = true;                       // write the CSV summary (needs directory)
 };
 
 struct WriteBackConfig {
@@ -55,6 +58,12 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const fhir::json::Value& root,
                                                 std::string_view origin,
                                                 const std::filesystem::path& base_dir,
                                                 const EnvLookup& env, const SyncConfig& sync);
+// Why `uri` cannot be the system of an identifier the gateway searches for or conditionally
+// creates on (`identifier=system|value`), or "" when it can: not an absolute URI ("scheme:..."),
+// or it holds a character a token search reads as syntax ('|', ',', '$' or a backslash; R4
+// search.html#escaping) or whitespace.
+std::string IdentifierSystemProblem(std::string_view uri);
+
 Result<WriteBackConfig> LoadWriteBackConfig(const std::filesystem::path& file, const EnvLookup& env,
                                             const SyncConfig& sync);
 

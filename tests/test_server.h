@@ -98,6 +98,11 @@ class TestFhirServer {
     if (!body.empty()) r.headers.emplace_back("Content-Type", content_type);
     auto resp = http_.Send(r);
     if (!resp) throw std::runtime_error(resp.error().message);
+    // A data write (FHIR API or admin load; not faults, auth or log resets) stamps resources now.
+    if (method != "GET" && (r.url.find("/fhir/") != std::string::npos ||
+                            r.url.find("/__admin/load") != std::string::npos)) {
+      last_write_ = std::chrono::system_clock::now();
+    }
     return std::move(*resp);
   }
   fhir::json::Value Json(const std::string& method, const std::string& path,
@@ -119,14 +124,20 @@ class TestFhirServer {
                                                         std::chrono::milliseconds(1));
     std::this_thread::sleep_until(next);
   }
+  // Returns once a sync started now sees every write made through Send/Put so far: at once when
+  // none was made in the current second, else at the next second (AwaitNextSecond).
+  void AwaitWritesVisible() const {
+    if (std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) <=
+        std::chrono::floor<std::chrono::seconds>(last_write_)) {
+      AwaitNextSecond();
+    }
+  }
   // PUT a resource through the FHIR API (creates or updates; new versionId and lastUpdated).
-  // Returns once a sync started afterwards sees the write (AwaitNextSecond).
   fhir::json::Value Put(const fhir::json::Value& resource) {
     std::string path = "/fhir/R4/" + std::string(resource["resourceType"].str()) + "/" +
                        std::string(resource["id"].str());
     auto r = Send("PUT", path, fhir::json::Serialize(resource), "application/fhir+json");
     if (r.status >= 300) throw std::runtime_error("PUT " + path + ": " + r.body);
-    AwaitNextSecond();
     return *fhir::json::Parse(r.body);
   }
 
@@ -146,6 +157,7 @@ class TestFhirServer {
   std::string base_, origin_;
   int port_ = 0;
   fhir::HttpClient http_;
+  std::chrono::system_clock::time_point last_write_{};
 };
 
 }  // namespace ccm::testing

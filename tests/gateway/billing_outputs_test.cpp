@@ -2,6 +2,7 @@
 // managed CarePlan and its gateway-owned update, and the writeBack/billing config.
 #include "gateway/billing_outputs.h"
 
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 namespace ccm::gateway {
 namespace {
 
+using ccm::testing::ReadFile;
 using ccm::testing::TempDir;
 using ccm::testing::WriteFile;
 using fhir::json::Value;
@@ -211,7 +213,16 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
     ASSERT_TRUE((*store)->AddDelivery(*id, PayerChannel(payer), "2026-02-run7"));
     ids.push_back(*id);
   }
-  DeliveryContext ctx{**store, config, "USD", 7, nullptr, {}, {}};
+  // Both patients are identified (an MBI): only the diagnosis holds b.
+  for (const char* id : {"a", "b"}) {
+    ASSERT_TRUE((*store)->Upsert(
+        "ehr", "Patient", id, {},
+        fmt::format(
+            R"({{"resourceType":"Patient","id":"{}","identifier":[{{"system":"http://hl7.org/fhir/sid/us-mbi","value":"1EG4TE5MK7{}"}}]}})",
+            id, id[0] == 'a' ? 3 : 4),
+        1));
+  }
+  DeliveryContext ctx{**store, config, "USD", 7, nullptr, {"ehr"}, {}};
   DeliveryReport report = DeliverOpen(ctx);
   EXPECT_EQ(report.done, 1u);
   EXPECT_EQ(report.failed, 1u);
@@ -230,6 +241,170 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
   ASSERT_TRUE(MarkDelivered(**store, ids));
   EXPECT_EQ((*store)->LedgerEntry(ids[0])->value().status, "submitted");
   EXPECT_EQ((*store)->LedgerEntry(ids[1])->value().status, "pending");
+}
+
+constexpr std::string_view kMembers = "urn:oid:2.16.840.1.113883.3.9999.1";
+
+LedgerRow Entry(const std::string& patient) {
+  Charge c;
+  c.patient = patient;
+  c.month = "2026-10";
+  c.program = "CCM";
+  c.lines = {BillingLine{"99490", 1, Cents{6049}, false, {"Encounter/e1"}}};
+  c.amount = 6049;
+  c.diagnoses = {{"Condition/c1", "diabetes", "http://hl7.org/fhir/sid/icd-10-cm", "E11.9"}};
+  c.evidence = Value::MakeObject();
+  LedgerRow row = ToLedgerRow(c, 1);
+  row.kind = "charge";
+  row.status = "pending";
+  return row;
+}
+
+std::string PatientJson(std::string_view id, std::string_view system = "",
+                        std::string_view value = "") {
+  return system.empty()
+             ? fmt::format(R"({{"resourceType":"Patient","id":"{}"}})", id)
+             : fmt::format(
+                   R"({{"resourceType":"Patient","id":"{}","identifier":[{{"system":"{}","value":"{}"}}]}})",
+                   id, system, value);
+}
+
+std::vector<Value> Claims(const std::filesystem::path& file) {
+  auto b = fhir::json::Parse(ReadFile(file));
+  EXPECT_TRUE(b) << file;
+  std::vector<Value> out;
+  if (!b) return out;
+  for (const auto& e : (*b)["entry"].array()) {
+    if (e["resource"]["resourceType"].str() == "Claim") out.push_back(e["resource"]);
+  }
+  return out;
+}
+
+std::string SubscriberOf(const std::filesystem::path& file, std::string_view patient_id) {
+  auto b = fhir::json::Parse(ReadFile(file));
+  std::string patient_url;
+  for (const auto& e : (*b)["entry"].array()) {
+    if (e["resource"]["resourceType"].str() == "Patient" && e["resource"]["id"].str() == patient_id)
+      patient_url = std::string(e["fullUrl"].str());
+  }
+  for (const auto& e : (*b)["entry"].array()) {
+    if (e["resource"]["resourceType"].str() == "Coverage" &&
+        e["resource"]["beneficiary"]["reference"].str() == patient_url) {
+      return std::string(e["resource"]["subscriberId"].str());
+    }
+  }
+  return "?";
+}
+
+TEST(ClaimIdentityTest, MemberIdPrefersThePayersSystemThenTheMbi) {
+  PayerConfig medicare;
+  PayerConfig other;
+  other.member_id_system = std::string(kMembers);
+  std::string both =
+      fmt::format(R"({{"resourceType":"Patient","identifier":[{{"system":"{}","value":"MBI1"}},)"
+                  R"({{"system":"{}","value":"M-7"}}]}})",
+                  fhir::kMbiSystem, kMembers);
+  EXPECT_EQ(MemberId(both, medicare), "MBI1");
+  EXPECT_EQ(MemberId(both, other), "M-7");
+  EXPECT_EQ(MemberId(PatientJson("p", fhir::kMbiSystem, "MBI2"), other), "MBI2");
+  EXPECT_EQ(MemberId(PatientJson("p", "urn:mrn", "1"), other), "");
+  EXPECT_EQ(MemberId(PatientJson("p", fhir::kMbiSystem, ""), medicare), "");
+  EXPECT_EQ(MemberId("", medicare), "");
+  EXPECT_EQ(MemberId(R"({"resourceType":"Group"})", medicare), "");
+}
+
+TEST(ClaimIdentityTest, AClaimWithoutIdentityIsHeldAndGoesInABatchOfItsOwnOnceReleased) {
+  TempDir dir;
+  auto opened = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(opened);
+  StateStore& store = **opened;
+  WriteBackConfig config;
+  config.provider = {"Organization/clinic", "Sample Clinic", "1234567893"};
+  PayerConfig payer;
+  payer.name = "medicare";
+  payer.display = "Medicare";
+  payer.directory = dir / "claims";
+  payer.member_id_system = std::string(kMembers);
+  config.payers.push_back(payer);
+  std::string channel = PayerChannel(payer);
+  // a: an MBI. b: no Patient stored. c: a Patient without MBI or member id. d: an id that is no
+  // FHIR id (it would end up in identifier searches).
+  std::map<std::string, std::int64_t> ids;
+  std::vector<std::string> claim_ids;
+  for (const char* p : {"Patient/a", "Patient/b", "Patient/c", "Patient/d|x"}) {
+    LedgerRow row = Entry(p);
+    claim_ids.push_back(ClaimIdentifierValue(row));
+    ids[p] = *store.AddLedgerEntry(row);
+  }
+  std::string batch = BatchName("2026-10", claim_ids);
+  for (const auto& [p, id] : ids) ASSERT_TRUE(store.AddDelivery(id, channel, batch));
+  ASSERT_TRUE(store.Upsert("ehr", "Patient", "a", {},
+                           PatientJson("a", fhir::kMbiSystem, "1EG4TE5MK73"), 1));
+  ASSERT_TRUE(store.Upsert("ehr", "Patient", "c", {}, PatientJson("c", "urn:mrn", "77"), 1));
+
+  DeliveryContext ctx{store, config, "USD", 2, nullptr, {"ehr"}, {}};
+  DeliveryReport first = DeliverOpen(ctx);
+  EXPECT_EQ(first.done, 1u);
+  EXPECT_EQ(first.failed, 3u);
+  ASSERT_EQ(first.problems.size(), 3u);
+  auto problem_of = [&](const DeliveryReport& r, const std::string& p) {
+    for (const auto& line : r.problems) {
+      if (line.find(fmt::format("ledger entry {}:", ids[p])) != std::string::npos) return line;
+    }
+    return std::string();
+  };
+  EXPECT_NE(problem_of(first, "Patient/b").find("held: no Patient resource"), std::string::npos);
+  EXPECT_NE(
+      problem_of(first, "Patient/c")
+          .find(fmt::format(
+              "held: the Patient has no Medicare Beneficiary Identifier (identifier system {}) "
+              "nor a member id ({})",
+              fhir::kMbiSystem, kMembers)),
+      std::string::npos)
+      << problem_of(first, "Patient/c");
+  EXPECT_NE(problem_of(first, "Patient/d|x").find("held: the patient's id is not a FHIR id"),
+            std::string::npos);
+  for (const auto& line : first.problems) {
+    EXPECT_EQ(line.find("Patient/"), std::string::npos) << "no patient ids in logs: " << line;
+  }
+  // The batch went with a alone; the held claims left it.
+  auto file = dir / "claims" / fmt::format("claims-medicare-{}.json", batch);
+  ASSERT_EQ(Claims(file).size(), 1u);
+  EXPECT_EQ(SubscriberOf(file, "a"), "1EG4TE5MK73");
+  std::string sent = ReadFile(file);
+  for (const char* p : {"Patient/b", "Patient/c", "Patient/d|x"}) {
+    auto d = store.Deliveries(ids[p]);
+    ASSERT_EQ(d->size(), 1u);
+    EXPECT_EQ(d->at(0).status, "failed");
+    EXPECT_EQ(d->at(0).batch, "") << p;
+  }
+
+  // Still held: nothing is written.
+  DeliveryReport again = DeliverOpen(ctx);
+  EXPECT_EQ(again.done, 0u);
+  EXPECT_EQ(again.failed, 3u);
+  EXPECT_TRUE(again.files.empty());
+
+  // The identities arrive (a member id for b, an MBI for c): they go in a batch of their own,
+  // named by its content; the batch already sent is not rewritten.
+  ASSERT_TRUE(store.Upsert("ehr", "Patient", "b", {}, PatientJson("b", kMembers, "M-22"), 2));
+  ASSERT_TRUE(store.Upsert("ehr", "Patient", "c", {},
+                           PatientJson("c", fhir::kMbiSystem, "1EG4TE5MK74"), 2));
+  DeliveryReport released = DeliverOpen(ctx);
+  EXPECT_EQ(released.done, 2u);
+  EXPECT_EQ(released.failed, 1u);  // d stays held
+  std::string own = BatchName("2026-10", {ClaimIdentifierValue(Entry("Patient/b")),
+                                          ClaimIdentifierValue(Entry("Patient/c"))});
+  ASSERT_NE(own, batch);
+  auto second = dir / "claims" / fmt::format("claims-medicare-{}.json", own);
+  ASSERT_EQ(Claims(second).size(), 2u);
+  EXPECT_EQ(SubscriberOf(second, "b"), "M-22");
+  EXPECT_EQ(SubscriberOf(second, "c"), "1EG4TE5MK74");
+  EXPECT_EQ(ReadFile(file), sent);
+  EXPECT_EQ(store.Deliveries(ids["Patient/b"])->at(0).batch, own);
+  EXPECT_EQ(store.Deliveries(ids["Patient/b"])->at(0).status, "done");
+  // Nothing open but d: a further run writes no file.
+  EXPECT_TRUE(DeliverOpen(ctx).files.empty());
 }
 
 PatientMonth Month() {
@@ -337,6 +512,41 @@ TEST(CarePlanTest, OnlyConsentedLivingEligiblePatientsGetAPlan) {
   EXPECT_FALSE(WantsCarePlan(r));
   r = Month();
   r.deceased = true;
+  EXPECT_FALSE(WantsCarePlan(r));
+}
+
+TEST(ClaimIdentityTest, AChargeItemOfAPatientWhoseIdIsNotAFhirIdIsHeld) {
+  TempDir dir;
+  auto opened = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(opened);
+  StateStore& store = **opened;
+  WriteBackConfig config;
+  config.charge_items = true;
+  std::int64_t bad = *store.AddLedgerEntry(Entry("Patient/d x"));
+  ASSERT_TRUE(store.AddDelivery(bad, std::string(kChargeItemChannel), "b"));
+  // No server is needed to refuse it: nothing is searched or written.
+  DeliveryContext ctx{store, config, "USD", 2, nullptr, {"ehr"}, {}};
+  DeliveryReport r = DeliverOpen(ctx);
+  EXPECT_EQ(r.failed, 1u);
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_NE(r.problems[0].find(fmt::format("charge-items 2026-10 ledger entry {}: held: the "
+                                           "patient's id is not a FHIR id",
+                                           bad)),
+            std::string::npos)
+      << r.problems[0];
+  EXPECT_EQ(store.Deliveries(bad)->at(0).status, "failed");
+}
+
+TEST(CarePlanMergeTest, MergedAndInactiveRecordsGetNoCarePlan) {
+  PatientMonth r;
+  r.patient = "Patient/p1";
+  r.program = Program::kCcm;
+  r.consent = ConsentState::kActive;
+  EXPECT_TRUE(WantsCarePlan(r));
+  r.merged = true;
+  EXPECT_FALSE(WantsCarePlan(r));
+  r.merged = false;
+  r.inactive = true;
   EXPECT_FALSE(WantsCarePlan(r));
 }
 

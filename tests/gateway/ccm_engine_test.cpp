@@ -8,6 +8,7 @@
 
 #include "fhir/json.h"
 #include "gateway/ccm_facts.h"
+#include "gateway/ccm_report.h"
 #include "mappings/code_systems.h"
 
 namespace ccm::gateway {
@@ -421,6 +422,100 @@ TEST_F(EngineTest, TimeAfterDeathNeverCounts) {
   Eligible();
   Add(R"({"resourceType":"Patient","id":"p1","deceasedBoolean":true})");
   EXPECT_TRUE(Blocked(Eval(), "deceased"));
+}
+
+// ---- merged and inactive records (docs/ccm-rules.md "Merged and inactive records") -----------
+
+// The same resource about another patient.
+std::string For(std::string json, const std::string& patient) {
+  for (std::size_t at; (at = json.find("Patient/p1")) != std::string::npos;) {
+    json.replace(at, 10, patient);
+  }
+  return json;
+}
+
+TEST_F(EngineTest, AMergedRecordIsNeverBilledAndNamesItsSurvivor) {
+  Eligible();
+  Add(Encounter({.id = "e", .start = "2026-10-05T10:00:00Z", .minutes = 30}));
+  Add(R"({"resourceType":"Patient","id":"p1","active":false,
+          "link":[{"other":{"reference":"Patient/p2"},"type":"replaced-by"}]})");
+  Add(For(Diabetes("dm2"), "Patient/p2"));
+  PatientMonth r = Eval();
+  EXPECT_TRUE(r.merged);
+  EXPECT_EQ(r.replaced_by, "Patient/p2");
+  EXPECT_TRUE(Blocked(r, "merged"));
+  EXPECT_TRUE(Blocked(r, "inactive-record"));
+  EXPECT_TRUE(r.billing.empty());
+  EXPECT_EQ(r.minutes.clinical_staff, 30);  // the evidence is still reported
+  auto json = ToJson(r, config_);
+  EXPECT_EQ(json["replacedBy"].str(), "Patient/p2");
+  EXPECT_EQ(json["blockedBy"][0].str(), "merged");
+  // The survivor knows which record was merged into it (the ledger holds its months).
+  PatientMonth survivor = Eval("2026-10", "Patient/p2");
+  EXPECT_EQ(survivor.merged_from, std::vector<std::string>{"Patient/p1"});
+  EXPECT_EQ(ToJson(survivor, config_)["mergedFrom"][0].str(), "Patient/p1");
+  EXPECT_FALSE(survivor.merged);
+}
+
+TEST_F(EngineTest, MergesAreFollowedThroughChainsAndReplacesLinks) {
+  Add(R"({"resourceType":"Patient","id":"a","link":[{"other":{"reference":"Patient/b"},"type":"replaced-by"}]})");
+  Add(R"({"resourceType":"Patient","id":"b","link":[{"other":{"reference":"Patient/c"},"type":"replaced-by"}]})");
+  Add(R"({"resourceType":"Patient","id":"c","link":[{"other":{"reference":"Patient/d"},"type":"replaces"},
+          {"other":{"reference":"Patient/x"},"type":"seealso"}]})");
+  // A loop (a data error) ends; it does not hang.
+  Add(R"({"resourceType":"Patient","id":"l1","link":[{"other":{"reference":"Patient/l2"},"type":"replaced-by"}]})");
+  Add(R"({"resourceType":"Patient","id":"l2","link":[{"other":{"reference":"Patient/l1"},"type":"replaced-by"}]})");
+  for (const char* p : {"Patient/a", "Patient/b", "Patient/c", "Patient/l1"}) {
+    Add(For(Hypertension(fmt::format("htn-{}", p + 8)), p));
+  }
+  EXPECT_EQ(Eval("2026-10", "Patient/c").merged_from,
+            (std::vector<std::string>{"Patient/a", "Patient/b", "Patient/d"}));
+  EXPECT_EQ(Eval("2026-10", "Patient/b").merged_from, std::vector<std::string>{"Patient/a"});
+  EXPECT_TRUE(Eval("2026-10", "Patient/b").merged);
+  EXPECT_TRUE(Eval("2026-10", "Patient/a").merged);
+  EXPECT_FALSE(Eval("2026-10", "Patient/c").merged);  // replaces and seealso do not block
+  EXPECT_EQ(Eval("2026-10", "Patient/l1").merged_from, std::vector<std::string>{"Patient/l2"});
+}
+
+TEST_F(EngineTest, AnInactiveRecordOrALinkWithoutASurvivorBlocksToo) {
+  Eligible();
+  Add(Encounter({.id = "e", .start = "2026-10-05T10:00:00Z", .minutes = 30}));
+  Add(R"({"resourceType":"Patient","id":"p1","active":false})");
+  PatientMonth r = Eval();
+  EXPECT_FALSE(r.merged);
+  EXPECT_EQ(r.blocked_by, std::vector<std::string>{"inactive-record"});
+  EXPECT_FALSE(ToJson(r, config_).find("replacedBy"));
+  // An unreadable active is read the safe way.
+  Add(R"({"resourceType":"Patient","id":"p1","meta":{"versionId":"2"},"active":"no"})");
+  EXPECT_TRUE(Blocked(Eval(), "inactive-record"));
+  // Merged, but the link names no Patient (an identifier only): still never billed.
+  Add(R"({"resourceType":"Patient","id":"p1","meta":{"versionId":"3"},"active":true,
+          "link":[{"other":{"identifier":{"system":"urn:mrn","value":"9"}},"type":"replaced-by"}]})");
+  r = Eval();
+  EXPECT_TRUE(r.merged);
+  EXPECT_EQ(r.replaced_by, "");
+  EXPECT_EQ(r.blocked_by, std::vector<std::string>{"merged"});
+  EXPECT_TRUE(ToJson(r, config_)["replacedBy"].is_null());
+  // active true and no replaced-by link: billed as before.
+  Add(R"({"resourceType":"Patient","id":"p1","meta":{"versionId":"4"},"active":true,
+          "link":[{"other":{"reference":"Patient/p9"},"type":"refer"}]})");
+  EXPECT_EQ(Codes(Eval()), "99490x1");
+}
+
+TEST_F(EngineTest, TheNdjsonFastPathReadsTheLinkAndActiveToo) {
+  Eligible();
+  Add(Encounter({.id = "e", .start = "2026-10-05T10:00:00Z", .minutes = 30}));
+  std::string line =
+      R"({"resourceType":"Patient","id":"p1","name":[{"family":"X"}],"active":false,)"
+      R"("link":[{"other":{"reference":"Patient/p2"},"type":"replaced-by"}]})";
+  std::string scratch;
+  auto e = ExtractFactFromLine(line.data(), line.size(), fhir::SourceLocation{"p.ndjson", 1, ""},
+                               config_, &scratch);
+  ASSERT_TRUE(e) << e.error().message;
+  facts_.Add(std::move(*e));
+  PatientMonth r = Eval();
+  EXPECT_EQ(r.replaced_by, "Patient/p2");
+  EXPECT_EQ(r.blocked_by, (std::vector<std::string>{"merged", "inactive-record"}));
 }
 
 // ---- rule 4: consent --------------------------------------------------------------------------

@@ -204,6 +204,129 @@ TEST(StateStoreTest, TrustServerTakesAnOlderVersionOncePerRun) {
   EXPECT_EQ(*s.UnseenIds("ehr", "Patient", 3), (std::vector<std::string>{"0"}));
 }
 
+LedgerRow PlainEntry(std::string patient) {
+  LedgerRow r;
+  r.patient = std::move(patient);
+  r.month = "2026-10";
+  r.family = "care-management";
+  r.kind = "charge";
+  r.status = "pending";
+  r.program = "CCM";
+  r.lines_json = R"([{"code":"99490","units":1,"amount":60.49,"encounters":[]}])";
+  r.amount_cents = 6049;
+  r.evidence_json = "{}";
+  r.fingerprint = "fp";
+  r.run = 1;
+  return r;
+}
+
+TEST(StateStoreTest, ProposalsAreOpenedApprovedAndClosedOnce) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  StateStore& s = **store;
+  LedgerRow charge = PlainEntry("Patient/a");
+  charge.allow_incomplete = "ehr/Encounter: failed since 2026-11-02T10:00:00Z";
+  std::int64_t entry = *s.AddLedgerEntry(charge);
+  EXPECT_EQ(s.LedgerEntry(entry)->value().allow_incomplete, charge.allow_incomplete);
+  LedgerProposal p;
+  p.entry = entry;
+  p.reason = "no longer billable: no-consent";
+  p.proposed = PlainEntry("Patient/a");
+  p.proposed.kind = "void";
+  p.proposed.lines_json = "[]";
+  p.run = 3;
+  auto id = s.AddLedgerProposal(p);
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_TRUE(s.AddLedgerProposal(p).error().is(Errc::kConflict)) << "one open proposal per entry";
+  auto open = *s.LedgerProposals("2026-10", true);
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].id, *id);
+  EXPECT_EQ(open[0].status, ProposalStatus::kOpen);
+  EXPECT_EQ(open[0].proposed.kind, "void");
+  EXPECT_EQ(open[0].proposed.patient, "Patient/a");
+  EXPECT_EQ(open[0].run, 3);
+  EXPECT_FALSE(open[0].created_at.empty());
+  EXPECT_TRUE(s.LedgerProposals("2026-11", false)->empty());
+
+  ASSERT_TRUE(s.ApproveLedgerProposal(*id, "operator ana"));
+  auto approved = s.LedgerProposals("", true)->at(0);
+  EXPECT_EQ(approved.status, ProposalStatus::kApproved);
+  EXPECT_EQ(approved.approved_by, "operator ana");
+  EXPECT_FALSE(approved.approved_at.empty());
+  EXPECT_TRUE(s.ApproveLedgerProposal(*id, "x").error().is(Errc::kConflict));
+  EXPECT_TRUE(s.ApproveLedgerProposal(*id + 1, "x").error().is(Errc::kNotFound));
+  EXPECT_FALSE(s.CloseLedgerProposal(*id, ProposalStatus::kOpen, "", std::nullopt));
+  ASSERT_TRUE(s.CloseLedgerProposal(*id, ProposalStatus::kCarriedOut, "approved", entry));
+  EXPECT_TRUE(s.LedgerProposals("", true)->empty());
+  auto closed = s.LedgerProposals("", false)->at(0);
+  EXPECT_EQ(closed.status, ProposalStatus::kCarriedOut);
+  EXPECT_EQ(closed.result_entry, entry);
+  EXPECT_EQ(closed.outcome, "approved");
+  EXPECT_TRUE(s.CloseLedgerProposal(*id, ProposalStatus::kDropped, "", std::nullopt)
+                  .error()
+                  .is(Errc::kConflict));
+  // A closed proposal leaves room for a new one on the same entry.
+  EXPECT_TRUE(s.AddLedgerProposal(p));
+}
+
+TEST(StateStoreTest, HeldDeliveriesMoveBatchAndAuditRecordsAreFoundByTarget) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  StateStore& s = **store;
+  std::int64_t entry = *s.AddLedgerEntry(PlainEntry("Patient/a"));
+  ASSERT_TRUE(s.AddDelivery(entry, "payer:m", "2026-10-aaaa"));
+  ASSERT_TRUE(s.SetDeliveryBatch(entry, "payer:m", ""));
+  EXPECT_EQ(s.Deliveries(entry)->at(0).batch, "");
+  EXPECT_TRUE(s.SetDeliveryBatch(entry, "payer:x", "b").error().is(Errc::kConflict));
+  ASSERT_TRUE(s.SetDelivery(entry, "payer:m", "done", "sent"));
+  EXPECT_FALSE(s.SetDeliveryBatch(entry, "payer:m", "b")) << "a delivery done stays in its batch";
+  ASSERT_TRUE(s.AddAudit(AuditRow{0, "", 1, "create-sent", "CarePlan?identifier=s|a", "", "", ""}));
+  ASSERT_TRUE(s.AddAudit(AuditRow{0, "", 1, "create", "CarePlan/1", "v1", "", ""}));
+  ASSERT_TRUE(s.AddAudit(AuditRow{0, "", 2, "update", "CarePlan/1", "v2", "", ""}));
+  auto records = *s.AuditRecords("CarePlan/1");
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].action, "create");
+  EXPECT_EQ(records[1].version, "v2");
+  EXPECT_TRUE(s.AuditRecords("CarePlan/2")->empty());
+}
+
+TEST(StateStoreTest, SchemaFourKeepsAVersionThreeLedgerAndAddsProposals) {
+  TempDir dir;
+  std::int64_t id = 0;
+  {
+    auto store = OpenSqliteStateStore(dir / "state.db");
+    ASSERT_TRUE(store);
+    id = *(*store)->AddLedgerEntry(PlainEntry("Patient/p1"));
+  }
+  // Back to version 3 as released: without what migration 4 adds.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
+  const char* v3 = R"sql(
+DROP TABLE ledger_proposals;
+DROP INDEX audit_target;
+ALTER TABLE ledger DROP COLUMN allow_incomplete;
+PRAGMA user_version = 3;
+)sql";
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, v3, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_close(db);
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->schema_version(), 4);
+  auto row = (*store)->LedgerEntry(id);
+  ASSERT_TRUE(row && *row);
+  EXPECT_EQ((*row)->patient, "Patient/p1");
+  EXPECT_EQ((*row)->allow_incomplete, "");
+  LedgerProposal p;
+  p.entry = id;
+  p.reason = "test";
+  p.proposed = **row;
+  p.proposed.kind = "void";
+  EXPECT_TRUE((*store)->AddLedgerProposal(p));
+}
+
 TEST(StateStoreTest, PullStatusRecordsOutcomesAndFailureStreaks) {
   TempDir dir;
   auto store = OpenSqliteStateStore(dir / "state.db");
