@@ -238,29 +238,36 @@ int RunSync(const Args& args) {
   if (auto m = args.value("--month"); m && !YearMonth::Parse(*m)) {
     throw UsageError(fmt::format("--month: {}", YearMonth::Parse(*m).error().message));
   }
+  SyncLog log(::isatty(::fileno(stderr)) != 0);
+  // Errors before the first cycle end the run: the last log line says so, as JSON in a pipe.
+  auto fail = [&log](std::string_view event, const std::string& message, int exit) {
+    if (log.terminal()) {
+      fmt::print(stderr, "ccm-gateway sync: {}\n", message);
+    } else {
+      Value e = SyncLog::Event("error", event);
+      e.set("ok", Value::Bool(false));
+      e.set("exitStatus", Value::Number(std::int64_t{exit}));
+      e.set("message", Value::String(message));
+      log.Emit(e);
+    }
+    return exit;
+  };
   auto engine = LoadEngineConfig(config_path);
   if (!engine) {
-    fmt::print(stderr, "ccm-gateway sync: {}\n", engine.error().message);
-    return engine.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
+    return fail("config-failed", engine.error().message,
+                engine.error().is(Errc::kInternal) ? kExitFatal : kExitUsage);
   }
   auto sync = LoadSyncConfig(config_path, ProcessEnvironment());
-  if (!sync) {
-    fmt::print(stderr, "ccm-gateway sync: {}\n", sync.error().message);
-    return kExitUsage;
-  }
+  if (!sync) return fail("config-failed", sync.error().message, kExitUsage);
   if (sync->sources.empty()) {
-    fmt::print(stderr,
-               "ccm-gateway sync: {}: no sources configured (add a \"sources\" list; see "
-               "docs/configuration.md)\n",
-               config_path);
-    return kExitUsage;
+    return fail("config-failed",
+                fmt::format("{}: no sources configured (add a \"sources\" list; see "
+                            "docs/configuration.md)",
+                            config_path),
+                kExitUsage);
   }
   auto store = OpenSqliteStateStore(sync->state_path);
-  if (!store) {
-    fmt::print(stderr, "ccm-gateway sync: {}\n", store.error().message);
-    return kExitFatal;
-  }
-  SyncLog log(::isatty(::fileno(stderr)) != 0);
+  if (!store) return fail("state-failed", store.error().message, kExitFatal);
   if (args.flag("--once")) return SyncCycle(args, *engine, *sync, **store, log);
 
   // Continuous mode: SIGINT/SIGTERM are blocked here (and so in every thread started later) and
@@ -280,7 +287,17 @@ int RunSync(const Args& args) {
     timespec wait{static_cast<std::time_t>(sync->interval.count()), 0};
     int sig = sigtimedwait(&stop, nullptr, &wait);
     if (sig == SIGINT || sig == SIGTERM) {
-      log.Message("info", "stopping", "stop requested; exiting");
+      // The last line carries the exit status too (that of the last cycle).
+      std::string message = fmt::format("stop requested; exiting with status {}", exit);
+      if (log.terminal()) {
+        fmt::print(stderr, "{}\n", message);
+      } else {
+        Value e = SyncLog::Event(exit == kExitOk ? "info" : "error", "stopping");
+        e.set("ok", Value::Bool(exit == kExitOk));
+        e.set("exitStatus", Value::Number(std::int64_t{exit}));
+        e.set("message", Value::String(message));
+        log.Emit(e);
+      }
       return exit;
     }
   }

@@ -247,16 +247,6 @@ class SqliteStateStore final : public StateStore {
     return sqlite3_changes(db_.get()) > 0;
   }
 
-  Result<std::size_t> RemoveUnseen(std::string_view source, std::string_view type,
-                                   std::int64_t run) override {
-    CCM_TRY_ASSIGN(sqlite3_stmt * del,
-                   Prepare("DELETE FROM resources WHERE source = ?1 AND type = ?2 AND "
-                           "seen_run <> ?3",
-                           source, type, run));
-    CCM_TRY(StepDone(del, "removing resources gone from the server"));
-    return static_cast<std::size_t>(sqlite3_changes(db_.get()));
-  }
-
   Status ForEachResource(
       std::string_view source,
       const std::function<bool(std::string_view, std::string_view, std::string_view,

@@ -169,22 +169,19 @@ class StateStore {
   virtual Status InTransaction(const std::function<Status()>& body) = 0;
 
   // Stores `json` as the resource `type`/`id` of `source` unless a newer version is stored (see
-  // UpsertMode). `run` marks the resource as seen by that run (see RemoveUnseen), whatever the
+  // UpsertMode). `run` marks the resource as seen by that run (see UnseenIds), whatever the
   // outcome.
   virtual Result<UpsertOutcome> Upsert(std::string_view source, std::string_view type,
                                        std::string_view id, const VersionStamp& stamp,
                                        std::string_view json, std::int64_t run,
                                        UpsertMode mode = UpsertMode::kKeepNewest) = 0;
-  // The ids of `source`/`type` not seen by `run` (RemoveUnseen's candidates), sorted.
+  // The ids of `source`/`type` not seen by `run` (after a full pull: the candidates for removal,
+  // each to be confirmed with the server before RemoveResource), sorted.
   virtual Result<std::vector<std::string>> UnseenIds(std::string_view source, std::string_view type,
                                                      std::int64_t run) = 0;
   // Deletes one resource (after the server confirmed it is gone). Returns whether it existed.
   virtual Result<bool> RemoveResource(std::string_view source, std::string_view type,
                                       std::string_view id) = 0;
-  // Deletes the resources of `source`/`type` not seen by `run` (after a complete full pull they
-  // no longer exist on the server, or left the scope). Returns how many.
-  virtual Result<std::size_t> RemoveUnseen(std::string_view source, std::string_view type,
-                                           std::int64_t run) = 0;
   // Calls `fn` for every stored resource of `source` (all sources when empty), in no particular
   // order (storage order: the fastest); stops early when fn returns false.
   virtual Status ForEachResource(

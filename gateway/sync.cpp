@@ -765,9 +765,10 @@ struct SourceRun {
     out.done = true;
   }
 
-  // Before a full pull removes what it did not see: how many (the mass-delete guard), and, for
-  // each candidate, the server's own answer by id. What it still has (in scope) is stored, not
-  // removed (`recovered`): paging missed it. Fills `gone` with what may be removed.
+  // Before a full pull removes what it did not see: for each candidate, the server's own answer
+  // by id. What it still has (in scope) is stored, not removed; when it changed before the pull's
+  // bound, paging missed it (`recovered`). What it no longer has goes in `gone`, unless that is
+  // more than sync.maxDeletePercent of the type (the mass-delete guard).
   Status PlanRemovals(TypePull& pull, std::vector<std::string>& gone) {
     TypeSync& t = pull.t;
     std::vector<std::string> candidates;
@@ -776,22 +777,9 @@ struct SourceRun {
       CCM_TRY_ASSIGN(candidates, store.UnseenIds(src.name, t.type, options.run));
     }
     if (candidates.empty()) return {};
-    std::size_t rows = std::max<std::size_t>(pull.rows_before, 1);
-    if (!options.allow_mass_delete &&
-        candidates.size() * 100 > rows * static_cast<std::size_t>(options.max_delete_percent)) {
-      return MakeError(
-          Errc::kConflict,
-          fmt::format("this full pull would remove {} of the {} stored {} resource(s) ({:.1f} %, "
-                      "more than sync.maxDeletePercent = {} %); nothing was removed. If the "
-                      "server really no longer has them (a scope change, a purge), run the sync "
-                      "again with --allow-mass-delete",
-                      candidates.size(), pull.rows_before, t.type,
-                      100.0 * static_cast<double>(candidates.size()) / static_cast<double>(rows),
-                      options.max_delete_percent));
-    }
     // Asked by id, without the time bound: the server's present state of each candidate.
     fhir::FhirClient client(ClientOptions(), auth);
-    std::set<std::string, std::less<>> present;
+    std::set<std::string, std::less<>> present, missed;
     struct Found {
       std::unique_ptr<fhir::FhirResponse> response;
       std::vector<PageWriter::Item> items;
@@ -824,6 +812,10 @@ struct SourceRun {
               }
               present.emplace(e.id);
               f.items.push_back({e.id, StampOf(e.version_id, e.last_updated), resource});
+              // Changed at or after the bound: outside this pull's window by design (it comes
+              // with the next sync), not a resource that paging missed.
+              const auto& lu = f.items.back().stamp.last_updated;
+              if (!bound || !lu || *lu < *bound) missed.emplace(e.id);
             }
             found.push_back(std::move(f));
             return Status{};
@@ -839,20 +831,39 @@ struct SourceRun {
     for (auto& id : candidates) {
       if (!present.contains(id)) gone.push_back(std::move(id));
     }
+    // The guard counts what the server confirmed gone: candidates that merely changed after the
+    // bound (an edit as the pull started) are still there.
+    std::size_t rows = std::max<std::size_t>(pull.rows_before, 1);
+    if (!options.allow_mass_delete &&
+        gone.size() * 100 > rows * static_cast<std::size_t>(options.max_delete_percent)) {
+      std::size_t n = gone.size();
+      gone.clear();
+      return MakeError(
+          Errc::kConflict,
+          fmt::format("this full pull would remove {} of the {} stored {} resource(s) ({:.1f} %, "
+                      "more than sync.maxDeletePercent = {} %); nothing was removed. If the "
+                      "server really no longer has them (a scope change, a purge), run the sync "
+                      "again with --allow-mass-delete",
+                      n, pull.rows_before, t.type,
+                      100.0 * static_cast<double>(n) / static_cast<double>(rows),
+                      options.max_delete_percent));
+    }
     if (present.empty()) return {};
     std::lock_guard lock(mutex);
     auto keep = [&]() -> Status {
       for (const Found& f : found) {
         for (const PageWriter::Item& it : f.items) {
           if (!present.contains(it.id)) continue;
-          CCM_TRY(store.Upsert(src.name, t.type, it.id, it.stamp, it.json, options.run,
-                               UpsertMode::kTrustServer));
+          CCM_TRY_ASSIGN(UpsertOutcome o, store.Upsert(src.name, t.type, it.id, it.stamp, it.json,
+                                                       options.run, UpsertMode::kTrustServer));
+          if (o == UpsertOutcome::kUpdated) ++t.updated;
+          if (o == UpsertOutcome::kRolledBack) ++t.rolled_back;
         }
       }
       return Status{};
     };
     CCM_TRY(store.InTransaction(keep));
-    t.recovered = present.size();
+    t.recovered = missed.size();
     return {};
   }
 

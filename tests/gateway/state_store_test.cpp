@@ -88,10 +88,11 @@ TEST(StateStoreTest, SurvivesReopenAndRemovesWhatARunDidNotSee) {
   EXPECT_EQ((*c)->watermark, "2026-11-01T00:00:00Z");
   EXPECT_EQ((*c)->scope, "all");
   EXPECT_FALSE(*s.GetCursor("ehr", "Encounter"));
-  // Run 2 sees a (unchanged) and c (updated) but not b: b goes; Patient is untouched.
+  // Run 2 sees a (unchanged) and c (updated) but not b: b is the candidate; Patient untouched.
   EXPECT_EQ(*s.Upsert("ehr", "Condition", "a", Stamp("1"), "{}", 2), UpsertOutcome::kUnchanged);
   EXPECT_EQ(*s.Upsert("ehr", "Condition", "c", Stamp("2"), "{}", 2), UpsertOutcome::kUpdated);
-  EXPECT_EQ(*s.RemoveUnseen("ehr", "Condition", 2), 1u);
+  EXPECT_EQ(*s.UnseenIds("ehr", "Condition", 2), std::vector<std::string>{"b"});
+  EXPECT_TRUE(*s.RemoveResource("ehr", "Condition", "b"));
   EXPECT_EQ(All(s), (std::vector<std::string>{"ehr|Condition/a|{}", "ehr|Condition/c|{}",
                                               "ehr|Patient/p|{}"}));
 }

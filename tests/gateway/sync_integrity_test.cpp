@@ -354,6 +354,31 @@ TEST_F(SyncIntegrityTest, AFullPullRemovesOnlyWhatTheServerConfirmsGone) {
   EXPECT_EQ(Stored("Encounter"), encounters - 1);
 }
 
+// A resource edited as a full pull starts lies outside the pull's time window: it is not in the
+// result, yet the server has it. It is neither removed nor taken for a resource paging missed.
+TEST_F(SyncIntegrityTest, AnEditAsAFullPullStartsIsNeitherRemovedNorAMiss) {
+  auto config = WriteConfig(dir_, *server_, R"("maxConcurrency": 1)");
+  FirstSync(config);
+  Value plan = server_->Json("GET", "/fhir/R4/CarePlan?_count=1")["entry"][0]["resource"];
+  plan.set("status", Value::String("completed"));
+  // Written just before the metadata request of the full pull is answered (same second).
+  server_->Faults(fmt::format(R"([{{"match": "GET /fhir/R4/metadata", "kind": "write-first",
+                                   "resource": {}}}])",
+                              fhir::json::Serialize(plan)));
+  GatewayRun r = Sync(config, dir_ / "r.ndjson", "--full");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto events = Events(r.err);
+  const Value* cp = TypeEvent(events, "CarePlan");
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ((*cp)["state"].str(), "complete");
+  EXPECT_EQ(Num(*cp, "recovered"), 0);
+  EXPECT_EQ(Num(*cp, "removed"), 0);
+  EXPECT_NE(Store()->ResourceJson("ehr", "CarePlan", plan["id"].str())->value().find("completed"),
+            std::string::npos)
+      << "the server's present copy is stored";
+  EXPECT_EQ(Stored("CarePlan"), OnServer("CarePlan"));
+}
+
 TEST_F(SyncIntegrityTest, TwoSyncsOnOneStateFileTakeTurnsAndLoseNothing) {
   auto config = WriteConfig(dir_, *server_, R"("maxConcurrency": 1)");
   FirstSync(config);
@@ -444,6 +469,31 @@ TEST_F(SyncIntegrityTest, GroupScopeHonoursActiveAndMemberPeriods) {
   EXPECT_NE(off.err.find("is inactive (Group.active = false)"), std::string::npos) << off.err;
   EXPECT_EQ(Stored("Patient"), 1u);
   EXPECT_EQ(Pull("Patient").state, PullState::kFailed);
+}
+
+// Not on a terminal, every line sync writes is a JSON event, the last one agreeing with the exit
+// status — also when it stops before pulling anything.
+TEST(SyncLogTest, EveryLineIsJsonAndTheLastAgreesWithTheExitStatus) {
+  TempDir dir;
+  WriteFile(dir / "bad.json",
+            R"({"sources": [{"name": "ehr", "baseUrl": "https://u:p@ehr.example/fhir"}],
+      "state": {"path": "state.db"}})");
+  GatewayRun r = Gateway(fmt::format("sync --once --config {}", (dir / "bad.json").string()));
+  EXPECT_EQ(r.status, 2) << r.err;
+  std::size_t lines = 0;
+  for (std::size_t pos = 0; pos < r.err.size();) {
+    std::size_t nl = r.err.find('\n', pos);
+    std::string line = r.err.substr(pos, nl - pos);
+    pos = nl == std::string::npos ? r.err.size() : nl + 1;
+    ++lines;
+    EXPECT_TRUE(fhir::json::Parse(line)) << "not JSON: " << line;
+  }
+  EXPECT_GE(lines, 1u);
+  Value last = Events(r.err).back();
+  EXPECT_EQ(last["event"].str(), "config-failed");
+  EXPECT_FALSE(last["ok"].as_bool());
+  EXPECT_EQ(Num(last, "exitStatus"), 2);
+  EXPECT_EQ(r.err.find("u:p"), std::string::npos) << "the credentials are not repeated";
 }
 
 }  // namespace
