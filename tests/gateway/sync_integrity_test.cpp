@@ -86,6 +86,13 @@ TEST_F(SyncIntegrityTest, AnErrorOutcomeInASearchsetFailsTheTypeAndRemovesNothin
   EXPECT_FALSE(last["ok"].as_bool()) << "the last log line agrees with the exit status";
   EXPECT_EQ(last["level"].str(), "error");
   EXPECT_EQ(Num(last, "exitStatus"), 1);
+
+  // And bill will not act on it: it names what is missing and since when.
+  GatewayRun bill =
+      Gateway(fmt::format("bill --month 2026-10 --dry-run --config {}", config.string()));
+  EXPECT_EQ(bill.status, 1) << bill.out << bill.err;
+  EXPECT_NE(bill.err.find("ehr/Encounter: failed since"), std::string::npos) << bill.err;
+  EXPECT_EQ(bill.err.find("ehr/Condition"), std::string::npos) << "complete types are not named";
 }
 
 TEST_F(SyncIntegrityTest, WarningOutcomesAreLoggedAndThePullGoesOn) {
