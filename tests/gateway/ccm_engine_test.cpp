@@ -508,9 +508,12 @@ TEST_F(EngineTest, TheNdjsonFastPathReadsTheLinkAndActiveToo) {
   std::string line =
       R"({"resourceType":"Patient","id":"p1","name":[{"family":"X"}],"active":false,)"
       R"("link":[{"other":{"reference":"Patient/p2"},"type":"replaced-by"}]})";
+  std::size_t size = line.size();
+  // The fast path parses in place and reads ahead (SIMD): a padded, NUL-terminated buffer.
+  line.append(fhir::json::kInsituPadding + 1, '\0');
   std::string scratch;
-  auto e = ExtractFactFromLine(line.data(), line.size(), fhir::SourceLocation{"p.ndjson", 1, ""},
-                               config_, &scratch);
+  auto e = ExtractFactFromLine(line.data(), size, fhir::SourceLocation{"p.ndjson", 1, ""}, config_,
+                               &scratch);
   ASSERT_TRUE(e) << e.error().message;
   facts_.Add(std::move(*e));
   PatientMonth r = Eval();
