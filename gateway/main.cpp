@@ -1,3 +1,3 @@
-#include "gateway/cli.h"
+#include "gateway/cli/cli.h"
 
 int main(int argc, char** argv) { return ccm::gateway::RunCli(argc, argv); }

@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "fhir/http_client.h"
+#include "fhir/client/http_client.h"
 #include "fhir/json.h"
 #include "test_util.h"
 

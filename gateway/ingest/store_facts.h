@@ -1,0 +1,20 @@
+// Reading the state store's resources into the engine's facts (the counterpart of
+// gateway/ingest/collect.h for files).
+#pragma once
+
+#include "fhir/result.h"
+#include "gateway/ccm/engine_config.h"
+#include "gateway/ccm/facts.h"
+#include "gateway/ingest/collect.h"
+#include "gateway/store/state_store.h"
+
+namespace ccm::gateway {
+
+// Reads every stored resource (of all sources) into `facts`, exactly as CollectFacts reads files:
+// the same extraction, so evaluation gives the same answer whatever the source. Issues are located
+// as "<source>:<Type>/<id>". Two sources holding the same Type/id are reported (the engine keys
+// resources by Type/id, so sources must not share an id space) and the newer version is used.
+Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfig& config,
+                                            FactStore& facts);
+
+}  // namespace ccm::gateway
