@@ -126,7 +126,7 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
   if (auto m = args.value("--month")) month = *YearMonth::Parse(*m);  // checked by the caller
   auto started = std::chrono::steady_clock::now();
   // One sync (or bill) at a time per state file: a full pull removing what it did not see must
-  // not meet rows another pull is storing (gateway/state_locks.h).
+  // not meet rows another pull is storing (gateway/store/locks.h).
   auto lock = LockSync(sync.state_path, sync.lock_wait);
   if (!lock) {
     std::string line = fmt::format("not synced: {}; waited {} s (sync.lockWaitSeconds)",
