@@ -18,6 +18,7 @@
 #include "fhir/client/http_client.h"
 #include "fhir/json.h"
 #include "gateway/server/metrics.h"
+#include "gateway/server/server_config.h"
 #include "test_certs.h"
 #include "test_util.h"
 
@@ -387,6 +388,56 @@ TEST(RouterTest, TargetsAreDecodedStrictly) {
   EXPECT_FALSE(r.Find("GET", "/Patient//$ccm-status").route) << "a capture is never empty";
   EXPECT_EQ(r.Find("GET", "/Patient/1/$ccm-status/x").error->status, 404u);
   EXPECT_EQ(r.Find("PUT", "/Patient/1/$ccm-status").error->status, 405u);
+}
+
+}  // namespace
+}  // namespace ccm::gateway::server
+
+namespace ccm::gateway::server {
+namespace {
+
+TEST(ServerConfigTest, DefaultsAreSafeAndTokensNeverInline) {
+  auto none = ServerConfigFromJson(nullptr, "c.json", "/");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->address, "127.0.0.1") << "loopback unless told otherwise";
+  EXPECT_FALSE(none->tls);
+  ccm::testing::TempDir dir;
+  auto parse = [&](const std::string& text) {
+    auto v = fhir::json::Parse(text);
+    EXPECT_TRUE(v) << text;
+    return ServerConfigFromJson(&*v, "c.json", dir.path());
+  };
+  auto inline_token = parse(R"({"tokens": [{"token": "abc", "name": "x"}]})");
+  ASSERT_FALSE(inline_token);
+  EXPECT_NE(inline_token.error().message.find("server.tokens[0].token: tokens are never written"),
+            std::string::npos)
+      << inline_token.error().message;
+  EXPECT_FALSE(parse(R"({"token": "abc"})"));
+  EXPECT_FALSE(parse(R"({"limits": {"bodyBytes": -1}})"));
+  EXPECT_FALSE(parse(R"({"tls": {"certFile": "missing.pem", "keyFile": "k"}})"));
+  auto unknown = parse(R"({"prot": 1})");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("server.prot: unknown key"), std::string::npos);
+
+  std::string a = ToHex(HashToken("token-a")), b = ToHex(HashToken("token-b"));
+  ccm::testing::WriteFile(
+      dir / "tokens.json",
+      fmt::format(R"({{"tokens": [{{"sha256": "{}", "name": "file-client"}}]}})", b));
+  auto both = parse(fmt::format(R"({{"port": 0, "tokens": [{{"sha256": "{}", "name": "inline"}}],
+      "tokensFile": "tokens.json", "limits": {{"maxConnections": 10, "readTimeoutMs": 500}}}})",
+                                a));
+  ASSERT_TRUE(both) << both.error().message;
+  EXPECT_EQ(both->limits.max_connections, 10u);
+  EXPECT_EQ(both->limits.read_timeout, std::chrono::milliseconds(500));
+  auto tokens = LoadTokens(*both);
+  ASSERT_TRUE(tokens) << tokens.error().message;
+  EXPECT_EQ((*tokens)->Authenticate("Bearer token-a"), std::optional<std::string>("inline"));
+  EXPECT_EQ((*tokens)->Authenticate("Bearer token-b"), std::optional<std::string>("file-client"));
+  // The file changes (a token rotated): loading again sees the new list.
+  ccm::testing::WriteFile(dir / "tokens.json", R"({"tokens": []})");
+  auto rotated = LoadTokens(*both);
+  ASSERT_TRUE(rotated);
+  EXPECT_FALSE((*rotated)->Authenticate("Bearer token-b"));
 }
 
 }  // namespace
