@@ -279,8 +279,8 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
             how = fmt::format("approved by {} at {}", p.approved_by, p.approved_at);
           } else if (ProposedBefore(p, options.complete_since)) {
             how = fmt::format(
-                "confirmed: every needed source and type was pulled completely after it was "
-                "proposed (the oldest of those pulls started at {})",
+                "confirmed: every needed source and type was pulled completely and in full "
+                "after it was proposed (the oldest of those pulls started at {})",
                 fhir::FormatUtc(*options.complete_since));
           }
           if (how.empty()) {

@@ -150,8 +150,8 @@ Value ProposalJson(const LedgerProposal& p) {
 void PrintHolds(const LedgerOutcome& outcome, bool dry_run) {
   if (std::size_t held = outcome.held(); held > 0) {
     fmt::print(
-        "held: {} void(s)/downward adjustment(s) proposed; confirmed by the next complete sync "
-        "or `ccm-gateway ledger --approve ID`\n",
+        "held: {} void(s)/downward adjustment(s) proposed; confirmed by the next complete "
+        "`ccm-gateway sync --full` or `ccm-gateway ledger --approve ID`\n",
         held);
   }
   for (const auto& p : outcome.proposals) {
@@ -254,7 +254,11 @@ int RunBill(const Args& args) {
     fmt::print(stderr, "ccm-gateway bill: {}\n", statuses.error().message);
     return kExitFatal;
   }
-  Completeness completeness = CheckCompleteness(*statuses, sync, engine);
+  // A closed month is billed from pulls that started after it ended: its last days' notes are
+  // often signed the next morning.
+  std::optional<fhir::TimePoint> needed_from;
+  if (*month < CurrentMonth(engine)) needed_from = MonthEnd(*month, engine);
+  Completeness completeness = CheckCompleteness(*statuses, sync, engine, needed_from);
   std::vector<std::string> gaps;
   for (const auto& g : completeness.gaps) gaps.push_back(Describe(g));
   if (!gaps.empty() && !args.flag("--allow-incomplete")) {
@@ -368,7 +372,7 @@ int RunBill(const Args& args) {
   options.dry_run = dry_run;
   // A run that bills from incomplete data confirms no proposal by the data (an approval still
   // does): what a failed pull left is exactly what a proposal waits to see confirmed.
-  if (gaps.empty()) options.complete_since = completeness.complete_since;
+  if (gaps.empty()) options.complete_since = completeness.full_complete_since;
   options.allow_incomplete = allow_incomplete;
   if (wb.charge_items) options.channels.emplace_back(kChargeItemChannel);
   for (const auto& p : wb.payers) options.channels.push_back(PayerChannel(p));

@@ -195,7 +195,8 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   ASSERT_EQ(closed.size(), 1u);
   EXPECT_EQ(closed[0].status, ProposalStatus::kCarriedOut);
   EXPECT_EQ(closed[0].result_entry, rows[0].id);
-  EXPECT_NE(closed[0].outcome.find("pulled completely after it was proposed"), std::string::npos)
+  EXPECT_NE(closed[0].outcome.find("pulled completely and in full after it was proposed"),
+            std::string::npos)
       << closed[0].outcome;
 
   // Stable: nothing more happens while it stays unbillable.
