@@ -597,8 +597,10 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         ok = false;
         break;
       }
-      // The last earlier revision this payer received: what a correction replaces.
+      // The last earlier revision this payer received: what a correction replaces. A
+      // cancellation ends the chain: a charge after it is a new claim that replaces nothing.
       for (const LedgerRow& old : *chain) {
+        if (old.kind == "void" && e.kind != "void") break;
         auto ds = ctx.store.Deliveries(old.id);
         bool received = false;
         if (ds) {
