@@ -550,6 +550,31 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
 }
 
+// The claims file is written but the payer's endpoint refuses the Bundle: the delivery failed,
+// and the log says the file is already there; the next run sends the same again.
+TEST_F(BillTest, AClaimsFileWrittenButNotSentIsSaidAndSentAgain) {
+  Sync();
+  payer_->Faults(R"([{"match": "POST /fhir/R4/Bundle", "kind": "status", "status": 400}])");
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  auto files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(r.err.find(fmt::format("claims file {} written, but sending to the endpoint failed",
+                                   files[0].string())),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("the next bill run sends it again"), std::string::npos) << r.err;
+  std::string first = ReadFile(files[0]);
+  EXPECT_TRUE(Search(*payer_, "Bundle").empty());
+
+  GatewayRun again = Bill();
+  ASSERT_EQ(again.status, 0) << again.out << again.err;
+  EXPECT_EQ(ClaimFiles(".json"), files);
+  EXPECT_EQ(ReadFile(files[0]), first) << "the same file, not a second batch";
+  EXPECT_EQ(Search(*payer_, "Bundle").size(), 1u);
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
+}
+
 TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   Sync();
   // A bill run has finished on this state file (a month with nothing billable), so an empty
