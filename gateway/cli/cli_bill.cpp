@@ -23,6 +23,7 @@
 #include "gateway/writeback/billing_outputs.h"
 #include "gateway/writeback/careplan_writeback.h"
 #include "gateway/writeback/prior_billing.h"
+#include "gateway/writeback/write_capabilities.h"
 
 namespace ccm::gateway::cli {
 namespace {
@@ -68,6 +69,50 @@ std::variant<Loaded, int> Load(const Args& args, std::string_view command) {
 void Checkpoint(std::string_view step) {
   const char* at = std::getenv("CCM_GATEWAY_CRASH_AT");  // NOLINT(concurrency-mt-unsafe)
   if (at != nullptr && step == at) ::_exit(86);
+}
+
+// Refuses (returns exit 2) when a server bill creates on says it does not support conditional
+// create for what is created there (fix the server or vouch for it). A statement that cannot be
+// read is a warning: the ledger and the payer files must not depend on the EHR being up, and a
+// server that cannot answer GET metadata will not take the writes either (they fail per patient
+// and are retried next run).
+int CheckWriteTargets(const WriteBackConfig& wb, fhir::FhirClient* ehr) {
+  auto refuse = [](const Error& e) {
+    if (!e.is(Errc::kUnsupported)) {
+      fmt::print(stderr, "ccm-gateway bill: warning: {}\n", e.message);
+      return kExitOk;
+    }
+    fmt::print(stderr, "ccm-gateway bill: {}; nothing was written\n", e.message);
+    return kExitUsage;
+  };
+  if (ehr != nullptr && wb.require_conditional_create) {
+    std::vector<std::string> types;
+    if (wb.care_plans) types.emplace_back("CarePlan");
+    if (wb.charge_items) types.emplace_back("ChargeItem");
+    Status s = CheckConditionalCreate(*ehr, types,
+                                      fmt::format("writeBack.target \"{}\"", wb.target->name),
+                                      "writeBack.requireConditionalCreate");
+    if (!s) {
+      if (int exit = refuse(s.error()); exit != kExitOk) return exit;
+    }
+  }
+  for (std::size_t i = 0; i < wb.payers.size(); ++i) {
+    const PayerConfig& payer = wb.payers[i];
+    if (!payer.endpoint || !payer.require_conditional_create) continue;
+    auto client = MakeFhirClient(*payer.endpoint, "billing");
+    if (!client) {
+      fmt::print(stderr, "ccm-gateway bill: billing.payers[{}].endpoint: {}\n", i,
+                 client.error().message);
+      return kExitUsage;
+    }
+    Status s = CheckConditionalCreate(
+        **client, {"Bundle"}, fmt::format("billing.payers[{}].endpoint ({})", i, payer.name),
+        fmt::format("billing.payers[{}].requireConditionalCreate", i));
+    if (!s) {
+      if (int exit = refuse(s.error()); exit != kExitOk) return exit;
+    }
+  }
+  return kExitOk;
 }
 
 // Refuses (returns the exit status) when the ledger is empty but this practice's claims already
@@ -296,6 +341,7 @@ int RunBill(const Args& args) {
   }
   // A new (or emptied) state file beside claims already made would bill every patient-month
   // again: the ledger that says what was billed lives in the state file.
+  if (int exit = CheckWriteTargets(wb, ehr.get()); exit != kExitOk) return exit;
   if (int exit = CheckNotANewLedger(*store, sync, wb, ehr.get()); exit != kExitOk) return exit;
 
   auto run = store->StartRun(dry_run ? "bill-dry-run" : "bill");
