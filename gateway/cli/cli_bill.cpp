@@ -350,7 +350,9 @@ int RunBill(const Args& args) {
     return kExitFatal;
   }
   FactStore facts;
-  auto collected = CollectFactsFromStore(*store, engine, facts);
+  std::vector<std::string> source_names;
+  for (const auto& s : sync.sources) source_names.push_back(s.name);
+  auto collected = CollectFactsFromStore(*store, engine, source_names, facts);
   if (!collected) {
     fmt::print(stderr, "ccm-gateway bill: {}\n", collected.error().message);
     return kExitFatal;

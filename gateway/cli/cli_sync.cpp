@@ -188,7 +188,9 @@ int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, Sta
     return kExitFatal;
   }
   FactStore facts;
-  auto collected = CollectFactsFromStore(store, engine, facts);
+  std::vector<std::string> source_names;
+  for (const auto& s : sync.sources) source_names.push_back(s.name);
+  auto collected = CollectFactsFromStore(store, engine, source_names, facts);
   if (!collected) {
     log.Message("error", "state-failed", collected.error().message);
     return kExitFatal;
