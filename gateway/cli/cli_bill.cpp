@@ -89,9 +89,9 @@ int CheckWriteTargets(const WriteBackConfig& wb, fhir::FhirClient* ehr) {
     std::vector<std::string> types;
     if (wb.care_plans) types.emplace_back("CarePlan");
     if (wb.charge_items) types.emplace_back("ChargeItem");
-    Status s = CheckConditionalCreate(*ehr, types,
-                                      fmt::format("writeBack.target \"{}\"", wb.target->name),
-                                      "writeBack.requireConditionalCreate");
+    Status s =
+        CheckConditionalCreate(*ehr, types, fmt::format("writeBack.target \"{}\"", wb.target->name),
+                               "writeBack.requireConditionalCreate");
     if (!s) {
       if (int exit = refuse(s.error()); exit != kExitOk) return exit;
     }

@@ -453,9 +453,12 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     if (!found) return fail(found.error().message);
     if (found->size() > 1) {
       return fail(
-          fmt::format("{} CarePlans carry the identifier {}; the gateway manages one per "
-                      "patient: merge them or retire all but one in the EHR",
-                      found->size(), identifier));
+          // The identifier's value is the patient id: the audit record names the patient, the
+          // message (which reaches the log) does not.
+          fmt::format("{} CarePlans carry the gateway's identifier ({}|<patient id>) of one "
+                      "patient; the gateway manages one per patient: merge them or retire all "
+                      "but one in the EHR",
+                      found->size(), config.care_plan_identifier_system));
     }
     if (found->empty()) {
       std::string other;
