@@ -387,6 +387,9 @@ int RunBill(const Args& args) {
         problems.push_back(fmt::format("care plan{} (audit record {}): {}",
                                        w.reference.empty() ? "" : " " + w.reference, w.audit,
                                        w.message));
+      } else if (!w.provenance_error.empty()) {
+        problems.push_back(
+            fmt::format("care plan {} written, but {}", w.reference, w.provenance_error));
       } else if (dry_run && w.action != CarePlanAction::kUnchanged) {
         fmt::print("care plan  {:<14} {}{}\n", ToCode(w.action), r.patient,
                    w.reference.empty() ? "" : fmt::format(" ({})", w.reference));
