@@ -120,6 +120,29 @@ int CheckWriteTargets(const WriteBackConfig& wb, fhir::FhirClient* ehr) {
 // bill run has finished on the state file, an empty ledger only means nothing was billable.
 int CheckNotANewLedger(StateStore& store, const SyncConfig& sync, const WriteBackConfig& wb,
                        fhir::FhirClient* ehr) {
+  // Claim files the ledger never queued: the state file is older than the claims already
+  // written (a backup restored), and would bill their patient-months again.
+  auto unknown = ClaimFilesUnknownToTheLedger(wb, store);
+  if (!unknown) {
+    fmt::print(stderr, "ccm-gateway bill: {}\n", unknown.error().message);
+    return kExitFatal;
+  }
+  if (!unknown->empty()) {
+    fmt::print(stderr,
+               "ccm-gateway bill: the payers' directories hold {} claim file(s) that the ledger "
+               "in {} never wrote:\n",
+               unknown->size(), sync.state_path.string());
+    for (std::size_t i = 0; i < unknown->size() && i < 10; ++i) {
+      fmt::print(stderr, "  {}\n", (*unknown)[i]);
+    }
+    if (unknown->size() > 10) fmt::print(stderr, "  ... and {} more\n", unknown->size() - 10);
+    fmt::print(stderr,
+               "The state file is older than the claims already sent (was a backup restored?): "
+               "billing from it could bill those patient-months again. Restore the newest state "
+               "file (state.path); if these files are not this gateway's, move them out of the "
+               "directory. Nothing was written.\n");
+    return kExitDataProblems;
+  }
   auto last = store.LastRun("bill");
   if (!last) {
     fmt::print(stderr, "ccm-gateway bill: {}\n", last.error().message);
