@@ -14,7 +14,7 @@ set(ranks
   "gateway/sync=7"
   "gateway/writeback=8" "gateway/tools=8"
   "gateway/app=9"
-  "gateway/cli=10"
+  "gateway/cli=10" "gateway/server=10"
   "gateway=11")  # gateway/main.cpp
 
 # Pure code: no SQLite, no HTTP (libcurl, the FHIR client, Beast/Asio), no output files or locks

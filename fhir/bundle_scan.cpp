@@ -23,6 +23,7 @@ class Scanner : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Scanner> 
 
   bool StartObject() {
     if (++depth_ > max_depth_) return Fail("nesting deeper than the limit");
+    if (depth_ == 2 && keys_[1] == "entry") page_.entry_not_array = true;
     if (depth_ == 3 && in_entry_array_) {
       page_.entries.emplace_back();
     } else if (depth_ == 3 && in_link_array_) {
@@ -65,6 +66,7 @@ class Scanner : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Scanner> 
   }
   bool String(const char* s, rapidjson::SizeType n, bool) {
     std::string_view v(s, n);
+    NotAnEntryArray();
     const std::string& key = depth_ <= 5 ? keys_[depth_] : empty_;
     if (depth_ == 1 && key == "resourceType") {
       page_.resource_type = v;
@@ -85,8 +87,12 @@ class Scanner : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Scanner> 
     }
     return true;
   }
-  bool Default() { return true; }  // numbers, booleans, null: nothing to keep
+  bool Default() {  // booleans, null: nothing to keep
+    NotAnEntryArray();
+    return true;
+  }
   bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+    NotAnEntryArray();
     // Bundle.total (unsignedInt): kept only when it is a plain non-negative integer.
     if (depth_ == 1 && keys_[1] == "total") {
       std::size_t total = 0;
@@ -97,6 +103,10 @@ class Scanner : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Scanner> 
   }
 
   ScannedPage Take() { return std::move(page_); }
+  // A scalar value at depth 1 under the key "entry".
+  void NotAnEntryArray() {
+    if (depth_ == 1 && keys_[1] == "entry") page_.entry_not_array = true;
+  }
   const std::string& error() const { return error_; }
 
  private:

@@ -30,6 +30,8 @@ struct ScannedPage {
   std::optional<std::size_t> total;  // Bundle.total, when present and a valid unsignedInt
   std::string next_url;              // link[relation=next].url, "" when none
   std::vector<ScannedEntry> entries;
+  // Bundle.entry was present but not an array (null, an object, a string): not a valid page.
+  bool entry_not_array = false;
 };
 
 // Error (Errc::kParseError, "line L, column C: ...") when `text` is not valid JSON; a valid JSON

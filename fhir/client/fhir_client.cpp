@@ -49,9 +49,11 @@ std::size_t Characters(std::string_view text) {
   }));
 }
 
+}  // namespace
+
 // A server's code value, kept only when it looks like one (printable ASCII, no spaces, short):
 // a code field is not a place for prose, but a server could put prose there.
-std::string_view CodeOnly(std::string_view code) {
+std::string_view SafeCode(std::string_view code) {
   if (code.empty() || code.size() > 100) return {};
   for (char c : code) {
     if (c <= ' ' || c > '~') return {};
@@ -59,15 +61,13 @@ std::string_view CodeOnly(std::string_view code) {
   return code;
 }
 
-}  // namespace
-
 std::string DescribeOperationOutcome(const json::Value& v, bool server_diagnostics) {
   if (v["resourceType"].str() != "OperationOutcome") return "";
   std::string out;
   std::size_t withheld = 0;
   for (const json::Value& issue : v["issue"].array()) {
     std::string one =
-        fmt::format("{} {}", CodeOnly(issue["severity"].str()), CodeOnly(issue["code"].str()));
+        fmt::format("{} {}", SafeCode(issue["severity"].str()), SafeCode(issue["code"].str()));
     if (server_diagnostics) {
       std::string_view text = issue["diagnostics"].str();
       if (text.empty()) text = issue["details"]["text"].str();
@@ -83,7 +83,7 @@ std::string DescribeOperationOutcome(const json::Value& v, bool server_diagnosti
       // resource), and messages end up in logs, problem lines and audit records.
       std::string codes;
       for (const json::Value& c : issue["details"]["coding"].array()) {
-        std::string_view system = CodeOnly(c["system"].str()), code = CodeOnly(c["code"].str());
+        std::string_view system = SafeCode(c["system"].str()), code = SafeCode(c["code"].str());
         if (code.empty()) continue;
         codes += fmt::format("{}{}{}{}", codes.empty() ? "" : ", ", system,
                              system.empty() ? "" : "|", code);

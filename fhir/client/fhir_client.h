@@ -147,4 +147,9 @@ class FhirClient {
 // into the text.
 std::string DescribeOperationOutcome(const json::Value& v, bool server_diagnostics);
 
+// A code value from a server (an issue code, a coding's system or code), kept only when it looks
+// like one -- printable ASCII, no spaces, at most 100 characters -- else "": a code field is no
+// place for prose, but a server could put prose (and patient data) there.
+std::string_view SafeCode(std::string_view code);
+
 }  // namespace ccm::fhir

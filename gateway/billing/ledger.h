@@ -28,7 +28,7 @@
 //   a void: the month was billed under the old record, whose void comes first.
 // - Every new entry gets a delivery per output channel ("charge-items", "payer:<name>"), in one
 //   batch per run named by its content (BatchName), so re-created state never names the same
-//   claims differently; gateway/billing_outputs.h carries them out.
+//   claims differently; gateway/writeback/billing_outputs.h carries them out.
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 //   SQLite implementation here is the embedded default, and a PostgreSQL one can fill the same
 //   interface (nothing above it issues SQL).
 // - Resources are kept per source as the JSON the server sent, newest version only: Upsert
-//   compares version stamps (meta.versionId, then meta.lastUpdated; gateway/versions.h) so that
+//   compares version stamps (meta.versionId, then meta.lastUpdated; gateway/base/versions.h) so that
 //   pages read twice, out of order or from an overlapping window never double-count or roll a
 //   resource back.
 // - All changes made inside InTransaction() land together or not at all (a process killed half-way
@@ -53,7 +53,7 @@ struct SyncCursor {
   std::string scope;      // fingerprint of the patient scope it was made for; a change = full pull
 };
 
-// One entry of the billing ledger (gateway/ledger.h gives it meaning). An entry is one revision of
+// One entry of the billing ledger (gateway/billing/ledger.h gives it meaning). An entry is one revision of
 // what is billed for a patient-month in one code family; a correction is a new revision that
 // supersedes the previous one, never an edit of it.
 struct LedgerRow {
@@ -128,7 +128,7 @@ struct PullStatus {
 };
 
 // A void or downward adjustment of a delivered ledger entry is not carried out in the run that
-// first sees it: it is proposed (gateway/ledger.h), and carried out by a later run once a complete
+// first sees it: it is proposed (gateway/billing/ledger.h), and carried out by a later run once a complete
 // sync confirms it or an operator approves it.
 enum class ProposalStatus {
   kOpen,        // waiting for a complete sync, or an approval
@@ -213,7 +213,7 @@ class StateStore {
                            std::string_view summary_json) = 0;
   virtual Result<std::optional<RunInfo>> LastRun(std::string_view command) = 0;
 
-  // --- Billing ledger (gateway/ledger.h). Call inside InTransaction when several changes must
+  // --- Billing ledger (gateway/billing/ledger.h). Call inside InTransaction when several changes must
   // land together.
   // Entries of `month` ("" = all), oldest first; only those not superseded when `active_only`.
   virtual Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month,
@@ -245,7 +245,7 @@ class StateStore {
   // The schema version in the store (migrations are applied on open).
   virtual int schema_version() const = 0;
 
-  // --- Schema 4: proposals (gateway/ledger.h "Proposals"), re-batching of held deliveries, audit
+  // --- Schema 4: proposals (gateway/billing/ledger.h "Proposals"), re-batching of held deliveries, audit
   // records by target.
   // Records an open proposal (its id, status and times are ignored). At most one proposal per
   // entry is open or approved: a second one is refused with Errc::kConflict.

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <variant>
 
 #include "fhir/datetime.h"
 #include "gateway/sync/connection.h"
@@ -151,11 +152,19 @@ OutcomeSummary SummarizeOutcome(std::string_view json, bool diagnostics = false)
   }
   for (const Value& issue : (*oo)["issue"].array()) {
     std::string_view severity = issue["severity"].str();
-    out.error = out.error || severity == "error" || severity == "fatal" || severity.empty();
+    std::string_view code = issue["code"].str();
+    // R4 issue-type codes that say the search was not carried out in full, whatever severity a
+    // server gives them: the answer is not the whole result.
+    bool cut_short = code == "incomplete" || code == "too-costly" || code == "throttled" ||
+                     code == "timeout" || code == "transient" || code == "exception";
+    out.error =
+        out.error || severity == "error" || severity == "fatal" || severity.empty() || cut_short;
     std::string one =
-        fmt::format("{} {}", severity.empty() ? "(no severity)" : severity, issue["code"].str());
+        fmt::format("{} {}", severity.empty() ? "(no severity)" : fhir::SafeCode(severity),
+                    fhir::SafeCode(code));
     for (const Value& c : issue["details"]["coding"].array()) {
-      one += fmt::format(" [{}|{}]", c["system"].str(), c["code"].str());
+      one += fmt::format(" [{}|{}]", fhir::SafeCode(c["system"].str()),
+                         fhir::SafeCode(c["code"].str()));
     }
     out.text += (out.text.empty() ? "" : "; ") + one;
   }
@@ -577,8 +586,15 @@ struct SourceRun {
   // Checks one page of a search of `type` and keeps what it holds (see sync.h for what fails a
   // type); records into `pass` what the completeness checks need.
   Status OnPage(TypePull& pull, Pass& pass, fhir::FhirResponse& response,
-                const fhir::PageInfo& page) {
+                const fhir::PageInfo& page, const std::set<std::string, std::less<>>* scope) {
     const std::string& type = pull.t.type;
+    if (response.page.entry_not_array) {
+      return MakeError(
+          Errc::kServerError,
+          fmt::format("page {} of the {} search has a Bundle.entry that is not a list; "
+                      "not a search result",
+                      page.number, type));
+    }
     if (page.number >= src.max_pages_per_search && !response.page.next_url.empty()) {
       return MakeError(Errc::kServerError,
                        fmt::format("more than {} pages in one {} search; stopped (raise "
@@ -605,9 +621,10 @@ struct SourceRun {
         OutcomeSummary o = SummarizeOutcome(resource, src.server_diagnostics);
         if (o.error) {
           return MakeError(Errc::kServerError,
-                           fmt::format("page {} of the {} search holds an OperationOutcome of "
-                                       "severity error or fatal ({}): the server did not answer "
-                                       "the search, so nothing of it counts as complete",
+                           fmt::format("page {} of the {} search holds an OperationOutcome that "
+                                       "reports an error or a result cut short ({}): the server "
+                                       "did not answer the search in full, so nothing of it "
+                                       "counts as complete",
                                        page.number, type, o.text));
         }
         Warn(fmt::format("{}: {} search page {}: the server notes: {}", src.name, type, page.number,
@@ -619,6 +636,16 @@ struct SourceRun {
         ++rejected;
         continue;
       }
+      // A patient-scoped search answers for its patients only: a server that ignored the
+      // `patient` parameter would otherwise pour every patient's records into the store.
+      if (scope != nullptr) {
+        auto parsed = fhir::json::Parse(resource);
+        if (!parsed || !scope->contains(PatientIdOf(*parsed))) {
+          if (stray.empty()) stray = "a resource of a patient not searched for";
+          ++rejected;
+          continue;
+        }
+      }
       kept.items.push_back({e.id, StampOf(e.version_id, e.last_updated), resource});
       pass.ids.push_back(std::hash<std::string_view>{}(e.id));
       if (const auto& lu = kept.items.back().stamp.last_updated; lu) {
@@ -628,17 +655,18 @@ struct SourceRun {
     if (rejected > 0) {
       pull.rejected += rejected;
       if (rejected == entries.size()) {
-        return MakeError(Errc::kServerError,
-                         fmt::format("page {} of the {} search holds {} entr{} and none is a {} "
-                                     "with an id (e.g. {}); a page of something else is not a "
-                                     "search result",
-                                     page.number, type, entries.size(),
-                                     entries.size() == 1 ? "y" : "ies", type, stray));
+        return MakeError(
+            Errc::kServerError,
+            fmt::format("page {} of the {} search holds {} entr{} and none is a {} with an id{} "
+                        "(e.g. {}); a page of something else is not a search result",
+                        page.number, type, entries.size(), entries.size() == 1 ? "y" : "ies", type,
+                        scope != nullptr ? " of the searched patients" : "", stray));
       }
       Warn(
-          fmt::format("{}: {} search page {}: {} of {} entries skipped: not a {} with an id "
+          fmt::format("{}: {} search page {}: {} of {} entries skipped: not a {} with an id{} "
                       "(e.g. {})",
-                      src.name, type, page.number, rejected, entries.size(), type, stray));
+                      src.name, type, page.number, rejected, entries.size(), type,
+                      scope != nullptr ? " of the searched patients" : "", stray));
     }
     return pull.writer->Add(std::move(kept));
   }
@@ -679,6 +707,19 @@ struct SourceRun {
       if (!pull.started) pull.started = std::chrono::steady_clock::now();
     }
     SearchOutcome& out = pull.outcomes[j];
+    // The patients a scoped search asked for (`patient=Patient/a,...` or Patient's `_id=a,...`).
+    std::optional<std::set<std::string, std::less<>>> scope;
+    for (const auto& [k, v] : q) {
+      if (k != "patient" && !(k == "_id" && type == "Patient")) continue;
+      scope.emplace();
+      std::string_view list = v;
+      while (!list.empty()) {
+        std::string_view one = list.substr(0, list.find(','));
+        list.remove_prefix(std::min(list.size(), one.size() + 1));
+        if (one.starts_with("Patient/")) one.remove_prefix(8);
+        scope->emplace(one);
+      }
+    }
     for (std::size_t n = 1; n <= kMaxPasses; ++n) {
       Pass pass;
       // Pages are scanned, not parsed into trees: each resource is stored as the exact text the
@@ -686,7 +727,7 @@ struct SourceRun {
       // server (docs/benchmarks.md).
       Status s =
           client.SearchRaw(type, q, [&](fhir::FhirResponse& response, const fhir::PageInfo& page) {
-            return OnPage(pull, pass, response, page);
+            return OnPage(pull, pass, response, page, scope ? &*scope : nullptr);
           });
       out.passes = n;
       if (!s) {
@@ -704,6 +745,15 @@ struct SourceRun {
       // it is paged. Below the bound, a resource that leaves the result (deleted, or changed and
       // so moved past the bound) makes the total at the end differ from the one at the first
       // page; one that moves within it is met twice. One page is one answer: nothing to compare.
+      if (!bound && pass.pages > 1) {
+        // Without the time bound a change during paging can hide an unchanged resource with no
+        // trace in the counts: such a search cannot be shown complete, and reading it again
+        // would not change that.
+        out.incomplete =
+            "the server gave no usable clock (Date), so a search of several pages cannot be "
+            "shown complete";
+        break;
+      }
       std::optional<std::size_t> at_end;
       if (pass.pages > 1 && pass.total) at_end = CountNow(type, q, client);
       if (pass.total && at_end && *at_end != *pass.total) {
@@ -743,7 +793,7 @@ struct SourceRun {
     if (candidates.empty()) return {};
     // Asked by id, without the time bound: the server's present state of each candidate.
     fhir::FhirClient client(ClientOptions(), auth);
-    std::set<std::string, std::less<>> present, missed;
+    std::set<std::string, std::less<>> present, missed, outside;
     struct Found {
       std::unique_ptr<fhir::FhirResponse> response;
       std::vector<PageWriter::Item> items;
@@ -772,7 +822,12 @@ struct SourceRun {
               if (!e.has_resource || e.resource_type != t.type || e.id.empty()) continue;
               if (src.scope != ScopeKind::kAll && !Unscoped(t.type)) {
                 auto parsed = fhir::json::Parse(resource);
-                if (!parsed || !InScope(t.type, PatientIdOf(*parsed))) continue;  // left scope
+                if (!parsed || !InScope(t.type, PatientIdOf(*parsed))) {
+                  // Its patient left the scope, but the resource exists: it stays as stored
+                  // (the record of months already billed), no longer kept current.
+                  outside.emplace(e.id);
+                  continue;
+                }
               }
               present.emplace(e.id);
               f.items.push_back({e.id, StampOf(e.version_id, e.last_updated), resource});
@@ -793,7 +848,7 @@ struct SourceRun {
       }
     }
     for (auto& id : candidates) {
-      if (!present.contains(id)) gone.push_back(std::move(id));
+      if (!present.contains(id) && !outside.contains(id)) gone.push_back(std::move(id));
     }
     // The guard counts what the server confirmed gone: candidates that merely changed after the
     // bound (an edit as the pull started) are still there.
@@ -881,21 +936,23 @@ struct SourceRun {
           kMaxPasses, incomplete);
       return EndUnfinished(pull, PullState::kIncomplete);
     }
-    // The cursor: the server's clock at the start, minus the safety margin, if it is believable.
+    // A resource changed at or after the bound means the server did not apply `_lastUpdated=lt`:
+    // the premise of the completeness proof is gone.
+    if (bound && newest && *newest >= *bound) {
+      t.error = fmt::format(
+          "the server returned a {} last updated at {}, at or after the pull's bound ({}): it "
+          "did not apply _lastUpdated=lt, so the pull cannot be shown complete; what arrived is "
+          "stored, the cursor stays and nothing is removed",
+          t.type, fhir::FormatUtc(*newest), WholeSeconds(*bound));
+      return EndUnfinished(pull, PullState::kIncomplete);
+    }
+    // The cursor: the server's clock at the start, minus the safety margin (only a believable
+    // clock becomes a bound, SetBound).
     std::optional<std::string> watermark;
     if (bound) {
-      auto skew = options.max_clock_skew;
-      if (newest && *newest > *bound + skew) {
-        Warn(fmt::format(
-            "{}: {}: a resource was last updated at {}, after the server's own clock at the "
-            "start ({}) by more than sync.maxClockSkewSeconds ({} s); the server's clock is not "
-            "believable, so the cursor is not moved (the next sync reads the same changes again)",
-            src.name, t.type, fhir::FormatUtc(*newest), WholeSeconds(*bound), skew.count()));
-      } else {
-        std::string w = WholeSeconds(*bound - src.safety_margin);
-        if (pull.incremental && pull.cursor->watermark > w) w = pull.cursor->watermark;
-        watermark = w;
-      }
+      std::string w = WholeSeconds(*bound - src.safety_margin);
+      if (pull.incremental && pull.cursor->watermark > w) w = pull.cursor->watermark;
+      watermark = w;
     }
     std::vector<std::string> gone;
     if (t.full && pull.rows_before > 0) {
@@ -946,31 +1003,52 @@ bool SourceSync::ok() const {
 
 namespace {
 
-// The server's clock from a response's Date header, if it is believable: within `skew` of ours.
-std::optional<std::chrono::system_clock::time_point> ServerClock(const fhir::FhirResponse& response,
-                                                                 std::chrono::seconds skew,
-                                                                 SourceRun& run) {
-  if (!response.date) {
-    run.Warn(fmt::format(
-        "{}: the server sends no Date header; incremental sync needs the server's clock, so "
-        "searches are not time-bounded and cursors do not move (each sync reads everything)",
-        run.src.name));
-    return std::nullopt;
-  }
+// The server's clock from a response's Date header, if it is believable (within `skew` of
+// ours), as the start of its whole second; else why not.
+std::variant<std::chrono::system_clock::time_point, std::string> ClockOf(
+    const fhir::FhirResponse& response, std::chrono::seconds skew) {
+  if (!response.date) return std::string("the server sends no Date header");
   auto ours = std::chrono::system_clock::now();
   if (AbsSeconds(*response.date - ours) > skew) {
-    run.Warn(fmt::format(
-        "{}: the server's clock (Date: {}) is {} s from ours ({}), more than "
-        "sync.maxClockSkewSeconds ({} s); it is not used: searches are not time-bounded and "
-        "cursors do not move until the clocks agree (check NTP on both machines)",
-        run.src.name, WholeSeconds(*response.date), AbsSeconds(*response.date - ours).count(),
-        WholeSeconds(ours), skew.count()));
-    return std::nullopt;
+    return fmt::format(
+        "the server's clock (Date: {}) is {} s from ours ({}), more than "
+        "sync.maxClockSkewSeconds ({} s)",
+        WholeSeconds(*response.date), AbsSeconds(*response.date - ours).count(), WholeSeconds(ours),
+        skew.count());
   }
   // The Date has whole seconds and the pull starts somewhere within that second: a change later
   // in the same second may come after the page that would hold it was read, so the pull answers
   // for what changed before the second began (the next sync reads from there on).
   return std::chrono::floor<std::chrono::seconds>(*response.date);
+}
+
+// The source's bound: from the CapabilityStatement's answer, else (a cached or clockless
+// metadata answer) from a one-resource search, which no cache should serve.
+void SetBound(SourceRun& run, fhir::FhirClient& client, const fhir::FhirResponse* metadata,
+              std::string_view probe_type) {
+  std::string why = "the CapabilityStatement could not be read";
+  if (metadata != nullptr) {
+    auto clock = ClockOf(*metadata, run.options.max_clock_skew);
+    if (auto* t = std::get_if<std::chrono::system_clock::time_point>(&clock)) {
+      run.bound = *t;
+      return;
+    }
+    why = std::get<std::string>(clock);
+  }
+  if (auto probe = client.Get(fmt::format("{}?_count=1", fhir::EncodeQueryValue(probe_type)));
+      probe) {
+    auto clock = ClockOf(*probe, run.options.max_clock_skew);
+    if (auto* t = std::get_if<std::chrono::system_clock::time_point>(&clock)) {
+      run.bound = *t;
+      return;
+    }
+    why = std::get<std::string>(clock);
+  }
+  run.Warn(fmt::format(
+      "{}: {}; without a believable server clock searches are not time-bounded, searches of "
+      "several pages cannot be shown complete (bill will refuse) and cursors do not move (check "
+      "NTP on both machines)",
+      run.src.name, why));
 }
 
 // Group.member.entity (R4 §8.14) that are Patients and members now: not `inactive`, and within
@@ -996,35 +1074,65 @@ Status ReadGroupMembers(fhir::FhirClient& client, SourceRun& run) {
                                  source.group));
   }
   auto now = std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now());
-  std::size_t outside = 0, unreadable = 0;
-  for (const Value& m : (*group)["member"].array()) {
+  std::size_t outside = 0, listed = 0;
+  const auto& members = (*group)["member"].array();
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const Value& m = members[i];
+    // A member we cannot read is a scope we cannot know: the source fails rather than pulling
+    // (and keeping current) a panel with someone missing.
+    auto unreadable = [&](std::string_view why) {
+      return MakeError(Errc::kInvalidResource,
+                       fmt::format("scope: {}.member[{}] {}; the gateway cannot tell who is in "
+                                   "the panel, so nothing was pulled or removed (fix the Group in "
+                                   "the EHR, or scope the source by patients)",
+                                   source.group, i, why));
+    };
+    ++listed;
     if (m["inactive"].as_bool()) continue;
-    std::string_view ref = m["entity"]["reference"].str();
-    if (!ref.starts_with("Patient/")) continue;
+    std::string_view text = m["entity"]["reference"].str();
+    if (text.empty()) return unreadable("has no literal entity.reference");
+    auto ref = fhir::ParseReferenceString(text);
+    if (!ref || (ref->kind != fhir::ReferenceKind::kRelative &&
+                 ref->kind != fhir::ReferenceKind::kAbsolute)) {
+      return unreadable("has an entity.reference that is not a relative or absolute URL");
+    }
+    if (ref->type != "Patient") continue;  // a Practitioner, a Device: not a panel member
+    if (!fhir::IsValidId(ref->id)) return unreadable("has a Patient reference whose id is invalid");
+    if (ref->kind == fhir::ReferenceKind::kAbsolute &&
+        !text.starts_with(
+            std::string_view(source.base_url)
+                .substr(0, source.base_url.size() - (source.base_url.ends_with('/') ? 1 : 0)))) {
+      return unreadable("names a Patient on another server");
+    }
     if (const Value* period = m.find("period"); period != nullptr) {
       auto start = fhir::FhirDateTime::Parse((*period)["start"].str());
       auto end = fhir::FhirDateTime::Parse((*period)["end"].str());
       bool has_start = !(*period)["start"].str().empty(), has_end = !(*period)["end"].str().empty();
-      if ((has_start && !start) || (has_end && !end)) {
-        ++unreadable;  // a membership we cannot date is not taken as current
-        continue;
-      }
+      if ((has_start && !start) || (has_end && !end)) return unreadable("has an unreadable period");
       // Both ends inclusive at their precision (R4 §2.24.0.9 Period).
       if ((has_start && now < start->Earliest()) || (has_end && now >= end->LatestExclusive())) {
         ++outside;
         continue;
       }
     }
-    run.patient_ids.emplace_back(ref.substr(8));
+    run.patient_ids.push_back(ref->id);
   }
-  if (unreadable > 0) {
-    run.Warn(fmt::format("{}: {}: {} member(s) with an unreadable period are left out", source.name,
-                         source.group, unreadable));
+  // Group.quantity counts the members; a Group that says more than it lists was cut short.
+  if (std::string_view q = (*group)["quantity"].number_text(); !q.empty()) {
+    std::size_t quantity = 0;
+    auto [end, ec] = std::from_chars(q.data(), q.data() + q.size(), quantity);
+    if (ec == std::errc() && end == q.data() + q.size() && quantity > listed) {
+      return MakeError(Errc::kInvalidResource,
+                       fmt::format("scope: {} says it has {} members (Group.quantity) and lists "
+                                   "{}; the panel cannot be known from it, so nothing was pulled "
+                                   "or removed",
+                                   source.group, quantity, listed));
+    }
   }
   if (outside > 0) {
     run.Warn(
-        fmt::format("{}: {}: {} member(s) whose member.period does not cover today are left "
-                    "out",
+        fmt::format("{}: {}: {} member(s) whose member.period does not cover today are not "
+                    "pulled (what is stored of them is kept)",
                     source.name, source.group, outside));
   }
   return {};
@@ -1064,11 +1172,7 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
         "{}: no usable CapabilityStatement ({}); assuming every type and _lastUpdated are "
         "supported",
         source.name, e.message));
-    // The clock from a cheap search instead.
-    if (auto probe = client.Get(fmt::format("{}?_count=1", fhir::EncodeQueryValue(types.front())));
-        probe) {
-      run.bound = ServerClock(*probe, options.max_clock_skew, run);
-    }
+    SetBound(run, client, nullptr, types.front());
   } else if (metadata->body["resourceType"].str() != "CapabilityStatement") {
     return fail_source(
         fmt::format("GET {}/metadata answered with {} instead of a CapabilityStatement; check "
@@ -1087,7 +1191,7 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
       run.Warn(fmt::format("{}: the CapabilityStatement states no fhirVersion; assuming R4",
                            source.name));
     }
-    run.bound = ServerClock(*metadata, options.max_clock_skew, run);
+    SetBound(run, client, &*metadata, types.front());
   }
 
   if (source.scope == ScopeKind::kGroup) {
@@ -1108,17 +1212,34 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
       todo.push_back(t);
       continue;
     }
-    std::string why =
-        fmt::format("the server's CapabilityStatement does not offer {}; not pulled{}", t,
-                    t == "Consent" ? " (no consent can be found, so nothing is "
-                                     "billed)"
-                                   : "");
-    run.Warn(fmt::format("{}: {}", source.name, why));
-    static_cast<void>(store.EndPull(source.name, t, options.run, PullState::kNotOffered, why));
+    // A type the server stops offering while the store holds it (an upgrade, a misconfigured
+    // endpoint) is not "nothing to pull": what is stored would go stale unnoticed.
+    auto rows = store.CountResources(source.name, t);
+    auto cursor = store.GetCursor(source.name, t);
+    bool held = (rows && *rows > 0) || (cursor && *cursor);
     TypeSync ts;
     ts.source = source.name;
     ts.type = t;
-    ts.state = PullState::kNotOffered;
+    if (held) {
+      ts.state = PullState::kFailed;
+      ts.error = fmt::format(
+          "the server's CapabilityStatement no longer offers {}, of which {} resource(s) are "
+          "stored from earlier syncs; they are kept but no longer current. Check the server (or "
+          "its baseUrl); if it really dropped {}, remove it from sources[].resourceTypes",
+          t, rows ? *rows : 0, t);
+    } else {
+      ts.state = PullState::kNotOffered;
+      ts.error =
+          fmt::format("the server's CapabilityStatement does not offer {}; not pulled{}", t,
+                      t == "Consent" ? " (no consent can be found, so nothing is billed)" : "");
+    }
+    run.Warn(fmt::format("{}: {}", source.name, ts.error));
+    static_cast<void>(store.EndPull(source.name, t, options.run, ts.state, ts.error));
+    if (ts.state == PullState::kNotOffered) {
+      ts.error.clear();
+    } else if (observer.on_type_done) {
+      observer.on_type_done(ts);
+    }
     not_offered.push_back(std::move(ts));
   }
 

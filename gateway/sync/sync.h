@@ -25,7 +25,7 @@
 // - A killed process resumes from the old cursor: pages already stored come again and are
 //   recognised as unchanged, so nothing is lost or counted twice.
 // - Types of one source are pulled concurrently (maxConcurrency connections per source).
-// - Callers serialise syncs on one state file (gateway/state_locks.h); SyncSource does not lock.
+// - Callers serialise syncs on one state file (gateway/store/locks.h); SyncSource does not lock.
 #pragma once
 
 #include <chrono>

@@ -435,7 +435,7 @@ TEST(LedgerMigrationTest, AVersion1StateFileIsMigratedKeepingItsResources) {
   TempDir dir;
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
-  // Schema version 1 exactly as released (gateway/state_store.cpp, migration 1).
+  // Schema version 1 exactly as released (gateway/store/state_store.cpp, migration 1).
   const char* v1 = R"sql(
 CREATE TABLE resources (source TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
   version_id TEXT NOT NULL, last_updated TEXT NOT NULL, json TEXT NOT NULL,

@@ -75,7 +75,7 @@ TEST_F(SyncIntegrityTest, AnErrorOutcomeInASearchsetFailsTheTypeAndRemovesNothin
   const Value* enc = TypeEvent(events, "Encounter");
   ASSERT_NE(enc, nullptr) << r.err;
   EXPECT_EQ((*enc)["state"].str(), "failed");
-  EXPECT_NE(Message(enc).find("OperationOutcome of severity error or fatal (error too-costly)"),
+  EXPECT_NE(Message(enc).find("reports an error or a result cut short (error too-costly)"),
             std::string::npos)
       << Message(enc);
   EXPECT_EQ(r.err.find("Jane Roe"), std::string::npos) << "server text stays out of the logs";
@@ -107,6 +107,16 @@ TEST_F(SyncIntegrityTest, WarningOutcomesAreLoggedAndThePullGoesOn) {
   ASSERT_NE(TypeEvent(events, "Condition"), nullptr);
   EXPECT_EQ((*TypeEvent(events, "Condition"))["state"].str(), "complete");
   EXPECT_TRUE(SameReport(ReadFile(dir_ / "r.ndjson"), *server_));
+
+  // A "warning" that says the result was cut short is not a note: the search is not whole.
+  server_->Send("DELETE", "/__admin/faults");
+  server_->Faults(R"([{"match": "GET /fhir/R4/Condition?", "kind": "outcome", "keepEntries": true,
+                       "severity": "warning", "code": "incomplete", "times": 100}])");
+  GatewayRun cut = Sync(config, dir_ / "r.ndjson", "--full");
+  EXPECT_EQ(cut.status, 1) << cut.err;
+  auto cut_events = Events(cut.err);
+  ASSERT_NE(TypeEvent(cut_events, "Condition"), nullptr);
+  EXPECT_EQ((*TypeEvent(cut_events, "Condition"))["state"].str(), "failed");
 }
 
 TEST_F(SyncIntegrityTest, EntriesOfAnotherTypeAreReportedAndNeverMakeAPageComplete) {
@@ -241,23 +251,33 @@ TEST_F(SyncIntegrityTest, ACapabilityStatementThatOffersNothingUsableFailsTheSou
   EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
-TEST_F(SyncIntegrityTest, AServerClockFarFromOursNeverBecomesACursor) {
+TEST_F(SyncIntegrityTest, AServerClockFarFromOursNeverBecomesACursorOrAProof) {
   // One connection: no _lastUpdated windows, whose bounds would also read "_lastUpdated=lt".
   auto config = WriteConfig(dir_, *server_, R"("maxConcurrency": 1)");
-  server_->Faults(R"([{"match": "GET /fhir/R4/metadata", "kind": "date", "offsetSeconds": 7200}])");
+  // Every answer says it is two hours later than it is.
+  server_->Faults(R"([{"match": "GET /fhir/R4/", "kind": "date", "offsetSeconds": 7200,
+                       "times": 100000}])");
   GatewayRun r = Sync(config, dir_ / "r.ndjson");
-  ASSERT_EQ(r.status, 0) << "everything was read: " << r.err;
+  EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("s from ours"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("sync.maxClockSkewSeconds"), std::string::npos);
   EXPECT_FALSE(Cursor("Encounter")) << "a clock two hours ahead would skip two hours of changes";
-  EXPECT_EQ(Pull("Encounter").state, PullState::kComplete);
-  EXPECT_TRUE(SameReport(ReadFile(dir_ / "r.ndjson"), *server_));
+  EXPECT_FALSE(Cursor("Patient"));
+  // Without a time bound a search of several pages cannot be proven whole; a one-page one can.
+  EXPECT_EQ(Pull("Encounter").state, PullState::kIncomplete);
+  EXPECT_NE(Pull("Encounter").detail.find("no usable clock"), std::string::npos);
+  EXPECT_EQ(Pull("Patient").state, PullState::kComplete);
   EXPECT_EQ(CountRequests(*server_, "_lastUpdated=lt"), 0u) << "not used as a bound either";
 
-  // A believable clock moves it.
+  // A CapabilityStatement served from a cache (an old Date) is not the server's clock: a
+  // one-resource search gives it, and the pull is whole.
+  server_->Send("DELETE", "/__admin/faults");
+  server_->Faults(
+      R"([{"match": "GET /fhir/R4/metadata", "kind": "date", "offsetSeconds": -3600}])");
   GatewayRun again = Sync(config, dir_ / "r.ndjson");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_TRUE(Cursor("Encounter"));
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "r.ndjson"), *server_));
 }
 
 TEST_F(SyncIntegrityTest, AVersionThatGoesBackwardsWarnsOnIncrementalAndIsTrustedOnFull) {
@@ -394,7 +414,8 @@ TEST_F(SyncIntegrityTest, TwoSyncsOnOneStateFileTakeTurnsAndLoseNothing) {
   server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 300,
                        "times": 3}])");
   pid_t slow = StartGateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
-                                        config.string(), (dir_ / "slow.ndjson").string()));
+                                        config.string(), (dir_ / "slow.ndjson").string()),
+                            dir_ / "slow.log");
   WaitForRequests(*server_, "GET /fhir/R4/Encounter?", 1);
   // Meanwhile new data arrives, which the incremental sync will store and the full sync must not
   // remove as unseen.
@@ -408,23 +429,32 @@ TEST_F(SyncIntegrityTest, TwoSyncsOnOneStateFileTakeTurnsAndLoseNothing) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(full.status, 0) << full.err;
   EXPECT_TRUE(*Store()->ResourceJson("ehr", "Patient", "arrived-meanwhile"));
-  // They took turns: the second run started after the first had finished.
-  std::vector<std::pair<std::string, std::string>> runs;
+  // They took turns: the full run's pulls started after the incremental run's pulls had ended
+  // (the lock covers the pulls; evaluating afterwards needs none, so run rows may overlap).
+  std::string slow_last_end, full_first_start;
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((dir_ / "state.db").c_str(), &db), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, "SELECT started_at, finished_at FROM runs ORDER BY id", -1, &st,
-                       nullptr);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      runs.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
-                        reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    // pulls keeps the latest pull per source and type (the full run's); the incremental run's
+    // pulls ended before its last type-synced log line.
+    sqlite3_prepare_v2(db,
+                       "SELECT min(started_at) FROM pulls WHERE run = (SELECT max(id) FROM runs)",
+                       -1, &st, nullptr);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr) {
+      full_first_start = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
   }
-  ASSERT_EQ(runs.size(), 3u);
-  EXPECT_GE(runs[2].first, runs[1].second) << "the full sync waited for the incremental one";
+  for (const Value& e : Events(ReadFile(dir_ / "slow.log"))) {
+    if (e["event"].str() == "type-synced" && e["time"].str() > slow_last_end) {
+      slow_last_end = std::string(e["time"].str());
+    }
+  }
+  ASSERT_FALSE(full_first_start.empty());
+  ASSERT_FALSE(slow_last_end.empty());
+  EXPECT_GE(full_first_start, slow_last_end) << "the full sync waited for the incremental one";
   for (const char* type : {"Patient", "Condition", "Encounter", "CarePlan", "Consent"}) {
     EXPECT_EQ(Stored(type), OnServer(type)) << type;
   }
@@ -462,7 +492,7 @@ TEST_F(SyncIntegrityTest, GroupScopeHonoursActiveAndMemberPeriods) {
   auto config = WriteConfig(dir_, *server_, R"("scope": {"group": "Group/panel"})");
   GatewayRun r = Sync(config, dir_ / "r.ndjson");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.err.find("2 member(s) whose member.period does not cover today are left out"),
+  EXPECT_NE(r.err.find("2 member(s) whose member.period does not cover today are not pulled"),
             std::string::npos)
       << r.err;
   EXPECT_EQ(Stored("Patient"), 1u);

@@ -224,14 +224,16 @@ inline std::size_t CountRequests(TestFhirServer& server, std::string_view needle
   return n;
 }
 
-// Starts the gateway in the background (for tests that act while it runs).
-inline pid_t StartGateway(const std::string& args) {
+// Starts the gateway in the background (for tests that act while it runs); its stderr goes to
+// `log` when given.
+inline pid_t StartGateway(const std::string& args, const std::filesystem::path& log = {}) {
   std::string cmd = fmt::format("exec {} {}", ccm::testing::BinaryPath().string(), args);
   pid_t pid = ::fork();
   if (pid == 0) {
     int devnull = ::open("/dev/null", O_WRONLY);
+    int err = log.empty() ? devnull : ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
+    ::dup2(err, 2);
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }

@@ -1,0 +1,87 @@
+// The gateway's HTTP/1.1 server (Boost.Beast on Asio, C++20 coroutines): accepts connections on
+// I/O threads, runs each request's handler on a worker pool (handlers block: SQLite, curl), and
+// writes the response. HTTP handling only; what a route does is the handler's business.
+//
+// Contract
+// - Limits (ServerLimits) bound every client: header and body size (431, 413), the time to read a
+//   request (408) and to write a response, idle keep-alive, and concurrent connections (503 for
+//   one more). A slow or malformed client costs one connection, never another client's request.
+// - Authentication: a route that needs it is refused (401, WWW-Authenticate: Bearer) unless the
+//   request carries a configured bearer token, or (with TLS client certificates) the client
+//   presented a certificate the configured CA signed. Request.principal says who: the token's
+//   name, or "certificate:<subject CN>".
+// - Every error is an OperationOutcome (server/http_error.h). A handler that throws gives 500.
+// - Stop(grace) stops accepting, lets in-flight requests finish (their responses say
+//   Connection: close), closes idle connections, and returns once every connection is gone or
+//   `grace` has passed.
+// - on_access (optional) is called once per request, from a worker or I/O thread, after the
+//   response is written (or the connection failed): for the access log and metrics.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "fhir/result.h"
+#include "gateway/server/router.h"
+#include "gateway/server/token_auth.h"
+
+namespace ccm::gateway::server {
+
+struct ServerLimits {
+  std::size_t header_bytes = 16 * 1024;
+  std::size_t body_bytes = 1024 * 1024;
+  std::chrono::milliseconds read_timeout{30'000};   // from the first byte to the whole request
+  std::chrono::milliseconds write_timeout{30'000};  // one response
+  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive, between requests
+  std::size_t max_connections = 512;
+};
+
+struct TlsFiles {
+  std::string cert_file, key_file;  // PEM; the certificate file may hold the chain
+  std::string client_ca_file;       // PEM; set: client certificates are required and verified
+};
+
+struct AccessRecord {
+  std::string method;
+  std::string route;  // the route's pattern ("/Patient/{id}/$ccm-status"), never the raw path
+  std::string principal;
+  unsigned status = 0;
+  double seconds = 0;
+  std::size_t bytes_out = 0;
+};
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: any free port (see HttpServer::port)
+  unsigned io_threads = 1;
+  unsigned worker_threads = 2;
+  ServerLimits limits;
+  std::optional<TlsFiles> tls;
+  std::shared_ptr<const TokenAuth> tokens;  // null or empty: only certificates authenticate
+  std::function<void(const AccessRecord&)> on_access;
+};
+
+class HttpServer {
+ public:
+  // Binds, listens and starts the threads. Errc::kIo when the address cannot be bound,
+  // Errc::kInvalidArgument for unusable TLS files. `router` must outlive the server.
+  static Result<std::unique_ptr<HttpServer>> Start(HttpServerOptions options, const Router& router);
+  ~HttpServer();  // Stop(0) if not stopped
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  std::uint16_t port() const noexcept;
+  std::size_t connections() const noexcept;  // open now
+  void Stop(std::chrono::milliseconds grace);
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ccm::gateway::server
