@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <variant>
 
@@ -177,7 +178,11 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
   // Bill only from data known to be complete: every needed type's last pull complete.
   auto statuses = store.PullStatuses();
   if (!statuses) return Fail(ErrorKind::kFailed, "state-failed", statuses.error().message);
-  Completeness completeness = CheckCompleteness(*statuses, sync, engine);
+  // A closed month is billed from pulls that started after it ended: its last days' notes are
+  // often signed the next morning.
+  std::optional<fhir::TimePoint> needed_from;
+  if (month < CurrentMonth(engine)) needed_from = MonthEnd(month, engine);
+  Completeness completeness = CheckCompleteness(*statuses, sync, engine, needed_from);
   std::vector<std::string> gaps;
   for (const auto& g : completeness.gaps) gaps.push_back(Describe(g));
   if (!gaps.empty() && !request.allow_incomplete) {
@@ -275,7 +280,7 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
   options.dry_run = dry_run;
   // A run that bills from incomplete data confirms no proposal by the data (an approval still
   // does): what a failed pull left is exactly what a proposal waits to see confirmed.
-  if (gaps.empty()) options.complete_since = completeness.complete_since;
+  if (gaps.empty()) options.complete_since = completeness.full_complete_since;
   options.allow_incomplete = allow_incomplete;
   if (wb.charge_items) options.channels.emplace_back(kChargeItemChannel);
   for (const auto& p : wb.payers) options.channels.push_back(PayerChannel(p));

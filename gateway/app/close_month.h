@@ -80,8 +80,8 @@ struct CloseMonthResult {
 // - another bill runs on the state file (kRefused "bill-locked"), or a sync (kRefused
 //   "sync-locked"; this run then holds the sync lock until it returns);
 // - the store holds no resources: kInvalidSetup ("run sync first");
-// - a needed type's last pull was not complete and !allow_incomplete: kRefused
-//   "incomplete-data", naming each source/type;
+// - a needed type's last pull was not complete (or, for a closed month, started before the month
+//   ended) and !allow_incomplete: kRefused "incomplete-data", naming each source/type;
 // - the write-back target cannot be configured: kInvalidSetup;
 // - the ledger is empty but this practice's claims exist elsewhere, or that cannot be checked:
 //   kRefused "prior-billing";

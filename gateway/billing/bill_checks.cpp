@@ -20,6 +20,12 @@ std::optional<fhir::TimePoint> Instant(std::string_view text) {
 
 std::string Describe(const PullGap& g) {
   std::string what;
+  if (g.stale) {
+    return fmt::format(
+        "{}/{}: the last complete pull started {}, before the month ended ({}): what was "
+        "documented since is not in the store",
+        g.source, g.type, g.since, g.needed_from);
+  }
   if (!g.state) {
     what = "never pulled";
   } else if (*g.state == PullState::kRunning) {
@@ -37,12 +43,13 @@ std::string Describe(const PullGap& g) {
 }
 
 Completeness CheckCompleteness(const std::vector<PullStatus>& statuses, const SyncConfig& sync,
-                               const EngineConfig& engine) {
+                               const EngineConfig& engine,
+                               std::optional<fhir::TimePoint> needed_from) {
   std::map<std::pair<std::string, std::string>, const PullStatus*> by_key;
   for (const auto& s : statuses) by_key[{s.source, s.type}] = &s;
   Completeness out;
-  bool every_type_complete_once = true;
-  std::optional<fhir::TimePoint> oldest;
+  bool every_type_complete_once = true, every_type_full_once = true;
+  std::optional<fhir::TimePoint> oldest, oldest_full;
   for (const SourceConfig& source : sync.sources) {
     std::vector<std::string> types =
         source.resource_types.empty() ? DefaultResourceTypes(engine) : source.resource_types;
@@ -60,11 +67,29 @@ Completeness CheckCompleteness(const std::vector<PullStatus>& statuses, const Sy
       } else {
         every_type_complete_once = false;
       }
+      std::string_view full_from = s == nullptr ? std::string_view()
+                                   : s->state == PullState::kNotOffered
+                                       ? std::string_view(s->finished_at)
+                                       : std::string_view(s->last_full_complete_started);
+      if (auto started = Instant(full_from)) {
+        oldest_full = oldest_full ? std::min(*oldest_full, *started) : *started;
+      } else {
+        every_type_full_once = false;
+      }
+      if (s != nullptr && s->state == PullState::kComplete && needed_from) {
+        auto started = Instant(s->last_complete_started);
+        if (!started || *started < *needed_from) {
+          out.gaps.push_back(PullGap{source.name, type, s->state, s->last_complete_started,
+                                     s->last_complete_finished, "", true,
+                                     fhir::FormatUtc(*needed_from)});
+          continue;
+        }
+      }
       if (s != nullptr &&
           (s->state == PullState::kComplete || s->state == PullState::kNotOffered)) {
         continue;
       }
-      PullGap gap{source.name, type, std::nullopt, "", "", ""};
+      PullGap gap{source.name, type, std::nullopt, "", "", "", false, ""};
       if (s != nullptr) {
         gap.state = s->state;
         gap.since = s->state == PullState::kRunning || s->failing_since.empty() ? s->started_at
@@ -76,7 +101,20 @@ Completeness CheckCompleteness(const std::vector<PullStatus>& statuses, const Sy
     }
   }
   if (every_type_complete_once) out.complete_since = oldest;
+  if (every_type_full_once) out.full_complete_since = oldest_full;
   return out;
+}
+
+fhir::TimePoint MonthEnd(const YearMonth& month, const EngineConfig& engine) {
+  date::year_month_day next =
+      date::year{month.year} / date::month{month.month} / 1 + date::months{1};
+  date::local_days local{next};
+  if (engine.practice.time_zone != nullptr) {
+    return std::chrono::time_point_cast<fhir::TimePoint::duration>(
+        engine.practice.time_zone->to_sys(local, date::choose::earliest));
+  }
+  return std::chrono::time_point_cast<fhir::TimePoint::duration>(
+      date::sys_days{local.time_since_epoch()});
 }
 
 }  // namespace ccm::gateway

@@ -279,8 +279,8 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
             how = fmt::format("approved by {} at {}", p.approved_by, p.approved_at);
           } else if (ProposedBefore(p, options.complete_since)) {
             how = fmt::format(
-                "confirmed: every needed source and type was pulled completely after it was "
-                "proposed (the oldest of those pulls started at {})",
+                "confirmed: every needed source and type was pulled completely and in full "
+                "after it was proposed (the oldest of those pulls started at {})",
                 fhir::FormatUtc(*options.complete_since));
           }
           if (how.empty()) {
@@ -351,7 +351,9 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
         out.merge_holds.push_back(std::move(*hold));
         continue;
       }
-      row.kind = delivered ? "adjustment" : "charge";
+      // After a cancellation the payer holds no claim to correct: billing again is a new
+      // original claim (837P frequency 1), not a replacement (7) of a cancelled one.
+      row.kind = delivered && prev.kind != "void" ? "adjustment" : "charge";
       out.changes.push_back({LedgerAction::kAdjusted, prev, std::move(row), std::nullopt});
     }
     for (const auto& [patient, prev] : current) {

@@ -147,9 +147,10 @@ struct ReconcileOptions {
   // Why each patient without a charge is not billable (the engine's blockedBy codes, joined), for
   // the reason of a void proposal. A patient absent here has no clinical data in the store.
   std::map<std::string, std::string, std::less<>> not_billable;
-  // The start of the oldest of the last complete pulls of every source and type billing needs;
-  // nullopt when some type has never been pulled completely. A proposal made before it is
-  // confirmed by the data.
+  // The start of the oldest of the last complete *full* pulls of every source and type billing
+  // needs (Completeness::full_complete_since); nullopt when some type has never been pulled
+  // completely in full. A proposal made before it is confirmed by the data: a full pull re-reads
+  // everything, so what a lost page or a wrong removal hid is back by then.
   std::optional<fhir::TimePoint> complete_since;
   // Why this run bills from data known to be incomplete (`bill --allow-incomplete`), recorded on
   // every entry it writes; "" when the data is complete.

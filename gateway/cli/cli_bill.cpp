@@ -41,8 +41,8 @@ std::string OperatorName() {
 void PrintHolds(const LedgerOutcome& outcome, bool dry_run) {
   if (std::size_t held = outcome.held(); held > 0) {
     fmt::print(
-        "held: {} void(s)/downward adjustment(s) proposed; confirmed by the next complete sync "
-        "or `ccm-gateway ledger --approve ID`\n",
+        "held: {} void(s)/downward adjustment(s) proposed; confirmed by the next complete "
+        "`ccm-gateway sync --full` or `ccm-gateway ledger --approve ID`\n",
         held);
   }
   for (const auto& p : outcome.proposals) {
@@ -118,9 +118,10 @@ class BillCommand : public Command {
             "(billing.payers).\nRe-running changes nothing. --dry-run prints what would be "
             "written and writes nothing. A month that has not ended is refused unless "
             "--open-month. Refused while a sync runs, or when a needed type's last pull was not "
-            "complete (--allow-incomplete bills anyway and the ledger records it). Voids and "
-            "downward adjustments are proposed first and carried out after the next complete "
-            "sync or an approval (`ledger --approve`).",
+            "complete, or for a closed month started before it ended (--allow-incomplete bills "
+            "anyway and the ledger records it). Voids and downward adjustments are proposed "
+            "first and carried out after the next complete `sync --full` or an approval "
+            "(`ledger --approve`).",
             "ccm-gateway bill --month 2026-10 --config site.json --dry-run\n"
             "ccm-gateway bill --month 2026-10 --config site.json") {
     AddRequired("--month", month_, "The calendar month to bill")->type_name("YYYY-MM");

@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 4> kMigrations = {
+constexpr std::array<std::string_view, 5> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -145,6 +145,11 @@ CREATE UNIQUE INDEX ledger_proposals_one_open ON ledger_proposals (entry)
   WHERE status IN ('open', 'approved');
 CREATE INDEX ledger_proposals_month ON ledger_proposals (month);
 CREATE INDEX audit_target ON audit (target);
+)sql",
+    // 5: when each type was last pulled completely *in full*; only such a pull confirms a void
+    // (a complete incremental pull does not re-read what was lost or deleted).
+    R"sql(
+ALTER TABLE pulls ADD COLUMN last_full_complete_started TEXT;
 )sql",
 };
 
@@ -330,7 +335,7 @@ class SqliteStateStore final : public StateStore {
   }
 
   Status EndPull(std::string_view source, std::string_view type, std::int64_t run, PullState state,
-                 std::string_view detail) override {
+                 PullMode mode, std::string_view detail) override {
     std::string now = fhir::NowUtc();
     // A complete (or not offered: nothing to read) pull clears the failure streak; any other
     // outcome starts one at this attempt's start unless one is already running.
@@ -338,18 +343,22 @@ class SqliteStateStore final : public StateStore {
     CCM_TRY_ASSIGN(
         sqlite3_stmt * s,
         Prepare("INSERT INTO pulls (source, type, state, run, started_at, finished_at, detail, "
-                "last_complete_started, last_complete_finished, failing_since) "
+                "last_complete_started, last_complete_finished, failing_since, "
+                "last_full_complete_started) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, CASE WHEN ?7 THEN ?5 END, "
-                "CASE WHEN ?7 THEN ?5 END, CASE WHEN ?7 THEN NULL ELSE ?5 END) "
+                "CASE WHEN ?7 THEN ?5 END, CASE WHEN ?7 THEN NULL ELSE ?5 END, "
+                "CASE WHEN ?7 AND ?8 THEN ?5 END) "
                 "ON CONFLICT (source, type) DO UPDATE SET state = ?3, run = ?4, "
                 "finished_at = ?5, detail = ?6, "
                 "last_complete_started = CASE WHEN ?7 THEN started_at "
                 "ELSE last_complete_started END, "
                 "last_complete_finished = CASE WHEN ?7 THEN ?5 ELSE last_complete_finished END, "
+                "last_full_complete_started = CASE WHEN ?7 AND ?8 THEN started_at "
+                "ELSE last_full_complete_started END, "
                 "failing_since = CASE WHEN ?7 THEN NULL "
                 "ELSE coalesce(failing_since, started_at) END",
                 source, type, std::string_view(ToCode(state)), run, now, detail,
-                std::int64_t{good ? 1 : 0}));
+                std::int64_t{good ? 1 : 0}, std::int64_t{mode == PullMode::kFull ? 1 : 0}));
     return StepDone(s, "recording the outcome of a pull");
   }
 
@@ -358,7 +367,8 @@ class SqliteStateStore final : public StateStore {
                    Prepare("SELECT source, type, state, run, started_at, "
                            "coalesce(finished_at, ''), detail, coalesce(last_complete_started, "
                            "''), coalesce(last_complete_finished, ''), coalesce(failing_since, "
-                           "'') FROM pulls ORDER BY source, type"));
+                           "''), coalesce(last_full_complete_started, '') FROM pulls "
+                           "ORDER BY source, type"));
     return Rows<PullStatus>(s, "reading pull status", [](sqlite3_stmt* st) {
       PullStatus p;
       p.source = Column(st, 0);
@@ -371,6 +381,7 @@ class SqliteStateStore final : public StateStore {
       p.last_complete_started = Column(st, 7);
       p.last_complete_finished = Column(st, 8);
       p.failing_since = Column(st, 9);
+      p.last_full_complete_started = Column(st, 10);
       return p;
     });
   }

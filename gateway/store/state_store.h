@@ -7,8 +7,8 @@
 //   SQLite implementation here is the embedded default, and a PostgreSQL one can fill the same
 //   interface (nothing above it issues SQL).
 // - Resources are kept per source as the JSON the server sent, newest version only: Upsert
-//   compares version stamps (meta.versionId, then meta.lastUpdated; gateway/base/versions.h) so that
-//   pages read twice, out of order or from an overlapping window never double-count or roll a
+//   compares version stamps (meta.versionId, then meta.lastUpdated; gateway/base/versions.h) so
+//   that pages read twice, out of order or from an overlapping window never double-count or roll a
 //   resource back.
 // - All changes made inside InTransaction() land together or not at all (a process killed half-way
 //   leaves the previous state). Outside a transaction each call is its own transaction.
@@ -53,9 +53,9 @@ struct SyncCursor {
   std::string scope;      // fingerprint of the patient scope it was made for; a change = full pull
 };
 
-// One entry of the billing ledger (gateway/billing/ledger.h gives it meaning). An entry is one revision of
-// what is billed for a patient-month in one code family; a correction is a new revision that
-// supersedes the previous one, never an edit of it.
+// One entry of the billing ledger (gateway/billing/ledger.h gives it meaning). An entry is one
+// revision of what is billed for a patient-month in one code family; a correction is a new revision
+// that supersedes the previous one, never an edit of it.
 struct LedgerRow {
   std::int64_t id = 0;
   std::string patient;  // "Patient/<id>"
@@ -114,6 +114,11 @@ enum class PullState {
 std::string_view ToCode(PullState s) noexcept;
 std::optional<PullState> PullStateFromCode(std::string_view code) noexcept;
 
+// How a pull read its type: everything in scope again (kFull: a first pull, `sync --full`, a
+// changed scope, a server without _lastUpdated), or only what changed since the cursor. Only a
+// full pull sees what was deleted or lost, so only a complete full pull confirms a void.
+enum class PullMode { kIncremental, kFull };
+
 struct PullStatus {
   std::string source, type;
   PullState state = PullState::kRunning;
@@ -123,13 +128,14 @@ struct PullStatus {
   std::string detail;                 // why it is not complete (no patient data)
   std::string last_complete_started;  // the last complete pull ("" when none)
   std::string last_complete_finished;
+  std::string last_full_complete_started;  // the last complete full pull ("" when none)
   std::string failing_since;  // start of the first attempt since the last complete one that was
                               // not complete ("" when the last attempt was complete)
 };
 
 // A void or downward adjustment of a delivered ledger entry is not carried out in the run that
-// first sees it: it is proposed (gateway/billing/ledger.h), and carried out by a later run once a complete
-// sync confirms it or an operator approves it.
+// first sees it: it is proposed (gateway/billing/ledger.h), and carried out by a later run once a
+// complete sync confirms it or an operator approves it.
 enum class ProposalStatus {
   kOpen,        // waiting for a complete sync, or an approval
   kApproved,    // an operator approved it (`ledger --approve`); the next bill carries it out
@@ -203,7 +209,7 @@ class StateStore {
   // records its outcome (call it in the transaction that moves the cursor, so the two agree).
   virtual Status BeginPull(std::string_view source, std::string_view type, std::int64_t run) = 0;
   virtual Status EndPull(std::string_view source, std::string_view type, std::int64_t run,
-                         PullState state, std::string_view detail) = 0;
+                         PullState state, PullMode mode, std::string_view detail) = 0;
   // Every source and type ever pulled, by source and type.
   virtual Result<std::vector<PullStatus>> PullStatuses() = 0;
 
@@ -213,9 +219,9 @@ class StateStore {
                            std::string_view summary_json) = 0;
   virtual Result<std::optional<RunInfo>> LastRun(std::string_view command) = 0;
 
-  // --- Billing ledger (gateway/billing/ledger.h). Call inside InTransaction when several changes must
-  // land together.
-  // Entries of `month` ("" = all), oldest first; only those not superseded when `active_only`.
+  // --- Billing ledger (gateway/billing/ledger.h). Call inside InTransaction when several changes
+  // must land together. Entries of `month` ("" = all), oldest first; only those not superseded when
+  // `active_only`.
   virtual Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month,
                                                        bool active_only) = 0;
   virtual Result<std::optional<LedgerRow>> LedgerEntry(std::int64_t id) = 0;
@@ -245,10 +251,9 @@ class StateStore {
   // The schema version in the store (migrations are applied on open).
   virtual int schema_version() const = 0;
 
-  // --- Schema 4: proposals (gateway/billing/ledger.h "Proposals"), re-batching of held deliveries, audit
-  // records by target.
-  // Records an open proposal (its id, status and times are ignored). At most one proposal per
-  // entry is open or approved: a second one is refused with Errc::kConflict.
+  // --- Schema 4: proposals (gateway/billing/ledger.h "Proposals"), re-batching of held deliveries,
+  // audit records by target. Records an open proposal (its id, status and times are ignored). At
+  // most one proposal per entry is open or approved: a second one is refused with Errc::kConflict.
   virtual Result<std::int64_t> AddLedgerProposal(const LedgerProposal& proposal) = 0;
   // Proposals of `month` ("" = all), oldest first; only open and approved ones when `open_only`.
   virtual Result<std::vector<LedgerProposal>> LedgerProposals(std::string_view month,

@@ -180,6 +180,8 @@ OutcomeSummary SummarizeOutcome(std::string_view json, bool diagnostics = false)
 // The patient id a resource of a patient-scoped search belongs to ("" when none is readable):
 // the `patient` search parameter of these types reads Patient.id, Condition/Encounter/CarePlan
 // .subject and Consent.patient (R4 search parameter clinical-patient).
+PullMode ModeOf(const TypeSync& t) { return t.full ? PullMode::kFull : PullMode::kIncremental; }
+
 std::string PatientIdOf(const Value& r) {
   if (r["resourceType"].str() == "Patient") return std::string(r["id"].str());
   for (const char* element : {"subject", "patient"}) {
@@ -891,7 +893,7 @@ struct SourceRun {
     TypeSync& t = pull.t;
     t.state = state;
     std::lock_guard lock(mutex);
-    if (Status s = store.EndPull(src.name, t.type, options.run, state, t.error); !s) {
+    if (Status s = store.EndPull(src.name, t.type, options.run, state, ModeOf(t), t.error); !s) {
       t.error += fmt::format(" (and recording it failed: {})", s.error().message);
     }
     return std::move(t);
@@ -978,12 +980,13 @@ struct SourceRun {
       }
       if (watermark)
         CCM_TRY(store.SetCursor(src.name, t.type, SyncCursor{*watermark, fingerprint}));
-      return store.EndPull(src.name, t.type, options.run, PullState::kComplete, "");
+      return store.EndPull(src.name, t.type, options.run, PullState::kComplete, ModeOf(t), "");
     };
     if (Status s = store.InTransaction(finish); !s) {
       t.error = s.error().message;
       t.state = PullState::kFailed;
-      static_cast<void>(store.EndPull(src.name, t.type, options.run, PullState::kFailed, t.error));
+      static_cast<void>(
+          store.EndPull(src.name, t.type, options.run, PullState::kFailed, ModeOf(t), t.error));
       return std::move(t);
     }
     t.removed = removed;
@@ -1151,7 +1154,8 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
     out.error = fmt::format("{}: {}", source.name, why);
     if (client != nullptr) out.http = client->stats();
     for (const auto& t : types) {
-      static_cast<void>(store.EndPull(source.name, t, options.run, PullState::kFailed, why));
+      static_cast<void>(store.EndPull(source.name, t, options.run, PullState::kFailed,
+                                      PullMode::kIncremental, why));
     }
     return out;
   };
@@ -1234,7 +1238,8 @@ SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, St
                       t == "Consent" ? " (no consent can be found, so nothing is billed)" : "");
     }
     run.Warn(fmt::format("{}: {}", source.name, ts.error));
-    static_cast<void>(store.EndPull(source.name, t, options.run, ts.state, ts.error));
+    static_cast<void>(
+        store.EndPull(source.name, t, options.run, ts.state, PullMode::kFull, ts.error));
     if (ts.state == PullState::kNotOffered) {
       ts.error.clear();
     } else if (observer.on_type_done) {

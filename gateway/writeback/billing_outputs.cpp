@@ -264,6 +264,15 @@ void Send(DeliveryContext& ctx, DeliveryReport& report, const PayerConfig& payer
       auto posted = (*client)->Create(bundle, query);
       if (!posted) {
         s = posted.error();
+        if (!where.empty()) {
+          // Half delivered: the payer may already take the file. Say so; the next run writes the
+          // same file again (same name, same content) and repeats the conditional create.
+          s = Error{s.error().code,
+                    fmt::format("claims file {} written, but sending to the endpoint failed: {}; "
+                                "the next bill run sends it again (the file unchanged, the "
+                                "create conditional on the batch identifier)",
+                                where, s.error().message)};
+        }
       } else {
         where += (where.empty() ? "" : "; ") +
                  fmt::format("{}/Bundle/{}", fhir::RedactUrl(payer.endpoint->base_url),
@@ -597,8 +606,10 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         ok = false;
         break;
       }
-      // The last earlier revision this payer received: what a correction replaces.
+      // The last earlier revision this payer received: what a correction replaces. A
+      // cancellation ends the chain: a charge after it is a new claim that replaces nothing.
       for (const LedgerRow& old : *chain) {
+        if (old.kind == "void" && e.kind != "void") break;
         auto ds = ctx.store.Deliveries(old.id);
         bool received = false;
         if (ds) {

@@ -44,11 +44,12 @@ TEST(CompletenessTest, EveryNeededTypeMustHaveACompleteLastPull) {
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   for (const char* t : {"Patient", "Condition", "Encounter", "CarePlan"}) {
     ASSERT_TRUE(s.BeginPull("ehr", t, 1));
-    ASSERT_TRUE(s.EndPull("ehr", t, 1, PullState::kComplete, ""));
+    ASSERT_TRUE(s.EndPull("ehr", t, 1, PullState::kComplete, PullMode::kFull, ""));
   }
-  ASSERT_TRUE(s.EndPull("ehr", "Consent", 1, PullState::kNotOffered, "not offered"));
+  ASSERT_TRUE(
+      s.EndPull("ehr", "Consent", 1, PullState::kNotOffered, PullMode::kFull, "not offered"));
   ASSERT_TRUE(s.BeginPull("lab", "Condition", 1));
-  ASSERT_TRUE(s.EndPull("lab", "Condition", 1, PullState::kComplete, ""));
+  ASSERT_TRUE(s.EndPull("lab", "Condition", 1, PullState::kComplete, PullMode::kIncremental, ""));
   ASSERT_TRUE(s.BeginPull("lab", "Encounter", 1));  // not needed from lab: ignored
   Completeness all = check();
   EXPECT_TRUE(all.gaps.empty());
@@ -62,12 +63,26 @@ TEST(CompletenessTest, EveryNeededTypeMustHaveACompleteLastPull) {
     oldest = oldest ? std::min(*oldest, t) : t;
   }
   EXPECT_EQ(all.complete_since, oldest);
+  // lab/Condition was only ever pulled incrementally: nothing confirms a void yet.
+  EXPECT_FALSE(all.full_complete_since);
+  ASSERT_TRUE(s.BeginPull("lab", "Condition", 2));
+  ASSERT_TRUE(s.EndPull("lab", "Condition", 2, PullState::kComplete, PullMode::kFull, ""));
+  Completeness full = check();
+  ASSERT_TRUE(full.full_complete_since);
+  EXPECT_EQ(full.full_complete_since, full.complete_since)
+      << "the oldest complete pull is also the oldest full one (ehr's first pulls)";
+  // Another incremental pull later moves neither the full time of lab/Condition nor the oldest.
+  ASSERT_TRUE(s.BeginPull("lab", "Condition", 3));
+  ASSERT_TRUE(s.EndPull("lab", "Condition", 3, PullState::kComplete, PullMode::kIncremental, ""));
+  EXPECT_EQ(check().full_complete_since, full.full_complete_since);
 
   // A failed pull, an incomplete one and one that never finished (no sync holds the lock).
   ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 2));
-  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 2, PullState::kFailed, "HTTP 503 after 5 attempts"));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 2, PullState::kFailed, PullMode::kIncremental,
+                        "HTTP 503 after 5 attempts"));
   ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 3));
-  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 3, PullState::kIncomplete, "Bundle.total 40, got 38"));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 3, PullState::kIncomplete, PullMode::kFull,
+                        "Bundle.total 40, got 38"));
   ASSERT_TRUE(s.BeginPull("ehr", "CarePlan", 3));
   Completeness gaps = check();
   ASSERT_EQ(gaps.gaps.size(), 2u);
@@ -87,6 +102,36 @@ TEST(CompletenessTest, EveryNeededTypeMustHaveACompleteLastPull) {
   EXPECT_NE(Describe(gaps.gaps[1]).find("a sync died mid-pull"), std::string::npos);
   // Every type has had a complete pull: the data is known complete as of the oldest of them.
   EXPECT_TRUE(gaps.complete_since);
+}
+
+TEST(CompletenessTest, APullThatStartedBeforeTheMonthEndedIsAGapForThatMonth) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  StateStore& s = **store;
+  auto engine = DefaultEngineConfig();
+  ASSERT_TRUE(engine);
+  engine->practice.time_zone = date::locate_zone("America/New_York");
+  SyncConfig sync;
+  sync.sources.push_back(SourceConfig{.name = "ehr", .base_url = "https://ehr/fhir"});
+  for (const char* t : {"Patient", "Condition", "Encounter", "CarePlan", "Consent"}) {
+    ASSERT_TRUE(s.BeginPull("ehr", t, 1));
+    ASSERT_TRUE(s.EndPull("ehr", t, 1, PullState::kComplete, PullMode::kFull, ""));
+  }
+  // Midnight of 1 November in New York (EDT) and of 1 April (EDT), 1 January (EST).
+  EXPECT_EQ(fhir::FormatUtc(MonthEnd(YearMonth{2026, 10}, *engine)), "2026-11-01T04:00:00Z");
+  EXPECT_EQ(fhir::FormatUtc(MonthEnd(YearMonth{2026, 12}, *engine)), "2027-01-01T05:00:00Z");
+  // Pulls made today are after October ended, and before a month that ends in the future.
+  EXPECT_TRUE(
+      CheckCompleteness(*s.PullStatuses(), sync, *engine, MonthEnd(YearMonth{2026, 10}, *engine))
+          .gaps.empty());
+  auto future =
+      CheckCompleteness(*s.PullStatuses(), sync, *engine, MonthEnd(YearMonth{2099, 1}, *engine));
+  ASSERT_EQ(future.gaps.size(), 5u);
+  EXPECT_TRUE(future.gaps[0].stale);
+  EXPECT_NE(Describe(future.gaps[0]).find("before the month ended (2099-02-01T05:00:00Z)"),
+            std::string::npos)
+      << Describe(future.gaps[0]);
 }
 
 TEST(PriorBillingTest, ClaimFilesInAPayersDirectoryAreFound) {

@@ -195,7 +195,8 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   ASSERT_EQ(closed.size(), 1u);
   EXPECT_EQ(closed[0].status, ProposalStatus::kCarriedOut);
   EXPECT_EQ(closed[0].result_entry, rows[0].id);
-  EXPECT_NE(closed[0].outcome.find("pulled completely after it was proposed"), std::string::npos)
+  EXPECT_NE(closed[0].outcome.find("pulled completely and in full after it was proposed"),
+            std::string::npos)
       << closed[0].outcome;
 
   // Stable: nothing more happens while it stays unbillable.
@@ -203,12 +204,14 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   EXPECT_TRUE(again.changes.empty());
   EXPECT_TRUE(again.proposals.empty());
   EXPECT_EQ(again.unchanged, 1u);
-  // Billable again (say the consent was found): an adjustment revision after the void, at once.
+  // Billable again (say the consent was found): at once, as a new charge revision after the
+  // void -- the payer cancelled the claim, so there is nothing left to correct.
   DeliverAll(rows[0]);
   auto back = Reconcile({MakeCharge("Patient/b", {{"99490", 1}})}, 6);
   ASSERT_EQ(back.changes.size(), 1u);
-  EXPECT_EQ(Active()[0].kind, "adjustment");
+  EXPECT_EQ(Active()[0].kind, "charge");
   EXPECT_EQ(Active()[0].revision, 3);
+  EXPECT_EQ(Active()[0].supersedes, rows[0].id);
 }
 
 TEST_F(LedgerTest, AProposalIsNotConfirmedByASyncThatStartedBeforeIt) {

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "fhir/json.h"
 #include "gateway/billing/ledger.h"
@@ -23,6 +24,18 @@
 
 namespace ccm::gateway {
 namespace {
+
+// Runs `sql` on a state file (what a test needs the store to say that no command makes it say).
+void ExecSqlOn(const std::filesystem::path& file, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  std::string message = err != nullptr ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
 
 using ccm::testing::GatewayRun;
 using ccm::testing::ReadFile;
@@ -124,13 +137,21 @@ class BillTest : public ::testing::Test {
     ASSERT_EQ(r.status, 0) << r.err;
   }
 
+  // An incremental sync (only what changed since the cursors), which must succeed.
+  void SyncChanges() {
+    ehr_->AwaitWritesVisible();
+    GatewayRun r = Gateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
+                                       config_.string(), (dir_ / "report.ndjson").string()));
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+
   // Records the last pull of `type` as `state` (what a sync that failed or died would leave).
   void RecordPull(std::string_view type, PullState state, std::string_view detail) {
     auto store = OpenSqliteStateStore(dir_ / "state.db");
     ASSERT_TRUE(store);
     ASSERT_TRUE((*store)->BeginPull("ehr", type, 99));
     if (state != PullState::kRunning) {
-      ASSERT_TRUE((*store)->EndPull("ehr", type, 99, state, detail));
+      ASSERT_TRUE((*store)->EndPull("ehr", type, 99, state, PullMode::kFull, detail));
     }
   }
   GatewayRun Bill(const std::string& extra = "") {
@@ -404,7 +425,7 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndAVoidIsProposedThenConfirmedBySyn
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("held: 1 void(s)/downward adjustment(s) proposed; confirmed by the next "
-                       "complete sync or `ccm-gateway ledger --approve ID`"),
+                       "complete `ccm-gateway sync --full` or `ccm-gateway ledger --approve ID`"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("no longer billable: no-consent"), std::string::npos) << r.out;
@@ -427,15 +448,23 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndAVoidIsProposedThenConfirmedBySyn
       << held.out;
   EXPECT_EQ(payer_->Requests().size(), 0u);
 
-  // Every type pulled completely after the proposal, but then a pull failed: a run billing from
-  // incomplete data (--allow-incomplete) confirms nothing by the data.
+  // A complete incremental sync does not re-read what was lost or wrongly removed: it confirms
+  // nothing either.
+  SyncChanges();
+  GatewayRun incremental = Bill();
+  ASSERT_EQ(incremental.status, 0) << incremental.err;
+  EXPECT_NE(incremental.out.find("0 voided, 0 withdrawn, 4 unchanged, 1 held"), std::string::npos)
+      << incremental.out;
+
+  // Every type pulled completely in full after the proposal, but then a pull failed: a run
+  // billing from incomplete data (--allow-incomplete) confirms nothing by the data.
   Sync();
   RecordPull("Condition", PullState::kFailed, "HTTP 503");
   GatewayRun forced = Bill("--allow-incomplete");
   ASSERT_EQ(forced.status, 0) << forced.err;
   EXPECT_NE(forced.out.find("0 voided, 0 withdrawn, 4 unchanged, 1 held"), std::string::npos)
       << forced.out;
-  // A complete sync after the proposal, and the engine still says the same: carried out.
+  // A complete full sync after the proposal, and the engine still says the same: carried out.
   Sync();
   GatewayRun confirmed = Bill();
   ASSERT_EQ(confirmed.status, 0) << confirmed.out << confirmed.err;
@@ -533,6 +562,31 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   ASSERT_EQ(again.status, 0) << again.out << again.err;
   EXPECT_NE(again.out.find("deliveries 1 done, 0 failed"), std::string::npos) << again.out;
   EXPECT_EQ(BillableChargeItems().size(), static_cast<std::size_t>(kBillableCodes));
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
+}
+
+// The claims file is written but the payer's endpoint refuses the Bundle: the delivery failed,
+// and the log says the file is already there; the next run sends the same again.
+TEST_F(BillTest, AClaimsFileWrittenButNotSentIsSaidAndSentAgain) {
+  Sync();
+  payer_->Faults(R"([{"match": "POST /fhir/R4/Bundle", "kind": "status", "status": 400}])");
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  auto files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(r.err.find(fmt::format("claims file {} written, but sending to the endpoint failed",
+                                   files[0].string())),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("the next bill run sends it again"), std::string::npos) << r.err;
+  std::string first = ReadFile(files[0]);
+  EXPECT_TRUE(Search(*payer_, "Bundle").empty());
+
+  GatewayRun again = Bill();
+  ASSERT_EQ(again.status, 0) << again.out << again.err;
+  EXPECT_EQ(ClaimFiles(".json"), files);
+  EXPECT_EQ(ReadFile(files[0]), first) << "the same file, not a second batch";
+  EXPECT_EQ(Search(*payer_, "Bundle").size(), 1u);
   for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
 }
 
@@ -722,6 +776,27 @@ TEST_F(BillTest, BillRefusesWhileASyncRunsOrWhenAPullWasNotComplete) {
   auto summary = fhir::json::Parse((*run)->summary);
   ASSERT_TRUE(summary);
   EXPECT_EQ((*summary)["allowIncomplete"].size(), 3u);
+}
+
+TEST_F(BillTest, AClosedMonthIsBilledOnlyFromPullsStartedAfterItEnded) {
+  Sync();
+  // The last complete Encounter pull started on the month's last evening.
+  ExecSqlOn(dir_ / "state.db",
+            "UPDATE pulls SET last_complete_started = '2026-10-31T23:00:00.000000Z', "
+            "started_at = '2026-10-31T23:00:00.000000Z' WHERE type = 'Encounter'");
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("ehr/Encounter: the last complete pull started 2026-10-31T23:00:00"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("before the month ended (2026-11-01T05:00:00"), std::string::npos)
+      << "midnight in the practice's zone (America/Chicago, CDT): " << r.err;
+  EXPECT_TRUE(Ledger(false).empty());
+  // A pull after the month ended lets it go.
+  Sync();
+  GatewayRun ok = Bill();
+  EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+  EXPECT_EQ(Ledger().size(), static_cast<std::size_t>(kBillablePatients));
 }
 
 TEST_F(BillTest, ASyncWaitsWhileABillRuns) {

@@ -1,6 +1,6 @@
 // The SQLite state store, on real files.
-#include "gateway/store/sqlite_state_store.h"
 #include "gateway/store/state_store.h"
+#include "gateway/store/sqlite_state_store.h"
 
 #include <fmt/format.h>
 #include <sqlite3.h>
@@ -306,6 +306,7 @@ TEST(StateStoreTest, SchemaFourKeepsAVersionThreeLedgerAndAddsProposals) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
   const char* v3 = R"sql(
+ALTER TABLE pulls DROP COLUMN last_full_complete_started;
 DROP TABLE ledger_proposals;
 DROP INDEX audit_target;
 ALTER TABLE ledger DROP COLUMN allow_incomplete;
@@ -316,7 +317,7 @@ PRAGMA user_version = 3;
   sqlite3_close(db);
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
-  EXPECT_EQ((*store)->schema_version(), 4);
+  EXPECT_EQ((*store)->schema_version(), CurrentStateSchemaVersion());
   auto row = (*store)->LedgerEntry(id);
   ASSERT_TRUE(row && *row);
   EXPECT_EQ((*row)->patient, "Patient/p1");
@@ -327,6 +328,29 @@ PRAGMA user_version = 3;
   p.proposed = **row;
   p.proposed.kind = "void";
   EXPECT_TRUE((*store)->AddLedgerProposal(p));
+}
+
+// A state file from before schema 5 knows of complete pulls but not whether they were full: none
+// counts as full, so a void waits for the next complete `sync --full`.
+TEST(StateStoreTest, SchemaFiveKnowsNoFullPullOfAnOlderFile) {
+  TempDir dir;
+  {
+    auto store = OpenSqliteStateStore(dir / "state.db");
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->BeginPull("ehr", "Encounter", 1));
+    ASSERT_TRUE(
+        (*store)->EndPull("ehr", "Encounter", 1, PullState::kComplete, PullMode::kFull, ""));
+  }
+  ExecSql(dir / "state.db",
+          "ALTER TABLE pulls DROP COLUMN last_full_complete_started; PRAGMA user_version = 4;");
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->schema_version(), 5);
+  auto pulls = (*store)->PullStatuses();
+  ASSERT_TRUE(pulls);
+  ASSERT_EQ(pulls->size(), 1u);
+  EXPECT_FALSE(pulls->at(0).last_complete_started.empty());
+  EXPECT_TRUE(pulls->at(0).last_full_complete_started.empty());
 }
 
 TEST(StateStoreTest, PullStatusRecordsOutcomesAndFailureStreaks) {
@@ -347,29 +371,40 @@ TEST(StateStoreTest, PullStatusRecordsOutcomesAndFailureStreaks) {
   PullStatus p = find("Encounter");
   EXPECT_EQ(p.state, PullState::kRunning);
   EXPECT_TRUE(p.finished_at.empty());
-  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 1, PullState::kComplete, ""));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 1, PullState::kComplete, PullMode::kFull, ""));
   p = find("Encounter");
   EXPECT_EQ(p.state, PullState::kComplete);
   EXPECT_EQ(p.last_complete_started, p.started_at);
+  EXPECT_EQ(p.last_full_complete_started, p.started_at);
   EXPECT_FALSE(p.last_complete_finished.empty());
   EXPECT_TRUE(p.failing_since.empty());
   std::string complete_started = p.last_complete_started;
 
   // Two failing attempts: the streak starts at the first and the last complete pull is kept.
   ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 2));
-  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 2, PullState::kFailed, "HTTP 503"));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 2, PullState::kFailed, PullMode::kFull, "HTTP 503"));
   std::string first_failure = find("Encounter").started_at;
   ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 3));
-  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 3, PullState::kIncomplete, "short total"));
+  ASSERT_TRUE(
+      s.EndPull("ehr", "Encounter", 3, PullState::kIncomplete, PullMode::kFull, "short total"));
   p = find("Encounter");
   EXPECT_EQ(p.state, PullState::kIncomplete);
   EXPECT_EQ(p.run, 3);
   EXPECT_EQ(p.detail, "short total");
   EXPECT_EQ(p.failing_since, first_failure);
   EXPECT_EQ(p.last_complete_started, complete_started);
+  EXPECT_EQ(p.last_full_complete_started, complete_started);
+  // A complete incremental pull moves the last complete pull, not the last full one.
+  ASSERT_TRUE(s.BeginPull("ehr", "Encounter", 4));
+  ASSERT_TRUE(s.EndPull("ehr", "Encounter", 4, PullState::kComplete, PullMode::kIncremental, ""));
+  p = find("Encounter");
+  EXPECT_EQ(p.last_complete_started, p.started_at);
+  EXPECT_NE(p.last_complete_started, complete_started);
+  EXPECT_EQ(p.last_full_complete_started, complete_started);
 
   // A type the server does not offer is recorded without a BeginPull.
-  ASSERT_TRUE(s.EndPull("ehr", "Consent", 3, PullState::kNotOffered, "not offered"));
+  ASSERT_TRUE(
+      s.EndPull("ehr", "Consent", 3, PullState::kNotOffered, PullMode::kFull, "not offered"));
   EXPECT_EQ(find("Consent").state, PullState::kNotOffered);
   for (PullState st : {PullState::kRunning, PullState::kComplete, PullState::kIncomplete,
                        PullState::kFailed, PullState::kNotOffered}) {

@@ -244,6 +244,52 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
   EXPECT_EQ((*store)->LedgerEntry(ids[1])->value().status, "pending");
 }
 
+// A month billed, cancelled and billed again: the last claim is a new original one. Pointing it
+// at the cancelled claim (related.prior, a replacement) would ask the payer to correct a claim it
+// no longer holds.
+TEST(DeliveryTest, AChargeAfterAVoidIsANewClaimThatReplacesNothing) {
+  TempDir dir;
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  WriteBackConfig config = Config();
+  PayerConfig payer;
+  payer.name = "medicare";
+  payer.directory = dir / "claims";
+  config.payers.push_back(payer);
+  ASSERT_TRUE((*store)->Upsert(
+      "ehr", "Patient", "a", {},
+      R"({"resourceType":"Patient","id":"a","identifier":[{"system":"http://hl7.org/fhir/sid/us-mbi","value":"1EG4TE5MK73"}]})",
+      1));
+  DeliveryContext ctx{**store, config, "USD", 7, nullptr, {"ehr"}, {}};
+  std::optional<std::int64_t> prev;
+  std::vector<std::string> batches = {"2026-02-a", "2026-02-b", "2026-02-c"};
+  int revision = 0;
+  for (const char* kind : {"charge", "void", "charge"}) {
+    LedgerRow row = Row("Patient/a", ++revision, kind, {{"99490", 1}});
+    row.supersedes = prev;
+    auto id = (*store)->AddLedgerEntry(row);
+    ASSERT_TRUE(id) << id.error().message;
+    ASSERT_TRUE((*store)->AddDelivery(*id, PayerChannel(payer), batches[revision - 1]));
+    DeliveryReport report = DeliverOpen(ctx);
+    ASSERT_EQ(report.done, 1u) << kind << ": "
+                               << (report.problems.empty() ? "" : report.problems[0]);
+    prev = *id;
+  }
+  auto cancel = fhir::json::Parse(ReadFile(dir / "claims" / "claims-medicare-2026-02-b.json"));
+  ASSERT_TRUE(cancel);
+  auto cancelled = OfType(*cancel, "Claim");
+  ASSERT_EQ(cancelled.size(), 1u);
+  EXPECT_EQ(cancelled[0]["status"].str(), "cancelled");
+  EXPECT_EQ(cancelled[0]["identifier"][0]["value"].str(), "a-2026-02-r1");
+  auto again = fhir::json::Parse(ReadFile(dir / "claims" / "claims-medicare-2026-02-c.json"));
+  ASSERT_TRUE(again);
+  auto claims = OfType(*again, "Claim");
+  ASSERT_EQ(claims.size(), 1u);
+  EXPECT_EQ(claims[0]["status"].str(), "active");
+  EXPECT_EQ(claims[0]["identifier"][0]["value"].str(), "a-2026-02-r3");
+  EXPECT_EQ(claims[0].find("related"), nullptr) << fhir::json::Serialize(claims[0]);
+}
+
 constexpr std::string_view kMembers = "urn:oid:2.16.840.1.113883.3.9999.1";
 
 LedgerRow Entry(const std::string& patient) {
