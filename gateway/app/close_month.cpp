@@ -15,11 +15,56 @@
 #include "gateway/sync/connection.h"
 #include "gateway/writeback/billing_outputs.h"
 #include "gateway/writeback/prior_billing.h"
+#include "gateway/writeback/write_capabilities.h"
 
 namespace ccm::gateway::app {
 namespace {
 
 using fhir::json::Value;
+
+// Refuses (kInvalidSetup) when a server bill creates on says it does not support conditional
+// create for what is created there (fix the server or vouch for it). A statement that cannot be
+// read is a warning: the ledger and the payer files must not depend on the EHR being up, and a
+// server that cannot answer GET metadata will not take the writes either (they fail per patient
+// and are retried next run).
+WorkflowStatus CheckWriteTargets(const WriteBackConfig& wb, fhir::FhirClient* ehr,
+                                 const CloseMonthObserver& observer) {
+  auto refuse = [&observer](const Error& e) -> WorkflowStatus {
+    if (!e.is(Errc::kUnsupported)) {
+      if (observer.on_warning) observer.on_warning(e.message);
+      return {};
+    }
+    return Fail(ErrorKind::kInvalidSetup, "no-conditional-create",
+                fmt::format("{}; nothing was written", e.message));
+  };
+  if (ehr != nullptr && wb.require_conditional_create) {
+    std::vector<std::string> types;
+    if (wb.care_plans) types.emplace_back("CarePlan");
+    if (wb.charge_items) types.emplace_back("ChargeItem");
+    Status s =
+        CheckConditionalCreate(*ehr, types, fmt::format("writeBack.target \"{}\"", wb.target->name),
+                               "writeBack.requireConditionalCreate");
+    if (!s) {
+      if (auto r = refuse(s.error()); !r) return r;
+    }
+  }
+  for (std::size_t i = 0; i < wb.payers.size(); ++i) {
+    const PayerConfig& payer = wb.payers[i];
+    if (!payer.endpoint || !payer.require_conditional_create) continue;
+    auto client = MakeFhirClient(*payer.endpoint, "billing");
+    if (!client) {
+      return Fail(ErrorKind::kInvalidSetup, "config-failed",
+                  fmt::format("billing.payers[{}].endpoint: {}", i, client.error().message));
+    }
+    Status s = CheckConditionalCreate(
+        **client, {"Bundle"}, fmt::format("billing.payers[{}].endpoint ({})", i, payer.name),
+        fmt::format("billing.payers[{}].requireConditionalCreate", i));
+    if (!s) {
+      if (auto r = refuse(s.error()); !r) return r;
+    }
+  }
+  return {};
+}
 
 // Refuses when the ledger is empty but this practice's claims already exist elsewhere: a new or
 // emptied state file would bill those patient-months again. Once a bill run has finished on the
@@ -220,12 +265,15 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
   }
   // A new (or emptied) state file beside claims already made would bill every patient-month
   // again: the ledger that says what was billed lives in the state file.
+  if (auto targets = CheckWriteTargets(wb, ehr.get(), observer); !targets) return targets.error();
   if (auto fresh = CheckNotANewLedger(store, sync, wb, ehr.get()); !fresh) return fresh.error();
 
   auto run = store.StartRun(dry_run ? "bill-dry-run" : "bill");
   if (!run) return Fail(ErrorKind::kFailed, "state-failed", run.error().message);
   FactStore facts;
-  auto collected = CollectFactsFromStore(store, engine, facts);
+  std::vector<std::string> source_names;
+  for (const auto& s : sync.sources) source_names.push_back(s.name);
+  auto collected = CollectFactsFromStore(store, engine, source_names, facts);
   if (!collected) return Fail(ErrorKind::kFailed, "state-failed", collected.error().message);
   std::vector<PatientMonth> results = Evaluate(facts, month, engine);
   auto checkpoint = [&observer](std::string_view step) {

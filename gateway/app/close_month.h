@@ -32,6 +32,9 @@ struct CloseMonthObserver {
   // Billing goes ahead on incomplete data (allow_incomplete): the gaps, one line each. Called
   // before anything is written.
   std::function<void(const std::vector<std::string>& gaps)> on_incomplete;
+  // Something to know that does not stop the run (a write target's CapabilityStatement could not
+  // be read). Called before anything is written.
+  std::function<void(const std::string& warning)> on_warning;
   // Progress through the care plans ("care plans", done, total).
   std::function<void(std::string_view step, std::size_t done, std::size_t total)> on_progress;
   // Test hook (the crash tests): called after each durable step -- "care-plan", "ledger",
@@ -83,12 +86,15 @@ struct CloseMonthResult {
 // - a needed type's last pull was not complete (or, for a closed month, started before the month
 //   ended) and !allow_incomplete: kRefused "incomplete-data", naming each source/type;
 // - the write-back target cannot be configured: kInvalidSetup;
+// - the write-back target or a payer endpoint declares no conditional create for what bill creates
+//   there (and the config does not vouch for it): kInvalidSetup "no-conditional-create"; a
+//   statement that cannot be read goes to observer.on_warning;
 // - the ledger is empty but this practice's claims exist elsewhere, or that cannot be checked:
 //   kRefused "prior-billing";
-// then writes care plans, delivers what an earlier run left, reconciles the ledger (kRefused
-// "ledger-conflict" when another run changed it meanwhile; kFailed otherwise) and delivers this
-// run's entries. Failures of single patients or deliveries do not stop the run: they are in
-// `problems`. kFailed when the state store fails.
+// then reads only the configured sources' resources, writes care plans, delivers what an earlier
+// run left, reconciles the ledger (kRefused "ledger-conflict" when another run changed it
+// meanwhile; kFailed otherwise) and delivers this run's entries. Failures of single patients or
+// deliveries do not stop the run: they are in `problems`. kFailed when the state store fails.
 WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateStore& store,
                                             const CloseMonthRequest& request,
                                             const CloseMonthObserver& observer = {});

@@ -50,12 +50,13 @@ WorkflowResult<MonthReport> EvaluateMonth(EvaluateMonthRequest request) {
 }
 
 WorkflowResult<MonthReport> EvaluateStoredMonth(StateStore& store, const YearMonth& month,
-                                                EngineConfig engine) {
+                                                EngineConfig engine,
+                                                const std::vector<std::string>& sources) {
   if (Status s = UseFeeScheduleForYear(engine, month.year); !s) {
     return Fail(ErrorKind::kFailed, "config-failed", s.error().message);
   }
   FactStore facts;
-  Result<CollectReport> collected = CollectFactsFromStore(store, engine, facts);
+  Result<CollectReport> collected = CollectFactsFromStore(store, engine, sources, facts);
   if (!collected) return Fail(ErrorKind::kFailed, "state-failed", collected.error().message);
   return Report(facts, std::move(*collected), month, std::move(engine));
 }

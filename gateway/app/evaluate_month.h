@@ -51,10 +51,12 @@ struct EvaluateMonthRequest {
 // inside the input are in the report.
 WorkflowResult<MonthReport> EvaluateMonth(EvaluateMonthRequest request);
 
-// The same over every resource in the state store (all sources). kFailed when the store cannot be
-// read or no fee schedule fits.
+// The same over the resources the state store holds of `sources` (the configured source names;
+// rows of a source no longer configured are not read, and a warning in read_issues says so).
+// kFailed when the store cannot be read or no fee schedule fits.
 WorkflowResult<MonthReport> EvaluateStoredMonth(StateStore& store, const YearMonth& month,
-                                                EngineConfig engine);
+                                                EngineConfig engine,
+                                                const std::vector<std::string>& sources);
 
 enum class ReportFormat { kNdjson, kCsv, kTable };
 // "ndjson", "csv", "table".

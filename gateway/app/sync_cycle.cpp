@@ -108,7 +108,9 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
-  auto report = EvaluateStoredMonth(store, result.month, config.engine);
+  std::vector<std::string> source_names;
+  for (const auto& s : sync.sources) source_names.push_back(s.name);
+  auto report = EvaluateStoredMonth(store, result.month, config.engine, source_names);
   if (!report) return report.error();
   if (auto stored = store.CountResources("", "")) result.stored = *stored;
   result.report_problems = report->has_problems();

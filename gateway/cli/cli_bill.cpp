@@ -149,6 +149,9 @@ class BillCommand : public Command {
           "run writes records it:");
       for (const auto& g : gaps) fmt::print(stderr, "  {}\n", g);
     };
+    observer.on_warning = [&console](const std::string& w) {
+      console.Error(fmt::format("warning: {}", w));
+    };
     observer.on_progress = [&console](std::string_view step, std::size_t done, std::size_t total) {
       console.Progress(fmt::format("bill: {} {}/{}", step, done, total));
     };

@@ -88,7 +88,7 @@ Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const st
   if (!p.is_object()) return ConfigError(origin, path, "expected an object");
   CCM_TRY(CheckKeys(p, origin, path,
                     {"name", "display", "identifierSystem", "identifierValue", "memberIdSystem",
-                     "directory", "endpoint", "csv"}));
+                     "directory", "endpoint", "csv", "requireConditionalCreate"}));
   PayerConfig out;
   CCM_TRY_ASSIGN(auto name, StringKey(p, "name", origin, path));
   if (!name || !ValidName(*name)) {
@@ -120,6 +120,8 @@ Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const st
   }
   CCM_TRY_ASSIGN(auto csv, BoolKey(p, "csv", origin, path));
   out.csv = csv.value_or(true);
+  CCM_TRY_ASSIGN(auto conditional, BoolKey(p, "requireConditionalCreate", origin, path));
+  out.require_conditional_create = conditional.value_or(true);
   if (out.directory.empty() && !out.endpoint) {
     return ConfigError(origin, path,
                        "a payer needs a directory (claim Bundles and CSV are written there), an "
@@ -144,7 +146,8 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
     const std::string p = "writeBack";
     CCM_TRY(CheckKeys(*w, origin, p,
                       {"carePlans", "chargeItems", "target", "carePlanIdentifierSystem", "author",
-                       "careTeam", "provenance", "provenanceAgent", "maxConflictRetries"}));
+                       "careTeam", "provenance", "provenanceAgent", "maxConflictRetries",
+                       "requireConditionalCreate"}));
     CCM_TRY_ASSIGN(auto cp, BoolKey(*w, "carePlans", origin, p));
     out.care_plans = cp.value_or(false);
     CCM_TRY_ASSIGN(auto ci, BoolKey(*w, "chargeItems", origin, p));
@@ -164,6 +167,8 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
     out.agent = agent.value_or("");
     CCM_TRY_ASSIGN(auto retries, IntKey(*w, "maxConflictRetries", origin, p, 0, 20));
     if (retries) out.max_conflict_retries = static_cast<int>(*retries);
+    CCM_TRY_ASSIGN(auto conditional, BoolKey(*w, "requireConditionalCreate", origin, p));
+    out.require_conditional_create = conditional.value_or(true);
     if (const Value* t = w->find("target"); t != nullptr && t->is_object()) {
       // A FHIR endpoint written to but not synced from (e.g. a billing server): a source-like
       // object with its own baseUrl, auth, TLS, timeouts and retries.

@@ -31,6 +31,9 @@ struct PayerConfig {
   std::filesystem::path directory;       // claim Bundles and CSV files go here
   std::optional<SourceConfig> endpoint;  // claim Bundles are POSTed here
   bool csv = true;                       // write the CSV summary (needs directory)
+  // The endpoint's CapabilityStatement must declare conditionalCreate for Bundle
+  // (gateway/writeback/write_capabilities.h); false: the operator vouches for it.
+  bool require_conditional_create = true;
 };
 
 struct WriteBackConfig {
@@ -44,6 +47,9 @@ struct WriteBackConfig {
   bool provenance = false;
   std::string agent;  // Provenance.agent.who reference; display "ccm-gateway" when empty
   int max_conflict_retries = 3;
+  // The target's CapabilityStatement must declare conditionalCreate for what is written
+  // (gateway/writeback/write_capabilities.h); false: the operator vouches for it.
+  bool require_conditional_create = true;
 
   std::string identifier_system = "urn:ccm-gateway";  // prefix of ChargeItem/Claim/Bundle ids
   ProviderConfig provider;

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <string>
 
 #include "fhir/json.h"
@@ -9,12 +12,33 @@
 namespace ccm::gateway {
 
 Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfig& config,
+                                            const std::vector<std::string>& sources,
                                             FactStore& facts) {
   CollectReport report;
   std::string buffer, scratch;
   // Size the index once (growing a large table rehashes every entry each time).
+  std::size_t wanted = 0;
+  for (const auto& source : sources) {
+    CCM_TRY_ASSIGN(std::size_t n, store.CountResources(source, ""));
+    wanted += n;
+  }
+  facts.Reserve(wanted);
   CCM_TRY_ASSIGN(std::size_t stored, store.CountResources("", ""));
-  facts.Reserve(stored);
+  if (stored > wanted) {
+    CCM_TRY_ASSIGN(auto by_source, store.SourceNames());
+    std::vector<std::string> others;
+    for (auto& name : by_source) {
+      if (std::find(sources.begin(), sources.end(), name) == sources.end()) {
+        others.push_back(fmt::format("\"{}\"", name));
+      }
+    }
+    report.read_issues.Add(
+        fhir::Severity::kWarning, fhir::IssueCode::kNotSupported, "",
+        fmt::format("the state store holds {} resource(s) of source(s) {} that the configuration "
+                    "no longer lists; they are kept, but not evaluated or billed (nothing "
+                    "refreshes them). List the source in sources[] again to use them",
+                    stored - wanted, fmt::join(others, ", ")));
+  }
   auto each = [&](std::string_view source, std::string_view type, std::string_view id,
                   std::string_view json) {
     std::string key = fmt::format("{}/{}", type, id);
@@ -43,7 +67,7 @@ Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfi
     facts.Add(std::move(*e));
     return true;
   };
-  CCM_TRY(store.ForEachResource("", each));
+  for (const auto& source : sources) CCM_TRY(store.ForEachResource(source, each));
   return report;
 }
 

@@ -303,6 +303,14 @@ class SqliteStateStore final : public StateStore {
     return n;
   }
 
+  Result<std::vector<std::string>> SourceNames() override {
+    // The primary key (source, type, id) lets this skip from source to source.
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT DISTINCT source FROM resources ORDER BY source"));
+    return Rows<std::string>(s, "listing sources",
+                             [](sqlite3_stmt* st) { return Column(st, 0); });
+  }
+
   Result<std::optional<SyncCursor>> GetCursor(std::string_view source,
                                               std::string_view type) override {
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT watermark, scope FROM cursors WHERE "

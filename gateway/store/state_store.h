@@ -199,6 +199,8 @@ class StateStore {
                                                           std::string_view type,
                                                           std::string_view id) = 0;
   virtual Result<std::size_t> CountResources(std::string_view source, std::string_view type) = 0;
+  // The sources that have stored resources, sorted.
+  virtual Result<std::vector<std::string>> SourceNames() = 0;
 
   virtual Result<std::optional<SyncCursor>> GetCursor(std::string_view source,
                                                       std::string_view type) = 0;

@@ -45,6 +45,7 @@ const SUPPORTED_TYPES = [
   'Patient', 'Condition', 'Encounter', 'CarePlan', 'Consent', 'Practitioner', 'PractitionerRole', 'Group',
   'Procedure', 'Provenance', 'ChargeItem', 'Claim', 'Observation', 'CareTeam', 'Goal', 'Organization',
   'Location', 'AllergyIntolerance', 'MedicationRequest', 'DiagnosticReport', 'DocumentReference', 'Immunization',
+  'Bundle', // payers' claim Bundles (POST [base]/Bundle)
 ];
 
 // ---------------------------------------------------------------------------------------------------------

@@ -189,6 +189,14 @@ class BillTest : public ::testing::Test {
     return out;
   }
 
+  // Requests to the payer other than reads (a bill run reads its CapabilityStatement).
+  std::size_t PayerWrites() {
+    std::size_t n = 0;
+    Value log = payer_->Requests();
+    for (const auto& req : log.array()) n += req["method"].str() == "GET" ? 0 : 1;
+    return n;
+  }
+
   std::vector<std::filesystem::path> ClaimFiles(std::string_view ext) {
     std::vector<std::filesystem::path> out;
     if (!std::filesystem::exists(dir_ / "claims")) return out;
@@ -295,7 +303,7 @@ TEST_F(BillTest, BillingTheMonthTwiceWritesEverythingOnceAndThenNothing) {
   for (const auto& r : log.array()) {
     EXPECT_EQ(r["method"].str(), "GET") << fhir::json::Serialize(r);
   }
-  EXPECT_EQ(payer_->Requests().size(), 0u);
+  EXPECT_EQ(PayerWrites(), 0u) << "the payer is only asked what it supports";
   EXPECT_EQ(ClaimFiles(".json").size(), 1u);
   EXPECT_EQ(ReadFile(ClaimFiles(".csv")[0]), csv_before);
   EXPECT_EQ(Ledger(false).size(), static_cast<std::size_t>(kBillablePatients));
@@ -446,7 +454,7 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndAVoidIsProposedThenConfirmedBySyn
   ASSERT_EQ(held.status, 0) << held.err;
   EXPECT_NE(held.out.find("0 voided, 0 withdrawn, 4 unchanged, 1 held"), std::string::npos)
       << held.out;
-  EXPECT_EQ(payer_->Requests().size(), 0u);
+  EXPECT_EQ(PayerWrites(), 0u) << "the payer is only asked what it supports";
 
   // A complete incremental sync does not re-read what was lost or wrongly removed: it confirms
   // nothing either.
@@ -590,6 +598,54 @@ TEST_F(BillTest, AClaimsFileWrittenButNotSentIsSaidAndSentAgain) {
   for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
 }
 
+// A server that does not declare conditional create would turn a retried create into a second
+// ChargeItem or claim: bill refuses before it writes anything there.
+TEST_F(BillTest, AServerWithoutConditionalCreateIsRefusedBeforeAnythingIsWritten) {
+  Sync();
+  auto without = [](TestFhirServer& server, std::string_view type) {
+    Value cs = server.Json("GET", "/fhir/R4/metadata");
+    Value resources = Value::MakeArray();
+    for (const Value& r : cs["rest"][0]["resource"].array()) {
+      Value copy = r;
+      if (copy["type"].str() == type) copy.erase("conditionalCreate");
+      resources.push_back(std::move(copy));
+    }
+    Value rest = cs["rest"][0];
+    rest.set("resource", std::move(resources));
+    cs.set("rest", Value::MakeArray({std::move(rest)}));
+    server.Faults(fmt::format(R"([{{"match": "GET /fhir/R4/metadata", "kind": "status",
+                                    "status": 200, "times": 10, "body": {}}}])",
+                              fhir::json::Serialize(cs)));
+  };
+  ehr_->ClearRequests();
+  without(*ehr_, "ChargeItem");
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("writeBack.target \"ehr\": the server's CapabilityStatement does not "
+                       "declare conditionalCreate for ChargeItem"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("set writeBack.requireConditionalCreate to false"), std::string::npos);
+  EXPECT_NE(r.err.find("nothing was written"), std::string::npos);
+  ehr_->Send("DELETE", "/__admin/faults");
+
+  without(*payer_, "Bundle");
+  GatewayRun p = Bill();
+  EXPECT_EQ(p.status, 2) << p.out << p.err;
+  EXPECT_NE(p.err.find("billing.payers[0].endpoint (medicare): the server's CapabilityStatement "
+                       "does not declare conditionalCreate for Bundle"),
+            std::string::npos)
+      << p.err;
+  EXPECT_TRUE(Ledger(false).empty());
+  EXPECT_TRUE(ClaimFiles(".json").empty());
+  Value log = ehr_->Requests();
+  for (const auto& req : log.array()) EXPECT_EQ(req["method"].str(), "GET") << req["url"].str();
+  EXPECT_TRUE(Search(*ehr_, "ChargeItem").empty());
+  payer_->Send("DELETE", "/__admin/faults");
+  GatewayRun ok = Bill();
+  EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+}
+
 TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   Sync();
   // A bill run has finished on this state file (a month with nothing billable), so an empty
@@ -604,6 +660,10 @@ TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   // The first ChargeItem write finds the server gone; the others are not tried one by one.
   EXPECT_NE(r.err.find("ledger entry 2: not tried: "), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("Patient/"), std::string::npos) << "no patient ids in logs: " << r.err;
+  EXPECT_NE(r.err.find("warning: writeBack.target \"ehr\": its CapabilityStatement could not be "
+                       "read"),
+            std::string::npos)
+      << r.err;
   // The audit log has the patient each failure concerns.
   GatewayRun audit = Gateway(fmt::format("ledger --config {} --audit", config_.string()));
   ASSERT_EQ(audit.status, 0);
@@ -843,7 +903,7 @@ TEST_F(BillTest, DataThatDisappearedIsHeldAndDroppedWhenItComesBack) {
   // Nothing went anywhere: no ChargeItem written or withdrawn, no claim.
   Value log = ehr_->Requests();
   for (const auto& req : log.array()) EXPECT_EQ(req["method"].str(), "GET");
-  EXPECT_EQ(payer_->Requests().size(), 0u);
+  EXPECT_EQ(PayerWrites(), 0u) << "the payer is only asked what it supports";
   EXPECT_EQ(BillableChargeItems(), charge_items);
   EXPECT_EQ(ClaimFiles(".json").size(), 1u);
   GatewayRun listed = Gateway(fmt::format("ledger --config {}", config_.string()));

@@ -300,7 +300,7 @@ TEST(CollectFactsFromStoreTest, AResourceHeldByTwoSourcesIsReportedAndCountedOnc
     return {};
   }));
   FactStore facts;
-  auto report = CollectFactsFromStore(**store, *config, facts);
+  auto report = CollectFactsFromStore(**store, *config, {"ehr-a", "ehr-b"}, facts);
   ASSERT_TRUE(report) << report.error().message;
   EXPECT_EQ(report->read.resources, 3u);
   ASSERT_EQ(report->read_issues.size(), 1u) << "one warning, for p1 only";
@@ -310,6 +310,31 @@ TEST(CollectFactsFromStoreTest, AResourceHeldByTwoSourcesIsReportedAndCountedOnc
   EXPECT_EQ(facts.size(), 2u) << "p1 once, p2";
   ASSERT_NE(facts.Find("Patient/p1"), nullptr);
   EXPECT_EQ(facts.Find("Patient/p1")->stamp.version_id, "2") << "the newer version is kept";
+}
+
+// A source taken out of the configuration keeps its rows, but nothing refreshes them any more:
+// they are not evaluated (and so never billed), and a warning says so.
+TEST(CollectFactsFromStoreTest, ResourcesOfASourceNoLongerConfiguredAreNotEvaluated) {
+  TempDir dir;
+  auto config = DefaultEngineConfig();
+  ASSERT_TRUE(config);
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  ASSERT_TRUE((*store)->Upsert("ehr", "Patient", "p1", VersionStamp{"1", std::nullopt},
+                               R"({"resourceType": "Patient", "id": "p1"})", 1));
+  ASSERT_TRUE((*store)->Upsert("old-ehr", "Patient", "p2", VersionStamp{"1", std::nullopt},
+                               R"({"resourceType": "Patient", "id": "p2"})", 1));
+  EXPECT_EQ(*(*store)->SourceNames(), (std::vector<std::string>{"ehr", "old-ehr"}));
+  FactStore facts;
+  auto report = CollectFactsFromStore(**store, *config, {"ehr"}, facts);
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_EQ(facts.size(), 1u);
+  EXPECT_EQ(facts.Find("Patient/p2"), nullptr);
+  ASSERT_EQ(report->read_issues.size(), 1u);
+  EXPECT_EQ(report->read_issues.items()[0].message,
+            "the state store holds 1 resource(s) of source(s) \"old-ehr\" that the "
+            "configuration no longer lists; they are kept, but not evaluated or billed (nothing "
+            "refreshes them). List the source in sources[] again to use them");
 }
 
 TEST_F(SyncTest, FullSyncRemovesWhatTheServerDeleted) {

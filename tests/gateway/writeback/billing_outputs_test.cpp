@@ -10,6 +10,7 @@
 
 #include "fhir/validate.h"
 #include "gateway/writeback/careplan_writeback.h"
+#include "gateway/writeback/write_capabilities.h"
 #include "gateway/ccm/facts.h"
 #include "gateway/config/writeback_config.h"
 #include "gateway/store/sqlite_state_store.h"
@@ -608,6 +609,21 @@ Result<WriteBackConfig> ParseConfig(const std::string& text, const SyncConfig& s
       sync);
 }
 
+TEST(WriteCapabilitiesTest, OnlyAServerRestThatSaysTrueDeclaresConditionalCreate) {
+  auto cs = fhir::json::Parse(R"({"resourceType": "CapabilityStatement", "rest": [
+      {"mode": "client", "resource": [{"type": "Bundle", "conditionalCreate": true}]},
+      {"mode": "server", "resource": [
+        {"type": "ChargeItem", "conditionalCreate": true},
+        {"type": "CarePlan", "conditionalCreate": false},
+        {"type": "Claim", "conditionalCreate": "true"}]}]})");
+  ASSERT_TRUE(cs);
+  EXPECT_TRUE(MissingConditionalCreate(*cs, {"ChargeItem"}).empty());
+  EXPECT_EQ(MissingConditionalCreate(*cs, {"ChargeItem", "CarePlan", "Bundle", "Claim"}),
+            (std::vector<std::string>{"CarePlan", "Bundle", "Claim"}))
+      << "false, only in a client rest, and a string are not a declaration";
+  EXPECT_TRUE(MissingConditionalCreate(*cs, {}).empty());
+}
+
 TEST(WriteBackConfigTest, ReadsEveryKey) {
   SyncConfig sync;
   sync.sources.push_back(SourceConfig{.name = "ehr", .base_url = "https://ehr/fhir"});
@@ -616,11 +632,12 @@ TEST(WriteBackConfigTest, ReadsEveryKey) {
     "writeBack": {"carePlans": true, "chargeItems": true, "target": "billing",
                   "carePlanIdentifierSystem": "https://clinic.example/ccm-plan",
                   "author": "Organization/o1", "careTeam": "CareTeam/t1", "provenance": true,
-                  "provenanceAgent": "Device/gw", "maxConflictRetries": 5},
+                  "provenanceAgent": "Device/gw", "maxConflictRetries": 5,
+                  "requireConditionalCreate": false},
     "billing": {"identifierSystem": "https://clinic.example/billing",
                 "provider": {"reference": "Organization/o1", "name": "Clinic", "npi": "1234567893"},
                 "payers": [{"name": "medicare", "display": "Medicare", "directory": "out/claims",
-                            "csv": false,
+                            "csv": false, "requireConditionalCreate": false,
                             "endpoint": {"baseUrl": "https://payer.example/fhir",
                                          "auth": {"type": "bearer", "tokenEnv": "PAYER_TOKEN"}}}]}
   })",
@@ -635,11 +652,13 @@ TEST(WriteBackConfigTest, ReadsEveryKey) {
   EXPECT_TRUE(c->provenance);
   EXPECT_EQ(c->agent, "Device/gw");
   EXPECT_EQ(c->max_conflict_retries, 5);
+  EXPECT_FALSE(c->require_conditional_create);
   EXPECT_EQ(c->identifier_system, "https://clinic.example/billing");
   EXPECT_EQ(c->provider.npi, "1234567893");
   ASSERT_EQ(c->payers.size(), 1u);
   EXPECT_EQ(c->payers[0].directory, std::filesystem::path("/etc/ccm/out/claims"));
   EXPECT_FALSE(c->payers[0].csv);
+  EXPECT_FALSE(c->payers[0].require_conditional_create);
   ASSERT_TRUE(c->payers[0].endpoint);
   EXPECT_EQ(c->payers[0].endpoint->name, "medicare");
   EXPECT_EQ(c->payers[0].endpoint->auth.token, "t0k3n");
