@@ -299,6 +299,9 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
         result.problems.push_back(fmt::format("care plan{} (audit record {}): {}",
                                               w.reference.empty() ? "" : " " + w.reference, w.audit,
                                               w.message));
+      } else if (!w.provenance_error.empty()) {
+        result.problems.push_back(
+            fmt::format("care plan {} written, but {}", w.reference, w.provenance_error));
       }
       bool written = w.action == CarePlanAction::kCreated || w.action == CarePlanAction::kUpdated;
       result.care_plans.push_back(CarePlanOutcome{r.patient, std::move(w)});

@@ -83,7 +83,10 @@ void PrintHolds(const LedgerOutcome& outcome, bool dry_run) {
 // With --dry-run: what the run would write, one line each, before the summary.
 void PrintPlan(const app::CloseMonthResult& r) {
   for (const auto& [patient, w] : r.care_plans) {
-    if (w.action == CarePlanAction::kFailed || w.action == CarePlanAction::kUnchanged) continue;
+    if (w.action == CarePlanAction::kFailed || w.action == CarePlanAction::kUnchanged ||
+        !w.provenance_error.empty()) {
+      continue;  // (a problem line instead, or nothing to say)
+    }
     fmt::print("care plan  {:<14} {}{}\n", ToCode(w.action), patient,
                w.reference.empty() ? "" : fmt::format(" ({})", w.reference));
   }

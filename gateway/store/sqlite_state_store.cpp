@@ -307,8 +307,7 @@ class SqliteStateStore final : public StateStore {
     // The primary key (source, type, id) lets this skip from source to source.
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("SELECT DISTINCT source FROM resources ORDER BY source"));
-    return Rows<std::string>(s, "listing sources",
-                             [](sqlite3_stmt* st) { return Column(st, 0); });
+    return Rows<std::string>(s, "listing sources", [](sqlite3_stmt* st) { return Column(st, 0); });
   }
 
   Result<std::optional<SyncCursor>> GetCursor(std::string_view source,

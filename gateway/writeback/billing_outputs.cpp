@@ -132,9 +132,9 @@ Status WithdrawChargeItem(DeliveryContext& ctx, const std::string& value, Delive
     }
     if (!conflict) return {};
   }
-  return MakeError(
-      Errc::kConflict,
-      fmt::format("ChargeItem {} kept changing under us; left for the next run", value));
+  return MakeError(Errc::kConflict,
+                   // `value` begins with the patient id: not in a message that reaches the log.
+                   "a ChargeItem being withdrawn kept changing under us; left for the next run");
 }
 
 // Identifier values and searches are built from patient ids (R4 datatypes.html#id:

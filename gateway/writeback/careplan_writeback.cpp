@@ -134,17 +134,23 @@ Value MakeProvenance(const WriteBackConfig& config, const std::string& target,
   return p;
 }
 
-// Creates `provenance` when configured; returns its reference ("" when none was written, with an
-// audit record of the failure).
+// Creates `provenance` when configured; returns its reference ("" when none was written: then
+// `error` says why, and an audit record keeps it).
 std::string WriteProvenance(fhir::FhirClient& client, StateStore& store,
                             const WriteBackConfig& config, std::int64_t run,
                             const Value& provenance, const std::string& target,
-                            const std::string& version) {
+                            const std::string& version, std::string& error) {
   if (!config.provenance) return "";
-  // Not retried blindly (a plain POST): a lost response leaves at most a missing Provenance,
-  // which the audit log still records.
-  auto created = client.Create(provenance);
+  // Provenance has no identifier (R4 provenance.html), but a version is written once: a create
+  // conditional on the versioned target can be retried after a lost answer without making two.
+  // Without a version a plain POST, not retried blindly (a lost answer leaves at most a missing
+  // Provenance, which the audit log records).
+  std::string versioned = version.empty() ? "" : fmt::format("{}/_history/{}", target, version);
+  auto created = versioned.empty()
+                     ? client.Create(provenance)
+                     : client.Create(provenance, "target=" + fhir::EncodeQueryValue(versioned));
   if (created) return fmt::format("Provenance/{}", created->body["id"].str());
+  error = fmt::format("its Provenance was not written: {}", created.error().message);
   static_cast<void>(store.AddAudit(
       AuditRow{0, "", run, "provenance-failed", target, version, created.error().message, ""}));
   return "";
@@ -152,7 +158,7 @@ std::string WriteProvenance(fhir::FhirClient& client, StateStore& store,
 
 Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackConfig& config,
                    std::int64_t run, std::string_view action, const Value& written,
-                   std::string& provenance_ref) {
+                   std::string& provenance_ref, std::string& provenance_error) {
   std::string target = fmt::format("CarePlan/{}", written["id"].str());
   std::string version(written["meta"]["versionId"].str());
   provenance_ref = WriteProvenance(
@@ -160,7 +166,7 @@ Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackC
       MakeProvenance(config,
                      version.empty() ? target : fmt::format("{}/_history/{}", target, version),
                      action),
-      target, version);
+      target, version, provenance_error);
   CCM_TRY(store.AddAudit(
       AuditRow{0, "", run, std::string(action), target, version, "CCM care plan", provenance_ref}));
   return {};
@@ -177,7 +183,8 @@ std::string CreateSentTarget(const std::string& identifier) {
 // create record and Provenance then, marked late. Returns whether it recorded one.
 Result<bool> RecordLateCreate(fhir::FhirClient& client, StateStore& store,
                               const WriteBackConfig& config, std::int64_t run,
-                              const std::string& identifier, const Value& plan) {
+                              const std::string& identifier, const Value& plan,
+                              std::string& provenance_error) {
   CCM_TRY_ASSIGN(auto attempts, store.AuditRecords(CreateSentTarget(identifier)));
   if (attempts.empty()) return false;
   std::string target = fmt::format("CarePlan/{}", plan["id"].str());
@@ -207,8 +214,8 @@ Result<bool> RecordLateCreate(fhir::FhirClient& client, StateStore& store,
   late.set("url", Str(kRecordedLateExtension));
   late.set("valueBoolean", Value::Bool(true));
   provenance.set("extension", Value::MakeArray({std::move(late)}));
-  std::string provenance_ref =
-      WriteProvenance(client, store, config, run, provenance, target, first_version);
+  std::string provenance_ref = WriteProvenance(client, store, config, run, provenance, target,
+                                               first_version, provenance_error);
   CCM_TRY(store.AddAudit(AuditRow{
       0, "", run, "create", target, first_version,
       fmt::format("CCM care plan; recorded late: the server applied the create sent at {} but "
@@ -453,9 +460,12 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     if (!found) return fail(found.error().message);
     if (found->size() > 1) {
       return fail(
-          fmt::format("{} CarePlans carry the identifier {}; the gateway manages one per "
-                      "patient: merge them or retire all but one in the EHR",
-                      found->size(), identifier));
+          // The identifier's value is the patient id: the audit record names the patient, the
+          // message (which reaches the log) does not.
+          fmt::format("{} CarePlans carry the gateway's identifier ({}|<patient id>) of one "
+                      "patient; the gateway manages one per patient: merge them or retire all "
+                      "but one in the EHR",
+                      found->size(), config.care_plan_identifier_system));
     }
     if (found->empty()) {
       std::string other;
@@ -493,7 +503,8 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
       out.version = std::string(created->body["meta"]["versionId"].str());
       if (created->status != 201) continue;  // created meanwhile by another run: update that one
       std::string provenance;
-      if (Status s = RecordWrite(client, store, config, run, "create", created->body, provenance);
+      if (Status s = RecordWrite(client, store, config, run, "create", created->body, provenance,
+                                 out.provenance_error);
           !s) {
         return fail(s.error().message);
       }
@@ -504,7 +515,8 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     out.reference = fmt::format("CarePlan/{}", plan["id"].str());
     std::string version(plan["meta"]["versionId"].str());
     if (!dry_run && !out.recorded_late) {
-      auto late = RecordLateCreate(client, store, config, run, identifier, plan);
+      auto late =
+          RecordLateCreate(client, store, config, run, identifier, plan, out.provenance_error);
       if (!late) return fail(late.error().message);
       out.recorded_late = *late;
     }
@@ -526,7 +538,8 @@ CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const P
     if (!updated) return fail(updated.error().message);
     out.version = std::string(updated->body["meta"]["versionId"].str());
     std::string provenance;
-    if (Status s = RecordWrite(client, store, config, run, "update", updated->body, provenance);
+    if (Status s = RecordWrite(client, store, config, run, "update", updated->body, provenance,
+                               out.provenance_error);
         !s) {
       return fail(s.error().message);
     }

@@ -77,6 +77,9 @@ struct CarePlanWrite {
   std::string message;         // why it failed, or what the other plan is (no patient data)
   std::int64_t audit = 0;      // the audit record of a failure (it names the patient)
   bool recorded_late = false;  // a create whose answer was lost got its records in this run
+  // The write went, but its Provenance (writeBack.provenance) could not be created: why (no
+  // patient data). The audit log has a "provenance-failed" record of it.
+  std::string provenance_error;
 };
 
 // What the EHR holds for the patients of a run, read in a few searches instead of two per patient:

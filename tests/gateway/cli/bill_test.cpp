@@ -646,6 +646,67 @@ TEST_F(BillTest, AServerWithoutConditionalCreateIsRefusedBeforeAnythingIsWritten
   EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
 }
 
+// Two CarePlans with the gateway's identifier for one patient: that patient's plan is a problem
+// for a person to settle, and the log says so without the patient id (the audit record has it).
+TEST_F(BillTest, TwoGatewayCarePlansForOnePatientAreAProblemNamedWithoutThePatient) {
+  RetireCarePlans(kNotBillable);  // the gateway creates its plan for this patient
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  std::optional<Value> managed;
+  std::string id;
+  for (const Value& plan : Search(*ehr_, "CarePlan?_count=1000")) {
+    for (const Value& i : plan["identifier"].array()) {
+      if (i["system"].str() == "https://clinic.example/ccm-care-plan" && !managed) {
+        managed = plan;
+        id = std::string(i["value"].str());
+      }
+    }
+  }
+  ASSERT_TRUE(managed) << "bill created the gateway's CarePlans";
+  Value copy = *managed;
+  copy.erase("id");
+  copy.erase("meta");
+  ASSERT_LT(ehr_->Send("POST", "/fhir/R4/CarePlan", fhir::json::Serialize(copy)).status, 300);
+  ASSERT_EQ(Gateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
+                                config_.string(), (dir_ / "report.ndjson").string()))
+                .status,
+            0);
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("2 CarePlans carry the gateway's identifier "
+                       "(https://clinic.example/ccm-care-plan|<patient id>) of one patient"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find(id), std::string::npos) << "no patient id in the log: " << r.err;
+}
+
+// The CarePlan was written but its Provenance was refused: a problem (exit 1), not a silent gap;
+// and a Provenance of a version is created conditionally, so a retried POST makes no second one.
+TEST_F(BillTest, AProvenanceThatWasNotWrittenIsAProblem) {
+  RetireCarePlans(kNotBillable);
+  Sync();
+  ehr_->ClearRequests();
+  ehr_->Faults(R"([{"match": "POST /fhir/R4/Provenance", "kind": "status", "status": 422}])");
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("problem: care plan CarePlan/"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("written, but its Provenance was not written: "), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("Patient/"), std::string::npos) << r.err;
+  Value log = ehr_->Requests();
+  std::size_t conditional = 0;
+  for (const auto& req : log.array()) {
+    if (req["method"].str() == "POST" && req["url"].str().ends_with("/Provenance")) {
+      EXPECT_TRUE(req["ifNoneExist"].str().starts_with("target=CarePlan%2F"))
+          << fhir::json::Serialize(req);
+      ++conditional;
+    }
+  }
+  EXPECT_EQ(conditional, 1u);
+  GatewayRun audit = Gateway(fmt::format("ledger --config {} --audit", config_.string()));
+  EXPECT_NE(audit.out.find("\"action\":\"provenance-failed\""), std::string::npos) << audit.out;
+}
+
 TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   Sync();
   // A bill run has finished on this state file (a month with nothing billable), so an empty
