@@ -71,6 +71,26 @@ WorkflowStatus CheckWriteTargets(const WriteBackConfig& wb, fhir::FhirClient* eh
 // state file, an empty ledger only means nothing was billable.
 WorkflowStatus CheckNotANewLedger(StateStore& store, const SyncConfig& sync,
                                   const WriteBackConfig& wb, fhir::FhirClient* ehr) {
+  // Claim files the ledger never queued: the state file is older than the claims already
+  // written (a backup restored), and would bill their patient-months again.
+  auto unknown = ClaimFilesUnknownToTheLedger(wb, store);
+  if (!unknown) return Fail(ErrorKind::kFailed, "claims-check-failed", unknown.error().message);
+  if (!unknown->empty()) {
+    std::string message = fmt::format(
+        "the payers' directories hold {} claim file(s) that the ledger in {} never "
+        "wrote:\n",
+        unknown->size(), sync.state_path.string());
+    for (std::size_t i = 0; i < unknown->size() && i < 10; ++i) {
+      message += fmt::format("  {}\n", (*unknown)[i]);
+    }
+    if (unknown->size() > 10) message += fmt::format("  ... and {} more\n", unknown->size() - 10);
+    message +=
+        "The state file is older than the claims already sent (was a backup restored?): billing "
+        "from it could bill those patient-months again. Restore the newest state file "
+        "(state.path); if these files are not this gateway's, move them out of the directory. "
+        "Nothing was written.";
+    return Fail(ErrorKind::kRefused, "unknown-claims", std::move(message));
+  }
   auto last = store.LastRun("bill");
   if (!last) return Fail(ErrorKind::kFailed, "state-failed", last.error().message);
   if (*last && (*last)->status == "ok") return {};  // the usual case: no ledger read

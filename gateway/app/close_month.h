@@ -89,6 +89,8 @@ struct CloseMonthResult {
 // - the write-back target or a payer endpoint declares no conditional create for what bill creates
 //   there (and the config does not vouch for it): kInvalidSetup "no-conditional-create"; a
 //   statement that cannot be read goes to observer.on_warning;
+// - the payers' directories hold claim files the ledger never wrote (an older state file):
+//   kRefused "unknown-claims";
 // - the ledger is empty but this practice's claims exist elsewhere, or that cannot be checked:
 //   kRefused "prior-billing";
 // then reads only the configured sources' resources, writes care plans, delivers what an earlier

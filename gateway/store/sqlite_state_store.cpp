@@ -303,6 +303,15 @@ class SqliteStateStore final : public StateStore {
     return n;
   }
 
+  Result<std::vector<std::string>> DeliveryBatches(std::string_view channel) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT DISTINCT batch FROM deliveries WHERE channel = ?1 AND "
+                           "batch <> '' ORDER BY batch",
+                           channel));
+    return Rows<std::string>(s, "listing delivery batches",
+                             [](sqlite3_stmt* st) { return Column(st, 0); });
+  }
+
   Result<std::vector<std::string>> SourceNames() override {
     // The primary key (source, type, id) lets this skip from source to source.
     CCM_TRY_ASSIGN(sqlite3_stmt * s,

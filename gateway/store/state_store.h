@@ -242,6 +242,8 @@ class StateStore {
                              std::string_view batch) = 0;
   virtual Status SetDelivery(std::int64_t entry, std::string_view channel, std::string_view status,
                              std::string_view detail) = 0;
+  // The batches deliveries to `channel` were ever queued in (not "": held), sorted.
+  virtual Result<std::vector<std::string>> DeliveryBatches(std::string_view channel) = 0;
   // Deliveries of one entry (entry > 0), or all not yet done (entry == 0), by entry and channel.
   virtual Result<std::vector<DeliveryRow>> Deliveries(std::int64_t entry) = 0;
 

@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "fhir/client/http_client.h"
 #include "gateway/sync/connection.h"
+#include "gateway/writeback/billing_outputs.h"
 
 namespace ccm::gateway {
 namespace {
@@ -17,6 +20,38 @@ bool AnyMatch(const fhir::json::Value& bundle) {
 }
 
 }  // namespace
+
+Result<std::vector<std::string>> ClaimFilesUnknownToTheLedger(const WriteBackConfig& config,
+                                                              StateStore& store) {
+  std::vector<std::string> unknown;
+  for (const PayerConfig& payer : config.payers) {
+    if (payer.directory.empty()) continue;
+    CCM_TRY_ASSIGN(auto batches, store.DeliveryBatches(PayerChannel(payer)));
+    // Nothing ever queued for the payer: a new ledger, which FindPriorBilling checks.
+    if (batches.empty()) continue;
+    std::set<std::string, std::less<>> known(batches.begin(), batches.end());
+    // Files are named claims-<payer>-<batch>.json (billing_outputs.cpp Send).
+    const std::string prefix = fmt::format("claims-{}-", payer.name);
+    std::error_code ec;
+    std::vector<std::string> files;
+    for (std::filesystem::directory_iterator it(payer.directory, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!name.starts_with(prefix) || !name.ends_with(".json")) continue;
+      std::string batch = name.substr(prefix.size(), name.size() - prefix.size() - 5);
+      if (!known.contains(batch)) files.push_back(name);
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      return MakeError(Errc::kIo, fmt::format("cannot list the claims directory {}: {}",
+                                              payer.directory.string(), ec.message()));
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      unknown.push_back(fmt::format("{} in {}", f, payer.directory.string()));
+    }
+  }
+  return unknown;
+}
 
 Result<std::vector<std::string>> FindPriorBilling(const WriteBackConfig& config,
                                                   fhir::FhirClient* ehr) {

@@ -14,6 +14,7 @@
 #include "fhir/client/fhir_client.h"
 #include "fhir/result.h"
 #include "gateway/config/writeback_config.h"
+#include "gateway/store/state_store.h"
 
 namespace ccm::gateway {
 
@@ -22,5 +23,13 @@ namespace ccm::gateway {
 // writeBack.chargeItems); payers' endpoints get a client of their own.
 Result<std::vector<std::string>> FindPriorBilling(const WriteBackConfig& config,
                                                   fhir::FhirClient* ehr);
+
+// Claim files in the payers' directories whose batch no delivery in `store` was queued in (one
+// line each: the file and its directory): the claims were written by a newer copy of the state
+// file -- an older backup was restored -- or by another gateway. Billing from this state file
+// could bill their patient-months again. A payer the store never queued anything for is left to
+// FindPriorBilling (a new ledger).
+Result<std::vector<std::string>> ClaimFilesUnknownToTheLedger(const WriteBackConfig& config,
+                                                              StateStore& store);
 
 }  // namespace ccm::gateway

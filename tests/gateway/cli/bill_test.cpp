@@ -1086,6 +1086,36 @@ TEST_F(BillTest, ANewStateFileBesideClaimsAlreadyMadeIsRefused) {
   for (const auto& req : log.array()) EXPECT_EQ(req["method"].str(), "GET");
 }
 
+// An older backup of the state file restored after a later bill: its ledger does not know the
+// claims written since, so billing from it could bill them again. Refused, naming the files.
+TEST_F(BillTest, AnOlderStateFileBesideNewerClaimsIsRefused) {
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  ExecSqlOn(dir_ / "state.db",
+            fmt::format("VACUUM INTO '{}'", (dir_ / "backup.db").string()).c_str());
+  // Later: an encounter entered late makes an adjustment, which goes out at once in a new batch.
+  AddStaffMinutes(kOneCode, 20, "late-call");
+  Sync();
+  ASSERT_EQ(Bill().status, 0);
+  auto files = ClaimFiles(".json");
+  ASSERT_EQ(files.size(), 2u);
+  for (const char* f : {"state.db", "state.db-wal", "state.db-shm"}) {
+    std::filesystem::remove(dir_ / f);
+  }
+  std::filesystem::rename(dir_ / "backup.db", dir_ / "state.db");
+  Sync();
+  GatewayRun r = Bill();
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find(fmt::format("the payers' directories hold 1 claim file(s) that the ledger "
+                                   "in {} never wrote",
+                                   (dir_ / "state.db").string())),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("was a backup restored?"), std::string::npos) << r.err;
+  EXPECT_EQ(ClaimFiles(".json"), files) << "nothing written";
+  EXPECT_EQ(Ledger(false).size(), static_cast<std::size_t>(kBillablePatients));
+}
+
 TEST_F(BillTest, AClaimWithoutAPatientIdentityIsHeldUntilItArrives) {
   std::string id(kOneCode.substr(8));
   SetMbi(Search(*ehr_, "Patient?_id=" + id).at(0), "");
