@@ -1,18 +1,17 @@
 // `ccm-gateway sync`: pull every configured source into the state store, then evaluate the month
-// from the store exactly as `evaluate` does from files.
+// from the store exactly as `evaluate` does from files (app::RunSyncCycle), once or every
+// sync.intervalSeconds.
 #include <csignal>
 #include <ctime>
 
 #include <fmt/format.h>
-#include <unistd.h>
 
+#include "fhir/client/fhir_client.h"
 #include "fhir/datetime.h"
+#include "fhir/json.h"
+#include "gateway/app/sync_cycle.h"
 #include "gateway/cli/cli_common.h"
-#include "gateway/ingest/store_facts.h"
-#include "gateway/store/locks.h"
-#include "gateway/store/sqlite_state_store.h"
-#include "gateway/store/state_store.h"
-#include "gateway/sync/sync.h"
+#include "gateway/config/gateway_config.h"
 
 namespace ccm::gateway::cli {
 namespace {
@@ -21,15 +20,17 @@ using fhir::json::Value;
 
 // Progress and events on stderr: a live line per type on a terminal; otherwise one JSON object per
 // line (for log shippers). Nothing here carries patient data: counts, resource types, source
-// names, and URLs without their query.
+// names, and URLs without their query. --quiet leaves out what is only informational (the last
+// line, which carries the exit status, always comes).
 class SyncLog {
  public:
-  explicit SyncLog(bool terminal) : terminal_(terminal) {}
+  explicit SyncLog(Console& console) : console_(console), terminal_(console.stderr_is_terminal()) {}
 
   void Page(const TypeSync& t) {
-    if (!terminal_) return;
-    fmt::print(stderr, "\r\033[K  {:<12} {:<18} page {:>5}  {:>9} resource(s)  {:>8.0f}/s",
-               t.source, t.type, t.pages, t.resources, Rate(t));
+    if (!terminal_ || console_.quiet()) return;
+    fmt::print(stderr, "\r\033[K  {:<12} {:<18} page {:>5}  {:>9}{} resource(s)  {:>8.0f}/s",
+               t.source, t.type, t.pages, t.resources,
+               t.total ? fmt::format(" of {}", *t.total) : "", Rate(t));
     std::fflush(stderr);
   }
 
@@ -49,6 +50,7 @@ class SyncLog {
     }
     if (terminal_) {
       if (t.state == PullState::kComplete) {
+        if (console_.quiet() && notes.empty()) return;
         fmt::print(stderr,
                    "\r\033[K  {:<12} {:<18} {:>5} page(s) {:>9} resource(s) ({} new, {} updated, "
                    "{} unchanged{}{}) {:.1f}s{}{}{}\n",
@@ -58,6 +60,7 @@ class SyncLog {
                    t.searches > 1 ? fmt::format(" in {} searches", t.searches) : "",
                    t.full ? " [full]" : "", notes);
       } else if (t.state == PullState::kNotOffered) {
+        if (console_.quiet()) return;
         fmt::print(stderr, "\r\033[K  {:<12} {:<18} not offered by the server\n", t.source, t.type);
       } else {
         fmt::print(stderr, "\r\033[K  {:<12} {:<18} {}: {}\n", t.source, t.type,
@@ -69,6 +72,7 @@ class SyncLog {
                              : t.state == PullState::kIncomplete ? "warning"
                              : notes.empty()                     ? "info"
                                                                  : "warning";
+    if (level == "info" && console_.quiet()) return;
     Value e = Event(level, "type-synced");
     e.set("source", Value::String(t.source));
     e.set("type", Value::String(t.type));
@@ -92,7 +96,14 @@ class SyncLog {
     Emit(e);
   }
 
+  void SourceStart(const SourceConfig& src) {
+    if (terminal_ && !console_.quiet()) {
+      fmt::print(stderr, "{} ({})\n", src.name, fhir::RedactUrl(src.base_url));
+    }
+  }
+
   void Message(std::string_view level, std::string_view event, const std::string& message) {
+    if (level == "info" && console_.quiet()) return;
     if (terminal_) {
       fmt::print(stderr, "\r\033[K{}{}\n", level == "info" ? "" : fmt::format("{}: ", level),
                  message);
@@ -103,7 +114,24 @@ class SyncLog {
     Emit(e);
   }
 
-  void Emit(const Value& e) { fmt::print(stderr, "{}\n", fhir::json::Serialize(e)); }
+  // The last line of a run that ends: plain on a terminal, else an event with `ok` and the exit
+  // status (and `extra` members), so that the last log line and the exit status always agree.
+  void Final(std::string_view event, int exit, const std::string& line, Value extra = Value()) {
+    if (terminal_) {
+      fmt::print(stderr, "{}\n", line);
+      return;
+    }
+    Value e = Event(exit == kExitOk ? "info" : "error", event);
+    e.set("ok", Value::Bool(exit == kExitOk));
+    e.set("exitStatus", Value::Number(std::int64_t{exit}));
+    if (extra.is_object()) {
+      for (const auto& m : extra.object()) e.set(m.key, m.value);
+    }
+    e.set("message", Value::String(line));
+    Emit(e);
+  }
+
+  static void Emit(const Value& e) { fmt::print(stderr, "{}\n", fhir::json::Serialize(e)); }
   static Value Event(std::string_view level, std::string_view event) {
     Value e = Value::MakeObject();
     e.set("time", Value::String(fhir::NowUtc()));
@@ -117,194 +145,169 @@ class SyncLog {
   static double Rate(const TypeSync& t) {
     return t.seconds > 0 ? static_cast<double>(t.resources) / t.seconds : 0.0;
   }
+  Console& console_;
   bool terminal_;
 };
 
-int SyncCycle(const Args& args, EngineConfig engine, const SyncConfig& sync, StateStore& store,
-              SyncLog& log) {
-  YearMonth month = CurrentMonth(engine);
-  if (auto m = args.value("--month")) month = *YearMonth::Parse(*m);  // checked by the caller
-  auto started = std::chrono::steady_clock::now();
-  // One sync (or bill) at a time per state file: a full pull removing what it did not see must
-  // not meet rows another pull is storing (gateway/store/locks.h).
-  auto lock = LockSync(sync.state_path, sync.lock_wait);
-  if (!lock) {
-    std::string line = fmt::format("not synced: {}; waited {} s (sync.lockWaitSeconds)",
-                                   lock.error().message, sync.lock_wait.count());
-    if (log.terminal()) {
-      fmt::print(stderr, "{}\n", line);
-    } else {
-      Value summary = SyncLog::Event("error", "sync-finished");
-      summary.set("ok", Value::Bool(false));
-      summary.set("exitStatus", Value::Number(std::int64_t{kExitDataProblems}));
-      summary.set("message", Value::String(line));
-      log.Emit(summary);
-    }
-    return lock.error().is(Errc::kConflict) ? kExitDataProblems : kExitFatal;
+class SyncCommand : public Command {
+ public:
+  SyncCommand()
+      : Command(
+            "sync",
+            "--config FILE [--once] [--full] [--allow-mass-delete] [--month YYYY-MM] "
+            "[--report FILE] [--format ndjson|csv|table]",
+            "Pull the configured FHIR sources into the state store (incrementally, after the "
+            "first run), then evaluate the month from the store exactly as `evaluate` does and "
+            "write the records to --report (default month: the current one in the practice time "
+            "zone).\nWithout --once, repeats every sync.intervalSeconds until SIGINT/SIGTERM. "
+            "--full ignores the cursors and removes what the servers no longer have (each removal "
+            "confirmed by the server; more than sync.maxDeletePercent of a type needs "
+            "--allow-mass-delete). Exit 1 when a type failed or is incomplete. Progress on a "
+            "terminal, JSON log lines otherwise.",
+            "ccm-gateway sync --config site.json --once --report report.ndjson\n"
+            "ccm-gateway sync --config site.json --full --allow-mass-delete --once") {
+    AddRequired("--config", config_, "The gateway's config (sources, state, sync)")
+        ->type_name("FILE");
+    AddSwitch("--once", once_, "One cycle, then exit");
+    AddSwitch("--full", full_, "Pull everything again and drop what the servers deleted");
+    AddSwitch("--allow-mass-delete", mass_delete_,
+              "Allow --full to remove more than sync.maxDeletePercent of a type");
+    app()
+        .add_option("--month", month_, "The month to evaluate (default: the current one)")
+        ->type_name("YYYY-MM");
+    app()
+        .add_option("--report", report_, "Write the records here (atomically), not to stdout")
+        ->type_name("FILE");
+    app()
+        .add_option("--format", format_, "ndjson, csv or table (default as for evaluate)")
+        ->type_name("FORMAT");
   }
-  auto run = store.StartRun("sync");
-  if (!run) {
-    log.Message("error", "state-failed", run.error().message);
-    return kExitFatal;
-  }
-  SyncOptions options;
-  options.full = args.flag("--full");
-  options.allow_mass_delete = args.flag("--allow-mass-delete");
-  options.run = *run;
-  options.max_clock_skew = sync.max_clock_skew;
-  options.max_delete_percent = sync.max_delete_percent;
-  SyncObserver observer;
-  observer.on_page = [&log](const TypeSync& t) { log.Page(t); };
-  observer.on_type_done = [&log](const TypeSync& t) { log.TypeDone(t); };
-  observer.on_warning = [&log](const std::string& w) { log.Message("warning", "warning", w); };
 
-  bool all_ok = true;
-  std::size_t pulled = 0, changed = 0, requests = 0, retries = 0, not_complete = 0;
-  Value sources = Value::MakeArray();
-  for (const SourceConfig& src : sync.sources) {
-    if (log.terminal()) fmt::print(stderr, "{} ({})\n", src.name, fhir::RedactUrl(src.base_url));
-    SourceSync s = SyncSource(src, engine, store, options, observer);
-    if (!s.error.empty()) log.Message("error", "source-failed", s.error);
-    all_ok = all_ok && s.ok();
-    Value sv = Value::MakeObject();
-    sv.set("name", Value::String(s.name));
-    sv.set("ok", Value::Bool(s.ok()));
-    if (!s.error.empty()) sv.set("error", Value::String(s.error));
-    for (const TypeSync& t : s.types) {
-      pulled += t.resources;
-      changed += t.inserted + t.updated + t.removed + t.rolled_back + t.recovered;
-      if (t.state != PullState::kComplete && t.state != PullState::kNotOffered) ++not_complete;
-    }
-    requests += s.http.requests;
-    retries += s.http.retries;
-    sources.push_back(std::move(sv));
-  }
-  { FileLock released = std::move(*lock); }  // the pulls are stored; evaluating needs no lock
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-
-  if (Status s = UseFeeScheduleForYear(engine, month.year); !s) {
-    log.Message("error", "config-failed", s.error().message);
-    return kExitFatal;
-  }
-  FactStore facts;
-  std::vector<std::string> source_names;
-  for (const auto& s : sync.sources) source_names.push_back(s.name);
-  auto collected = CollectFactsFromStore(store, engine, source_names, facts);
-  if (!collected) {
-    log.Message("error", "state-failed", collected.error().message);
-    return kExitFatal;
-  }
-  auto stored = store.CountResources("", "");
-  std::string format = args.value("--report") || !::isatty(::fileno(stdout)) ? "ndjson" : "table";
-  int report_exit = ReportMonth(facts, *collected, month, engine, format, args.value("--report"),
-                                "sync", "from the state store", !log.terminal());
-
-  int exit = report_exit == kExitFatal          ? kExitFatal
-             : all_ok && report_exit == kExitOk ? kExitOk
-                                                : kExitDataProblems;
-  std::string outcome =
-      all_ok ? "" : fmt::format(" WITH FAILURES ({} type(s) not complete)", not_complete);
-  std::string line = fmt::format(
-      "synced {} source(s){} in {:.1f}s: {} resource(s) pulled, {} changed, {} stored; {} "
-      "request(s), {} retried{}",
-      sync.sources.size(), outcome, seconds, pulled, changed, stored ? *stored : 0, requests,
-      retries, exit == kExitOk ? "" : fmt::format("; exit status {}", exit));
-  Value summary = SyncLog::Event(exit == kExitOk ? "info" : "error", "sync-finished");
-  summary.set("ok", Value::Bool(exit == kExitOk));
-  summary.set("exitStatus", Value::Number(std::int64_t{exit}));
-  summary.set("sources", std::move(sources));
-  summary.set("month", Value::String(month.ToString()));
-  summary.set("pulled", Value::Number(static_cast<std::int64_t>(pulled)));
-  summary.set("changed", Value::Number(static_cast<std::int64_t>(changed)));
-  summary.set("requests", Value::Number(static_cast<std::int64_t>(requests)));
-  summary.set("retries", Value::Number(static_cast<std::int64_t>(retries)));
-  summary.set("seconds", Value::Number(fmt::format("{:.3f}", seconds)));
-  summary.set("message", Value::String(line));
-  if (Status s = store.FinishRun(*run, all_ok ? "ok" : "failed", fhir::json::Serialize(summary));
-      !s) {
-    log.Message("error", "state-failed", s.error().message);
-    return kExitFatal;
-  }
-  // Last, so that the last log line and the exit status always agree.
-  if (log.terminal()) {
-    fmt::print(stderr, "{}\n", line);
-  } else {
-    log.Emit(summary);
-  }
-  return exit;
-}
-
-}  // namespace
-
-int RunSync(const Args& args) {
-  std::string config_path = args.required("--config");
-  if (auto m = args.value("--month"); m && !YearMonth::Parse(*m)) {
-    throw UsageError(fmt::format("--month: {}", YearMonth::Parse(*m).error().message));
-  }
-  SyncLog log(::isatty(::fileno(stderr)) != 0);
-  // Errors before the first cycle end the run: the last log line says so, as JSON in a pipe.
-  auto fail = [&log](std::string_view event, const std::string& message, int exit) {
-    if (log.terminal()) {
-      fmt::print(stderr, "ccm-gateway sync: {}\n", message);
-    } else {
-      Value e = SyncLog::Event("error", event);
-      e.set("ok", Value::Bool(false));
-      e.set("exitStatus", Value::Number(std::int64_t{exit}));
-      e.set("message", Value::String(message));
-      log.Emit(e);
-    }
-    return exit;
-  };
-  auto engine = LoadEngineConfig(config_path);
-  if (!engine) {
-    return fail("config-failed", engine.error().message,
-                engine.error().is(Errc::kInternal) ? kExitFatal : kExitUsage);
-  }
-  auto sync = LoadSyncConfig(config_path, ProcessEnvironment());
-  if (!sync) return fail("config-failed", sync.error().message, kExitUsage);
-  if (sync->sources.empty()) {
-    return fail("config-failed",
-                fmt::format("{}: no sources configured (add a \"sources\" list; see "
-                            "docs/configuration.md)",
-                            config_path),
-                kExitUsage);
-  }
-  auto store = OpenSqliteStateStore(sync->state_path);
-  if (!store) return fail("state-failed", store.error().message, kExitFatal);
-  if (args.flag("--once")) return SyncCycle(args, *engine, *sync, **store, log);
-
-  // Continuous mode: SIGINT/SIGTERM are blocked here (and so in every thread started later) and
-  // waited for between cycles, so a stop request never interrupts a cycle half-way (a kill does
-  // no harm either: the sync resumes from its cursors).
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  int exit = kExitOk;
-  for (;;) {
-    exit = SyncCycle(args, *engine, *sync, **store, log);
-    if (exit == kExitFatal) return exit;
-    log.Message("info", "sleeping",
-                fmt::format("next sync in {} s (SIGINT or SIGTERM stops)", sync->interval.count()));
-    timespec wait{static_cast<std::time_t>(sync->interval.count()), 0};
-    int sig = sigtimedwait(&stop, nullptr, &wait);
-    if (sig == SIGINT || sig == SIGTERM) {
-      // The last line carries the exit status too (that of the last cycle).
-      std::string message = fmt::format("stop requested; exiting with status {}", exit);
+  int Run(Console& console) override {
+    app::SyncCycleRequest request;
+    if (!month_.empty()) request.month = ParseMonth(month_);
+    request.full = full_;
+    request.allow_mass_delete = mass_delete_;
+    format_choice_ = ChooseFormat(format_, report_, console.stdout_is_terminal());
+    SyncLog log(console);
+    // Errors before the first cycle end the run: the last log line says so, as JSON in a pipe.
+    auto fail = [&](std::string_view event, const std::string& message, int exit) {
       if (log.terminal()) {
-        fmt::print(stderr, "{}\n", message);
+        console.Error(message);
       } else {
-        Value e = SyncLog::Event(exit == kExitOk ? "info" : "error", "stopping");
-        e.set("ok", Value::Bool(exit == kExitOk));
-        e.set("exitStatus", Value::Number(std::int64_t{exit}));
-        e.set("message", Value::String(message));
-        log.Emit(e);
+        log.Final(event, exit, message);
+      }
+      return exit;
+    };
+    auto config = LoadGatewayConfig(config_);
+    if (!config) {
+      return fail("config-failed", config.error().message,
+                  config.error().is(Errc::kInternal) ? kExitFatal : kExitUsage);
+    }
+    if (auto ok = app::CheckSyncConfig(*config); !ok) {
+      return fail(ok.error().code, ok.error().message, ExitStatusOf(ok.error().kind));
+    }
+    auto store = app::OpenStateStore(*config);
+    if (!store) return fail("state-failed", store.error().message, kExitFatal);
+    console.Verbose(fmt::format("state: {}", config->sync.state_path.string()));
+    if (once_) return Cycle(*config, **store, request, log, console);
+
+    // Continuous mode: SIGINT/SIGTERM are blocked here (and so in every thread started later) and
+    // waited for between cycles, so a stop request never interrupts a cycle half-way (a kill does
+    // no harm either: the sync resumes from its cursors).
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    int exit = kExitOk;
+    for (;;) {
+      exit = Cycle(*config, **store, request, log, console);
+      if (exit == kExitFatal) return exit;
+      log.Message("info", "sleeping",
+                  fmt::format("next sync in {} s (SIGINT or SIGTERM stops)",
+                              config->sync.interval.count()));
+      timespec wait{static_cast<std::time_t>(config->sync.interval.count()), 0};
+      int sig = sigtimedwait(&stop, nullptr, &wait);
+      if (sig == SIGINT || sig == SIGTERM) {
+        // The last line carries the exit status too (that of the last cycle).
+        log.Final("stopping", exit, fmt::format("stop requested; exiting with status {}", exit));
+        return exit;
+      }
+    }
+  }
+
+ private:
+  int Cycle(const GatewayConfig& config, StateStore& store, const app::SyncCycleRequest& request,
+            SyncLog& log, Console& console) {
+    app::SyncCycleObserver observer;
+    observer.on_source_start = [&log](const SourceConfig& src) { log.SourceStart(src); };
+    observer.on_source_failed = [&log](const std::string& e) {
+      log.Message("error", "source-failed", e);
+    };
+    observer.pulls.on_page = [&log](const TypeSync& t) { log.Page(t); };
+    observer.pulls.on_type_done = [&log](const TypeSync& t) { log.TypeDone(t); };
+    observer.pulls.on_warning = [&log](const std::string& w) {
+      log.Message("warning", "warning", w);
+    };
+    int report_exit = kExitOk;
+    observer.on_report = [&](const app::MonthReport& report) -> Status {
+      report_exit = PublishReport(report, format_choice_, report_, console, "from the state store",
+                                  !log.terminal());
+      if (report_exit == kExitFatal) return MakeError(Errc::kIo, "the report was not written");
+      return {};
+    };
+    auto result = app::RunSyncCycle(config, store, request, observer);
+    if (!result) {
+      const app::WorkflowError& e = result.error();
+      int exit = ExitStatusOf(e.kind);
+      if (e.code == "sync-locked") {
+        log.Final("sync-finished", exit, e.message);
+      } else {
+        log.Message("error", e.code, e.message);
       }
       return exit;
     }
+    const app::SyncCycleResult& r = *result;
+    int exit = r.outcome() == app::SyncOutcome::kReportFailed ? kExitFatal
+               : r.outcome() == app::SyncOutcome::kOk         ? kExitOk
+                                                              : kExitDataProblems;
+    std::string outcome =
+        r.pulls_ok ? "" : fmt::format(" WITH FAILURES ({} type(s) not complete)", r.not_complete);
+    std::string line = fmt::format(
+        "synced {} source(s){} in {:.1f}s: {} resource(s) pulled, {} changed, {} stored; {} "
+        "request(s), {} retried{}",
+        config.sync.sources.size(), outcome, r.seconds, r.pulled, r.changed, r.stored, r.requests,
+        r.retries, exit == kExitOk ? "" : fmt::format("; exit status {}", exit));
+    auto n = [](std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); };
+    Value extra = Value::MakeObject();
+    Value sources = Value::MakeArray();
+    for (const SourceSync& s : r.sources) {
+      Value sv = Value::MakeObject();
+      sv.set("name", Value::String(s.name));
+      sv.set("ok", Value::Bool(s.ok()));
+      if (!s.error.empty()) sv.set("error", Value::String(s.error));
+      sources.push_back(std::move(sv));
+    }
+    extra.set("sources", std::move(sources));
+    extra.set("month", Value::String(r.month.ToString()));
+    extra.set("pulled", n(r.pulled));
+    extra.set("changed", n(r.changed));
+    extra.set("requests", n(r.requests));
+    extra.set("retries", n(r.retries));
+    extra.set("seconds", Value::Number(fmt::format("{:.3f}", r.seconds)));
+    // Last, so that the last log line and the exit status always agree.
+    log.Final("sync-finished", exit, line, std::move(extra));
+    return exit;
   }
-}
+
+  std::string config_, month_, report_, format_;
+  bool once_ = false, full_ = false, mass_delete_ = false;
+  app::ReportFormat format_choice_ = app::ReportFormat::kNdjson;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> MakeSyncCommand() { return std::make_unique<SyncCommand>(); }
 
 }  // namespace ccm::gateway::cli

@@ -17,9 +17,12 @@ using fhir::json::Value;
 using namespace config;  // NOLINT(google-build-using-namespace): the key readers
 
 // Reads a secret named by `<stem>File` or `<stem>Env` (exactly one); refuses `<stem>` itself.
+// `source` says where it comes from ("tokenFile /abs/path"). With Credentials::kSkip the secret is
+// named but not read: an empty string.
 Result<std::optional<std::string>> Secret(const Value& auth, std::string_view stem,
                                           std::string_view origin, std::string_view path,
-                                          const std::filesystem::path& base, const EnvLookup& env) {
+                                          const std::filesystem::path& base, const EnvLookup& env,
+                                          Credentials credentials, std::string& source) {
   if (auth.find(stem) != nullptr) {
     return ConfigError(origin, Join(path, stem),
                        fmt::format("secrets are not taken from the config file; put it in a file "
@@ -35,6 +38,9 @@ Result<std::optional<std::string>> Secret(const Value& auth, std::string_view st
                        fmt::format("set either {} or {}, not both", file_key, env_key));
   }
   std::string value;
+  if (file) source = fmt::format("{} {}", file_key, Resolve(base, *file).string());
+  if (var) source = fmt::format("{} {}", env_key, *var);
+  if ((file || var) && credentials == Credentials::kSkip) return std::optional<std::string>("");
   if (file) {
     std::filesystem::path p = Resolve(base, *file);
     std::ifstream in(p, std::ios::binary);
@@ -70,7 +76,8 @@ Result<std::optional<std::string>> Secret(const Value& auth, std::string_view st
 }
 
 Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
-                 const std::filesystem::path& base, const EnvLookup& env, AuthConfig& auth) {
+                 const std::filesystem::path& base, const EnvLookup& env, Credentials credentials,
+                 AuthConfig& auth) {
   if (a == nullptr) return {};
   CCM_TRY(CheckKeys(*a, origin, path,
                     {"type", "token", "tokenFile", "tokenEnv", "tokenUrl", "clientId",
@@ -87,7 +94,8 @@ Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
     return *v;
   };
   auto secret = [&](std::string_view stem) -> Result<std::string> {
-    CCM_TRY_ASSIGN(auto v, Secret(*a, stem, origin, path, base, env));
+    CCM_TRY_ASSIGN(auto v,
+                   Secret(*a, stem, origin, path, base, env, credentials, auth.secret_source));
     if (!v) {
       return ConfigError(origin, Join(path, fmt::format("{}File", stem)),
                          fmt::format("auth.type \"{}\" needs {}File or {}Env", t, stem, stem));
@@ -145,7 +153,8 @@ Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
 
 Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origin,
                                           const std::string& path,
-                                          const std::filesystem::path& base, const EnvLookup& env) {
+                                          const std::filesystem::path& base, const EnvLookup& env,
+                                          Credentials credentials) {
   if (!s.is_object()) return ConfigError(origin, path, "expected an object");
   CCM_TRY(CheckKeys(s, origin, path,
                     {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope",
@@ -163,7 +172,7 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
   CCM_TRY(CheckEndpointUrl(*url, origin, Join(path, "baseUrl"), /*query_allowed=*/false));
   src.base_url = *url;
   CCM_TRY_ASSIGN(const Value* auth, Section(s, "auth", origin, path));
-  CCM_TRY(ParseAuth(auth, origin, Join(path, "auth"), base, env, src.auth));
+  CCM_TRY(ParseAuth(auth, origin, Join(path, "auth"), base, env, credentials, src.auth));
   CCM_TRY_ASSIGN(auto page, IntKey(s, "pageSize", origin, path, 1, 1000));
   if (page) src.page_size = static_cast<int>(*page);
   CCM_TRY_ASSIGN(src.resource_types, StringListKey(s, "resourceTypes", origin, path));
@@ -247,7 +256,7 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
       if (!f) continue;
       std::filesystem::path p = Resolve(base, *f);
       std::error_code ec;
-      if (!std::filesystem::is_regular_file(p, ec)) {
+      if (credentials == Credentials::kRead && !std::filesystem::is_regular_file(p, ec)) {
         return ConfigError(origin, Join(tp, key), fmt::format("{}: no such file", p.string()));
       }
       *target = p.string();
@@ -259,6 +268,20 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
   return src;
 }
 
+std::string_view ToCode(AuthKind kind) noexcept {
+  switch (kind) {
+    case AuthKind::kNone:
+      return "none";
+    case AuthKind::kBearer:
+      return "bearer";
+    case AuthKind::kClientCredentials:
+      return "client-credentials";
+    case AuthKind::kSmartBackendServices:
+      return "smart-backend-services";
+  }
+  return "none";
+}
+
 EnvLookup ProcessEnvironment() {
   return [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): read-only use
@@ -268,7 +291,8 @@ EnvLookup ProcessEnvironment() {
 }
 
 Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin,
-                                      const std::filesystem::path& base_dir, const EnvLookup& env) {
+                                      const std::filesystem::path& base_dir, const EnvLookup& env,
+                                      Credentials credentials) {
   SyncConfig out;
   CCM_TRY_ASSIGN(LoggingConfig logging, LoggingFromJson(root, origin));
   out.state_path = base_dir.empty() ? std::filesystem::path("ccm-gateway-state.db")
@@ -279,7 +303,7 @@ Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin
     for (std::size_t i = 0; i < sources->size(); ++i) {
       std::string path = fmt::format("sources[{}]", i);
       CCM_TRY_ASSIGN(SourceConfig src,
-                     SourceConfigFromJson((*sources)[i], origin, path, base_dir, env));
+                     SourceConfigFromJson((*sources)[i], origin, path, base_dir, env, credentials));
       if (!names.insert(src.name).second) {
         return ConfigError(origin, Join(path, "name"),
                            fmt::format("\"{}\" is used by two sources; names must be unique (the "

@@ -5,6 +5,9 @@
 // the config names a file (`tokenFile`, `clientSecretFile`, `privateKeyFile`) or an environment
 // variable (`tokenEnv`, `clientSecretEnv`, `privateKeyEnv`) and they are read from there when the
 // config is loaded. A key such as `token` or `clientSecret` is refused with an error saying so.
+//
+// The whole file is read once, by LoadGatewayConfig (gateway/config/gateway_config.h); the
+// functions here parse its sections.
 #pragma once
 
 #include <chrono>
@@ -23,6 +26,15 @@
 namespace ccm::gateway {
 
 enum class AuthKind { kNone, kBearer, kClientCredentials, kSmartBackendServices };
+// "none", "bearer", "client-credentials", "smart-backend-services": the config's auth.type.
+std::string_view ToCode(AuthKind kind) noexcept;
+
+// Whether parsing reads the credentials a config names -- the secrets (tokenFile/tokenEnv,
+// clientSecretFile/..., privateKeyFile/...) and the TLS files (caFile, clientCertFile,
+// clientKeyFile, which must then exist). Commands that contact no FHIR server (evaluate, ledger)
+// skip them: they run where the credentials are not, and never hold them. With kSkip every other
+// check still applies (a secret must still be named, by exactly one of File or Env).
+enum class Credentials { kRead, kSkip };
 
 struct AuthConfig {
   AuthKind kind = AuthKind::kNone;
@@ -34,6 +46,9 @@ struct AuthConfig {
   std::string private_key_pem;  // smart-backend-services
   fhir::JwtAlgorithm algorithm = fhir::JwtAlgorithm::kRs384;
   std::string key_id;
+  // Where the secret comes from, for people: "tokenFile /etc/ccm/token", "clientSecretEnv
+  // EHR_SECRET"; "" for type none. Never the secret itself.
+  std::string secret_source;
 };
 
 enum class ScopeKind { kAll, kGroup, kPatients };
@@ -83,14 +98,18 @@ EnvLookup ProcessEnvironment();
 // `origin` names the file in errors, `base_dir` resolves relative paths). Missing sections give no
 // sources and the defaults.
 Result<SyncConfig> SyncConfigFromJson(const fhir::json::Value& root, std::string_view origin,
-                                      const std::filesystem::path& base_dir, const EnvLookup& env);
+                                      const std::filesystem::path& base_dir, const EnvLookup& env,
+                                      Credentials credentials = Credentials::kRead);
 // One `sources[]`-style object (also used for other FHIR endpoints, such as a payer's);
 // `path` is its dotted key path in errors. Its server_diagnostics is left false: the caller sets
 // it from the `logging` section.
 Result<SourceConfig> SourceConfigFromJson(const fhir::json::Value& object, std::string_view origin,
                                           const std::string& path,
                                           const std::filesystem::path& base_dir,
-                                          const EnvLookup& env);
+                                          const EnvLookup& env,
+                                          Credentials credentials = Credentials::kRead);
+// The `sources`, `state` and `sync` sections of a config file, credentials read: the sync part of
+// LoadGatewayConfig (kept for tests; the commands load the whole file once).
 Result<SyncConfig> LoadSyncConfig(const std::filesystem::path& file, const EnvLookup& env);
 
 // The resource types pulled when a source does not list them: the engine's, with Practitioner

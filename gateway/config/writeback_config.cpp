@@ -83,7 +83,8 @@ Result<std::optional<std::string>> IdentifierSystemKey(const Value& parent, std:
 }
 
 Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const std::string& path,
-                               const std::filesystem::path& base, const EnvLookup& env) {
+                               const std::filesystem::path& base, const EnvLookup& env,
+                               Credentials credentials) {
   if (!p.is_object()) return ConfigError(origin, path, "expected an object");
   CCM_TRY(CheckKeys(p, origin, path,
                     {"name", "display", "identifierSystem", "identifierValue", "memberIdSystem",
@@ -114,8 +115,8 @@ Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const st
   if (ep != nullptr) {
     Value named = *ep;
     if (named.find("name") == nullptr) named.set("name", Value::String(out.name));
-    CCM_TRY_ASSIGN(out.endpoint,
-                   SourceConfigFromJson(named, origin, Join(path, "endpoint"), base, env));
+    CCM_TRY_ASSIGN(out.endpoint, SourceConfigFromJson(named, origin, Join(path, "endpoint"), base,
+                                                      env, credentials));
   }
   CCM_TRY_ASSIGN(auto csv, BoolKey(p, "csv", origin, path));
   out.csv = csv.value_or(true);
@@ -136,7 +137,8 @@ Result<PayerConfig> ParsePayer(const Value& p, std::string_view origin, const st
 
 Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_view origin,
                                                 const std::filesystem::path& base_dir,
-                                                const EnvLookup& env, const SyncConfig& sync) {
+                                                const EnvLookup& env, const SyncConfig& sync,
+                                                Credentials credentials) {
   WriteBackConfig out;
   CCM_TRY_ASSIGN(LoggingConfig logging, LoggingFromJson(root, origin));
   CCM_TRY_ASSIGN(const Value* w, Section(root, "writeBack", origin, ""));
@@ -172,8 +174,8 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
       // object with its own baseUrl, auth, TLS, timeouts and retries.
       Value named = *t;
       if (named.find("name") == nullptr) named.set("name", Value::String("write-back-target"));
-      CCM_TRY_ASSIGN(out.target,
-                     SourceConfigFromJson(named, origin, Join(p, "target"), base_dir, env));
+      CCM_TRY_ASSIGN(out.target, SourceConfigFromJson(named, origin, Join(p, "target"), base_dir,
+                                                      env, credentials));
       out.target->server_diagnostics = logging.server_diagnostics;
     } else {
       CCM_TRY_ASSIGN(auto target, StringKey(*w, "target", origin, p));
@@ -224,7 +226,8 @@ Result<WriteBackConfig> WriteBackConfigFromJson(const Value& root, std::string_v
       std::set<std::string> names;
       for (std::size_t i = 0; i < payers->size(); ++i) {
         std::string path = fmt::format("billing.payers[{}]", i);
-        CCM_TRY_ASSIGN(PayerConfig payer, ParsePayer((*payers)[i], origin, path, base_dir, env));
+        CCM_TRY_ASSIGN(PayerConfig payer,
+                       ParsePayer((*payers)[i], origin, path, base_dir, env, credentials));
         if (payer.endpoint) payer.endpoint->server_diagnostics = logging.server_diagnostics;
         if (!names.insert(payer.name).second) {
           return ConfigError(

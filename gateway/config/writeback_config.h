@@ -63,13 +63,16 @@ struct WriteBackConfig {
 Result<WriteBackConfig> WriteBackConfigFromJson(const fhir::json::Value& root,
                                                 std::string_view origin,
                                                 const std::filesystem::path& base_dir,
-                                                const EnvLookup& env, const SyncConfig& sync);
+                                                const EnvLookup& env, const SyncConfig& sync,
+                                                Credentials credentials = Credentials::kRead);
 // Why `uri` cannot be the system of an identifier the gateway searches for or conditionally
 // creates on (`identifier=system|value`), or "" when it can: not an absolute URI ("scheme:..."),
 // or it holds a character a token search reads as syntax ('|', ',', '$' or a backslash; R4
 // search.html#escaping) or whitespace.
 std::string IdentifierSystemProblem(std::string_view uri);
 
+// The write-back and billing sections of a config file, credentials read (kept for tests; the
+// commands load the whole file once, with LoadGatewayConfig).
 Result<WriteBackConfig> LoadWriteBackConfig(const std::filesystem::path& file, const EnvLookup& env,
                                             const SyncConfig& sync);
 

@@ -12,7 +12,8 @@
 namespace ccm::gateway {
 
 Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inputs,
-                                   const EngineConfig& config, FactStore& facts, unsigned threads) {
+                                   const EngineConfig& config, FactStore& facts, unsigned threads,
+                                   const std::function<void(std::size_t)>& on_progress) {
   // Every input is checked before any is read: a typo in the last one must not cost a long read.
   for (const auto& p : inputs) CCM_TRY(fhir::CheckInputPath(p));
   CollectReport report;
@@ -53,6 +54,7 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
   // allocations of a hand-over per resource.
   const bool direct = options.threads == 1;
   struct Added {};  // fits std::any's own storage: no allocation
+  std::size_t delivered = 0;
   // Across threads: one allocation per resource. An intrusive pointer is small enough for
   // std::any's own storage (a shared_ptr is not, and cost a second allocation and a second free
   // on this thread of memory from a worker's arena). The count needs no atomics: the box is only
@@ -76,6 +78,8 @@ Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inp
         return hand_over(ExtractFact(resource, where, config));
       },
       [&](std::any&& prepared, const fhir::SourceLocation&) {
+        // (Every 4096 resources: a progress line costs nothing against the parsing.)
+        if (on_progress && (++delivered & 4095u) == 0) on_progress(delivered);
         if (std::any_cast<Added>(&prepared) != nullptr) return true;
         if (prepared.has_value()) {
           facts.Add(std::move(std::any_cast<BoxPtr&>(prepared)->e));

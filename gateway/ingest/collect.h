@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "fhir/issues.h"
@@ -23,9 +24,11 @@ struct CollectReport {
 // building only the elements the engine reads; NDJSON is parsed on `threads` threads. Fails, before
 // reading anything, only when an input path cannot be read at all (fhir::CheckInputPath). Lines,
 // entries and files that are not FHIR resources (fhir::ResourceTypeProblem) are reported in
-// `read_issues` and skipped, never counted as resources.
+// `read_issues` and skipped, never counted as resources. `on_progress`, when set, is called on
+// the calling thread with the number of resources read so far, every few thousand resources.
 Result<CollectReport> CollectFacts(const std::vector<std::filesystem::path>& inputs,
                                    const EngineConfig& config, FactStore& facts,
-                                   unsigned threads = 1);
+                                   unsigned threads = 1,
+                                   const std::function<void(std::size_t)>& on_progress = {});
 
 }  // namespace ccm::gateway

@@ -330,6 +330,21 @@ TEST_F(BillTest, DryRunShowsThePlanAndWritesNothing) {
   for (const auto& req : payer_log.array()) EXPECT_EQ(req["method"].str(), "GET");
   EXPECT_TRUE(Ledger(false).empty());
   EXPECT_TRUE(ClaimFiles(".json").empty());
+  // `--dry-run=true` is the same plan; `--dry-run=no` once ran dry too, and is now refused.
+  GatewayRun spelled = Bill("--dry-run=true");
+  EXPECT_EQ(spelled.status, 0) << spelled.err;
+  EXPECT_EQ(spelled.out, r.out);
+  GatewayRun no = Bill("--dry-run=no");
+  EXPECT_EQ(no.status, 2);
+  EXPECT_NE(no.err.find("--dry-run: takes no value, or =true or =false; got \"no\""),
+            std::string::npos)
+      << no.err;
+  EXPECT_TRUE(Ledger(false).empty());
+  // `--dry-run=false` bills for real.
+  GatewayRun real = Bill("--dry-run=false");
+  EXPECT_EQ(real.status, 0) << real.err;
+  EXPECT_NE(real.out.find("billed 2026-10:"), std::string::npos) << real.out;
+  EXPECT_FALSE(Ledger(false).empty());
 }
 
 TEST_F(BillTest, CarePlanUpdatesSurviveAClinicianEditMadeBetweenReadAndWrite) {
