@@ -1,5 +1,6 @@
 #include "gateway/app/sync_cycle.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -19,6 +20,7 @@ std::string RunSummary(const SyncCycleResult& r) {
   auto n = [](std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); };
   Value summary = Value::MakeObject();
   summary.set("ok", Value::Bool(r.outcome() == SyncOutcome::kOk));
+  if (r.stopped) summary.set("stopped", Value::Bool(true));
   summary.set("outcome", Value::String(r.outcome() == SyncOutcome::kOk         ? "ok"
                                        : r.outcome() == SyncOutcome::kProblems ? "problems"
                                                                                : "report-failed"));
@@ -44,6 +46,7 @@ std::string RunSummary(const SyncCycleResult& r) {
 }  // namespace
 
 SyncOutcome SyncCycleResult::outcome() const {
+  if (stopped) return SyncOutcome::kProblems;
   if (!report_published) return SyncOutcome::kReportFailed;
   return pulls_ok && !report_problems ? SyncOutcome::kOk : SyncOutcome::kProblems;
 }
@@ -67,6 +70,12 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
                                              const SyncCycleObserver& observer) {
   if (auto ok = CheckSyncConfig(config); !ok) return ok.error();
   const SyncConfig& sync = config.sync;
+  if (!request.source.empty() &&
+      std::none_of(sync.sources.begin(), sync.sources.end(),
+                   [&](const SourceConfig& s) { return s.name == request.source; })) {
+    return Fail(ErrorKind::kInvalidRequest, "unknown-source",
+                fmt::format("no source named \"{}\" is configured", request.source));
+  }
   SyncCycleResult result;
   result.month = request.month.value_or(CurrentMonth(config.engine));
   auto started = std::chrono::steady_clock::now();
@@ -87,8 +96,14 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
   options.run = *run;
   options.max_clock_skew = sync.max_clock_skew;
   options.max_delete_percent = sync.max_delete_percent;
+  options.stop = request.stop;
+  auto stop_requested = [&request] {
+    return request.stop != nullptr && request.stop->load(std::memory_order_relaxed);
+  };
 
   for (const SourceConfig& src : sync.sources) {
+    if (!request.source.empty() && src.name != request.source) continue;
+    if (stop_requested()) break;
     if (observer.on_source_start) observer.on_source_start(src);
     SourceSync s = SyncSource(src, config.engine, store, options, observer.pulls);
     if (!s.error.empty() && observer.on_source_failed) observer.on_source_failed(s.error);
@@ -107,6 +122,14 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
   { FileLock released = std::move(*lock); }  // the pulls are stored; evaluating needs no lock
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (stop_requested()) {
+    result.stopped = true;
+    result.pulls_ok = false;
+    if (Status s = store.FinishRun(*run, "stopped", RunSummary(result)); !s) {
+      return Fail(ErrorKind::kFailed, "state-failed", s.error().message);
+    }
+    return result;
+  }
 
   std::vector<std::string> source_names;
   for (const auto& s : sync.sources) source_names.push_back(s.name);

@@ -2,6 +2,7 @@
 // store, then the month evaluated from the store exactly as EvaluateMonth evaluates files.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -20,6 +21,13 @@ struct SyncCycleRequest {
   std::optional<YearMonth> month;  // default: the current month in the practice time zone
   bool full = false;               // pull everything and drop what the servers deleted
   bool allow_mass_delete = false;  // beyond sync.maxDeletePercent of a type
+  // Only this source (a configured name); all when empty. kInvalidRequest for an unknown name.
+  std::string source;
+  // Set by another thread to stop the cycle early (SyncOptions::stop): the page being stored
+  // finishes, the remaining searches and sources are not started, the month is not evaluated and
+  // the run is recorded as "stopped" (SyncCycleResult::stopped). Cursors stay where the last
+  // complete pull left them, so the next cycle resumes.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Progress and events of a cycle. Every callback is optional (without `on_report` the report
@@ -36,7 +44,8 @@ struct SyncCycleObserver {
 
 enum class SyncOutcome {
   kOk,            // every pull complete, the report published, no data problems
-  kProblems,      // a source or type failed or is incomplete, or the month has data problems
+  kProblems,      // a source or type failed or is incomplete, the month has data problems, or
+                  // the cycle was stopped
   kReportFailed,  // the report could not be published
 };
 
@@ -50,6 +59,7 @@ struct SyncCycleResult {
   double seconds = 0;            // from taking the lock to releasing it
   bool report_published = false;
   bool report_problems = false;  // MonthReport::has_problems
+  bool stopped = false;          // request.stop was set: not every source was pulled, no report
 
   SyncOutcome outcome() const;
 };

@@ -587,9 +587,19 @@ struct SourceRun {
 
   // Checks one page of a search of `type` and keeps what it holds (see sync.h for what fails a
   // type); records into `pass` what the completeness checks need.
+  bool Stopped() const {
+    return options.stop != nullptr && options.stop->load(std::memory_order_relaxed);
+  }
+  static Error StopError() {
+    return Error(Errc::kConflict,
+                 "stopped: the sync was asked to stop (the service is shutting "
+                 "down); the next sync resumes from the cursor");
+  }
+
   Status OnPage(TypePull& pull, Pass& pass, fhir::FhirResponse& response,
                 const fhir::PageInfo& page, const std::set<std::string, std::less<>>* scope) {
     const std::string& type = pull.t.type;
+    if (Stopped()) return StopError();
     if (response.page.entry_not_array) {
       return MakeError(
           Errc::kServerError,
@@ -705,6 +715,7 @@ struct SourceRun {
     const Params& q = pull.queries[j];
     {
       std::lock_guard lock(pull.m);
+      if (pull.error.empty() && Stopped()) pull.error = StopError().message;
       if (!pull.error.empty()) return;
       if (!pull.started) pull.started = std::chrono::steady_clock::now();
     }

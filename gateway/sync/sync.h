@@ -28,6 +28,7 @@
 // - Callers serialise syncs on one state file (gateway/store/locks.h); SyncSource does not lock.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -79,6 +80,10 @@ struct SyncOptions {
   std::int64_t run = 0;  // StateStore::StartRun id: marks what this run saw
   std::chrono::seconds max_clock_skew{300};
   int max_delete_percent = 5;
+  // Set by another thread to stop the pull early (the service's shutdown): checked before each
+  // search and each page, so the page being stored finishes its transaction first. A type stopped
+  // so is kFailed ("stopped"), keeps its cursor and removes nothing; the next sync resumes there.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Progress and events. Called from the worker threads, but one at a time (under a mutex), so the
