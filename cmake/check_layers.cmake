@@ -14,8 +14,9 @@ set(ranks
   "gateway/sync=7"
   "gateway/writeback=8" "gateway/tools=8"
   "gateway/app=9"
-  "gateway/cli=10" "gateway/server=10"
-  "gateway=11")  # gateway/main.cpp
+  "gateway/server=10"
+  "gateway/cli=11"
+  "gateway=12")  # gateway/main.cpp
 
 # Pure code: no SQLite, no HTTP (libcurl, the FHIR client, Beast/Asio), no output files or locks
 # (the io layer), no clock. (Reading the config and the mapping files it names is allowed: that is

@@ -327,6 +327,7 @@ Result<SyncConfig> SyncConfigFromJson(const Value& root, std::string_view origin
         {"intervalSeconds", "maxClockSkewSeconds", "maxDeletePercent", "lockWaitSeconds"}));
     CCM_TRY_ASSIGN(auto n, IntKey(*sync, "intervalSeconds", origin, "sync", 10, 7 * 86400));
     if (n) out.interval = std::chrono::seconds(*n);
+    out.interval_set = n.has_value();
     CCM_TRY_ASSIGN(auto skew, IntKey(*sync, "maxClockSkewSeconds", origin, "sync", 1, 86400));
     if (skew) out.max_clock_skew = std::chrono::seconds(*skew);
     CCM_TRY_ASSIGN(auto share, IntKey(*sync, "maxDeletePercent", origin, "sync", 0, 100));

@@ -80,6 +80,7 @@ struct SyncConfig {
   std::vector<SourceConfig> sources;
   std::filesystem::path state_path;  // default "ccm-gateway-state.db" beside the config file
   std::chrono::seconds interval{900};
+  bool interval_set = false;  // sync.intervalSeconds was given (`serve` then syncs on schedule)
   // A server Date further than this from our clock (or behind the newest meta.lastUpdated seen)
   // is not used for a cursor.
   std::chrono::seconds max_clock_skew{300};

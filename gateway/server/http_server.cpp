@@ -69,6 +69,12 @@ struct HttpServer::Impl {
   std::map<std::uint64_t, std::function<void()>> idle;
   std::uint64_t next_id = 0;
   std::uint16_t port = 0;
+  std::mutex tokens_m;  // options.tokens, replaced by SetTokens
+
+  std::shared_ptr<const TokenAuth> Tokens() {
+    std::lock_guard lock(tokens_m);
+    return options.tokens;
+  }
 
   Impl(HttpServerOptions o, const Router& r)
       : options(std::move(o)),
@@ -120,8 +126,8 @@ struct HttpServer::Impl {
       std::optional<std::string> who;
       if (!certificate.empty()) who = certificate;
       std::string_view authorization = req.Header("authorization");
-      if (!who && options.tokens && !authorization.empty()) {
-        who = options.tokens->Authenticate(authorization);
+      if (auto tokens = Tokens(); !who && tokens && !authorization.empty()) {
+        who = tokens->Authenticate(authorization);
       }
       if (!who) {
         Response r = ErrorResponse(MakeHttpError(
@@ -310,6 +316,11 @@ HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
 std::uint16_t HttpServer::port() const noexcept { return impl_->port; }
 
 std::size_t HttpServer::connections() const noexcept { return impl_->active.load(); }
+
+void HttpServer::SetTokens(std::shared_ptr<const TokenAuth> tokens) {
+  std::lock_guard lock(impl_->tokens_m);
+  impl_->options.tokens = std::move(tokens);
+}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
                                                       const Router& router) {

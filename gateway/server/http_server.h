@@ -76,6 +76,9 @@ class HttpServer {
 
   std::uint16_t port() const noexcept;
   std::size_t connections() const noexcept;  // open now
+  // Replaces the accepted tokens (SIGHUP re-reads the tokens file): requests dispatched after this
+  // returns use the new ones. Thread-safe.
+  void SetTokens(std::shared_ptr<const TokenAuth> tokens);
   void Stop(std::chrono::milliseconds grace);
 
  private:

@@ -1,0 +1,745 @@
+#include "gateway/server/service.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "fhir/datetime.h"
+#include "fhir/json.h"
+#include "gateway/app/close_month.h"
+#include "gateway/app/evaluate_month.h"
+#include "gateway/app/sync_cycle.h"
+#include "gateway/app/workflow.h"
+#include "gateway/billing/ledger.h"
+#include "gateway/ccm/report.h"
+
+namespace ccm::gateway::server {
+namespace {
+
+using fhir::json::Value;
+
+Value Num(std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); }
+
+// The one table from a workflow's error kind to an HTTP status (gateway/app/workflow.h).
+HttpError FromWorkflow(const app::WorkflowError& e) {
+  unsigned status = 500;
+  switch (e.kind) {
+    case app::ErrorKind::kInvalidRequest:
+      status = 400;
+      break;
+    case app::ErrorKind::kInvalidSetup:
+      status = 422;
+      break;
+    case app::ErrorKind::kRefused:
+      status = 409;
+      break;
+    case app::ErrorKind::kFailed:
+      status = 500;
+      break;
+  }
+  // The workflow's message is the gateway's own text and holds no patient data (workflow.h).
+  return MakeHttpError(status, fmt::format("{}: {}", e.code, e.message));
+}
+
+Response TextResponse(unsigned status, std::string body, std::string content_type) {
+  Response r;
+  r.status = status;
+  r.content_type = std::move(content_type);
+  r.body = std::move(body);
+  return r;
+}
+
+void DefaultLog(std::string_view level, std::string_view event, std::string_view message) {
+  Value e = Value::MakeObject();
+  e.set("time", Value::String(fhir::NowUtc()));
+  e.set("level", Value::String(std::string(level)));
+  e.set("event", Value::String(std::string(event)));
+  e.set("message", Value::String(std::string(message)));
+  std::string line = fhir::json::Serialize(e) + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+// A sync run started by this process, as GET /$sync-status/{id} shows it.
+struct SyncRun {
+  std::int64_t id = 0;
+  std::string trigger, source, started_at, finished_at;
+  std::string state = "running";  // running, succeeded, problems, failed, stopped
+  std::size_t sources_started = 0, types_done = 0, pages = 0, resources = 0;
+  std::optional<app::SyncCycleResult> result;
+  std::optional<app::WorkflowError> error;
+};
+
+Value ToJson(const SyncRun& r) {
+  Value v = Value::MakeObject();
+  v.set("id", Value::Number(r.id));
+  v.set("state", Value::String(r.state));
+  v.set("trigger", Value::String(r.trigger));
+  if (!r.source.empty()) v.set("source", Value::String(r.source));
+  v.set("startedAt", Value::String(r.started_at));
+  if (!r.finished_at.empty()) v.set("finishedAt", Value::String(r.finished_at));
+  Value progress = Value::MakeObject();
+  progress.set("sourcesStarted", Num(r.sources_started));
+  progress.set("typesDone", Num(r.types_done));
+  progress.set("pages", Num(r.pages));
+  progress.set("resources", Num(r.resources));
+  v.set("progress", std::move(progress));
+  if (r.result) {
+    const app::SyncCycleResult& s = *r.result;
+    Value result = Value::MakeObject();
+    result.set("month", Value::String(s.month.ToString()));
+    result.set("pullsOk", Value::Bool(s.pulls_ok));
+    result.set("stopped", Value::Bool(s.stopped));
+    result.set("pulled", Num(s.pulled));
+    result.set("changed", Num(s.changed));
+    result.set("stored", Num(s.stored));
+    result.set("requests", Num(s.requests));
+    result.set("retries", Num(s.retries));
+    result.set("notComplete", Num(s.not_complete));
+    result.set("reportProblems", Value::Bool(s.report_problems));
+    result.set("seconds", Value::Number(fmt::format("{:.3f}", s.seconds)));
+    Value sources = Value::MakeArray();
+    for (const SourceSync& src : s.sources) {
+      Value sv = Value::MakeObject();
+      sv.set("name", Value::String(src.name));
+      sv.set("ok", Value::Bool(src.ok()));
+      if (!src.error.empty()) sv.set("error", Value::String(src.error));
+      Value types = Value::MakeArray();
+      for (const TypeSync& t : src.types) {
+        Value tv = Value::MakeObject();
+        tv.set("type", Value::String(t.type));
+        tv.set("state", Value::String(std::string(ToCode(t.state))));
+        tv.set("resources", Num(t.resources));
+        tv.set("changed", Num(t.inserted + t.updated + t.removed + t.rolled_back + t.recovered));
+        if (!t.error.empty()) tv.set("error", Value::String(t.error));
+        types.push_back(std::move(tv));
+      }
+      sv.set("types", std::move(types));
+      sources.push_back(std::move(sv));
+    }
+    result.set("sources", std::move(sources));
+    v.set("result", std::move(result));
+  }
+  if (r.error) {
+    Value e = Value::MakeObject();
+    e.set("code", Value::String(r.error->code));
+    e.set("message", Value::String(r.error->message));
+    v.set("error", std::move(e));
+  }
+  return v;
+}
+
+std::string SyncLocation(std::int64_t id) { return fmt::format("/$sync-status/{}", id); }
+
+// The month of a request: ?month=YYYY-MM, or `fallback` when absent (nullopt: required).
+std::optional<HttpError> ReadMonth(const Request& req, const std::optional<YearMonth>& fallback,
+                                   YearMonth& out) {
+  std::optional<std::string> text = req.Query("month");
+  if (!text) {
+    if (!fallback) return MakeHttpError(400, "the query parameter month=YYYY-MM is required");
+    out = *fallback;
+    return std::nullopt;
+  }
+  auto month = YearMonth::Parse(*text);
+  if (!month) return MakeHttpError(400, fmt::format("month: {}", month.error().message));
+  out = *month;
+  return std::nullopt;
+}
+
+}  // namespace
+
+struct GatewayService::Impl {
+  GatewayConfig config;
+  ServiceOptions options;
+  Router router;
+  Metrics metrics;
+  std::vector<std::string> source_names;
+
+  // State-store connections for the handlers (one per concurrent handler, reused).
+  std::mutex pool_m;
+  std::vector<std::unique_ptr<StateStore>> pool;
+
+  // Evaluations by month.
+  struct CachedMonth {
+    std::string stamp;
+    std::uint64_t generation = 0;
+    std::shared_ptr<const app::MonthReport> report;
+  };
+  std::mutex cache_m;
+  std::mutex evaluate_m;  // one evaluation at a time: a burst of calls evaluates once
+  std::map<YearMonth, CachedMonth> cache;
+  std::atomic<std::uint64_t> generation{0};
+
+  // Syncs.
+  mutable std::mutex sync_m;
+  std::condition_variable sync_cv;                        // a sync ended
+  std::map<std::int64_t, std::shared_ptr<SyncRun>> runs;  // the last kKeptRuns
+  std::int64_t next_run = 0;
+  std::shared_ptr<SyncRun> running;
+  std::atomic<bool> stop_sync{false};
+  std::thread sync_thread;
+  static constexpr std::size_t kKeptRuns = 32;
+
+  std::mutex log_m;
+
+  Impl(GatewayConfig c, ServiceOptions o) : config(std::move(c)), options(std::move(o)) {
+    if (!options.log) options.log = DefaultLog;
+    for (const auto& s : config.sync.sources) source_names.push_back(s.name);
+    metrics.Declare("ccm_http_requests_total", "HTTP requests answered, by route and status",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_http_request_duration_seconds",
+                    "Time from reading a request to writing its response",
+                    Metrics::Kind::kHistogram,
+                    {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+    metrics.Declare("ccm_build_info", "The build serving (always 1)", Metrics::Kind::kGauge);
+    metrics.Set("ccm_build_info", {{"version", options.version}, {"commit", options.commit}}, 1);
+    metrics.Declare("ccm_sync_runs_total", "Sync cycles run by this process, by trigger and state",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_sync_running", "1 while a sync cycle runs", Metrics::Kind::kGauge);
+    metrics.Set("ccm_sync_running", {}, 0);
+    metrics.Declare("ccm_sync_last_success_timestamp_seconds",
+                    "End of the last sync cycle of this process that succeeded (Unix time)",
+                    Metrics::Kind::kGauge);
+    metrics.Declare("ccm_evaluations_total",
+                    "Months evaluated from the state store (cache misses), by month",
+                    Metrics::Kind::kCounter);
+    AddRoutes();
+  }
+
+  ~Impl() {
+    stop_sync = true;
+    if (sync_thread.joinable()) sync_thread.join();
+  }
+
+  void Log(std::string_view level, std::string_view event, std::string_view message) {
+    std::lock_guard lock(log_m);
+    options.log(level, event, message);
+  }
+
+  // --- state store -----------------------------------------------------------------------------
+  app::WorkflowResult<std::shared_ptr<StateStore>> Store() {
+    std::unique_ptr<StateStore> s;
+    {
+      std::lock_guard lock(pool_m);
+      if (!pool.empty()) {
+        s = std::move(pool.back());
+        pool.pop_back();
+      }
+    }
+    if (!s) {
+      auto opened = app::OpenStateStore(config);
+      if (!opened) return opened.error();
+      s = std::move(*opened);
+    }
+    return std::shared_ptr<StateStore>(s.release(), [this](StateStore* p) {
+      std::lock_guard lock(pool_m);
+      pool.emplace_back(p);
+    });
+  }
+
+  // What identifies the store's resources as of now: the last sync run, and whether it ended.
+  static Result<std::string> Stamp(StateStore& store) {
+    CCM_TRY_ASSIGN(auto last, store.LastRun("sync"));
+    if (!last) return std::string("none");
+    return fmt::format("{}/{}/{}", last->id, last->finished, last->status);
+  }
+
+  // --- evaluation cache --------------------------------------------------------------------------
+  app::WorkflowResult<std::shared_ptr<const app::MonthReport>> Evaluate(const YearMonth& month) {
+    auto store = Store();
+    if (!store) return store.error();
+    auto stamp = Stamp(**store);
+    if (!stamp) return app::Fail(app::ErrorKind::kFailed, "state-failed", stamp.error().message);
+    auto cached = [&]() -> std::shared_ptr<const app::MonthReport> {
+      std::lock_guard lock(cache_m);
+      auto it = cache.find(month);
+      if (it != cache.end() && it->second.stamp == *stamp &&
+          it->second.generation == generation.load()) {
+        return it->second.report;
+      }
+      return nullptr;
+    };
+    if (auto hit = cached()) return hit;
+    std::lock_guard evaluating(evaluate_m);
+    if (auto hit = cached()) return hit;  // another request evaluated it meanwhile
+    std::uint64_t gen = generation.load();
+    auto report = app::EvaluateStoredMonth(**store, month, config.engine, source_names);
+    if (!report) return report.error();
+    metrics.Add("ccm_evaluations_total", {{"month", month.ToString()}});
+    auto shared = std::make_shared<const app::MonthReport>(std::move(*report));
+    std::lock_guard lock(cache_m);
+    cache[month] = CachedMonth{*stamp, gen, shared};
+    while (cache.size() > 24) cache.erase(cache.begin());  // the oldest months go first
+    return shared;
+  }
+
+  // After a sync of this process: what changed makes every cached month stale; a sync that changed
+  // nothing moves the cached months that were current before it to the stamp after it.
+  void AfterSync(const std::string& stamp_before, bool changed) {
+    if (changed) {
+      ++generation;
+      return;
+    }
+    auto store = Store();
+    if (!store) return;
+    auto stamp = Stamp(**store);
+    if (!stamp) return;
+    std::lock_guard lock(cache_m);
+    for (auto& [month, entry] : cache) {
+      if (entry.stamp == stamp_before) entry.stamp = *stamp;
+    }
+  }
+
+  // --- syncs
+  // ---------------------------------------------------------------------------------------
+  SyncStart StartSync(std::string source, std::string trigger) {
+    std::lock_guard lock(sync_m);
+    if (running) return {running->id, false};
+    if (sync_thread.joinable()) sync_thread.join();  // the last one has ended
+    auto run = std::make_shared<SyncRun>();
+    run->id = ++next_run;
+    run->trigger = std::move(trigger);
+    run->source = std::move(source);
+    run->started_at = fhir::NowUtc();
+    runs[run->id] = run;
+    while (runs.size() > kKeptRuns) runs.erase(runs.begin());
+    running = run;
+    stop_sync = false;
+    metrics.Set("ccm_sync_running", {}, 1);
+    sync_thread = std::thread([this, run] { RunSync(run); });
+    return {run->id, true};
+  }
+
+  void RunSync(const std::shared_ptr<SyncRun>& run) {
+    Log("info", "sync-started",
+        fmt::format("sync {} started ({}{})", run->id, run->trigger,
+                    run->source.empty() ? "" : ", source " + run->source));
+    app::SyncCycleRequest request;
+    request.source = run->source;
+    request.stop = &stop_sync;
+    app::SyncCycleObserver observer;
+    observer.on_source_start = [this, run](const SourceConfig&) {
+      std::lock_guard lock(sync_m);
+      ++run->sources_started;
+    };
+    observer.pulls.on_page = [this, run](const TypeSync&) {
+      std::lock_guard lock(sync_m);
+      ++run->pages;
+    };
+    observer.pulls.on_type_done = [this, run](const TypeSync& t) {
+      std::lock_guard lock(sync_m);
+      ++run->types_done;
+      run->resources += t.resources;
+    };
+    std::string stamp_before;
+    app::WorkflowResult<app::SyncCycleResult> result = app::Fail(app::ErrorKind::kFailed, "", "");
+    auto store = app::OpenStateStore(config);
+    if (!store) {
+      result = store.error();
+    } else {
+      if (auto s = Stamp(**store)) stamp_before = *s;
+      result = app::RunSyncCycle(config, **store, request, observer);
+    }
+    std::string state;
+    {
+      std::lock_guard lock(sync_m);
+      run->finished_at = fhir::NowUtc();
+      if (!result) {
+        run->error = result.error();
+        state = "failed";
+      } else {
+        run->result = *result;
+        state = result->stopped                              ? "stopped"
+                : result->outcome() == app::SyncOutcome::kOk ? "succeeded"
+                                                             : "problems";
+      }
+      run->state = state;
+    }
+    AfterSync(stamp_before, !result || result->changed > 0 || result->stopped);
+    metrics.Add("ccm_sync_runs_total", {{"trigger", run->trigger}, {"state", state}});
+    if (state == "succeeded") {
+      metrics.Set("ccm_sync_last_success_timestamp_seconds", {},
+                  std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+    }
+    Log(state == "succeeded" ? "info"
+        : state == "failed"  ? "error"
+                             : "warning",
+        "sync-finished",
+        result ? fmt::format("sync {} {}: {} resource(s) pulled, {} changed, {} type(s) not "
+                             "complete, {:.1f}s",
+                             run->id, state, result->pulled, result->changed, result->not_complete,
+                             result->seconds)
+               : fmt::format("sync {} failed: {}: {}", run->id, result.error().code,
+                             result.error().message));
+    {
+      std::lock_guard lock(sync_m);
+      running.reset();
+      metrics.Set("ccm_sync_running", {}, 0);
+    }
+    sync_cv.notify_all();
+  }
+
+  bool StopSync(std::chrono::milliseconds bound) {
+    stop_sync = true;
+    std::unique_lock lock(sync_m);
+    bool ended = sync_cv.wait_for(lock, bound, [this] { return running == nullptr; });
+    if (ended && sync_thread.joinable()) {
+      lock.unlock();
+      sync_thread.join();
+    }
+    return ended;
+  }
+
+  // --- routes
+  // --------------------------------------------------------------------------------------
+  void AddRoutes() {
+    router.Add(
+        "GET", "/healthz",
+        [](const Request&) { return TextResponse(200, "{\"status\":\"ok\"}", "application/json"); },
+        /*needs_auth=*/false);
+    router.Add(
+        "GET", "/readyz", [this](const Request&) { return Ready(); }, /*needs_auth=*/false);
+    router.Add(
+        "GET", "/metadata", [this](const Request&) { return Metadata(); }, /*needs_auth=*/false);
+    router.Add("GET", "/metrics", [this](const Request&) { return MetricsText(); });
+    router.Add("GET", "/Patient/{id}/$ccm-status",
+               [this](const Request& req) { return PatientStatus(req); });
+    router.Add("GET", "/$ccm-billing-summary",
+               [this](const Request& req) { return BillingSummary(req); });
+    router.Add("POST", "/$sync", [this](const Request& req) { return PostSync(req); });
+    router.Add("GET", "/$sync-status/{id}", [this](const Request& req) { return SyncStatus(req); });
+  }
+
+  Response Ready() {
+    auto not_ready = [](std::string why) {
+      return ErrorResponse(MakeHttpError(503, fmt::format("not ready: {}", why)));
+    };
+    auto store = Store();
+    if (!store) return not_ready("the state store cannot be opened");
+    auto pulls = (*store)->PullStatuses();
+    if (!pulls) return not_ready("the state store cannot be read");
+    auto now = std::chrono::system_clock::now();
+    const auto max_age = 3 * config.sync.interval;
+    for (const std::string& source : source_names) {
+      bool any = false;
+      for (const PullStatus& p : *pulls) {
+        if (p.source != source) continue;
+        any = true;
+        // A pull running now counts as its last attempt: complete unless failing since.
+        bool ok = p.state == PullState::kComplete || p.state == PullState::kNotOffered ||
+                  (p.state == PullState::kRunning && p.failing_since.empty() &&
+                   !p.last_complete_finished.empty());
+        if (!ok) {
+          return not_ready(
+              fmt::format("source {}: the last pull of {} is {}", source, p.type, ToCode(p.state)));
+        }
+        if (config.sync.interval_set && p.state != PullState::kNotOffered) {
+          const std::string& at = p.state == PullState::kRunning || p.finished_at.empty()
+                                      ? p.last_complete_finished
+                                      : p.finished_at;
+          auto t = fhir::FhirDateTime::ParseInstant(at);
+          if (!t || now - t->Earliest() > max_age) {
+            return not_ready(fmt::format(
+                "source {}: {} was last pulled completely at {}, more than 3 x "
+                "sync.intervalSeconds ({} s) ago",
+                source, p.type, at.empty() ? "(never)" : at, config.sync.interval.count()));
+          }
+        }
+      }
+      if (!any) return not_ready(fmt::format("source {} has not been synced yet", source));
+    }
+    return TextResponse(200, "{\"status\":\"ready\"}", "application/json");
+  }
+
+  Response Metadata() const {
+    Value cs = Value::MakeObject();
+    cs.set("resourceType", Value::String("CapabilityStatement"));
+    cs.set("status", Value::String("active"));
+    cs.set("date", Value::String(fhir::NowUtc().substr(0, 10)));
+    cs.set("kind", Value::String("instance"));
+    Value software = Value::MakeObject();
+    software.set("name", Value::String("ccm-gateway"));
+    software.set("version", Value::String(options.version));
+    cs.set("software", std::move(software));
+    cs.set("fhirVersion", Value::String("4.0.1"));
+    Value formats = Value::MakeArray();
+    formats.push_back(Value::String("json"));
+    cs.set("format", std::move(formats));
+    Value rest = Value::MakeObject();
+    rest.set("mode", Value::String("server"));
+    Value security = Value::MakeObject();
+    security.set("description",
+                 Value::String("Authorization: Bearer <token> (or a client certificate with "
+                               "mutual TLS) on every operation; /metadata, /healthz and "
+                               "/readyz need none"));
+    rest.set("security", std::move(security));
+    auto op = [](std::string name, std::string doc) {
+      Value o = Value::MakeObject();
+      o.set("name", Value::String(std::move(name)));
+      o.set("definition", Value::String("https://github.com/ccm-gateway/docs/api.md#" + doc));
+      return o;
+    };
+    Value patient = Value::MakeObject();
+    patient.set("type", Value::String("Patient"));
+    Value patient_ops = Value::MakeArray();
+    patient_ops.push_back(op("ccm-status", "ccm-status"));
+    patient.set("operation", std::move(patient_ops));
+    Value resources = Value::MakeArray();
+    resources.push_back(std::move(patient));
+    rest.set("resource", std::move(resources));
+    Value ops = Value::MakeArray();
+    ops.push_back(op("ccm-billing-summary", "ccm-billing-summary"));
+    ops.push_back(op("sync", "sync"));
+    rest.set("operation", std::move(ops));
+    Value rests = Value::MakeArray();
+    rests.push_back(std::move(rest));
+    cs.set("rest", std::move(rests));
+    return JsonResponse(200, cs);
+  }
+
+  Response MetricsText() {
+    std::string text = metrics.Render();
+    // Read at scrape time, so that nothing stale lingers: the ledger and the cached month.
+    Metrics now;
+    now.Declare("ccm_ledger_entries", "Active billing ledger entries by status",
+                Metrics::Kind::kGauge);
+    now.Declare("ccm_source_types", "Resource types by source and the state of their last pull",
+                Metrics::Kind::kGauge);
+    now.Declare("ccm_patients",
+                "Patients of the current month by program and consent (when evaluated)",
+                Metrics::Kind::kGauge);
+    now.Declare("ccm_billable_patient_months",
+                "Billable patient-months of the current month (when evaluated)",
+                Metrics::Kind::kGauge);
+    if (auto store = Store()) {
+      if (auto entries = (*store)->LedgerEntries("", /*active_only=*/true)) {
+        std::map<std::string, double> by_status;
+        for (const char* s : {"pending", "submitted", "acknowledged"}) by_status[s] = 0;
+        for (const LedgerRow& e : *entries) by_status[e.status] += 1;
+        for (const auto& [status, n] : by_status)
+          now.Set("ccm_ledger_entries", {{"status", status}}, n);
+      }
+      if (auto pulls = (*store)->PullStatuses()) {
+        for (const PullStatus& p : *pulls) {
+          now.Add("ccm_source_types",
+                  {{"source", p.source}, {"state", std::string(ToCode(p.state))}});
+        }
+      }
+    }
+    YearMonth month = app::CurrentMonth(config.engine);
+    std::shared_ptr<const app::MonthReport> report;
+    {
+      std::lock_guard lock(cache_m);
+      if (auto it = cache.find(month);
+          it != cache.end() && it->second.generation == generation.load()) {
+        report = it->second.report;
+      }
+    }
+    if (report) {
+      for (const PatientMonth& r : report->records) {
+        std::string program(ToCode(r.program));
+        now.Add("ccm_patients", {{"month", month.ToString()},
+                                 {"program", program.empty() ? "none" : program},
+                                 {"consent", std::string(ToCode(r.consent))}});
+      }
+      now.Set("ccm_billable_patient_months", {{"month", month.ToString()}},
+              static_cast<double>(report->summary.billable));
+    }
+    return TextResponse(200, text + now.Render(), "text/plain; version=0.0.4; charset=utf-8");
+  }
+
+  Response PatientStatus(const Request& req) {
+    YearMonth month;
+    if (auto e = ReadMonth(req, app::CurrentMonth(config.engine), month)) return ErrorResponse(*e);
+    auto report = Evaluate(month);
+    if (!report) return ErrorResponse(FromWorkflow(report.error()));
+    const std::string patient = "Patient/" + req.params.at("id");
+    const auto& records = (*report)->records;
+    auto it =
+        std::lower_bound(records.begin(), records.end(), patient,
+                         [](const PatientMonth& r, const std::string& p) { return r.patient < p; });
+    if (it == records.end() || it->patient != patient) {
+      // The id is the caller's own text: no need to repeat it.
+      return ErrorResponse(
+          MakeHttpError(404, fmt::format("no such patient with CCM data in the state store for {}",
+                                         month.ToString())));
+    }
+    // Exactly the line `evaluate` writes for the patient (ToNdjson), without its newline.
+    std::string body;
+    fhir::json::SerializeTo(ToJson(*it, (*report)->engine), body);
+    return TextResponse(200, std::move(body), "application/json");
+  }
+
+  Response BillingSummary(const Request& req) {
+    YearMonth month;
+    if (auto e = ReadMonth(req, std::nullopt, month)) return ErrorResponse(*e);
+    auto store = Store();
+    if (!store) return ErrorResponse(FromWorkflow(store.error()));
+    app::CloseMonthRequest request;
+    request.month = month;
+    request.dry_run = true;
+    std::vector<std::string> warnings;
+    app::CloseMonthObserver observer;
+    observer.on_warning = [&warnings](const std::string& w) { warnings.push_back(w); };
+    auto result = app::CloseMonth(config, **store, request, observer);
+    if (!result) return ErrorResponse(FromWorkflow(result.error()));
+    const app::CloseMonthResult& r = *result;
+    auto lines_of = [](const LedgerRow& row) {
+      std::string codes;
+      for (const auto& l : LedgerLines(row)) {
+        codes += fmt::format("{}{}x{}", codes.empty() ? "" : " ", l.code, l.units);
+      }
+      return codes;
+    };
+    if (req.Header("accept").find("text/csv") != std::string_view::npos) {
+      std::string csv = "action,patient,month,kind,program,codes,amount\r\n";
+      for (const auto& c : r.ledger.changes) {
+        const LedgerRow& row = c.entry ? *c.entry : *c.previous;
+        csv += fmt::format("{},{},{},{},{},{},{}\r\n", ToCode(c.action), CsvField(row.patient),
+                           row.month, row.kind, row.program, CsvField(lines_of(row)),
+                           FormatCents(row.amount_cents));
+      }
+      return TextResponse(200, std::move(csv), "text/csv; charset=utf-8");
+    }
+    auto count = [](const auto& counts, auto key) {
+      auto it = counts.find(key);
+      return it == counts.end() ? std::size_t{0} : it->second;
+    };
+    Value v = Value::MakeObject();
+    v.set("month", Value::String(r.month.ToString()));
+    v.set("dryRun", Value::Bool(true));
+    v.set("currency", Value::String(r.currency));
+    v.set("billable", Num(r.billable));
+    v.set("expectedPayment", Value::Number(FormatCents(r.amount)));
+    Value ledger = Value::MakeObject();
+    ledger.set("new", Num(count(r.ledger_counts, LedgerAction::kNew)));
+    ledger.set("adjusted", Num(count(r.ledger_counts, LedgerAction::kAdjusted)));
+    ledger.set("voided", Num(count(r.ledger_counts, LedgerAction::kVoided)));
+    ledger.set("withdrawn", Num(count(r.ledger_counts, LedgerAction::kWithdrawn)));
+    ledger.set("unchanged", Num(r.ledger.unchanged));
+    ledger.set("held", Num(r.held()));
+    v.set("ledger", std::move(ledger));
+    Value plans = Value::MakeObject();
+    for (const auto& [k, n] : r.care_plan_counts) plans.set(k, Num(n));
+    v.set("carePlans", std::move(plans));
+    Value changes = Value::MakeArray();
+    for (const auto& c : r.ledger.changes) {
+      const LedgerRow& row = c.entry ? *c.entry : *c.previous;
+      Value cv = Value::MakeObject();
+      cv.set("action", Value::String(std::string(ToCode(c.action))));
+      cv.set("patient", Value::String(row.patient));
+      cv.set("month", Value::String(row.month));
+      cv.set("kind", Value::String(row.kind));
+      if (!row.program.empty()) cv.set("program", Value::String(row.program));
+      Value lines = Value::MakeArray();
+      for (const auto& l : LedgerLines(row)) lines.push_back(ToJson(l));
+      cv.set("lines", std::move(lines));
+      cv.set("amount", Value::Number(FormatCents(row.amount_cents)));
+      changes.push_back(std::move(cv));
+    }
+    v.set("changes", std::move(changes));
+    auto strings = [](const std::vector<std::string>& list) {
+      Value a = Value::MakeArray();
+      for (const auto& s : list) a.push_back(Value::String(s));
+      return a;
+    };
+    v.set("incomplete", strings(r.incomplete));
+    v.set("problems", strings(r.problems));
+    v.set("warnings", strings(warnings));
+    return JsonResponse(200, v, "application/json");
+  }
+
+  Response PostSync(const Request& req) {
+    std::string source = req.Query("source").value_or("");
+    if (!source.empty() &&
+        std::find(source_names.begin(), source_names.end(), source) == source_names.end()) {
+      return ErrorResponse(
+          MakeHttpError(400, fmt::format("no source named \"{}\" is configured", source)));
+    }
+    if (source_names.empty()) {
+      return ErrorResponse(MakeHttpError(422, "no sources are configured: nothing to sync"));
+    }
+    SyncStart s = StartSync(std::move(source), "api");
+    if (!s.started) {
+      Response r = ErrorResponse(
+          MakeHttpError(409, fmt::format("a sync is running already: see {}", SyncLocation(s.id))));
+      r.headers.emplace_back("Content-Location", SyncLocation(s.id));
+      return r;
+    }
+    Response r = SyncStatusOf(s.id);
+    r.status = 202;
+    r.headers.emplace_back("Content-Location", SyncLocation(s.id));
+    return r;
+  }
+
+  Response SyncStatusOf(std::int64_t id) {
+    std::lock_guard lock(sync_m);
+    auto it = runs.find(id);
+    if (it == runs.end()) {
+      return ErrorResponse(MakeHttpError(404, "no such sync run (only the last runs are kept)"));
+    }
+    return JsonResponse(200, ToJson(*it->second), "application/json");
+  }
+
+  Response SyncStatus(const Request& req) {
+    const std::string& text = req.params.at("id");
+    std::int64_t id = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (ec != std::errc() || end != text.data() + text.size() || id <= 0) {
+      return ErrorResponse(MakeHttpError(404, "no such sync run"));
+    }
+    return SyncStatusOf(id);
+  }
+};
+
+GatewayService::GatewayService(GatewayConfig config, ServiceOptions options)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(options))) {}
+
+GatewayService::~GatewayService() = default;
+
+const Router& GatewayService::router() const { return impl_->router; }
+
+void GatewayService::OnAccess(const AccessRecord& a) {
+  impl_->metrics.Add(
+      "ccm_http_requests_total",
+      {{"route", a.route}, {"method", a.method}, {"status", std::to_string(a.status)}});
+  impl_->metrics.Observe("ccm_http_request_duration_seconds", {{"route", a.route}}, a.seconds);
+  if (!impl_->options.access_log) return;
+  // The route's pattern, never the path: no patient id reaches the log.
+  Value e = Value::MakeObject();
+  e.set("time", Value::String(fhir::NowUtc()));
+  e.set("level", Value::String("info"));
+  e.set("event", Value::String("access"));
+  e.set("method", Value::String(a.method));
+  e.set("route", Value::String(a.route));
+  e.set("principal", Value::String(a.principal));
+  e.set("status", Value::Number(static_cast<std::int64_t>(a.status)));
+  e.set("seconds", Value::Number(fmt::format("{:.6f}", a.seconds)));
+  e.set("bytes", Num(a.bytes_out));
+  std::string line = fhir::json::Serialize(e) + "\n";
+  std::lock_guard lock(impl_->log_m);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+GatewayService::SyncStart GatewayService::StartSync(std::string source, std::string trigger) {
+  return impl_->StartSync(std::move(source), std::move(trigger));
+}
+
+bool GatewayService::SyncRunning() const {
+  std::lock_guard lock(impl_->sync_m);
+  return impl_->running != nullptr;
+}
+
+bool GatewayService::StopSync(std::chrono::milliseconds bound) { return impl_->StopSync(bound); }
+
+}  // namespace ccm::gateway::server

@@ -1,0 +1,71 @@
+// The gateway's HTTP API (docs/api.md): the routes of `ccm-gateway serve` over the application
+// layer (gateway/app/), the background and scheduled syncs, the evaluation cache, the metrics and
+// the access log. HTTP handling only: every answer is computed by the same app:: workflow, and
+// rendered by the same serializer, as the command that prints it.
+//
+// Contract
+// - Routes: GET /healthz, /readyz (no token, no PHI); GET /metrics, /metadata,
+//   /Patient/{id}/$ccm-status, /$ccm-billing-summary, /$sync-status/{id}; POST /$sync (bearer
+//   token or client certificate).
+// - Handlers run on the HTTP server's worker threads and block there (SQLite, curl). Each opens
+//   no more than one state-store connection at a time, taken from a pool (SQLite connections are
+//   not shared between threads).
+// - Evaluations are cached per month and keyed by the state store's sync history (the last sync
+//   run and its end) plus a generation bumped by every sync of this process that changed
+//   something, so a status call re-evaluates only after a sync changed the store.
+// - At most one sync runs at a time (POST /$sync, the schedule); it runs on its own thread and can
+//   be stopped (StopSync), ending after the page it is storing.
+// - Thread-safe: every public member may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "gateway/config/gateway_config.h"
+#include "gateway/server/http_server.h"
+#include "gateway/server/metrics.h"
+#include "gateway/server/router.h"
+
+namespace ccm::gateway::server {
+
+struct ServiceOptions {
+  std::string version = "unknown", commit = "unknown";  // build info (metrics, metadata)
+  // A JSON log line for the operator (no PHI): level, event, message. Default: stderr.
+  std::function<void(std::string_view level, std::string_view event, std::string_view message)> log;
+  bool access_log = true;  // one JSON line per request on stderr (OnAccess)
+};
+
+class GatewayService {
+ public:
+  // `config` must have been loaded with its credentials when syncs are to run.
+  GatewayService(GatewayConfig config, ServiceOptions options);
+  ~GatewayService();  // stops a running sync and waits for it
+  GatewayService(const GatewayService&) = delete;
+  GatewayService& operator=(const GatewayService&) = delete;
+
+  const Router& router() const;
+  // For HttpServerOptions::on_access: the request metrics and the access log line.
+  void OnAccess(const AccessRecord& access);
+
+  struct SyncStart {
+    std::int64_t id = 0;   // the running sync's (this one's, or the one already running)
+    bool started = false;  // false: one was running already
+  };
+  // Starts a sync cycle of `source` ("" all) on a background thread unless one runs. `trigger`:
+  // "api" or "schedule" (metrics, status).
+  SyncStart StartSync(std::string source, std::string trigger);
+  bool SyncRunning() const;
+  // Asks a running sync to stop and waits up to `bound` for it to end (its current store
+  // transaction finishes first). True when no sync runs any more.
+  bool StopSync(std::chrono::milliseconds bound);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ccm::gateway::server
