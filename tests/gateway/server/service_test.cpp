@@ -1,0 +1,419 @@
+// The gateway's HTTP API (gateway/server/service.h, docs/api.md) on real sockets on 127.0.0.1,
+// over a state store filled by a sync from the loopback FHIR server (tests/server/): every route
+// and its errors, authentication, $ccm-status against `evaluate`, the billing summary against
+// `bill --dry-run`, POST /$sync and its status; and the built binary's `serve` stopped by SIGTERM
+// during a sync, then resuming.
+#include "gateway/server/service.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "fhir/client/http_client.h"
+#include "fhir/json.h"
+#include "gateway/server/http_server.h"
+#include "gateway/server/token_auth.h"
+#include "sync/sync_support.h"
+#include "test_server.h"
+#include "test_util.h"
+
+namespace ccm::gateway::server {
+namespace {
+
+using ccm::testing::GatewayRun;
+using ccm::testing::ReadFile;
+using ccm::testing::TempDir;
+using ccm::testing::TestFhirServer;
+using ccm::testing::WriteFile;
+using fhir::json::Value;
+namespace st = ccm::gateway::sync_testing;
+
+constexpr std::string_view kToken = "service-test-token";
+constexpr auto kPatience = std::chrono::seconds(60);
+
+std::shared_ptr<const TokenAuth> Tokens() {
+  auto auth = TokenAuth::Make({{ToHex(HashToken(kToken)), "care-team"}});
+  EXPECT_TRUE(auth) << auth.error().message;
+  return std::make_shared<const TokenAuth>(std::move(*auth));
+}
+
+struct Answer {
+  long status = 0;
+  std::string body, content_type, content_location, www_authenticate;
+};
+
+Answer Call(std::uint16_t port, const std::string& method, const std::string& path,
+            std::optional<std::string> token = std::string(kToken),
+            const std::string& accept = "") {
+  fhir::HttpClient client{fhir::HttpOptions{}};
+  fhir::HttpRequest r;
+  r.method = method;
+  r.url = fmt::format("http://127.0.0.1:{}{}", port, path);
+  if (token) r.headers.emplace_back("Authorization", fmt::format("Bearer {}", *token));
+  if (!accept.empty()) r.headers.emplace_back("Accept", accept);
+  auto resp = client.Send(r);
+  EXPECT_TRUE(resp) << resp.error().message;
+  Answer a;
+  if (!resp) return a;
+  a.status = resp->status;
+  a.body = resp->body;
+  for (const auto& [k, v] : resp->headers) {
+    std::string name = k;
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (name == "content-type") a.content_type = v;
+    if (name == "content-location") a.content_location = v;
+    if (name == "www-authenticate") a.www_authenticate = v;
+  }
+  return a;
+}
+
+// The single issue of an OperationOutcome body ("" when the body is none).
+std::string OutcomeText(const Answer& a) {
+  auto v = fhir::json::Parse(a.body);
+  if (!v || (*v)["resourceType"].str() != "OperationOutcome") return "";
+  return std::string((*v)["issue"][0]["diagnostics"].str()) +
+         std::string((*v)["issue"][0]["details"]["text"].str());
+}
+
+// Polls a sync's status resource until it is no longer running.
+Value AwaitSync(std::uint16_t port, const std::string& location) {
+  auto deadline = std::chrono::steady_clock::now() + kPatience;
+  for (;;) {
+    Answer a = Call(port, "GET", location);
+    EXPECT_EQ(a.status, 200) << a.body;
+    auto v = fhir::json::Parse(a.body);
+    if (!v) return Value();
+    if ((*v)["state"].str() != "running" || std::chrono::steady_clock::now() > deadline) {
+      return std::move(*v);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// One FHIR server, state store and service for the tests of this executable's process.
+class ServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ehr_ = new TestFhirServer(ccm::testing::SampleInputs());
+    dir_ = new TempDir();
+    config_path_ = st::WriteConfig(*dir_, *ehr_);
+    auto config = LoadGatewayConfig(config_path_);
+    ASSERT_TRUE(config) << config.error().message;
+    ServiceOptions options;
+    options.version = "test";
+    options.access_log = false;
+    options.log = [](std::string_view, std::string_view, std::string_view) {};
+    service_ = new GatewayService(std::move(*config), options);
+    HttpServerOptions ho;
+    ho.tokens = Tokens();
+    ho.worker_threads = 4;
+    ho.on_access = [](const AccessRecord& a) { service_->OnAccess(a); };
+    auto http = HttpServer::Start(std::move(ho), service_->router());
+    ASSERT_TRUE(http) << http.error().message;
+    http_ = http->release();
+    // The store filled through the API itself.
+    Answer posted = Call(http_->port(), "POST", "/$sync");
+    ASSERT_EQ(posted.status, 202) << posted.body;
+    Value done = AwaitSync(http_->port(), posted.content_location);
+    ASSERT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
+  }
+  static void TearDownTestSuite() {
+    if (http_ != nullptr) http_->Stop(std::chrono::seconds(5));
+    delete http_;
+    delete service_;
+    delete dir_;
+    delete ehr_;
+  }
+  static std::uint16_t port() { return http_->port(); }
+
+  static TestFhirServer* ehr_;
+  static TempDir* dir_;
+  static std::filesystem::path config_path_;
+  static GatewayService* service_;
+  static HttpServer* http_;
+};
+TestFhirServer* ServiceTest::ehr_ = nullptr;
+TempDir* ServiceTest::dir_ = nullptr;
+std::filesystem::path ServiceTest::config_path_;
+GatewayService* ServiceTest::service_ = nullptr;
+HttpServer* ServiceTest::http_ = nullptr;
+
+TEST_F(ServiceTest, HealthReadinessAndMetadataNeedNoToken) {
+  Answer health = Call(port(), "GET", "/healthz", std::nullopt);
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body, R"({"status":"ok"})");
+  Answer ready = Call(port(), "GET", "/readyz", std::nullopt);
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  Answer meta = Call(port(), "GET", "/metadata", std::nullopt);
+  ASSERT_EQ(meta.status, 200);
+  auto cs = fhir::json::Parse(meta.body);
+  ASSERT_TRUE(cs);
+  EXPECT_EQ((*cs)["resourceType"].str(), "CapabilityStatement");
+  EXPECT_NE(meta.body.find("ccm-status"), std::string::npos);
+  EXPECT_NE(meta.body.find("ccm-billing-summary"), std::string::npos);
+}
+
+TEST_F(ServiceTest, EveryOtherRouteNeedsAValidToken) {
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/metrics"},
+           {"GET", "/Patient/x/$ccm-status?month=2026-10"},
+           {"GET", "/$ccm-billing-summary?month=2026-10"},
+           {"POST", "/$sync"},
+           {"GET", "/$sync-status/1"}}) {
+    Answer none = Call(port(), method, path, std::nullopt);
+    EXPECT_EQ(none.status, 401) << path;
+    EXPECT_NE(none.www_authenticate.find("Bearer"), std::string::npos) << path;
+    EXPECT_FALSE(OutcomeText(none).empty()) << none.body;
+    Answer wrong = Call(port(), method, path, std::string("not-the-token"));
+    EXPECT_EQ(wrong.status, 401) << path;
+    EXPECT_NE(wrong.www_authenticate.find("invalid_token"), std::string::npos) << path;
+  }
+  EXPECT_FALSE(service_->SyncRunning()) << "a refused POST /$sync started nothing";
+}
+
+TEST_F(ServiceTest, StatusIsTheEvaluateRecordOfEverySamplePatient) {
+  // `evaluate` over the resources the FHIR server holds (what the store was synced from).
+  std::string report = st::EvaluateServer(*ehr_);
+  std::size_t start = 0, patients = 0;
+  while (start < report.size()) {
+    std::size_t end = report.find('\n', start);
+    std::string line = report.substr(start, end - start);
+    start = end + 1;
+    auto record = fhir::json::Parse(line);
+    ASSERT_TRUE(record) << line;
+    std::string patient(std::string((*record)["patient"].str()).substr(8));  // "Patient/"
+    Answer a = Call(port(), "GET", fmt::format("/Patient/{}/$ccm-status?month=2026-10", patient));
+    ASSERT_EQ(a.status, 200) << a.body;
+    EXPECT_EQ(a.content_type, "application/json");
+    EXPECT_EQ(a.body, line) << patient;
+    ++patients;
+  }
+  EXPECT_GE(patients, 12u) << "every sample patient";
+}
+
+TEST_F(ServiceTest, StatusErrors) {
+  Answer unknown = Call(port(), "GET", "/Patient/no-such-patient/$ccm-status?month=2026-10");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(OutcomeText(unknown).find("no such patient"), std::string::npos) << unknown.body;
+  EXPECT_EQ(unknown.body.find("no-such-patient"), std::string::npos) << "the id is not echoed";
+  for (const char* month : {"2026-13", "October", "2026-1"}) {
+    Answer bad = Call(port(), "GET", fmt::format("/Patient/x/$ccm-status?month={}", month));
+    EXPECT_EQ(bad.status, 400) << month;
+    EXPECT_FALSE(OutcomeText(bad).empty()) << bad.body;
+  }
+  Answer wrong_method = Call(port(), "POST", "/Patient/x/$ccm-status");
+  EXPECT_EQ(wrong_method.status, 405);
+  Answer nothing = Call(port(), "GET", "/nothing-here");
+  EXPECT_EQ(nothing.status, 404);
+  EXPECT_FALSE(OutcomeText(nothing).empty());
+}
+
+TEST_F(ServiceTest, EvaluationsAreCachedPerMonth) {
+  auto evaluations = [] {
+    Answer m = Call(port(), "GET", "/metrics");
+    std::smatch match;
+    std::regex re(R"(ccm_evaluations_total\{month="2026-09"\} (\d+))");
+    return std::regex_search(m.body, match, re) ? std::stoi(match[1]) : 0;
+  };
+  int before = evaluations();
+  for (int i = 0; i < 5; ++i) {
+    Call(port(), "GET", "/Patient/x/$ccm-status?month=2026-09");
+  }
+  EXPECT_EQ(evaluations(), before + 1) << "five calls, one evaluation";
+}
+
+TEST_F(ServiceTest, BillingSummaryHasTheFiguresOfBillDryRun) {
+  GatewayRun bill =
+      st::Gateway(fmt::format("bill --dry-run --month 2026-10 --config {}", config_path_.string()));
+  ASSERT_EQ(bill.status, 0) << bill.err << bill.out;
+  std::smatch m;
+  std::regex re(R"((\d+) billable patient-month\(s\), ([0-9.]+) (\w+) expected)");
+  ASSERT_TRUE(std::regex_search(bill.out, m, re)) << bill.out;
+
+  Answer json = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10");
+  ASSERT_EQ(json.status, 200) << json.body;
+  auto v = fhir::json::Parse(json.body);
+  ASSERT_TRUE(v);
+  EXPECT_EQ((*v)["billable"].number_text(), m[1].str());
+  EXPECT_EQ((*v)["expectedPayment"].number_text(), m[2].str());
+  EXPECT_EQ((*v)["currency"].str(), m[3].str());
+  EXPECT_EQ((*v)["changes"].array().size(), static_cast<std::size_t>(std::stoi(m[1])))
+      << "an empty ledger: one new entry per billable patient-month";
+
+  Answer csv =
+      Call(port(), "GET", "/$ccm-billing-summary?month=2026-10", std::string(kToken), "text/csv");
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_TRUE(csv.content_type.starts_with("text/csv")) << csv.content_type;
+  EXPECT_TRUE(csv.body.starts_with("action,patient,month,kind,program,codes,amount\r\n"));
+  EXPECT_EQ(static_cast<long>(std::count(csv.body.begin(), csv.body.end(), '\n')),
+            std::stol(m[1]) + 1);
+
+  Answer missing = Call(port(), "GET", "/$ccm-billing-summary");
+  EXPECT_EQ(missing.status, 400);
+  Answer open = Call(port(), "GET", "/$ccm-billing-summary?month=2099-01");
+  EXPECT_EQ(open.status, 400) << "a month that has not ended, as bill refuses it";
+  EXPECT_FALSE(OutcomeText(open).empty()) << open.body;
+}
+
+TEST_F(ServiceTest, SyncRunsInTheBackgroundOneAtATime) {
+  // Slow pages, so that the sync is still running when the second request comes.
+  ehr_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 200,
+                    "times": 1000}])");
+  Answer first = Call(port(), "POST", "/$sync");
+  ASSERT_EQ(first.status, 202) << first.body;
+  ASSERT_TRUE(first.content_location.starts_with("/$sync-status/")) << first.content_location;
+  Answer second = Call(port(), "POST", "/$sync");
+  EXPECT_EQ(second.status, 409) << second.body;
+  EXPECT_EQ(second.content_location, first.content_location);
+  Answer running = Call(port(), "GET", first.content_location);
+  EXPECT_EQ(running.status, 200);
+  ehr_->Faults("[]");
+  Value done = AwaitSync(port(), first.content_location);
+  EXPECT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
+  EXPECT_EQ(done["result"]["pullsOk"].as_bool(), true);
+  EXPECT_FALSE(done["finishedAt"].str().empty());
+
+  Answer unknown_source = Call(port(), "POST", "/$sync?source=nope");
+  EXPECT_EQ(unknown_source.status, 400);
+  Answer one = Call(port(), "POST", "/$sync?source=ehr");
+  ASSERT_EQ(one.status, 202) << one.body;
+  EXPECT_EQ(AwaitSync(port(), one.content_location)["source"].str(), "ehr");
+  EXPECT_EQ(Call(port(), "GET", "/$sync-status/999999").status, 404);
+  EXPECT_EQ(Call(port(), "GET", "/$sync-status/abc").status, 404);
+}
+
+TEST_F(ServiceTest, MetricsInPrometheusText) {
+  Call(port(), "GET", "/healthz", std::nullopt);
+  Call(port(), "GET", "/Patient/x/$ccm-status?month=2026-10");
+  Answer m = Call(port(), "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_TRUE(m.content_type.starts_with("text/plain")) << m.content_type;
+  for (const char* want :
+       {"# TYPE ccm_http_requests_total counter",
+        R"(ccm_http_requests_total{route="/healthz",method="GET",status="200"})",
+        R"(ccm_http_requests_total{route="/Patient/{id}/$ccm-status",method="GET",status="404"})",
+        "# TYPE ccm_http_request_duration_seconds histogram", R"(ccm_build_info{version="test")",
+        R"(ccm_ledger_entries{status="pending"} 0)",
+        R"(ccm_source_types{source="ehr",state="complete"})"}) {
+    EXPECT_NE(m.body.find(want), std::string::npos) << want << "\n" << m.body;
+  }
+  EXPECT_EQ(m.body.find("Patient/x"), std::string::npos) << "no patient id in a label";
+}
+
+TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
+  TestFhirServer ehr;
+  TempDir dir;
+  auto config = LoadGatewayConfig(st::WriteConfig(dir, ehr));
+  ASSERT_TRUE(config) << config.error().message;
+  ServiceOptions options;
+  options.access_log = false;
+  options.log = [](std::string_view, std::string_view, std::string_view) {};
+  GatewayService service(std::move(*config), options);
+  auto http = HttpServer::Start(HttpServerOptions{}, service.router());
+  ASSERT_TRUE(http);
+  Answer ready = Call((*http)->port(), "GET", "/readyz", std::nullopt);
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(OutcomeText(ready).find("source ehr has not been synced yet"), std::string::npos)
+      << ready.body;
+}
+
+// --- the built binary ---------------------------------------------------------------------------
+
+// Waits until `log` has a JSON line with "event": `event`; returns it (null Value on timeout).
+Value AwaitLogEvent(const std::filesystem::path& log, std::string_view event, std::size_t nth = 1) {
+  auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::size_t seen = 0;
+    for (Value& e : st::Events(ReadFile(log))) {
+      if (e["event"].str() == event && ++seen == nth) return std::move(e);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ADD_FAILURE() << "no \"" << event << "\" in the log:\n" << ReadFile(log);
+  return Value();
+}
+
+TEST(ServeBinaryTest, SigtermDuringASyncExitsZeroAndTheNextStartResumes) {
+  TestFhirServer ehr(ccm::testing::SampleInputs());
+  TempDir dir;
+  WriteFile(dir / "tokens.json", fmt::format(R"({{"tokens": [{{"sha256": "{}", "name": "ops"}}]}})",
+                                             ToHex(HashToken(kToken))));
+  std::string json = fmt::format(
+      R"({{
+    "practice": {{"timeZone": "America/Chicago", "billingPractitioners": ["9999999991"]}},
+    "billing": {{"feeScheduleYear": 2025}},
+    "sources": [{{"name": "ehr", "baseUrl": "{}", "pageSize": 25,
+                  "retry": {{"initialBackoffMs": 20, "maxBackoffSeconds": 1}}}}],
+    "state": {{"path": "state.db"}},
+    "sync": {{"intervalSeconds": 3600}},
+    "server": {{"port": 0, "tokensFile": "tokens.json"}}
+  }})",
+      ehr.base());
+  WriteFile(dir / "config.json", json);
+  std::string args = fmt::format("serve --config {}", (dir / "config.json").string());
+
+  // First start: the scheduled sync begins at once; its Encounter pages are slow.
+  ehr.Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 300,
+                  "times": 1000}])");
+  pid_t pid = st::StartGateway(args, dir / "first.log");
+  Value listening = AwaitLogEvent(dir / "first.log", "listening");
+  auto port = static_cast<std::uint16_t>(st::Num(listening, "port"));
+  ASSERT_GT(port, 0);
+  st::WaitForRequests(ehr, "GET /fhir/R4/Encounter?", 2);
+  EXPECT_EQ(Call(port, "GET", "/readyz", std::nullopt).status, 503) << "not synced yet";
+  // SIGHUP re-reads the tokens file: the old token stops working, the new one works.
+  WriteFile(dir / "tokens.json", fmt::format(R"({{"tokens": [{{"sha256": "{}", "name": "ops"}}]}})",
+                                             ToHex(HashToken("rotated"))));
+  ::kill(pid, SIGHUP);
+  AwaitLogEvent(dir / "first.log", "tokens-reloaded");
+  EXPECT_EQ(Call(port, "GET", "/metrics", std::string(kToken)).status, 401);
+  EXPECT_EQ(Call(port, "GET", "/metrics", std::string("rotated")).status, 200);
+
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::string first_log = ReadFile(dir / "first.log");
+  ASSERT_TRUE(WIFEXITED(status)) << first_log;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << first_log;
+  Value stopped = AwaitLogEvent(dir / "first.log", "sync-finished");
+  EXPECT_NE(std::string(stopped["message"].str()).find("stopped"), std::string::npos) << first_log;
+  EXPECT_NE(first_log.find(R"("event":"stopped")"), std::string::npos) << first_log;
+
+  // Second start, nothing slow: the sync at start resumes and completes; the service is ready
+  // and answers exactly what `evaluate` says of the server's resources.
+  ehr.Faults("[]");
+  pid = st::StartGateway(args, dir / "second.log");
+  listening = AwaitLogEvent(dir / "second.log", "listening");
+  port = static_cast<std::uint16_t>(st::Num(listening, "port"));
+  Value finished = AwaitLogEvent(dir / "second.log", "sync-finished");
+  EXPECT_EQ(finished["level"].str(), "info") << ReadFile(dir / "second.log");
+  EXPECT_EQ(Call(port, "GET", "/readyz", std::nullopt).status, 200);
+  std::string report = st::EvaluateServer(ehr);
+  std::string first_line = report.substr(0, report.find('\n'));
+  auto record = fhir::json::Parse(first_line);
+  ASSERT_TRUE(record);
+  Answer a = Call(port, "GET",
+                  fmt::format("/Patient/{}/$ccm-status?month=2026-10",
+                              std::string((*record)["patient"].str()).substr(8)),
+                  std::string("rotated"));
+  EXPECT_EQ(a.body, first_line);
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(dir / "second.log");
+  // The access log: one line per request, route patterns only.
+  std::string second_log = ReadFile(dir / "second.log");
+  EXPECT_NE(second_log.find(R"("route":"/Patient/{id}/$ccm-status")"), std::string::npos);
+  EXPECT_EQ(second_log.find(std::string((*record)["patient"].str()).substr(8)), std::string::npos)
+      << "no patient id in the log";
+}
+
+}  // namespace
+}  // namespace ccm::gateway::server
