@@ -252,7 +252,7 @@ TEST(EvaluateCliTest, ConfigErrorsNameFileKeyAndExpectation) {
       {R"({"practice": )", "c.json: line 1"},
       {R"({"practice": {"name": 7}})", "practice.name: expected a non-empty string"},
       {R"({"rules": {"maxUnits": {"99940": 1}}})", "rules.maxUnits.99940: not a CCM/PCM code"},
-      {R"({"server": {"port": 8080}})", "server: unknown key"},
+      {R"({"servr": {"port": 8080}})", "servr: unknown key"},
       {R"({"logging": {"serverDiagnostics": 1}})", "logging.serverDiagnostics: expected true"},
       {R"({"logging": {"serverDiagnostics": true}})", ""},
   };

@@ -217,7 +217,7 @@ TEST(SyncConfigTest, ResourceTypesAreR4TypesSpelledAsInTheSpecification) {
 }
 
 // `logging` is a real section with one key; `server` (nothing serves yet) is unknown.
-TEST(SyncConfigTest, LoggingIsASectionAndServerIsUnknown) {
+TEST(SyncConfigTest, LoggingIsASectionAndServerIsKnown) {
   TempDir dir;
   auto off = Load(dir, R"({"sources": [{"name": "e", "baseUrl": "https://x"}]})");
   ASSERT_TRUE(off) << off.error().message;
@@ -242,12 +242,15 @@ TEST(SyncConfigTest, LoggingIsASectionAndServerIsUnknown) {
   EXPECT_NE(ErrorOf(dir, R"({"logging": {"level": "debug"}})")
                 .find("logging.level: unknown key (expected one of: serverDiagnostics)"),
             std::string::npos);
+  // `server` is serve's section (gateway/server/server_config.h); a misspelt section is not.
   WriteFile(dir / "server.json", R"({"server": {"port": 8080}})");
-  auto engine = LoadEngineConfig(dir / "server.json");
+  EXPECT_TRUE(LoadEngineConfig(dir / "server.json"));
+  WriteFile(dir / "servr.json", R"({"servr": {"port": 8080}})");
+  auto engine = LoadEngineConfig(dir / "servr.json");
   ASSERT_FALSE(engine);
-  EXPECT_NE(engine.error().message.find("server: unknown key (expected one of: practice, "
+  EXPECT_NE(engine.error().message.find("servr: unknown key (expected one of: practice, "
                                         "mappings, rules, billing, sources, state, sync, "
-                                        "writeBack, logging)"),
+                                        "writeBack, logging, server)"),
             std::string::npos)
       << engine.error().message;
 }
