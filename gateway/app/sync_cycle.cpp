@@ -17,13 +17,22 @@ using fhir::json::Value;
 // What the run history keeps of a cycle (the state store's runs table; read by people and
 // support tools, never by the gateway).
 std::string RunSummary(const SyncCycleResult& r) {
-  auto n = [](std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); };
   Value summary = Value::MakeObject();
   summary.set("ok", Value::Bool(r.outcome() == SyncOutcome::kOk));
   if (r.stopped) summary.set("stopped", Value::Bool(true));
   summary.set("outcome", Value::String(r.outcome() == SyncOutcome::kOk         ? "ok"
                                        : r.outcome() == SyncOutcome::kProblems ? "problems"
                                                                                : "report-failed"));
+  Value figures = SyncCycleFigures(r);
+  for (fhir::json::Member& m : *figures.mutable_object()) summary.set(m.key, std::move(m.value));
+  return fhir::json::Serialize(summary);
+}
+
+}  // namespace
+
+Value SyncCycleFigures(const SyncCycleResult& r) {
+  auto n = [](std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); };
+  Value figures = Value::MakeObject();
   Value sources = Value::MakeArray();
   for (const SourceSync& s : r.sources) {
     Value sv = Value::MakeObject();
@@ -32,18 +41,16 @@ std::string RunSummary(const SyncCycleResult& r) {
     if (!s.error.empty()) sv.set("error", Value::String(s.error));
     sources.push_back(std::move(sv));
   }
-  summary.set("sources", std::move(sources));
-  summary.set("month", Value::String(r.month.ToString()));
-  summary.set("pulled", n(r.pulled));
-  summary.set("changed", n(r.changed));
-  summary.set("stored", n(r.stored));
-  summary.set("requests", n(r.requests));
-  summary.set("retries", n(r.retries));
-  summary.set("seconds", Value::Number(fmt::format("{:.3f}", r.seconds)));
-  return fhir::json::Serialize(summary);
+  figures.set("sources", std::move(sources));
+  figures.set("month", Value::String(r.month.ToString()));
+  figures.set("pulled", n(r.pulled));
+  figures.set("changed", n(r.changed));
+  figures.set("stored", n(r.stored));
+  figures.set("requests", n(r.requests));
+  figures.set("retries", n(r.retries));
+  figures.set("seconds", Value::Number(fmt::format("{:.3f}", r.seconds)));
+  return figures;
 }
-
-}  // namespace
 
 SyncOutcome SyncCycleResult::outcome() const {
   if (stopped) return SyncOutcome::kProblems;

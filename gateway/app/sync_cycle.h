@@ -64,6 +64,10 @@ struct SyncCycleResult {
   SyncOutcome outcome() const;
 };
 
+// The cycle's figures as one JSON object -- sources (name, ok, error), month, pulled, changed,
+// stored, requests, retries, seconds -- for the run record and the last log line of `sync`.
+fhir::json::Value SyncCycleFigures(const SyncCycleResult& result);
+
 // Whether `config` can be synced: it has sources and its credentials were read. kInvalidSetup
 // ("config-failed") otherwise.
 WorkflowStatus CheckSyncConfig(const GatewayConfig& config);

@@ -11,6 +11,7 @@
 #include "fhir/datetime.h"
 #include "fhir/json.h"
 #include "fhir/reader.h"
+#include "gateway/base/config_keys.h"
 #include "gateway/io/files.h"
 
 namespace ccm::gateway::cli {
@@ -302,6 +303,15 @@ int PublishReport(const app::MonthReport& report, app::ReportFormat format, cons
     console.Info(summary);
   }
   return problems ? kExitDataProblems : kExitOk;
+}
+
+Result<server::ServerConfig> LoadServerSection(const std::string& path) {
+  CCM_TRY_ASSIGN(auto root, config::ReadJsonFile(path, "config"));
+  CCM_TRY_ASSIGN(auto section,
+                 server::ServerConfigFromJson(root.find("server"), path,
+                                              std::filesystem::path(path).parent_path()));
+  CCM_TRY(server::LoadTokens(section));
+  return section;
 }
 
 }  // namespace ccm::gateway::cli

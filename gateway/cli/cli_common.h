@@ -20,6 +20,7 @@
 #include "gateway/app/evaluate_month.h"
 #include "gateway/app/workflow.h"
 #include "gateway/ccm/engine.h"
+#include "gateway/server/server_config.h"
 
 namespace ccm::gateway::cli {
 
@@ -174,5 +175,10 @@ void LogEvent(std::string_view level, std::string_view event, std::string_view m
 // problems in the data, else 0.
 int PublishReport(const app::MonthReport& report, app::ReportFormat format, const std::string& out,
                   Console& console, std::string_view inputs, bool json_log = false);
+
+// The `server` section of the config file `path` (the service's own: LoadGatewayConfig does not
+// read it), with the tokens of its tokensFile read too, so that a bad hash or an unreadable file is
+// found by `config check` and at start-up, not by the first request. Errors name the key.
+Result<server::ServerConfig> LoadServerSection(const std::string& path);
 
 }  // namespace ccm::gateway::cli

@@ -55,9 +55,21 @@ std::string Connection(const SourceConfig& s) {
   return Join(parts, "; ");
 }
 
+// Where the gateway writes, it first checks that the server declares conditional create.
+std::string ConditionalCreate(bool required) {
+  return required ? "conditional create required of the server"
+                  : "conditional create NOT checked (requireConditionalCreate: false)";
+}
+
+std::string Tokens(const server::ServerConfig& s) {
+  std::string inline_tokens = fmt::format("{} token hash(es) in the config", s.tokens.size());
+  if (s.tokens_file.empty()) return inline_tokens;
+  return fmt::format("{}, more in {} (re-read on SIGHUP)", inline_tokens, s.tokens_file.string());
+}
+
 // What `config check` prints: one line per thing the gateway will do, secrets never (only where
 // they come from), URLs without their query.
-std::string Describe(const GatewayConfig& c) {
+std::string Describe(const GatewayConfig& c, const server::ServerConfig& server) {
   std::string out;
   auto line = [&out](std::string_view text) { out += std::string(text) + "\n"; };
   const EngineConfig& e = c.engine;
@@ -96,9 +108,9 @@ std::string Describe(const GatewayConfig& c) {
   if (writes.empty()) {
     line("write-back: off");
   } else {
-    line(fmt::format("write-back: {} to {} ({}){}", Join(writes), wb.target->name,
-                     fhir::RedactUrl(wb.target->base_url),
-                     wb.provenance ? ", with Provenance" : ""));
+    line(fmt::format("write-back: {} to {} ({}){}; {}", Join(writes), wb.target->name,
+                     fhir::RedactUrl(wb.target->base_url), wb.provenance ? ", with Provenance" : "",
+                     ConditionalCreate(wb.require_conditional_create)));
     if (std::find_if(c.sync.sources.begin(), c.sync.sources.end(), [&](const SourceConfig& s) {
           return s.name == wb.target->name;
         }) == c.sync.sources.end()) {
@@ -117,11 +129,24 @@ std::string Describe(const GatewayConfig& c) {
           fmt::format("claim Bundles{} to {}", p.csv ? " and CSV" : "", p.directory.string()));
     }
     if (p.endpoint) {
-      to.push_back(fmt::format("claim Bundles POSTed to {} (auth {})",
-                               fhir::RedactUrl(p.endpoint->base_url), Auth(*p.endpoint)));
+      to.push_back(fmt::format("claim Bundles POSTed to {} (auth {}; {})",
+                               fhir::RedactUrl(p.endpoint->base_url), Auth(*p.endpoint),
+                               ConditionalCreate(p.require_conditional_create)));
     }
     line(fmt::format("payer {} ({}): {}", p.name, p.display, Join(to, "; ")));
   }
+  line(fmt::format("serve: listens on {}:{} ({}); {}; {} I/O and {} worker thread(s)",
+                   server.address, server.port,
+                   !server.tls                          ? "plain HTTP"
+                   : server.tls->client_ca_file.empty() ? "TLS"
+                                                        : "TLS, client certificates required",
+                   Tokens(server), server.io_threads, server.worker_threads));
+  const server::ServerLimits& l = server.limits;
+  line(fmt::format(
+      "  limits: headers {} bytes, body {} bytes; read {} ms, write {} ms, idle {} ms; "
+      "{} connections; access log patient ids {}",
+      l.header_bytes, l.body_bytes, l.read_timeout.count(), l.write_timeout.count(),
+      l.idle_timeout.count(), l.max_connections, server.log_patient_ids ? "IN CLEAR" : "hashed"));
   line(fmt::format(
       "logging: server diagnostics {}",
       c.logging.server_diagnostics ? "copied into messages (may hold patient data)" : "withheld"));
@@ -131,12 +156,14 @@ std::string Describe(const GatewayConfig& c) {
 class ConfigCheckCommand : public Command {
  public:
   ConfigCheckCommand()
-      : Command("config check", "--config FILE",
-                "Validate every section of a config file -- the secrets and TLS files it names "
-                "included -- and print what the gateway will do with it: sources, resource types, "
-                "auth kinds, state file, outputs. Contacts nothing. Exit 0 when valid, 2 "
-                "otherwise (the error names the key).",
-                "ccm-gateway config check --config site.json") {
+      : Command(
+            "config check", "--config FILE",
+            "Validate every section of a config file -- the secrets and TLS files it names "
+            "included -- and print what the gateway will do with it: sources, resource types, "
+            "auth kinds, state file, outputs, the service (server section, its tokens file read). "
+            "Contacts nothing. Exit 0 when valid, 2 "
+            "otherwise (the error names the key).",
+            "ccm-gateway config check --config site.json") {
     AddRequired("--config", config_, "The config file to check")->type_name("FILE");
   }
 
@@ -146,7 +173,12 @@ class ConfigCheckCommand : public Command {
       console.Error(config.error().message);
       return config.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
     }
-    fmt::print("{}: valid (nothing was contacted)\n{}", config_, Describe(*config));
+    auto server = LoadServerSection(config_);
+    if (!server) {
+      console.Error(server.error().message);
+      return kExitUsage;
+    }
+    fmt::print("{}: valid (nothing was contacted)\n{}", config_, Describe(*config, *server));
     return kExitOk;
   }
 

@@ -34,14 +34,7 @@ class ServeCommand : public Command {
       console.Error(config.error().message);
       return config.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
     }
-    // The server section is the service's own; the file was checked whole above.
-    auto root = config::ReadJsonFile(config_, "config");
-    if (!root) {
-      console.Error(root.error().message);
-      return kExitUsage;
-    }
-    auto server = server::ServerConfigFromJson(root->find("server"), config_,
-                                               std::filesystem::path(config_).parent_path());
+    auto server = LoadServerSection(config_);
     if (!server) {
       console.Error(server.error().message);
       return kExitUsage;

@@ -279,23 +279,7 @@ class SyncCommand : public Command {
         "request(s), {} retried{}",
         config.sync.sources.size(), outcome, r.seconds, r.pulled, r.changed, r.stored, r.requests,
         r.retries, exit == kExitOk ? "" : fmt::format("; exit status {}", exit));
-    auto n = [](std::size_t v) { return Value::Number(static_cast<std::int64_t>(v)); };
-    Value extra = Value::MakeObject();
-    Value sources = Value::MakeArray();
-    for (const SourceSync& s : r.sources) {
-      Value sv = Value::MakeObject();
-      sv.set("name", Value::String(s.name));
-      sv.set("ok", Value::Bool(s.ok()));
-      if (!s.error.empty()) sv.set("error", Value::String(s.error));
-      sources.push_back(std::move(sv));
-    }
-    extra.set("sources", std::move(sources));
-    extra.set("month", Value::String(r.month.ToString()));
-    extra.set("pulled", n(r.pulled));
-    extra.set("changed", n(r.changed));
-    extra.set("requests", n(r.requests));
-    extra.set("retries", n(r.retries));
-    extra.set("seconds", Value::Number(fmt::format("{:.3f}", r.seconds)));
+    Value extra = app::SyncCycleFigures(r);
     // Last, so that the last log line and the exit status always agree.
     log.Final("sync-finished", exit, line, std::move(extra));
     return exit;

@@ -195,5 +195,40 @@ TEST(CommandLineTest, ConfigCheckValidatesEverySectionAndContactsNothing) {
   EXPECT_TRUE(Contains(group.err, "config check --config FILE")) << group.err;
 }
 
+// The service's section and the write checks are shown too; the tokens file is read (a bad one is
+// found now, not by the first request), and no token is shown.
+TEST(CommandLineTest, ConfigCheckShowsTheServiceAndTheChecksBeforeWriting) {
+  TempDir dir;
+  WriteFile(dir / "token", "t0ken-value\n");
+  WriteFile(dir / "site.json", R"({
+    "practice": {"timeZone": "UTC"},
+    "billing": {"feeScheduleYear": 2025},
+    "sources": [{"name": "ehr", "baseUrl": "http://127.0.0.1:9/fhir",
+                 "auth": {"type": "bearer", "tokenFile": "token"}}],
+    "writeBack": {"chargeItems": true, "requireConditionalCreate": false},
+    "state": {"path": "state.db"},
+    "server": {"port": 8443, "tokensFile": "tokens.json",
+               "limits": {"maxConnections": 64}}
+  })");
+  std::string config = (dir / "site.json").string();
+  GatewayRun missing = Gateway(fmt::format("config check --config {}", config));
+  EXPECT_EQ(missing.status, 2) << missing.out;
+  EXPECT_TRUE(Contains(missing.err, "tokens.json")) << missing.err;
+  WriteFile(dir / "tokens.json",
+            fmt::format(R"({{"tokens": [{{"sha256": "{}", "name": "ehr-sync"}}]}})",
+                        std::string(64, 'a')));
+  GatewayRun ok = Gateway(fmt::format("config check --config {}", config));
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(Contains(ok.out,
+                       "serve: listens on 127.0.0.1:8443 (plain HTTP); 0 token hash(es) "
+                       "in the config, more in " +
+                           (dir / "tokens.json").string()))
+      << ok.out;
+  EXPECT_TRUE(Contains(ok.out, "64 connections; access log patient ids hashed")) << ok.out;
+  EXPECT_TRUE(Contains(ok.out, "conditional create NOT checked (requireConditionalCreate: false)"))
+      << ok.out;
+  EXPECT_FALSE(Contains(ok.out, std::string(64, 'a'))) << ok.out;
+}
+
 }  // namespace
 }  // namespace ccm::gateway
