@@ -22,6 +22,7 @@
 #include "gateway/app/workflow.h"
 #include "gateway/billing/ledger.h"
 #include "gateway/ccm/report.h"
+#include "gateway/server/access_audit.h"
 
 namespace ccm::gateway::server {
 namespace {
@@ -140,6 +141,10 @@ Value ToJson(const SyncRun& r) {
 
 std::string SyncLocation(std::int64_t id) { return fmt::format("/$sync-status/{}", id); }
 
+// The routes whose answers hold patient data: each request to them gets an audit record.
+constexpr std::string_view kStatusRoute = "/Patient/{id}/$ccm-status";
+constexpr std::string_view kBillingRoute = "/$ccm-billing-summary";
+
 // The month of a request: ?month=YYYY-MM, or `fallback` when absent (nullopt: required).
 std::optional<HttpError> ReadMonth(const Request& req, const std::optional<YearMonth>& fallback,
                                    YearMonth& out) {
@@ -191,8 +196,22 @@ struct GatewayService::Impl {
 
   std::mutex log_m;
 
+  // Last: stopped (its queue stored) before the members its writer uses go.
+  std::unique_ptr<AccessAudit> audit;
+
   Impl(GatewayConfig c, ServiceOptions o) : config(std::move(c)), options(std::move(o)) {
     if (!options.log) options.log = DefaultLog;
+    if (options.audit) {
+      AccessAudit::Options ao;
+      ao.on_error = [this](std::string_view message) { Log("error", "audit-failed", message); };
+      audit = std::make_unique<AccessAudit>(
+          [this]() -> Result<std::unique_ptr<StateStore>> {
+            auto store = app::OpenStateStore(config);
+            if (!store) return MakeError(Errc::kIo, store.error().message);
+            return std::move(*store);
+          },
+          std::move(ao));
+    }
     for (const auto& s : config.sync.sources) source_names.push_back(s.name);
     metrics.Declare("ccm_http_requests_total", "HTTP requests answered, by route and status",
                     Metrics::Kind::kCounter);
@@ -209,6 +228,9 @@ struct GatewayService::Impl {
     metrics.Declare("ccm_sync_last_success_timestamp_seconds",
                     "End of the last sync cycle of this process that succeeded (Unix time)",
                     Metrics::Kind::kGauge);
+    metrics.Declare("ccm_audit_records_total",
+                    "Access audit records of this process by outcome (stored, dropped)",
+                    Metrics::Kind::kCounter);
     metrics.Declare("ccm_evaluations_total",
                     "Months evaluated from the state store (cache misses), by month",
                     Metrics::Kind::kCounter);
@@ -412,9 +434,9 @@ struct GatewayService::Impl {
     router.Add(
         "GET", "/metadata", [this](const Request&) { return Metadata(); }, /*needs_auth=*/false);
     router.Add("GET", "/metrics", [this](const Request&) { return MetricsText(); });
-    router.Add("GET", "/Patient/{id}/$ccm-status",
+    router.Add("GET", std::string(kStatusRoute),
                [this](const Request& req) { return PatientStatus(req); });
-    router.Add("GET", "/$ccm-billing-summary",
+    router.Add("GET", std::string(kBillingRoute),
                [this](const Request& req) { return BillingSummary(req); });
     router.Add("POST", "/$sync", [this](const Request& req) { return PostSync(req); });
     router.Add("GET", "/$sync-status/{id}", [this](const Request& req) { return SyncStatus(req); });
@@ -508,6 +530,13 @@ struct GatewayService::Impl {
   }
 
   Response MetricsText() {
+    if (audit) {
+      AccessAudit::Counts c = audit->counts();
+      metrics.Set("ccm_audit_records_total", {{"outcome", "stored"}},
+                  static_cast<double>(c.written));
+      metrics.Set("ccm_audit_records_total", {{"outcome", "dropped"}},
+                  static_cast<double>(c.dropped));
+    }
     std::string text = metrics.Render();
     // Read at scrape time, so that nothing stale lingers: the ledger and the cached month.
     Metrics now;
@@ -710,6 +739,32 @@ GatewayService::~GatewayService() = default;
 const Router& GatewayService::router() const { return impl_->router; }
 
 void GatewayService::OnAccess(const AccessRecord& a) {
+  if (impl_->audit && (a.route == kStatusRoute || a.route == kBillingRoute)) {
+    AccessRow row;
+    // When the request arrived: the record is made once its response is written.
+    row.at = AccessInstant(std::chrono::time_point_cast<fhir::Micros>(
+        std::chrono::system_clock::now() - std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::duration<double>(a.seconds))));
+    row.principal = a.principal;
+    row.method = a.method;
+    row.route = a.route;
+    if (auto id = a.params.find("id"); id != a.params.end()) {
+      // A caller's text: bounded, so that a long path cannot bloat the record (FHIR ids are <= 64).
+      row.patient = "Patient/" + id->second.substr(0, 128);
+    }
+    auto month = std::find_if(a.query.begin(), a.query.end(),
+                              [](const auto& q) { return q.first == "month"; });
+    if (month == a.query.end()) {
+      // $ccm-status answers the current month when none is asked for.
+      if (a.route == kStatusRoute) row.month = app::CurrentMonth(impl_->config.engine).ToString();
+    } else if (auto m = YearMonth::Parse(month->second)) {
+      row.month = m->ToString();
+    } else {
+      row.month = "(invalid)";
+    }
+    row.status = static_cast<int>(a.status);
+    impl_->audit->Record(std::move(row));
+  }
   impl_->metrics.Add(
       "ccm_http_requests_total",
       {{"route", a.route}, {"method", a.method}, {"status", std::to_string(a.status)}});
@@ -741,5 +796,9 @@ bool GatewayService::SyncRunning() const {
 }
 
 bool GatewayService::StopSync(std::chrono::milliseconds bound) { return impl_->StopSync(bound); }
+
+bool GatewayService::FlushAudit(std::chrono::milliseconds bound) {
+  return !impl_->audit || impl_->audit->Flush(bound);
+}
 
 }  // namespace ccm::gateway::server

@@ -15,6 +15,8 @@
 //   something, so a status call re-evaluates only after a sync changed the store.
 // - At most one sync runs at a time (POST /$sync, the schedule); it runs on its own thread and can
 //   be stopped (StopSync), ending after the page it is storing.
+// - Every request for patient data is recorded in the state store's access audit (who, route,
+//   patient or month, status); the destructor stores what is still queued.
 // - Thread-safe: every public member may be called from any thread.
 #pragma once
 
@@ -37,6 +39,9 @@ struct ServiceOptions {
   // A JSON log line for the operator (no PHI): level, event, message. Default: stderr.
   std::function<void(std::string_view level, std::string_view event, std::string_view message)> log;
   bool access_log = true;  // one JSON line per request on stderr (OnAccess)
+  // Every request to a route with patient data ($ccm-status, $ccm-billing-summary) recorded in the
+  // state store (server/access_audit.h), whatever its status: 401s included.
+  bool audit = true;
 };
 
 class GatewayService {
@@ -48,8 +53,12 @@ class GatewayService {
   GatewayService& operator=(const GatewayService&) = delete;
 
   const Router& router() const;
-  // For HttpServerOptions::on_access: the request metrics and the access log line.
+  // For HttpServerOptions::on_access: the request metrics, the access log line, and the audit
+  // record of a request for patient data (queued; never blocks).
   void OnAccess(const AccessRecord& access);
+  // Waits until the audit records of the requests answered so far are in the state store. True
+  // when they are (or auditing is off) within `bound`.
+  bool FlushAudit(std::chrono::milliseconds bound);
 
   struct SyncStart {
     std::int64_t id = 0;   // the running sync's (this one's, or the one already running)

@@ -16,9 +16,13 @@
 #include <gtest/gtest.h>
 
 #include "fhir/client/http_client.h"
+#include "fhir/datetime.h"
 #include "fhir/json.h"
+#include "gateway/server/access_audit.h"
 #include "gateway/server/http_server.h"
 #include "gateway/server/token_auth.h"
+#include "gateway/store/sqlite_state_store.h"
+#include "gateway/store/state_store.h"
 #include "sync/sync_support.h"
 #include "test_server.h"
 #include "test_util.h"
@@ -305,6 +309,99 @@ TEST_F(ServiceTest, MetricsInPrometheusText) {
     EXPECT_NE(m.body.find(want), std::string::npos) << want << "\n" << m.body;
   }
   EXPECT_EQ(m.body.find("Patient/x"), std::string::npos) << "no patient id in a label";
+}
+
+// Every request for patient data -- answered, refused or not found -- is in the state store's
+// access audit with who, what, when and the status; `ccm-gateway audit` reads it back.
+TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
+  std::string report = st::EvaluateServer(*ehr_);
+  auto first = fhir::json::Parse(report.substr(0, report.find('\n')));
+  ASSERT_TRUE(first);
+  const std::string patient((*first)["patient"].str());  // "Patient/<id>"
+  const std::string id = patient.substr(8);
+  const std::string before =
+      AccessInstant(std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now()));
+  const std::string status_path = fmt::format("/Patient/{}/$ccm-status?month=2026-10", id);
+  EXPECT_EQ(Call(port(), "GET", status_path).status, 200);
+  EXPECT_EQ(Call(port(), "GET", status_path, std::nullopt).status, 401);
+  EXPECT_EQ(Call(port(), "GET", status_path, std::string("stolen")).status, 401);
+  EXPECT_EQ(Call(port(), "GET", fmt::format("/Patient/{}/$ccm-status?month=2026-1", id)).status,
+            400);
+  EXPECT_EQ(Call(port(), "GET", "/$ccm-billing-summary?month=2026-10").status, 200);
+  EXPECT_EQ(Call(port(), "GET", "/healthz", std::nullopt).status, 200);  // no patient data
+  ASSERT_TRUE(service_->FlushAudit(kPatience));
+
+  GatewayRun run = st::Gateway(
+      fmt::format("audit --config {} --since {} --format ndjson", config_path_.string(), before));
+  ASSERT_EQ(run.status, 0) << run.err;
+  std::vector<Value> rows;
+  for (Value& v : st::Events(run.out)) rows.push_back(std::move(v));
+  ASSERT_EQ(rows.size(), 5u) << run.out;
+  auto expect = [&](std::size_t i, std::string_view principal, std::string_view route,
+                    std::string_view who, std::string_view month, std::int64_t status) {
+    SCOPED_TRACE(fhir::json::Serialize(rows[i]));
+    EXPECT_EQ(rows[i]["principal"].str(), principal);
+    EXPECT_EQ(rows[i]["method"].str(), "GET");
+    EXPECT_EQ(rows[i]["route"].str(), route);
+    EXPECT_EQ(rows[i]["patient"].str(), who);
+    EXPECT_EQ(rows[i]["month"].str(), month);
+    EXPECT_EQ(st::Num(rows[i], "status"), status);
+    EXPECT_GE(std::string(rows[i]["at"].str()), before);
+  };
+  const std::string status_route = "/Patient/{id}/$ccm-status";
+  expect(0, "care-team", status_route, patient, "2026-10", 200);
+  expect(1, "", status_route, patient, "2026-10", 401);
+  expect(2, "", status_route, patient, "2026-10", 401);
+  expect(3, "care-team", status_route, patient, "(invalid)", 400);
+  expect(4, "care-team", "/$ccm-billing-summary", "", "2026-10", 200);
+
+  // Filters: by patient (a bare id names the patient too), by principal; CSV.
+  GatewayRun by_patient = st::Gateway(fmt::format(
+      "audit --config {} --since {} --patient {} --format csv", config_path_.string(), before, id));
+  ASSERT_EQ(by_patient.status, 0) << by_patient.err;
+  EXPECT_TRUE(by_patient.out.starts_with("id,at,principal,method,route,patient,month,status\n"));
+  EXPECT_EQ(std::count(by_patient.out.begin(), by_patient.out.end(), '\n'), 5) << by_patient.out;
+  GatewayRun bad =
+      st::Gateway(fmt::format("audit --config {} --since yesterday", config_path_.string()));
+  EXPECT_EQ(bad.status, 2) << bad.err;
+}
+
+// The audit writer keeps a batch the store refused and stores it once the store is back; beyond
+// its bound it drops (and counts) rather than grow.
+TEST(AccessAuditTest, RetriesAFailedBatchAndBoundsTheQueue) {
+  TempDir dir;
+  std::atomic<int> opens{0};
+  std::vector<std::string> errors;
+  std::mutex errors_m;
+  AccessAudit::Options options;
+  options.retry = std::chrono::milliseconds(10);
+  options.max_queued = 3;
+  options.on_error = [&](std::string_view message) {
+    std::lock_guard lock(errors_m);
+    errors.emplace_back(message);
+  };
+  {
+    AccessAudit audit(
+        [&]() -> Result<std::unique_ptr<StateStore>> {
+          if (opens++ == 0) return MakeError(Errc::kIo, "the disk is away");
+          return OpenSqliteStateStore(dir / "state.db");
+        },
+        options);
+    for (int i = 0; i < 5; ++i) {
+      audit.Record(AccessRow{0, "", "p", "GET", "/$ccm-billing-summary", "", "2026-10", 200});
+    }
+    ASSERT_TRUE(audit.Flush(kPatience));
+    EXPECT_EQ(audit.counts().written + audit.counts().dropped, 5u);
+    EXPECT_GE(audit.counts().written, 1u);
+  }
+  EXPECT_GE(opens.load(), 2) << "tried again after the failure";
+  EXPECT_FALSE(errors.empty());
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  auto rows = (*store)->AccessRecords({});
+  ASSERT_TRUE(rows);
+  EXPECT_GE(rows->size(), 1u);
+  EXPECT_LE(rows->size(), 3u) << "at most max_queued waited";
 }
 
 TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
