@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "gateway/billing/ledger.h"
 #include "gateway/ccm/report.h"
 #include "gateway/server/access_audit.h"
+#include "gateway/writeback/billing_outputs.h"
 
 namespace ccm::gateway::server {
 namespace {
@@ -140,6 +142,94 @@ Value ToJson(const SyncRun& r) {
 }
 
 std::string SyncLocation(std::int64_t id) { return fmt::format("/$sync-status/{}", id); }
+
+Value Parameter(std::string name, std::string_view value_type, Value value) {
+  Value p = Value::MakeObject();
+  p.set("name", Value::String(std::move(name)));
+  p.set(fmt::format("value{}", value_type), std::move(value));
+  return p;
+}
+
+Value Money(Cents amount, const std::string& currency) {
+  Value m = Value::MakeObject();
+  m.set("value", Value::Number(FormatCents(amount)));
+  m.set("currency", Value::String(currency));
+  return m;
+}
+
+// The billing summary as a FHIR Bundle of type `collection` (docs/api.md): first a Parameters
+// resource with the month's figures, then the ChargeItems `bill` would write to the EHR for the
+// ledger changes, built by the same builder as bill's (MakeChargeItem). `collection`, not
+// `searchset`: the entries are the output of an operation, not the matches of a search, so
+// `total`, `self` links and search.mode (R4 bundle.html, bdl-1) would say something false.
+Value BillingBundle(const app::CloseMonthResult& r, const std::vector<std::string>& warnings,
+                    const WriteBackConfig& write_back) {
+  auto count = [&r](LedgerAction a) {
+    auto it = r.ledger_counts.find(a);
+    return it == r.ledger_counts.end() ? std::size_t{0} : it->second;
+  };
+  Value params = Value::MakeArray();
+  params.push_back(Parameter("month", "String", Value::String(r.month.ToString())));
+  params.push_back(Parameter("dryRun", "Boolean", Value::Bool(true)));
+  params.push_back(Parameter("billable", "UnsignedInt", Num(r.billable)));
+  params.push_back(Parameter("expectedPayment", "Money", Money(r.amount, r.currency)));
+  Value ledger = Value::MakeObject();
+  ledger.set("name", Value::String("ledger"));
+  Value parts = Value::MakeArray();
+  for (auto [name, n] : std::initializer_list<std::pair<const char*, std::size_t>>{
+           {"new", count(LedgerAction::kNew)},
+           {"adjusted", count(LedgerAction::kAdjusted)},
+           {"voided", count(LedgerAction::kVoided)},
+           {"withdrawn", count(LedgerAction::kWithdrawn)},
+           {"unchanged", r.ledger.unchanged},
+           {"held", r.held()}}) {
+    parts.push_back(Parameter(name, "UnsignedInt", Num(n)));
+  }
+  ledger.set("part", std::move(parts));
+  params.push_back(std::move(ledger));
+  for (const auto& s : r.incomplete)
+    params.push_back(Parameter("incomplete", "String", Value::String(s)));
+  for (const auto& s : r.problems)
+    params.push_back(Parameter("problem", "String", Value::String(s)));
+  for (const auto& s : warnings) params.push_back(Parameter("warning", "String", Value::String(s)));
+  Value parameters = Value::MakeObject();
+  parameters.set("resourceType", Value::String("Parameters"));
+  parameters.set("parameter", std::move(params));
+
+  Value entries = Value::MakeArray();
+  auto add = [&entries](Value resource) {
+    Value e = Value::MakeObject();
+    e.set("resource", std::move(resource));
+    entries.push_back(std::move(e));
+  };
+  add(std::move(parameters));
+  for (const LedgerChange& c : r.ledger.changes) {
+    // As bill delivers them (writeback/billing_outputs.cpp, DeliverChargeItems): the entry's lines
+    // billable; the codes of the revision it supersedes that it no longer bills withdrawn
+    // (entered-in-error). A withdrawn entry was never delivered: nothing goes out for it.
+    if (c.action == LedgerAction::kWithdrawn) continue;
+    std::set<std::string> billed;
+    if (c.entry && c.entry->kind != "void") {
+      for (const BillingLine& line : LedgerLines(*c.entry)) {
+        billed.insert(line.code);
+        add(MakeChargeItem(*c.entry, line, "billable", write_back, r.currency));
+      }
+    }
+    if (c.previous) {
+      for (const BillingLine& line : LedgerLines(*c.previous)) {
+        if (!billed.contains(line.code)) {
+          add(MakeChargeItem(*c.previous, line, "entered-in-error", write_back, r.currency));
+        }
+      }
+    }
+  }
+  Value bundle = Value::MakeObject();
+  bundle.set("resourceType", Value::String("Bundle"));
+  bundle.set("type", Value::String("collection"));
+  bundle.set("timestamp", Value::String(fhir::NowUtc()));
+  bundle.set("entry", std::move(entries));
+  return bundle;
+}
 
 // The routes whose answers hold patient data: each request to them gets an audit record.
 constexpr std::string_view kStatusRoute = "/Patient/{id}/$ccm-status";
@@ -644,6 +734,9 @@ struct GatewayService::Impl {
       auto it = counts.find(key);
       return it == counts.end() ? std::size_t{0} : it->second;
     };
+    if (req.Header("accept").find("application/fhir+json") != std::string_view::npos) {
+      return JsonResponse(200, BillingBundle(r, warnings, config.write_back));
+    }
     Value v = Value::MakeObject();
     v.set("month", Value::String(r.month.ToString()));
     v.set("dryRun", Value::Bool(true));

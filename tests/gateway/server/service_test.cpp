@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cmath>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -264,6 +266,71 @@ TEST_F(ServiceTest, BillingSummaryHasTheFiguresOfBillDryRun) {
   Answer open = Call(port(), "GET", "/$ccm-billing-summary?month=2099-01");
   EXPECT_EQ(open.status, 400) << "a month that has not ended, as bill refuses it";
   EXPECT_FALSE(OutcomeText(open).empty()) << open.body;
+}
+
+// The FHIR form: a collection Bundle of a Parameters resource with the JSON form's figures and,
+// per ledger line the JSON form lists, the ChargeItem bill would write.
+TEST_F(ServiceTest, BillingSummaryBundleHasTheFiguresOfTheJson) {
+  Answer json = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10");
+  ASSERT_EQ(json.status, 200) << json.body;
+  auto v = fhir::json::Parse(json.body);
+  ASSERT_TRUE(v);
+  Answer fhir_answer = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
+                            std::string(kToken), "application/fhir+json");
+  ASSERT_EQ(fhir_answer.status, 200) << fhir_answer.body;
+  EXPECT_EQ(fhir_answer.content_type, "application/fhir+json");
+  auto b = fhir::json::Parse(fhir_answer.body);
+  ASSERT_TRUE(b);
+  const Value& bundle = *b;
+  EXPECT_EQ(bundle["resourceType"].str(), "Bundle");
+  EXPECT_EQ(bundle["type"].str(), "collection");
+  const auto& entries = bundle["entry"].array();
+  ASSERT_GE(entries.size(), 1u);
+  const Value& params = entries[0]["resource"];
+  ASSERT_EQ(params["resourceType"].str(), "Parameters");
+  auto param = [&](std::string_view name) -> const Value& {
+    for (const Value& p : params["parameter"].array()) {
+      if (p["name"].str() == name) return p;
+    }
+    ADD_FAILURE() << "no parameter " << name;
+    return params["nothing"];
+  };
+  EXPECT_EQ(param("month")["valueString"].str(), "2026-10");
+  EXPECT_EQ(param("billable")["valueUnsignedInt"].number_text(), (*v)["billable"].number_text());
+  EXPECT_EQ(param("expectedPayment")["valueMoney"]["value"].number_text(),
+            (*v)["expectedPayment"].number_text());
+  EXPECT_EQ(param("expectedPayment")["valueMoney"]["currency"].str(), (*v)["currency"].str());
+  for (const Value& part : param("ledger")["part"].array()) {
+    EXPECT_EQ(part["valueUnsignedInt"].number_text(),
+              (*v)["ledger"][part["name"].str()].number_text())
+        << part["name"].str();
+  }
+  // Every line of every change in the JSON is one billable ChargeItem (an empty ledger: all new),
+  // and their expected payments add up to the JSON's.
+  std::multiset<std::string> want, got;
+  for (const Value& c : (*v)["changes"].array()) {
+    ASSERT_EQ(c["action"].str(), "new");
+    for (const Value& l : c["lines"].array()) {
+      want.insert(fmt::format("{} {} {} {}", c["patient"].str(), l["code"].str(),
+                              l["units"].number_text(), c["month"].str()));
+    }
+  }
+  long cents = 0;
+  for (std::size_t i = 1; i < entries.size(); ++i) {
+    const Value& ci = entries[i]["resource"];
+    ASSERT_EQ(ci["resourceType"].str(), "ChargeItem");
+    EXPECT_EQ(ci["status"].str(), "billable");
+    got.insert(fmt::format("{} {} {} {}", ci["subject"]["reference"].str(),
+                           ci["code"]["coding"][0]["code"].str(),
+                           ci["quantity"]["value"].number_text(),
+                           std::string(ci["occurrencePeriod"]["start"].str()).substr(0, 7)));
+    std::string amount(ci["extension"][0]["valueMoney"]["value"].number_text());
+    cents += std::lround(std::stod(amount) * 100);
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_FALSE(want.empty());
+  EXPECT_EQ(cents,
+            std::lround(std::stod(std::string((*v)["expectedPayment"].number_text())) * 100));
 }
 
 TEST_F(ServiceTest, SyncRunsInTheBackgroundOneAtATime) {
