@@ -318,6 +318,29 @@ struct GatewayService::Impl {
     metrics.Declare("ccm_sync_last_success_timestamp_seconds",
                     "End of the last sync cycle of this process that succeeded (Unix time)",
                     Metrics::Kind::kGauge);
+    // Per source, over the syncs of this process (the store keeps no page or retry counts).
+    metrics.Declare("ccm_source_pages_total",
+                    "Search result pages stored, by source (this process)",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_resources_total",
+                    "Resources read from the source's searches (this process)",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_requests_total",
+                    "HTTP exchanges with the source, retries included (this process)",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_retries_total",
+                    "HTTP requests to the source retried (this process)", Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_errors_total",
+                    "Pulls of a resource type that failed or stayed incomplete, and syncs of the "
+                    "source that could not start (this process)",
+                    Metrics::Kind::kCounter);
+    for (const std::string& source : source_names) {
+      for (const char* name :
+           {"ccm_source_pages_total", "ccm_source_resources_total", "ccm_source_requests_total",
+            "ccm_source_retries_total", "ccm_source_errors_total"}) {
+        metrics.Add(name, {{"source", source}}, 0);
+      }
+    }
     metrics.Declare("ccm_audit_records_total",
                     "Access audit records of this process by outcome (stored, dropped)",
                     Metrics::Kind::kCounter);
@@ -477,6 +500,7 @@ struct GatewayService::Impl {
       run->state = state;
     }
     AfterSync(stamp_before, !result || result->changed > 0 || result->stopped);
+    if (result) CountSources(*result);
     metrics.Add("ccm_sync_runs_total", {{"trigger", run->trigger}, {"state", state}});
     if (state == "succeeded") {
       metrics.Set("ccm_sync_last_success_timestamp_seconds", {},
@@ -499,6 +523,23 @@ struct GatewayService::Impl {
       metrics.Set("ccm_sync_running", {}, 0);
     }
     sync_cv.notify_all();
+  }
+
+  void CountSources(const app::SyncCycleResult& result) {
+    for (const SourceSync& src : result.sources) {
+      const Metrics::Labels labels{{"source", src.name}};
+      std::size_t pages = 0, resources = 0, errors = src.error.empty() ? 0 : 1;
+      for (const TypeSync& t : src.types) {
+        pages += t.pages;
+        resources += t.resources;
+        if (t.state == PullState::kFailed || t.state == PullState::kIncomplete) ++errors;
+      }
+      metrics.Add("ccm_source_pages_total", labels, static_cast<double>(pages));
+      metrics.Add("ccm_source_resources_total", labels, static_cast<double>(resources));
+      metrics.Add("ccm_source_requests_total", labels, static_cast<double>(src.http.requests));
+      metrics.Add("ccm_source_retries_total", labels, static_cast<double>(src.http.retries));
+      metrics.Add("ccm_source_errors_total", labels, static_cast<double>(errors));
+    }
   }
 
   bool StopSync(std::chrono::milliseconds bound) {
@@ -634,11 +675,13 @@ struct GatewayService::Impl {
                 Metrics::Kind::kGauge);
     now.Declare("ccm_source_types", "Resource types by source and the state of their last pull",
                 Metrics::Kind::kGauge);
-    now.Declare("ccm_patients",
-                "Patients of the current month by program and consent (when evaluated)",
+    now.Declare("ccm_source_last_success_timestamp_seconds",
+                "Unix time as of which every resource type of the source was last pulled "
+                "completely (the oldest type's last complete pull; any sync, this process or not)",
                 Metrics::Kind::kGauge);
-    now.Declare("ccm_billable_patient_months",
-                "Billable patient-months of the current month (when evaluated)",
+    now.Declare("ccm_patients", "Patients of the current month by program and consent",
+                Metrics::Kind::kGauge);
+    now.Declare("ccm_billable_patient_months", "Billable patient-months of the current month",
                 Metrics::Kind::kGauge);
     if (auto store = Store()) {
       if (auto entries = (*store)->LedgerEntries("", /*active_only=*/true)) {
@@ -649,21 +692,32 @@ struct GatewayService::Impl {
           now.Set("ccm_ledger_entries", {{"status", status}}, n);
       }
       if (auto pulls = (*store)->PullStatuses()) {
+        // The store's pull records, not this process's syncs: a `ccm-gateway sync` run beside
+        // the service counts too, and a restart forgets nothing.
+        std::map<std::string, std::optional<fhir::TimePoint>> oldest;  // nullopt: a type never
         for (const PullStatus& p : *pulls) {
           now.Add("ccm_source_types",
                   {{"source", p.source}, {"state", std::string(ToCode(p.state))}});
+          if (p.state == PullState::kNotOffered) continue;
+          auto [it, first] = oldest.try_emplace(p.source, fhir::TimePoint::max());
+          auto t = fhir::FhirDateTime::ParseInstant(p.last_complete_finished);
+          if (!t) {
+            it->second.reset();
+          } else if (it->second) {
+            it->second = std::min(*it->second, t->Earliest());
+          }
+        }
+        for (const auto& [source, t] : oldest) {
+          if (!t || *t == fhir::TimePoint::max()) continue;
+          now.Set("ccm_source_last_success_timestamp_seconds", {{"source", source}},
+                  std::chrono::duration<double>(t->time_since_epoch()).count());
         }
       }
     }
+    // The current month through the cache: evaluated at most once per change of the store.
     YearMonth month = app::CurrentMonth(config.engine);
     std::shared_ptr<const app::MonthReport> report;
-    {
-      std::lock_guard lock(cache_m);
-      if (auto it = cache.find(month);
-          it != cache.end() && it->second.generation == generation.load()) {
-        report = it->second.report;
-      }
-    }
+    if (auto evaluated = Evaluate(month)) report = *evaluated;
     if (report) {
       for (const PatientMonth& r : report->records) {
         std::string program(ToCode(r.program));

@@ -10,8 +10,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -20,6 +22,7 @@
 #include "fhir/client/http_client.h"
 #include "fhir/datetime.h"
 #include "fhir/json.h"
+#include "gateway/app/workflow.h"
 #include "gateway/server/access_audit.h"
 #include "gateway/server/http_server.h"
 #include "gateway/server/token_auth.h"
@@ -469,6 +472,87 @@ TEST(AccessAuditTest, RetriesAFailedBatchAndBoundsTheQueue) {
   ASSERT_TRUE(rows);
   EXPECT_GE(rows->size(), 1u);
   EXPECT_LE(rows->size(), 3u) << "at most max_queued waited";
+}
+
+// The samples of a Prometheus text exposition, by "name{labels}" (checked line by line against
+// the format: every sample's family has # HELP and # TYPE before it).
+std::map<std::string, double> ParsePrometheus(const std::string& text) {
+  std::map<std::string, double> out;
+  std::set<std::string> typed;
+  static const std::regex sample(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? (\S+)$)");
+  static const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)");
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, type)) {
+      typed.insert(m[1]);
+    } else if (line.starts_with("# HELP ")) {
+      continue;
+    } else if (std::regex_match(line, m, sample)) {
+      std::string family = m[1];
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        if (!typed.contains(family) && family.ends_with(suffix)) {
+          family.resize(family.size() - std::string_view(suffix).size());
+        }
+      }
+      EXPECT_TRUE(typed.contains(family)) << "no # TYPE before " << line;
+      out[m[1].str() + m[2].str()] = std::stod(m[3]);
+    } else {
+      ADD_FAILURE() << "not Prometheus text: " << line;
+    }
+  }
+  return out;
+}
+
+// Per source, the counters move by what a sync did (its status resource says it), retries
+// included; the store's pull records give the last complete sync; the current month's patients
+// and billable patient-months are there without a status call before.
+TEST_F(ServiceTest, MetricsPerSourceAndOfTheMonth) {
+  auto before = ParsePrometheus(Call(port(), "GET", "/metrics").body);
+  const std::string ehr = R"({source="ehr"})";
+  for (const char* name :
+       {"ccm_source_pages_total", "ccm_source_resources_total", "ccm_source_requests_total",
+        "ccm_source_retries_total", "ccm_source_errors_total"}) {
+    EXPECT_TRUE(before.contains(name + ehr)) << name;
+  }
+  ehr_->Faults(R"([{"match": "GET /fhir/R4/Condition?", "kind": "status", "status": 503,
+                    "retryAfter": "0", "times": 1}])");
+  Answer posted = Call(port(), "POST", "/$sync?source=ehr");
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  Value done = AwaitSync(port(), posted.content_location);
+  ehr_->Faults("[]");
+  ASSERT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
+  auto after = ParsePrometheus(Call(port(), "GET", "/metrics").body);
+  auto delta = [&](const std::string& name) { return after[name + ehr] - before[name + ehr]; };
+  EXPECT_EQ(delta("ccm_source_pages_total"), st::Num(done["progress"], "pages"));
+  EXPECT_GT(delta("ccm_source_pages_total"), 0);
+  EXPECT_EQ(delta("ccm_source_resources_total"), st::Num(done["progress"], "resources"));
+  EXPECT_EQ(delta("ccm_source_requests_total"), st::Num(done["result"], "requests"));
+  EXPECT_EQ(delta("ccm_source_retries_total"), st::Num(done["result"], "retries"));
+  EXPECT_GE(delta("ccm_source_retries_total"), 1) << "the 503 was retried";
+  EXPECT_EQ(delta("ccm_source_errors_total"), 0);
+
+  double last = after["ccm_source_last_success_timestamp_seconds" + ehr];
+  auto finished = fhir::FhirDateTime::ParseInstant(done["finishedAt"].str());
+  ASSERT_TRUE(finished);
+  double finished_s =
+      std::chrono::duration<double>(finished->Earliest().time_since_epoch()).count();
+  EXPECT_LE(last, finished_s + 1);
+  EXPECT_GT(last, finished_s - 600) << "this sync's pulls completed every type";
+
+  // The current month: patients by program and consent add up to the month's records, and the
+  // billable count is the evaluation's.
+  const std::string month = app::CurrentMonth(LoadGatewayConfig(config_path_)->engine).ToString();
+  double patients = 0;
+  for (const auto& [key, value] : after) {
+    if (key.starts_with("ccm_patients{month=\"" + month + "\"")) patients += value;
+  }
+  EXPECT_GT(patients, 0) << "the sample practice has patients this month";
+  EXPECT_TRUE(after.contains(fmt::format(R"(ccm_billable_patient_months{{month="{}"}})", month)));
+  for (const char* status : {"pending", "submitted", "acknowledged"}) {
+    EXPECT_TRUE(after.contains(fmt::format(R"(ccm_ledger_entries{{status="{}"}})", status)));
+  }
 }
 
 TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
