@@ -37,6 +37,7 @@ Status Serve(const GatewayConfig& config, const ServerConfig& server, const Serv
   ServiceOptions so;
   so.version = options.version;
   so.commit = options.commit;
+  so.log_patient_ids = server.log_patient_ids;
   so.log = [](std::string_view level, std::string_view event, std::string_view message) {
     LogLine(level, event, message);
   };

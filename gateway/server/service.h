@@ -38,7 +38,14 @@ struct ServiceOptions {
   std::string version = "unknown", commit = "unknown";  // build info (metrics, metadata)
   // A JSON log line for the operator (no PHI): level, event, message. Default: stderr.
   std::function<void(std::string_view level, std::string_view event, std::string_view message)> log;
-  bool access_log = true;  // one JSON line per request on stderr (OnAccess)
+  bool access_log = true;  // one JSON line per request (OnAccess)
+  // Where access log lines go (each ends in a newline). Default: stderr.
+  std::function<void(std::string_view line)> access_sink;
+  // server.logPatientIds: the access line of a request naming a patient carries the patient's
+  // reference in clear. Otherwise (the default) a salted SHA-256 prefix of it ("sha256:" and 16
+  // hex digits; the salt is random per process, so lines of one process can be matched to each
+  // other, never to a patient without the audit trail).
+  bool log_patient_ids = false;
   // Every request to a route with patient data ($ccm-status, $ccm-billing-summary) recorded in the
   // state store (server/access_audit.h), whatever its status: 401s included.
   bool audit = true;

@@ -555,6 +555,55 @@ TEST_F(ServiceTest, MetricsPerSourceAndOfTheMonth) {
   }
 }
 
+// server.logPatientIds: the access log names the patient of a status request by a salted hash
+// (the same id the same hash within the process; never the id), or in clear when true.
+TEST(AccessLogTest, PatientIdsAreHashedUnlessLogPatientIds) {
+  TestFhirServer ehr;
+  TempDir dir;
+  auto config = LoadGatewayConfig(st::WriteConfig(dir, ehr));
+  ASSERT_TRUE(config) << config.error().message;
+  for (bool clear : {false, true}) {
+    SCOPED_TRACE(clear ? "logPatientIds: true" : "logPatientIds: false");
+    std::mutex m;
+    std::string log;
+    ServiceOptions options;
+    options.log = [](std::string_view, std::string_view, std::string_view) {};
+    options.log_patient_ids = clear;
+    options.access_sink = [&](std::string_view line) {
+      std::lock_guard lock(m);
+      log += line;
+    };
+    GatewayService service(*config, options);
+    HttpServerOptions ho;
+    ho.tokens = Tokens();
+    ho.on_access = [&service](const AccessRecord& a) { service.OnAccess(a); };
+    auto http = HttpServer::Start(std::move(ho), service.router());
+    ASSERT_TRUE(http);
+    for (const char* id : {"mrn-004711", "mrn-004711", "mrn-999"}) {
+      Call((*http)->port(), "GET", fmt::format("/Patient/{}/$ccm-status?month=2026-10", id));
+    }
+    Call((*http)->port(), "GET", "/healthz", std::nullopt);
+    (*http)->Stop(std::chrono::seconds(5));  // every access line is written
+    std::vector<Value> lines = st::Events(log);
+    ASSERT_EQ(lines.size(), 4u) << log;
+    if (clear) {
+      EXPECT_EQ(lines[0]["patient"].str(), "Patient/mrn-004711");
+      EXPECT_EQ(lines[2]["patient"].str(), "Patient/mrn-999");
+    } else {
+      EXPECT_EQ(log.find("mrn-"), std::string::npos) << "no patient id in the log:\n" << log;
+      std::regex hashed("sha256:[0-9a-f]{16}");
+      EXPECT_TRUE(std::regex_match(std::string(lines[0]["patient"].str()), hashed)) << log;
+      EXPECT_EQ(lines[0]["patient"].str(), lines[1]["patient"].str()) << "one patient, one hash";
+      EXPECT_NE(lines[0]["patient"].str(), lines[2]["patient"].str());
+      EXPECT_NE(lines[0]["patient"].str(),
+                "sha256:" + ToHex(HashToken("Patient/mrn-004711")).substr(0, 16))
+          << "salted";
+    }
+    EXPECT_EQ(lines[3]["route"].str(), "/healthz");
+    EXPECT_EQ(lines[3].find("patient"), nullptr) << log;
+  }
+}
+
 TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
   TestFhirServer ehr;
   TempDir dir;
