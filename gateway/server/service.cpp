@@ -275,6 +275,9 @@ struct GatewayService::Impl {
   std::mutex evaluate_m;  // one evaluation at a time: a burst of calls evaluates once
   std::map<YearMonth, CachedMonth> cache;
   std::atomic<std::uint64_t> generation{0};
+  // Billing summaries one at a time: CloseMonth takes the state file's bill lock (flock), which a
+  // second summary of this same process would find taken and answer 409 bill-locked.
+  std::mutex billing_m;
 
   // Syncs.
   mutable std::mutex sync_m;
@@ -323,6 +326,10 @@ struct GatewayService::Impl {
     metrics.Set("ccm_build_info", {{"version", options.version}, {"commit", options.commit}}, 1);
     metrics.Declare("ccm_sync_runs_total", "Sync cycles run by this process, by trigger and state",
                     Metrics::Kind::kCounter);
+    metrics.Declare("ccm_sync_skipped_total",
+                    "Scheduled syncs skipped because a sync was still running",
+                    Metrics::Kind::kCounter);
+    metrics.Add("ccm_sync_skipped_total", {}, 0);
     metrics.Declare("ccm_sync_running", "1 while a sync cycle runs", Metrics::Kind::kGauge);
     metrics.Set("ccm_sync_running", {}, 0);
     metrics.Declare("ccm_sync_last_success_timestamp_seconds",
@@ -774,7 +781,10 @@ struct GatewayService::Impl {
     std::vector<std::string> warnings;
     app::CloseMonthObserver observer;
     observer.on_warning = [&warnings](const std::string& w) { warnings.push_back(w); };
-    auto result = app::CloseMonth(config, **store, request, observer);
+    auto result = [&] {
+      std::lock_guard one_at_a_time(billing_m);
+      return app::CloseMonth(config, **store, request, observer);
+    }();
     if (!result) return ErrorResponse(FromWorkflow(result.error()));
     const app::CloseMonthResult& r = *result;
     auto lines_of = [](const LedgerRow& row) {
@@ -959,6 +969,16 @@ void GatewayService::OnAccess(const AccessRecord& a) {
 
 GatewayService::SyncStart GatewayService::StartSync(std::string source, std::string trigger) {
   return impl_->StartSync(std::move(source), std::move(trigger));
+}
+
+GatewayService::SyncStart GatewayService::ScheduledSync() {
+  SyncStart s = impl_->StartSync("", "schedule");
+  if (!s.started) {
+    impl_->metrics.Add("ccm_sync_skipped_total", {});
+    impl_->Log("info", "sync-skipped",
+               fmt::format("scheduled sync skipped: sync {} is still running", s.id));
+  }
+  return s;
 }
 
 bool GatewayService::SyncRunning() const {

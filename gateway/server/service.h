@@ -74,6 +74,10 @@ class GatewayService {
   // Starts a sync cycle of `source` ("" all) on a background thread unless one runs. `trigger`:
   // "api" or "schedule" (metrics, status).
   SyncStart StartSync(std::string source, std::string trigger);
+  // The schedule's tick (serve.cpp, every sync.intervalSeconds): StartSync("", "schedule"), and
+  // when one runs already, a "sync-skipped" log line and ccm_sync_skipped_total -- the schedule
+  // never queues a second sync behind a running one.
+  SyncStart ScheduledSync();
   bool SyncRunning() const;
   // Asks a running sync to stop and waits up to `bound` for it to end (its current store
   // transaction finishes first). True when no sync runs any more.

@@ -6,6 +6,7 @@
 #include "gateway/server/service.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -92,6 +93,8 @@ std::string OutcomeText(const Answer& a) {
 }
 
 // Polls a sync's status resource until it is no longer running.
+std::string SyncLocation(std::int64_t id) { return fmt::format("/$sync-status/{}", id); }
+
 Value AwaitSync(std::uint16_t port, const std::string& location) {
   auto deadline = std::chrono::steady_clock::now() + kPatience;
   for (;;) {
@@ -105,6 +108,9 @@ Value AwaitSync(std::uint16_t port, const std::string& location) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
+
+// Lifts every fault still queued (POST /__admin/faults only adds to the queue).
+void ClearFaults(TestFhirServer& ehr) { ehr.Send("DELETE", "/__admin/faults"); }
 
 // One FHIR server, state store and service for the tests of this executable's process.
 class ServiceTest : public ::testing::Test {
@@ -348,7 +354,7 @@ TEST_F(ServiceTest, SyncRunsInTheBackgroundOneAtATime) {
   EXPECT_EQ(second.content_location, first.content_location);
   Answer running = Call(port(), "GET", first.content_location);
   EXPECT_EQ(running.status, 200);
-  ehr_->Faults("[]");
+  ClearFaults(*ehr_);
   Value done = AwaitSync(port(), first.content_location);
   EXPECT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
   EXPECT_EQ(done["result"]["pullsOk"].as_bool(), true);
@@ -436,6 +442,67 @@ TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
   EXPECT_EQ(bad.status, 2) << bad.err;
 }
 
+// 16 clients x 50 requests on keep-alive connections, status and billing summaries interleaved:
+// each answer is exactly the one for its own request (no cross-talk between handlers, cache and
+// connections), and concurrent billing summaries of one process do not lock each other out.
+TEST_F(ServiceTest, ManyConcurrentClientsEachGetTheirOwnPatient) {
+  std::string report = st::EvaluateServer(*ehr_);
+  std::vector<std::pair<std::string, std::string>> expected;  // id, the status body
+  for (std::size_t start = 0; start < report.size();) {
+    std::size_t end = report.find('\n', start);
+    std::string line = report.substr(start, end - start);
+    start = end + 1;
+    auto record = fhir::json::Parse(line);
+    ASSERT_TRUE(record);
+    expected.emplace_back(std::string((*record)["patient"].str()).substr(8), line);
+  }
+  ASSERT_GE(expected.size(), 12u);
+  Answer billing = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10");
+  ASSERT_EQ(billing.status, 200) << billing.body;
+
+  constexpr int kClients = 16, kRequests = 50;
+  std::vector<std::unique_ptr<fhir::HttpClient>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.push_back(std::make_unique<fhir::HttpClient>(fhir::HttpOptions{}));
+  }
+  std::atomic<int> wrong{0}, done{0};
+  std::mutex first_m;
+  std::string first_wrong;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int i = 0; i < kRequests; ++i) {
+        bool bill = i % 10 == 3;
+        const auto& [id, body] =
+            expected[static_cast<std::size_t>(c * kRequests + i) % expected.size()];
+        fhir::HttpRequest r;
+        r.method = "GET";
+        r.url = bill ? fmt::format("http://127.0.0.1:{}/$ccm-billing-summary?month=2026-10", port())
+                     : fmt::format("http://127.0.0.1:{}/Patient/{}/$ccm-status?month=2026-10",
+                                   port(), id);
+        r.headers.emplace_back("Authorization", fmt::format("Bearer {}", kToken));
+        auto resp = clients[static_cast<std::size_t>(c)]->Send(r);
+        const std::string& want = bill ? billing.body : body;
+        if (!resp || resp->status != 200 || resp->body != want) {
+          ++wrong;
+          std::lock_guard lock(first_m);
+          if (first_wrong.empty()) {
+            first_wrong =
+                resp ? fmt::format("{} {}: {}", r.url, resp->status, resp->body.substr(0, 300))
+                     : resp.error().message;
+          }
+        }
+        ++done;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(done.load(), kClients * kRequests);
+  EXPECT_EQ(wrong.load(), 0) << first_wrong;
+  // Each client kept its one connection open (the clients still exist).
+  EXPECT_GE(http_->connections(), static_cast<std::size_t>(kClients));
+}
+
 // The audit writer keeps a batch the store refused and stores it once the store is back; beyond
 // its bound it drops (and counts) rather than grow.
 TEST(AccessAuditTest, RetriesAFailedBatchAndBoundsTheQueue) {
@@ -521,7 +588,7 @@ TEST_F(ServiceTest, MetricsPerSourceAndOfTheMonth) {
   Answer posted = Call(port(), "POST", "/$sync?source=ehr");
   ASSERT_EQ(posted.status, 202) << posted.body;
   Value done = AwaitSync(port(), posted.content_location);
-  ehr_->Faults("[]");
+  ClearFaults(*ehr_);
   ASSERT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
   auto after = ParsePrometheus(Call(port(), "GET", "/metrics").body);
   auto delta = [&](const std::string& name) { return after[name + ehr] - before[name + ehr]; };
@@ -621,6 +688,176 @@ TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
       << ready.body;
 }
 
+// A service of its own over a fresh state store (tests that change the FHIR server's data or the
+// store's records, or that need a sync to stay running).
+struct OwnService {
+  explicit OwnService(const std::vector<std::filesystem::path>& load,
+                      std::function<void(GatewayConfig&)> adjust = {})
+      : ehr(load) {
+    auto loaded = LoadGatewayConfig(st::WriteConfig(dir, ehr));
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    if (adjust) adjust(*loaded);
+    ServiceOptions options;
+    options.access_log = false;
+    options.log = [this](std::string_view, std::string_view event, std::string_view message) {
+      std::lock_guard lock(m);
+      events.push_back(fmt::format("{}: {}", event, message));
+    };
+    service = std::make_unique<GatewayService>(std::move(*loaded), options);
+    HttpServerOptions ho;
+    ho.tokens = Tokens();
+    ho.on_access = [this](const AccessRecord& a) { service->OnAccess(a); };
+    auto started = HttpServer::Start(std::move(ho), service->router());
+    EXPECT_TRUE(started);
+    http = std::move(*started);
+  }
+  ~OwnService() { http->Stop(std::chrono::seconds(5)); }
+  std::uint16_t port() const { return http->port(); }
+  Value Sync() {
+    Answer posted = Call(port(), "POST", "/$sync");
+    EXPECT_EQ(posted.status, 202) << posted.body;
+    return AwaitSync(port(), posted.content_location);
+  }
+  std::vector<std::string> Events() {
+    std::lock_guard lock(m);
+    return events;
+  }
+
+  TestFhirServer ehr;
+  TempDir dir;
+  std::mutex m;
+  std::vector<std::string> events;
+  std::unique_ptr<GatewayService> service;
+  std::unique_ptr<HttpServer> http;
+};
+
+// /readyz says why it is not ready: the last pull of a type failed; or (sync.intervalSeconds set)
+// a type's last complete pull is older than 3 intervals. A good sync makes it ready again.
+TEST(ServiceReadinessTest, NotReadyWhenTheLastPullFailedOrIsStale) {
+  OwnService own(ccm::testing::SampleInputs(), [](GatewayConfig& c) {
+    c.sync.interval = std::chrono::seconds(3600);
+    c.sync.interval_set = true;
+  });
+  // Every Encounter search answered 400 (not retried): that type's pull fails.
+  own.ehr.Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "status", "status": 400,
+                      "times": 1000}])");
+  Value failed = own.Sync();
+  EXPECT_EQ(failed["state"].str(), "problems") << fhir::json::Serialize(failed);
+  Answer ready = Call(own.port(), "GET", "/readyz", std::nullopt);
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(OutcomeText(ready).find("source ehr: the last pull of Encounter is failed"),
+            std::string::npos)
+      << ready.body;
+
+  ClearFaults(own.ehr);
+  Value good = own.Sync();
+  ASSERT_EQ(good["state"].str(), "succeeded") << fhir::json::Serialize(good);
+  EXPECT_EQ(Call(own.port(), "GET", "/readyz", std::nullopt).status, 200);
+
+  // The same pulls, as if they had ended long ago (written by another process: the service
+  // reads the store on every call).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((own.dir / "state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE pulls SET finished_at = '2020-01-01T00:00:00Z', "
+                         "last_complete_finished = '2020-01-01T00:00:00Z' "
+                         "WHERE state = 'complete'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Answer stale = Call(own.port(), "GET", "/readyz", std::nullopt);
+  EXPECT_EQ(stale.status, 503);
+  EXPECT_NE(OutcomeText(stale).find("was last pulled completely at 2020-01-01T00:00:00Z, more "
+                                    "than 3 x sync.intervalSeconds (3600 s) ago"),
+            std::string::npos)
+      << stale.body;
+  EXPECT_EQ(stale.body.find("Patient/"), std::string::npos) << "no patient data";
+}
+
+// The evaluation cache: a sync that changed nothing keeps it; a sync that changed a patient's data
+// makes the next status call evaluate again and answer the new record.
+TEST(ServiceCacheTest, ASyncThatChangedDataInvalidatesTheCache) {
+  OwnService own(ccm::testing::SampleInputs());
+  ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
+  auto evaluations = [&] {
+    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+    return m[R"(ccm_evaluations_total{month="2026-10"})"];
+  };
+  // A patient with an encounter in the month (it is in the record's evidence).
+  std::string before_report = st::EvaluateServer(own.ehr);
+  std::string id, encounter, line;
+  for (std::size_t start = 0; start < before_report.size() && id.empty();) {
+    std::size_t end = before_report.find('\n', start);
+    line = before_report.substr(start, end - start);
+    start = end + 1;
+    auto record = fhir::json::Parse(line);
+    ASSERT_TRUE(record);
+    const auto& encounters = (*record)["evidence"]["encounters"].array();
+    if (encounters.empty()) continue;
+    id = std::string((*record)["patient"].str()).substr(8);
+    encounter = std::string(encounters[0]["reference"].str());
+  }
+  ASSERT_FALSE(id.empty()) << "a sample patient with encounters in 2026-10";
+  ASSERT_TRUE(encounter.starts_with("Encounter/")) << encounter;
+  const std::string path = fmt::format("/Patient/{}/$ccm-status?month=2026-10", id);
+  Answer first = Call(own.port(), "GET", path);
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.body, line);
+  double after_first = evaluations();
+
+  Value unchanged = own.Sync();
+  ASSERT_EQ(st::Num(unchanged["result"], "changed"), 0) << fhir::json::Serialize(unchanged);
+  EXPECT_EQ(Call(own.port(), "GET", path).body, line);
+  EXPECT_EQ(evaluations(), after_first) << "a sync that changed nothing keeps the cache";
+
+  // Another encounter like that one, in the same month, for the same patient.
+  Value copy = own.ehr.Json("GET", "/fhir/R4/" + encounter);
+  copy.set("id", Value::String("cache-test-copy"));
+  copy.erase("identifier");
+  copy.erase("meta");
+  own.ehr.Put(copy);
+  own.ehr.AwaitWritesVisible();
+  Value changed = own.Sync();
+  ASSERT_GE(st::Num(changed["result"], "changed"), 1) << fhir::json::Serialize(changed);
+  Answer second = Call(own.port(), "GET", path);
+  ASSERT_EQ(second.status, 200);
+  EXPECT_NE(second.body, first.body);
+  EXPECT_NE(second.body.find("Encounter/cache-test-copy"), std::string::npos) << second.body;
+  EXPECT_EQ(evaluations(), after_first + 1);
+  // And it is what `evaluate` says of the server's data now.
+  std::string after_report = st::EvaluateServer(own.ehr);
+  EXPECT_NE(after_report.find(second.body + "\n"), std::string::npos);
+}
+
+// The schedule never stacks syncs: a tick while one runs is skipped, logged and counted.
+TEST(ServiceScheduleTest, ATickWhileASyncRunsIsSkipped) {
+  OwnService own(ccm::testing::SampleInputs());
+  // Slow pages keep the first sync running until the faults are lifted.
+  own.ehr.Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 200,
+                      "times": 1000}])");
+  GatewayService::SyncStart first = own.service->ScheduledSync();
+  ASSERT_TRUE(first.started);
+  st::WaitForRequests(own.ehr, "GET /fhir/R4/Encounter?", 1);
+  GatewayService::SyncStart tick = own.service->ScheduledSync();
+  EXPECT_FALSE(tick.started);
+  EXPECT_EQ(tick.id, first.id) << "the running one";
+  ClearFaults(own.ehr);
+  Value done = AwaitSync(own.port(), SyncLocation(first.id));
+  EXPECT_EQ(done["trigger"].str(), "schedule");
+  EXPECT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
+  auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+  EXPECT_EQ(m["ccm_sync_skipped_total"], 1);
+  EXPECT_EQ(m[R"(ccm_sync_runs_total{trigger="schedule",state="succeeded"})"], 1);
+  std::vector<std::string> events = own.Events();
+  EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                          [](const std::string& e) { return e.starts_with("sync-skipped:"); }),
+            1);
+  // Once it has ended, the next tick starts one.
+  GatewayService::SyncStart next = own.service->ScheduledSync();
+  EXPECT_TRUE(next.started);
+  EXPECT_EQ(AwaitSync(own.port(), SyncLocation(next.id))["state"].str(), "succeeded");
+}
+
 // --- the built binary ---------------------------------------------------------------------------
 
 // Waits until `log` has a JSON line with "event": `event`; returns it (null Value on timeout).
@@ -685,7 +922,7 @@ TEST(ServeBinaryTest, SigtermDuringASyncExitsZeroAndTheNextStartResumes) {
 
   // Second start, nothing slow: the sync at start resumes and completes; the service is ready
   // and answers exactly what `evaluate` says of the server's resources.
-  ehr.Faults("[]");
+  ClearFaults(ehr);
   pid = st::StartGateway(args, dir / "second.log");
   listening = AwaitLogEvent(dir / "second.log", "listening");
   port = static_cast<std::uint16_t>(st::Num(listening, "port"));
