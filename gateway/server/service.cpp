@@ -265,11 +265,16 @@ struct GatewayService::Impl {
   std::mutex pool_m;
   std::vector<std::unique_ptr<StateStore>> pool;
 
-  // Evaluations by month.
+  // Evaluations by month, with each record already serialized: a status call copies a string
+  // instead of building and serializing a JSON tree per request (docs/benchmarks.md, serve).
+  struct EvaluatedMonth {
+    app::MonthReport report;
+    std::vector<std::string> bodies;  // bodies[i]: records[i] as `evaluate` writes it
+  };
   struct CachedMonth {
     std::string stamp;
     std::uint64_t generation = 0;
-    std::shared_ptr<const app::MonthReport> report;
+    std::shared_ptr<const EvaluatedMonth> month;
   };
   std::mutex cache_m;
   std::mutex evaluate_m;  // one evaluation at a time: a burst of calls evaluates once
@@ -406,17 +411,17 @@ struct GatewayService::Impl {
   }
 
   // --- evaluation cache --------------------------------------------------------------------------
-  app::WorkflowResult<std::shared_ptr<const app::MonthReport>> Evaluate(const YearMonth& month) {
+  app::WorkflowResult<std::shared_ptr<const EvaluatedMonth>> Evaluate(const YearMonth& month) {
     auto store = Store();
     if (!store) return store.error();
     auto stamp = Stamp(**store);
     if (!stamp) return app::Fail(app::ErrorKind::kFailed, "state-failed", stamp.error().message);
-    auto cached = [&]() -> std::shared_ptr<const app::MonthReport> {
+    auto cached = [&]() -> std::shared_ptr<const EvaluatedMonth> {
       std::lock_guard lock(cache_m);
       auto it = cache.find(month);
       if (it != cache.end() && it->second.stamp == *stamp &&
           it->second.generation == generation.load()) {
-        return it->second.report;
+        return it->second.month;
       }
       return nullptr;
     };
@@ -427,7 +432,16 @@ struct GatewayService::Impl {
     auto report = app::EvaluateStoredMonth(**store, month, config.engine, source_names);
     if (!report) return report.error();
     metrics.Add("ccm_evaluations_total", {{"month", month.ToString()}});
-    auto shared = std::make_shared<const app::MonthReport>(std::move(*report));
+    auto evaluated = std::make_shared<EvaluatedMonth>();
+    evaluated->report = std::move(*report);
+    evaluated->bodies.reserve(evaluated->report.records.size());
+    for (const PatientMonth& r : evaluated->report.records) {
+      // Exactly the line `evaluate` writes for the patient (ToNdjson), without its newline.
+      std::string body;
+      fhir::json::SerializeTo(ToJson(r, evaluated->report.engine), body);
+      evaluated->bodies.push_back(std::move(body));
+    }
+    std::shared_ptr<const EvaluatedMonth> shared = std::move(evaluated);
     std::lock_guard lock(cache_m);
     cache[month] = CachedMonth{*stamp, gen, shared};
     while (cache.size() > 24) cache.erase(cache.begin());  // the oldest months go first
@@ -733,9 +747,10 @@ struct GatewayService::Impl {
     }
     // The current month through the cache: evaluated at most once per change of the store.
     YearMonth month = app::CurrentMonth(config.engine);
-    std::shared_ptr<const app::MonthReport> report;
-    if (auto evaluated = Evaluate(month)) report = *evaluated;
-    if (report) {
+    std::shared_ptr<const EvaluatedMonth> evaluated;
+    if (auto e = Evaluate(month)) evaluated = *e;
+    if (evaluated) {
+      const app::MonthReport* report = &evaluated->report;
       for (const PatientMonth& r : report->records) {
         std::string program(ToCode(r.program));
         now.Add("ccm_patients", {{"month", month.ToString()},
@@ -754,7 +769,7 @@ struct GatewayService::Impl {
     auto report = Evaluate(month);
     if (!report) return ErrorResponse(FromWorkflow(report.error()));
     const std::string patient = "Patient/" + req.params.at("id");
-    const auto& records = (*report)->records;
+    const auto& records = (*report)->report.records;
     auto it =
         std::lower_bound(records.begin(), records.end(), patient,
                          [](const PatientMonth& r, const std::string& p) { return r.patient < p; });
@@ -764,10 +779,8 @@ struct GatewayService::Impl {
           MakeHttpError(404, fmt::format("no such patient with CCM data in the state store for {}",
                                          month.ToString())));
     }
-    // Exactly the line `evaluate` writes for the patient (ToNdjson), without its newline.
-    std::string body;
-    fhir::json::SerializeTo(ToJson(*it, (*report)->engine), body);
-    return TextResponse(200, std::move(body), "application/json");
+    return TextResponse(200, (*report)->bodies[static_cast<std::size_t>(it - records.begin())],
+                        "application/json");
   }
 
   Response BillingSummary(const Request& req) {
