@@ -13,9 +13,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -25,39 +30,27 @@
 
 namespace ccm::testing {
 
-class TestFhirServer {
+namespace detail {
+
+// One node process running tests/server/server.mjs with a given command line.
+class ServerProcess {
  public:
-  // `args`: further command-line options (e.g. --tls-cert/--tls-key); `http`: how the admin client
-  // connects (a CA file when the server speaks TLS).
-  explicit TestFhirServer(const std::vector<std::filesystem::path>& load = {},
-                          const std::vector<std::string>& extra_args = {},
-                          fhir::HttpOptions http = {})
-      : http_(std::move(http)) {
-    std::filesystem::path script = SourceDir() / "tests" / "server" / "server.mjs";
-    if (!std::filesystem::exists(SourceDir() / "tests" / "server" / "node_modules")) {
-      throw std::runtime_error(
-          "tests/server/node_modules is missing: run tests/server/install.sh "
-          "(scripts/test does)");
-    }
+  explicit ServerProcess(std::vector<std::string> args) {
     int in[2], out[2];
-    if (::pipe(in) != 0 || ::pipe(out) != 0) throw std::runtime_error("pipe failed");
-    std::vector<std::string> args = {"node", script.string(), "--port", "0"};
-    for (const auto& p : load) {
-      args.emplace_back("--load");
-      args.push_back(p.string());
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
+      throw std::runtime_error("pipe failed");
     }
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    // Close-on-exec everywhere: a gateway the test starts later must not hold this server's stdin
+    // open (the server would outlive a test process that dies). The argv is built before fork: the
+    // child of a threaded process may only make async-signal-safe calls.
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
+      // dup2 clears close-on-exec on the copies the child keeps as stdin and stdout.
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
-      ::close(in[0]);
-      ::close(in[1]);
-      ::close(out[0]);
-      ::close(out[1]);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
       ::execvp("node", argv.data());
       std::perror("execvp node");
       ::_exit(127);
@@ -79,13 +72,111 @@ class TestFhirServer {
     port_ = std::stoi(std::string((*v)["port"].number_text()));
     origin_ = base_.substr(0, base_.find("/fhir/R4"));
   }
-  ~TestFhirServer() { Stop(); }
+  ~ServerProcess() { Stop(); }
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  const std::string& base() const { return base_; }
+  const std::string& origin() const { return origin_; }
+  int port() const { return port_; }
+
+ private:
+  void Stop() {
+    if (stdin_ >= 0) ::close(stdin_);
+    stdin_ = -1;
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  std::string base_, origin_;
+  int port_ = 0;
+};
+
+// The idle servers of this test process, by command line. Starting node with Medplum costs about
+// half a second of CPU; restarting an idle server (POST /__admin/restart) about 20 ms. ctest runs
+// each test executable in a few shards (tests/CMakeLists.txt), so one server serves many tests in
+// turn. Set CCM_TEST_FRESH_SERVERS=1 to start a new server for every test instead.
+class ServerPool {
+ public:
+  static ServerPool& Instance() {
+    static ServerPool pool;  // the test process's lifetime; its servers end with it
+    return pool;
+  }
+  std::unique_ptr<ServerProcess> Take(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = idle_.find(key);
+    if (it == idle_.end()) return nullptr;
+    auto process = std::move(it->second);
+    idle_.erase(it);
+    return process;
+  }
+  void Give(std::string key, std::unique_ptr<ServerProcess> process) {
+    if (Disabled()) return;  // process ends here
+    std::lock_guard lock(mu_);
+    idle_.emplace(std::move(key), std::move(process));
+  }
+  static bool Disabled() {
+    const char* fresh = std::getenv("CCM_TEST_FRESH_SERVERS");
+    return fresh != nullptr && std::string_view(fresh) == "1";
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<std::string, std::unique_ptr<ServerProcess>> idle_;
+};
+
+}  // namespace detail
+
+// A test's FHIR server: as if freshly started with these arguments (empty repository apart from
+// `load`, no faults, no request log, auth mode none), but taken from the process's pool when an
+// idle one with the same command line exists. Returned to the pool when the object ends, unless
+// Shutdown() ended it.
+class TestFhirServer {
+ public:
+  // `args`: further command-line options (e.g. --tls-cert/--tls-key); `http`: how the admin client
+  // connects (a CA file when the server speaks TLS).
+  explicit TestFhirServer(const std::vector<std::filesystem::path>& load = {},
+                          const std::vector<std::string>& extra_args = {},
+                          fhir::HttpOptions http = {})
+      : http_(std::move(http)) {
+    std::filesystem::path script = SourceDir() / "tests" / "server" / "server.mjs";
+    if (!std::filesystem::exists(SourceDir() / "tests" / "server" / "node_modules")) {
+      throw std::runtime_error(
+          "tests/server/node_modules is missing: run tests/server/install.sh "
+          "(scripts/test does)");
+    }
+    std::vector<std::string> args = {"node", script.string(), "--port", "0"};
+    for (const auto& p : load) {
+      args.emplace_back("--load");
+      args.push_back(p.string());
+    }
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    for (const auto& a : args) key_ += a + '\n';
+    process_ = detail::ServerPool::Instance().Take(key_);
+    if (process_) {
+      auto r = http_.Send(
+          fhir::HttpRequest{.method = "POST", .url = process_->origin() + "/__admin/restart"});
+      if (!r || r->status != 200) process_.reset();  // it died or went wrong: start a new one
+    }
+    if (!process_) process_ = std::make_unique<detail::ServerProcess>(std::move(args));
+  }
+  ~TestFhirServer() {
+    if (process_) detail::ServerPool::Instance().Give(std::move(key_), std::move(process_));
+  }
   TestFhirServer(const TestFhirServer&) = delete;
   TestFhirServer& operator=(const TestFhirServer&) = delete;
 
-  const std::string& base() const { return base_; }      // http://127.0.0.1:N/fhir/R4
-  const std::string& origin() const { return origin_; }  // http(s)://127.0.0.1:N
-  int port() const { return port_; }
+  // Ends the server process now (the EHR goes away): its port refuses connections from here on.
+  void Shutdown() { process_.reset(); }
+
+  const std::string& base() const { return process_->base(); }      // http://127.0.0.1:N/fhir/R4
+  const std::string& origin() const { return process_->origin(); }  // http(s)://127.0.0.1:N
+  int port() const { return process_->port(); }
 
   // A request to the server (admin API or FHIR), no retries.
   fhir::HttpResponse Send(const std::string& method, const std::string& path_or_url,
@@ -142,20 +233,8 @@ class TestFhirServer {
   }
 
  private:
-  void Stop() {
-    if (stdin_ >= 0) ::close(stdin_);
-    stdin_ = -1;
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-  }
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  std::string base_, origin_;
-  int port_ = 0;
+  std::string key_;  // the command line: which pooled servers can stand in
+  std::unique_ptr<detail::ServerProcess> process_;
   fhir::HttpClient http_;
   std::chrono::system_clock::time_point last_write_{};
 };

@@ -20,6 +20,7 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import {
   deepClone,
@@ -90,20 +91,84 @@ function fail(message) {
 // Repository
 
 // The MemoryRepository's search matcher looks every search parameter up in Medplum's global schema, so the
-// FHIR definitions must be indexed before the first search (an unindexed parameter matches nothing).
+// FHIR definitions of a type must be indexed before the first search on it (an unindexed parameter matches
+// nothing). All data types and search parameters are indexed at start-up; resource StructureDefinitions are
+// indexed one type at a time, when a loaded resource, a request URL or a request body names the type: the
+// whole profiles-resources.json (35 MB, ~150 types) took ~1.3 s of every start, most of a test's run.
+const DEFINITIONS_CACHE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules', '.ccm-definitions');
+const ALWAYS_INDEXED = ['Resource', 'DomainResource', 'OperationOutcome', 'CapabilityStatement', 'Parameters', 'Binary'];
+let resourceDefinitionFiles; // resource type -> file holding a Bundle of its StructureDefinition
+const indexedResourceTypes = new Set();
+
 function indexDefinitions() {
   indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
-  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
   for (const file of SEARCH_PARAMETER_BUNDLE_FILES) indexSearchParameterBundle(readJson(file));
-  // Shared parameters such as clinical-patient carry one ~1400-character union over every resource type,
-  // which the matcher evaluates in full for each candidate (about 1 s per Encounter search here). Give each
-  // type its own copy holding only its branch of the union: same matches, ~50x faster.
-  for (const [type, schema] of Object.entries(globalSchema.types)) {
-    for (const [code, param] of Object.entries(schema.searchParams ?? {})) {
+  resourceDefinitionFiles = splitResourceDefinitions();
+  indexResourceTypes([...ALWAYS_INDEXED, ...SUPPORTED_TYPES]);
+}
+
+// Splits profiles-resources.json into one small file per resource type under node_modules/.ccm-definitions/
+// (once per install; each file written to a temporary name and renamed, so servers starting together never
+// read half a file). Returns the type -> file map.
+function splitResourceDefinitions() {
+  const indexFile = path.join(DEFINITIONS_CACHE, 'index.json');
+  try {
+    return new Map(Object.entries(JSON.parse(fs.readFileSync(indexFile, 'utf8'))));
+  } catch {
+    // not split yet (or half-written by a server that died): split now
+  }
+  fs.mkdirSync(DEFINITIONS_CACHE, { recursive: true });
+  const files = {};
+  const writeAtomically = (file, text) => {
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, file);
+  };
+  for (const entry of readJson('fhir/r4/profiles-resources.json').entry ?? []) {
+    const sd = entry.resource;
+    if (sd?.resourceType !== 'StructureDefinition' || sd.kind !== 'resource' || !/^[A-Za-z]+$/.test(sd.type ?? '')) continue;
+    const file = path.join(DEFINITIONS_CACHE, `${sd.type}.json`);
+    writeAtomically(file, JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: sd }] }));
+    files[sd.type] = file;
+  }
+  writeAtomically(indexFile, JSON.stringify(files));
+  return new Map(Object.entries(files));
+}
+
+function indexResourceTypes(types) {
+  for (const type of types) {
+    if (indexedResourceTypes.has(type)) continue;
+    const file = resourceDefinitionFiles.get(type);
+    if (!file) continue; // not a resource type: the router answers as for any unknown type
+    indexedResourceTypes.add(type);
+    indexStructureDefinitionBundle(JSON.parse(fs.readFileSync(file, 'utf8')));
+    // Shared parameters such as clinical-patient carry one ~1400-character union over every resource type,
+    // which the matcher evaluates in full for each candidate (about 1 s per Encounter search here). Give the
+    // type its own copy holding only its branch of the union: same matches, ~50x faster.
+    const schema = globalSchema.types[type];
+    for (const [code, param] of Object.entries(schema?.searchParams ?? {})) {
       const expression = param.expression?.includes('|') && getExpressionForResourceType(type, param.expression);
       if (expression) schema.searchParams[code] = { ...param, expression };
     }
   }
+}
+
+// Indexes every resource type a request URL names (its path, _type, _include, chained parameters) and every
+// "resourceType" of a JSON text (a request body, a file to load).
+function indexTypesNamedIn({ url = '', json = '' }) {
+  const named = new Set();
+  const add = (type) => {
+    if (resourceDefinitionFiles.has(type) && !indexedResourceTypes.has(type)) named.add(type);
+  };
+  let decoded = url;
+  try {
+    decoded = decodeURIComponent(url);
+  } catch {
+    // a malformed escape: scan the raw URL; the router answers the request as it is
+  }
+  for (const m of decoded.matchAll(/[A-Z][A-Za-z]+/g)) add(m[0]);
+  for (const m of json.matchAll(/"resourceType"\s*:\s*"([A-Za-z]+)"/g)) add(m[1]);
+  if (named.size) indexResourceTypes(named);
 }
 
 class TestRepository extends MemoryRepository {
@@ -233,6 +298,7 @@ function parseResources(text) {
 }
 
 async function loadText(text, keepMeta = false, stamp = undefined) {
+  indexTypesNamedIn({ json: text });
   const { resources, skipped } = parseResources(text);
   for (const r of resources) {
     if (stamp) stamp(r);
@@ -246,17 +312,22 @@ async function loadText(text, keepMeta = false, stamp = undefined) {
 // several connections would see N different servers. So the startup load is stamped the same in every
 // worker: versionId "load-<n>" and lastUpdated one millisecond apart from a start the primary gives (a day
 // before it started, so that nothing loaded lies in the future of a later _lastUpdated=gt search).
-function sharedLoadStamp() {
+function sharedLoadStamp(givenEpoch = undefined) {
   // One worker stamps its start-up load the same way, a day back: the records an EHR already holds,
   // which a sync started right after start-up must see (it reads what changed before its first second).
-  const given = Number(process.env.CCM_TEST_LOAD_EPOCH);
-  const epoch = cluster.isWorker && Number.isFinite(given) ? given : Date.now() - 86_400_000;
+  const given = givenEpoch ?? Number(process.env.CCM_TEST_LOAD_EPOCH);
+  const epoch = Number.isFinite(given) && (cluster.isWorker || givenEpoch !== undefined) ? given : Date.now() - 86_400_000;
   let n = 0;
   return (resource) => {
     n++;
     resource.meta = { ...(resource.meta ?? {}), versionId: `load-${n}`, lastUpdated: new Date(epoch + n).toISOString() };
   };
 }
+
+// The --load paths, kept for POST /__admin/restart, and how many restarts there were: a request that was
+// held (a delay fault) across a restart is dropped, never applied to the next test's data.
+const startupLoad = [];
+let restarts = 0;
 
 async function loadPath(p, stamp = undefined) {
   const stat = fs.statSync(p);
@@ -576,6 +647,7 @@ async function handleFhir(req, rel, bodyText) {
   }
   const denied = checkAccess(req);
   if (denied) return denied;
+  indexTypesNamedIn({ url: rel, json: bodyText });
 
   if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
     return fhirResponse(405, outcome('not-supported', `method ${method} not supported`));
@@ -803,6 +875,20 @@ async function handleAdmin(req, url, bodyText) {
       state.requests = [];
       resetAuth();
       return jsonResponse(200, { reset: true });
+    // As if the process had just started: reset, then the --load paths loaded again with fresh stamps (a
+    // day before now, the same in every worker: handle() adds the epoch before the call is broadcast).
+    // Lets a test process reuse one server across tests instead of paying node's start-up each time.
+    case 'POST /__admin/restart': {
+      restarts++;
+      repo.clear();
+      state.faults = [];
+      state.requests = [];
+      resetAuth();
+      const stamp = sharedLoadStamp(Number(url.searchParams.get('epoch') ?? Date.now() - 86_400_000));
+      let loaded = 0;
+      for (const p of startupLoad) loaded += (await loadPath(p, stamp)).loaded;
+      return jsonResponse(200, { restarted: true, loaded });
+    }
     case 'POST /__admin/faults': {
       const specs = parseJson();
       if (!Array.isArray(specs)) throw new Error('body must be a JSON array of fault specs');
@@ -938,6 +1024,9 @@ async function handle(req, res) {
   const bodyText = await readBody(req);
   const url = new URL(req.url, 'http://placeholder');
   if (url.pathname.startsWith('/__admin/')) {
+    if (url.pathname === '/__admin/restart' && !url.searchParams.has('epoch')) {
+      req.url += `${req.url.includes('?') ? '&' : '?'}epoch=${Date.now() - 86_400_000}`;
+    }
     const response = cluster.isWorker
       ? await adminOnAllWorkers(req.method, req.url, bodyText)
       : await adminResponse(req.method, req.url, bodyText);
@@ -962,9 +1051,16 @@ async function handle(req, res) {
   const fault = takeFault(`${req.method} ${req.url}`);
   if (fault) entry.fault = fault.kind;
   if (fault?.kind === 'drop') return void req.socket.destroy();
-  if (fault?.kind === 'delay') await new Promise((r) => setTimeout(r, fault.delayMs ?? 1000));
+  if (fault?.kind === 'delay') {
+    const restartsBefore = restarts;
+    await new Promise((r) => setTimeout(r, fault.delayMs ?? 1000));
+    if (restarts !== restartsBefore) return void req.socket.destroy();
+  }
   // Someone else (a clinician in the EHR) writes the resource just before this request is served.
-  if (fault?.kind === 'write-first') await storeResource(deepClone(fault.resource), false);
+  if (fault?.kind === 'write-first') {
+    indexTypesNamedIn({ json: JSON.stringify(fault.resource) });
+    await storeResource(deepClone(fault.resource), false);
+  }
   if (fault?.kind === 'status') {
     const headers = fault.retryAfter !== undefined ? { 'Retry-After': String(fault.retryAfter) } : {};
     const text = http.STATUS_CODES[fault.status] ?? `HTTP ${fault.status}`;
@@ -1024,6 +1120,7 @@ async function main() {
   const t0 = Date.now();
   indexDefinitions();
   const stamp = sharedLoadStamp();
+  startupLoad.push(...opts.load);
   for (const p of opts.load) {
     const t = Date.now();
     const r = await loadPath(p, stamp);

@@ -714,7 +714,7 @@ TEST_F(BillTest, AnUnreachableEhrIsReportedAndTheLedgerStillRecordsTheMonth) {
   GatewayRun september = Gateway(fmt::format("bill --month 2026-09 --config {}", config_.string()));
   ASSERT_EQ(september.status, 0) << september.out << september.err;
   ASSERT_TRUE(Ledger(false).empty());
-  ehr_.reset();  // the EHR goes away after the sync
+  ehr_->Shutdown();  // the EHR goes away after the sync
   GatewayRun r = Bill();
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("problem: care plan (audit record "), std::string::npos) << r.err;

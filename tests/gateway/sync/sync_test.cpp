@@ -763,7 +763,7 @@ TEST(SyncTlsTest, ServerCertificatesAreVerifiedAndClientCertificatesSent) {
 TEST_F(SyncTest, UnreachableServerFailsTheSourceClearly) {
   auto config =
       WriteConfig(dir_, *server_, R"("retry": {"maxAttempts": 2, "initialBackoffMs": 10})");
-  server_.reset();  // nothing listens on that port any more
+  server_->Shutdown();  // nothing listens on that port any more
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("cannot reach the server"), std::string::npos) << r.err;
