@@ -817,8 +817,19 @@ TEST(ServiceCacheTest, ASyncThatChangedDataInvalidatesTheCache) {
   copy.erase("meta");
   own.ehr.Put(copy);
   own.ehr.AwaitWritesVisible();
+  const std::string current =
+      app::CurrentMonth(LoadGatewayConfig(own.dir / "config.json")->engine).ToString();
+  auto evaluations_of = [&](const std::string& month) {
+    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+    return m[fmt::format(R"(ccm_evaluations_total{{month="{}"}})", month)];
+  };
+  double current_before = evaluations_of(current);
   Value changed = own.Sync();
   ASSERT_GE(st::Num(changed["result"], "changed"), 1) << fhir::json::Serialize(changed);
+  // The sync re-evaluated the current month itself: a status call of it then evaluates nothing.
+  EXPECT_EQ(evaluations_of(current), current_before + 1);
+  Call(own.port(), "GET", fmt::format("/Patient/{}/$ccm-status", id));
+  EXPECT_EQ(evaluations_of(current), current_before + 1);
   Answer second = Call(own.port(), "GET", path);
   ASSERT_EQ(second.status, 200);
   EXPECT_NE(second.body, first.body);
