@@ -49,6 +49,13 @@ WorkflowResult<LedgerAnswer> QueryLedger(StateStore& store, const LedgerRequest&
   return answer;
 }
 
+WorkflowResult<std::vector<AccessRow>> QueryAccessAudit(StateStore& store,
+                                                        const AccessQuery& query) {
+  auto rows = store.AccessRecords(query);
+  if (!rows) return Fail(ErrorKind::kFailed, "state-failed", rows.error().message);
+  return std::move(*rows);
+}
+
 Value ToJson(const LedgerEntryView& view) {
   const LedgerRow& r = view.entry;
   Value o = Value::MakeObject();
@@ -124,6 +131,23 @@ Value ToJson(const AuditRow& a) {
   if (!a.version.empty()) o.set("version", Value::String(a.version));
   if (!a.detail.empty()) o.set("detail", Value::String(a.detail));
   if (!a.provenance.empty()) o.set("provenance", Value::String(a.provenance));
+  return o;
+}
+
+}  // namespace ccm::gateway::app
+
+namespace ccm::gateway::app {
+
+Value ToJson(const AccessRow& a) {
+  Value o = Value::MakeObject();
+  o.set("id", Value::Number(a.id));
+  o.set("at", Value::String(a.at));
+  o.set("principal", Value::String(a.principal));
+  o.set("method", Value::String(a.method));
+  o.set("route", Value::String(a.route));
+  if (!a.patient.empty()) o.set("patient", Value::String(a.patient));
+  if (!a.month.empty()) o.set("month", Value::String(a.month));
+  o.set("status", Value::Number(std::int64_t{a.status}));
   return o;
 }
 

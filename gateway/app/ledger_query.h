@@ -1,5 +1,6 @@
 // QueryLedger: what `ccm-gateway ledger` does -- the billing ledger's entries with their
 // deliveries, the proposals, or the audit log; and the operator's acknowledgements and approvals.
+// QueryAccessAudit: what `ccm-gateway audit` does -- the trail of reads of patient data.
 // Reads and writes only the state store: no FHIR server, no credentials.
 #pragma once
 
@@ -48,9 +49,16 @@ struct LedgerAnswer {
 WorkflowResult<LedgerAnswer> QueryLedger(StateStore& store, const LedgerRequest& request,
                                          const LedgerObserver& observer = {});
 
-// The NDJSON records of `ccm-gateway ledger` (docs/ccm-rules.md "Billing ledger").
+// What `ccm-gateway audit` does: the access trail of `serve` (reads of patient data), oldest
+// first, filtered by `query` (AccessQuery: patient, principal, since). kFailed when the store
+// cannot be read.
+WorkflowResult<std::vector<AccessRow>> QueryAccessAudit(StateStore& store,
+                                                        const AccessQuery& query);
+
+// The NDJSON records of `ccm-gateway ledger` (docs/ccm-rules.md "Billing ledger") and `audit`.
 fhir::json::Value ToJson(const LedgerEntryView& entry);
 fhir::json::Value ToJson(const LedgerProposal& proposal);
 fhir::json::Value ToJson(const AuditRow& audit);
+fhir::json::Value ToJson(const AccessRow& access);
 
 }  // namespace ccm::gateway::app

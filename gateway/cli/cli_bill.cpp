@@ -1,5 +1,6 @@
 // `ccm-gateway bill`: close a month (app::CloseMonth). `ccm-gateway ledger`: look at the ledger,
-// acknowledge, approve (app::QueryLedger).
+// acknowledge, approve (app::QueryLedger). `ccm-gateway audit`: the access trail of `serve`
+// (app::QueryAccessAudit).
 #include <pwd.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "fhir/datetime.h"
 #include "fhir/json.h"
 #include "gateway/app/close_month.h"
 #include "gateway/app/ledger_query.h"
@@ -378,9 +380,111 @@ class LedgerCommand : public Command {
   bool all_ = false, audit_ = false;
 };
 
+std::string AccessTable(const std::vector<AccessRow>& rows) {
+  std::string out = fmt::format("{:>6}  {:<24} {:<20} {:<26} {:<24} {:<9} {}\n", "id", "at",
+                                "principal", "route", "patient", "month", "status");
+  for (const auto& a : rows) {
+    out += fmt::format("{:>6}  {:<24} {:<20} {:<26} {:<24} {:<9} {}\n", a.id, a.at,
+                       a.principal.empty() ? "(none)" : a.principal, a.route, a.patient, a.month,
+                       a.status);
+  }
+  return out;
+}
+
+std::string AccessCsv(const std::vector<AccessRow>& rows) {
+  std::string out = "id,at,principal,method,route,patient,month,status\n";
+  for (const auto& a : rows) {
+    out += fmt::format("{},{},{},{},{},{},{},{}\n", a.id, CsvField(a.at), CsvField(a.principal),
+                       CsvField(a.method), CsvField(a.route), CsvField(a.patient),
+                       CsvField(a.month), a.status);
+  }
+  return out;
+}
+
+// `audit`: the trail of reads of patient data through `serve` (the writes to other systems are
+// `ledger --audit`). A command of its own: its filters are not the ledger's.
+class AuditCommand : public Command {
+ public:
+  AuditCommand()
+      : Command("audit",
+                "--config FILE [--patient REF] [--principal NAME] [--since INSTANT] "
+                "[--format ndjson|csv|table] [--out FILE]",
+                "List the access audit of `ccm-gateway serve`: every request for patient data "
+                "($ccm-status, $ccm-billing-summary), with who asked (the token's name, the "
+                "client certificate, or none when refused), the route, the patient or month "
+                "asked for, when, and the status answered. Oldest first. The writes the gateway "
+                "made to other systems are `ledger --audit`.\nReads only the state store. The "
+                "listing holds patient references: treat it as the protected record it is. "
+                "Default format: a table on a terminal, CSV for an --out file ending in .csv, "
+                "else NDJSON.",
+                "ccm-gateway audit --config site.json --patient Patient/123\n"
+                "ccm-gateway audit --config site.json --since 2026-11-01T00:00:00Z --out "
+                "access.csv") {
+    AddRequired("--config", config_, "The gateway's config (only state.path is used)")
+        ->type_name("FILE");
+    app().add_option("--patient", patient_, "Only requests for this patient")->type_name("REF");
+    app()
+        .add_option("--principal", principal_, "Only requests by this token or certificate")
+        ->type_name("NAME");
+    app()
+        .add_option("--since", since_, "Only requests at or after this instant")
+        ->type_name("INSTANT");
+    app().add_option("--format", format_, "ndjson, csv or table")->type_name("FORMAT");
+    app()
+        .add_option("--out", out_, "Write the listing here (atomically), not to stdout")
+        ->type_name("FILE");
+  }
+
+  int Run(Console& console) override {
+    AccessQuery query;
+    query.patient = patient_;
+    if (!query.patient.empty() && !query.patient.starts_with("Patient/")) {
+      query.patient = "Patient/" + query.patient;  // an id alone names the patient too
+    }
+    query.principal = principal_;
+    if (!since_.empty()) {
+      auto since = fhir::FhirDateTime::ParseInstant(since_);
+      if (!since) throw UsageError(fmt::format("--since: {}", since.error().message));
+      query.since = AccessInstant(since->Earliest());
+    }
+    app::ReportFormat format = ChooseFormat(format_, out_, console.stdout_is_terminal());
+    auto config = LoadGatewayConfig(config_, {.env = {}, .credentials = Credentials::kSkip});
+    if (!config) {
+      console.Error(config.error().message);
+      return config.error().is(Errc::kInternal) ? kExitFatal : kExitUsage;
+    }
+    auto store = app::OpenStateStore(*config);
+    if (!store) return ReportError(console, store.error());
+    auto rows = app::QueryAccessAudit(**store, query);
+    if (!rows) return ReportError(console, rows.error());
+    std::string text;
+    if (format == app::ReportFormat::kTable) {
+      text = AccessTable(*rows);
+    } else if (format == app::ReportFormat::kCsv) {
+      text = AccessCsv(*rows);
+    } else {
+      for (const auto& a : *rows) text += fhir::json::Serialize(app::ToJson(a)) + "\n";
+    }
+    if (!out_.empty()) {
+      if (Status s = WriteFileAtomically(out_, text); !s) {
+        console.Error(s.error().message);
+        return kExitFatal;
+      }
+      console.Verbose(fmt::format("wrote {}", out_));
+    } else {
+      fmt::print("{}", text);
+    }
+    return kExitOk;
+  }
+
+ private:
+  std::string config_, patient_, principal_, since_, format_, out_;
+};
+
 }  // namespace
 
 std::unique_ptr<Command> MakeBillCommand() { return std::make_unique<BillCommand>(); }
 std::unique_ptr<Command> MakeLedgerCommand() { return std::make_unique<LedgerCommand>(); }
+std::unique_ptr<Command> MakeAuditCommand() { return std::make_unique<AuditCommand>(); }
 
 }  // namespace ccm::gateway::cli

@@ -139,6 +139,7 @@ std::vector<std::unique_ptr<Command>> MakeCommands() {
   out.push_back(MakeSyncCommand());
   out.push_back(MakeBillCommand());
   out.push_back(MakeLedgerCommand());
+  out.push_back(MakeAuditCommand());
   out.push_back(MakeServeCommand());
   out.push_back(MakeConfigCheckCommand());
   out.push_back(MakeGenerateActivityCommand());

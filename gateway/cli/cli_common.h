@@ -131,6 +131,7 @@ std::unique_ptr<Command> MakeGenerateActivityCommand();
 std::unique_ptr<Command> MakeSyncCommand();
 std::unique_ptr<Command> MakeBillCommand();
 std::unique_ptr<Command> MakeLedgerCommand();
+std::unique_ptr<Command> MakeAuditCommand();
 std::unique_ptr<Command> MakeServeCommand();
 std::unique_ptr<Command> MakeConfigCheckCommand();
 std::unique_ptr<Command> MakeVersionCommand();

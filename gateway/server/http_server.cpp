@@ -110,6 +110,8 @@ struct HttpServer::Impl {
       return r;
     }
     access.route = match.route->pattern;
+    access.params = match.params;
+    access.query = target->query;
     Request req;
     req.method = access.method;
     req.path = std::move(target->path);

@@ -21,9 +21,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fhir/result.h"
 #include "gateway/server/router.h"
@@ -48,7 +51,11 @@ struct TlsFiles {
 struct AccessRecord {
   std::string method;
   std::string route;  // the route's pattern ("/Patient/{id}/$ccm-status"), never the raw path
-  std::string principal;
+  // The route's captures and the query, decoded (empty when no route matched): what was asked
+  // for, for the audit trail. May hold patient ids: never logged as they are.
+  std::map<std::string, std::string> params;
+  std::vector<std::pair<std::string, std::string>> query;
+  std::string principal;  // "" when not authenticated
   unsigned status = 0;
   double seconds = 0;
   std::size_t bytes_out = 0;

@@ -37,6 +37,7 @@ Status Serve(const GatewayConfig& config, const ServerConfig& server, const Serv
   ServiceOptions so;
   so.version = options.version;
   so.commit = options.commit;
+  so.log_patient_ids = server.log_patient_ids;
   so.log = [](std::string_view level, std::string_view event, std::string_view message) {
     LogLine(level, event, message);
   };
@@ -70,11 +71,7 @@ Status Serve(const GatewayConfig& config, const ServerConfig& server, const Serv
   // The schedule: a sync now and every sync.intervalSeconds (skipped while one runs).
   asio::steady_timer schedule(control);
   std::function<void()> tick = [&] {
-    auto s = service.StartSync("", "schedule");
-    if (!s.started) {
-      LogLine("info", "sync-skipped",
-              fmt::format("scheduled sync skipped: sync {} is still running", s.id));
-    }
+    service.ScheduledSync();
     schedule.expires_after(config.sync.interval);
     schedule.async_wait([&](boost::system::error_code ec) {
       if (!ec) tick();

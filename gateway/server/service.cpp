@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -22,6 +24,9 @@
 #include "gateway/app/workflow.h"
 #include "gateway/billing/ledger.h"
 #include "gateway/ccm/report.h"
+#include "gateway/server/access_audit.h"
+#include "gateway/server/token_auth.h"
+#include "gateway/writeback/billing_outputs.h"
 
 namespace ccm::gateway::server {
 namespace {
@@ -140,6 +145,98 @@ Value ToJson(const SyncRun& r) {
 
 std::string SyncLocation(std::int64_t id) { return fmt::format("/$sync-status/{}", id); }
 
+Value Parameter(std::string name, std::string_view value_type, Value value) {
+  Value p = Value::MakeObject();
+  p.set("name", Value::String(std::move(name)));
+  p.set(fmt::format("value{}", value_type), std::move(value));
+  return p;
+}
+
+Value Money(Cents amount, const std::string& currency) {
+  Value m = Value::MakeObject();
+  m.set("value", Value::Number(FormatCents(amount)));
+  m.set("currency", Value::String(currency));
+  return m;
+}
+
+// The billing summary as a FHIR Bundle of type `collection` (docs/api.md): first a Parameters
+// resource with the month's figures, then the ChargeItems `bill` would write to the EHR for the
+// ledger changes, built by the same builder as bill's (MakeChargeItem). `collection`, not
+// `searchset`: the entries are the output of an operation, not the matches of a search, so
+// `total`, `self` links and search.mode (R4 bundle.html, bdl-1) would say something false.
+Value BillingBundle(const app::CloseMonthResult& r, const std::vector<std::string>& warnings,
+                    const WriteBackConfig& write_back) {
+  auto count = [&r](LedgerAction a) {
+    auto it = r.ledger_counts.find(a);
+    return it == r.ledger_counts.end() ? std::size_t{0} : it->second;
+  };
+  Value params = Value::MakeArray();
+  params.push_back(Parameter("month", "String", Value::String(r.month.ToString())));
+  params.push_back(Parameter("dryRun", "Boolean", Value::Bool(true)));
+  params.push_back(Parameter("billable", "UnsignedInt", Num(r.billable)));
+  params.push_back(Parameter("expectedPayment", "Money", Money(r.amount, r.currency)));
+  Value ledger = Value::MakeObject();
+  ledger.set("name", Value::String("ledger"));
+  Value parts = Value::MakeArray();
+  for (auto [name, n] : std::initializer_list<std::pair<const char*, std::size_t>>{
+           {"new", count(LedgerAction::kNew)},
+           {"adjusted", count(LedgerAction::kAdjusted)},
+           {"voided", count(LedgerAction::kVoided)},
+           {"withdrawn", count(LedgerAction::kWithdrawn)},
+           {"unchanged", r.ledger.unchanged},
+           {"held", r.held()}}) {
+    parts.push_back(Parameter(name, "UnsignedInt", Num(n)));
+  }
+  ledger.set("part", std::move(parts));
+  params.push_back(std::move(ledger));
+  for (const auto& s : r.incomplete)
+    params.push_back(Parameter("incomplete", "String", Value::String(s)));
+  for (const auto& s : r.problems)
+    params.push_back(Parameter("problem", "String", Value::String(s)));
+  for (const auto& s : warnings) params.push_back(Parameter("warning", "String", Value::String(s)));
+  Value parameters = Value::MakeObject();
+  parameters.set("resourceType", Value::String("Parameters"));
+  parameters.set("parameter", std::move(params));
+
+  Value entries = Value::MakeArray();
+  auto add = [&entries](Value resource) {
+    Value e = Value::MakeObject();
+    e.set("resource", std::move(resource));
+    entries.push_back(std::move(e));
+  };
+  add(std::move(parameters));
+  for (const LedgerChange& c : r.ledger.changes) {
+    // As bill delivers them (writeback/billing_outputs.cpp, DeliverChargeItems): the entry's lines
+    // billable; the codes of the revision it supersedes that it no longer bills withdrawn
+    // (entered-in-error). A withdrawn entry was never delivered: nothing goes out for it.
+    if (c.action == LedgerAction::kWithdrawn) continue;
+    std::set<std::string> billed;
+    if (c.entry && c.entry->kind != "void") {
+      for (const BillingLine& line : LedgerLines(*c.entry)) {
+        billed.insert(line.code);
+        add(MakeChargeItem(*c.entry, line, "billable", write_back, r.currency));
+      }
+    }
+    if (c.previous) {
+      for (const BillingLine& line : LedgerLines(*c.previous)) {
+        if (!billed.contains(line.code)) {
+          add(MakeChargeItem(*c.previous, line, "entered-in-error", write_back, r.currency));
+        }
+      }
+    }
+  }
+  Value bundle = Value::MakeObject();
+  bundle.set("resourceType", Value::String("Bundle"));
+  bundle.set("type", Value::String("collection"));
+  bundle.set("timestamp", Value::String(fhir::NowUtc()));
+  bundle.set("entry", std::move(entries));
+  return bundle;
+}
+
+// The routes whose answers hold patient data: each request to them gets an audit record.
+constexpr std::string_view kStatusRoute = "/Patient/{id}/$ccm-status";
+constexpr std::string_view kBillingRoute = "/$ccm-billing-summary";
+
 // The month of a request: ?month=YYYY-MM, or `fallback` when absent (nullopt: required).
 std::optional<HttpError> ReadMonth(const Request& req, const std::optional<YearMonth>& fallback,
                                    YearMonth& out) {
@@ -168,16 +265,24 @@ struct GatewayService::Impl {
   std::mutex pool_m;
   std::vector<std::unique_ptr<StateStore>> pool;
 
-  // Evaluations by month.
+  // Evaluations by month, with each record already serialized: a status call copies a string
+  // instead of building and serializing a JSON tree per request (docs/benchmarks.md, serve).
+  struct EvaluatedMonth {
+    app::MonthReport report;
+    std::vector<std::string> bodies;  // bodies[i]: records[i] as `evaluate` writes it
+  };
   struct CachedMonth {
     std::string stamp;
     std::uint64_t generation = 0;
-    std::shared_ptr<const app::MonthReport> report;
+    std::shared_ptr<const EvaluatedMonth> month;
   };
   std::mutex cache_m;
   std::mutex evaluate_m;  // one evaluation at a time: a burst of calls evaluates once
   std::map<YearMonth, CachedMonth> cache;
   std::atomic<std::uint64_t> generation{0};
+  // Billing summaries one at a time: CloseMonth takes the state file's bill lock (flock), which a
+  // second summary of this same process would find taken and answer 409 bill-locked.
+  std::mutex billing_m;
 
   // Syncs.
   mutable std::mutex sync_m;
@@ -191,8 +296,30 @@ struct GatewayService::Impl {
 
   std::mutex log_m;
 
+  // Salts the patient ids of the access log (ServiceOptions::log_patient_ids): random per process,
+  // never written anywhere, so a hash cannot be reversed by trying every record number.
+  std::string log_salt;
+
+  // Last: stopped (its queue stored) before the members its writer uses go.
+  std::unique_ptr<AccessAudit> audit;
+
   Impl(GatewayConfig c, ServiceOptions o) : config(std::move(c)), options(std::move(o)) {
     if (!options.log) options.log = DefaultLog;
+    if (!options.log_patient_ids) {
+      std::random_device random;  // /dev/urandom with libstdc++ on Linux
+      for (int i = 0; i < 32; ++i) log_salt.push_back(static_cast<char>(random() & 0xff));
+    }
+    if (options.audit) {
+      AccessAudit::Options ao;
+      ao.on_error = [this](std::string_view message) { Log("error", "audit-failed", message); };
+      audit = std::make_unique<AccessAudit>(
+          [this]() -> Result<std::unique_ptr<StateStore>> {
+            auto store = app::OpenStateStore(config);
+            if (!store) return MakeError(Errc::kIo, store.error().message);
+            return std::move(*store);
+          },
+          std::move(ao));
+    }
     for (const auto& s : config.sync.sources) source_names.push_back(s.name);
     metrics.Declare("ccm_http_requests_total", "HTTP requests answered, by route and status",
                     Metrics::Kind::kCounter);
@@ -204,11 +331,41 @@ struct GatewayService::Impl {
     metrics.Set("ccm_build_info", {{"version", options.version}, {"commit", options.commit}}, 1);
     metrics.Declare("ccm_sync_runs_total", "Sync cycles run by this process, by trigger and state",
                     Metrics::Kind::kCounter);
+    metrics.Declare("ccm_sync_skipped_total",
+                    "Scheduled syncs skipped because a sync was still running",
+                    Metrics::Kind::kCounter);
+    metrics.Add("ccm_sync_skipped_total", {}, 0);
     metrics.Declare("ccm_sync_running", "1 while a sync cycle runs", Metrics::Kind::kGauge);
     metrics.Set("ccm_sync_running", {}, 0);
     metrics.Declare("ccm_sync_last_success_timestamp_seconds",
                     "End of the last sync cycle of this process that succeeded (Unix time)",
                     Metrics::Kind::kGauge);
+    // Per source, over the syncs of this process (the store keeps no page or retry counts).
+    metrics.Declare("ccm_source_pages_total",
+                    "Search result pages stored, by source (this process)",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_resources_total",
+                    "Resources read from the source's searches (this process)",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_requests_total",
+                    "HTTP exchanges with the source, retries included (this process)",
+                    Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_retries_total",
+                    "HTTP requests to the source retried (this process)", Metrics::Kind::kCounter);
+    metrics.Declare("ccm_source_errors_total",
+                    "Pulls of a resource type that failed or stayed incomplete, and syncs of the "
+                    "source that could not start (this process)",
+                    Metrics::Kind::kCounter);
+    for (const std::string& source : source_names) {
+      for (const char* name :
+           {"ccm_source_pages_total", "ccm_source_resources_total", "ccm_source_requests_total",
+            "ccm_source_retries_total", "ccm_source_errors_total"}) {
+        metrics.Add(name, {{"source", source}}, 0);
+      }
+    }
+    metrics.Declare("ccm_audit_records_total",
+                    "Access audit records of this process by outcome (stored, dropped)",
+                    Metrics::Kind::kCounter);
     metrics.Declare("ccm_evaluations_total",
                     "Months evaluated from the state store (cache misses), by month",
                     Metrics::Kind::kCounter);
@@ -254,17 +411,17 @@ struct GatewayService::Impl {
   }
 
   // --- evaluation cache --------------------------------------------------------------------------
-  app::WorkflowResult<std::shared_ptr<const app::MonthReport>> Evaluate(const YearMonth& month) {
+  app::WorkflowResult<std::shared_ptr<const EvaluatedMonth>> Evaluate(const YearMonth& month) {
     auto store = Store();
     if (!store) return store.error();
     auto stamp = Stamp(**store);
     if (!stamp) return app::Fail(app::ErrorKind::kFailed, "state-failed", stamp.error().message);
-    auto cached = [&]() -> std::shared_ptr<const app::MonthReport> {
+    auto cached = [&]() -> std::shared_ptr<const EvaluatedMonth> {
       std::lock_guard lock(cache_m);
       auto it = cache.find(month);
       if (it != cache.end() && it->second.stamp == *stamp &&
           it->second.generation == generation.load()) {
-        return it->second.report;
+        return it->second.month;
       }
       return nullptr;
     };
@@ -275,7 +432,16 @@ struct GatewayService::Impl {
     auto report = app::EvaluateStoredMonth(**store, month, config.engine, source_names);
     if (!report) return report.error();
     metrics.Add("ccm_evaluations_total", {{"month", month.ToString()}});
-    auto shared = std::make_shared<const app::MonthReport>(std::move(*report));
+    auto evaluated = std::make_shared<EvaluatedMonth>();
+    evaluated->report = std::move(*report);
+    evaluated->bodies.reserve(evaluated->report.records.size());
+    for (const PatientMonth& r : evaluated->report.records) {
+      // Exactly the line `evaluate` writes for the patient (ToNdjson), without its newline.
+      std::string body;
+      fhir::json::SerializeTo(ToJson(r, evaluated->report.engine), body);
+      evaluated->bodies.push_back(std::move(body));
+    }
+    std::shared_ptr<const EvaluatedMonth> shared = std::move(evaluated);
     std::lock_guard lock(cache_m);
     cache[month] = CachedMonth{*stamp, gen, shared};
     while (cache.size() > 24) cache.erase(cache.begin());  // the oldest months go first
@@ -349,27 +515,36 @@ struct GatewayService::Impl {
       if (auto s = Stamp(**store)) stamp_before = *s;
       result = app::RunSyncCycle(config, **store, request, observer);
     }
-    std::string state;
-    {
-      std::lock_guard lock(sync_m);
-      run->finished_at = fhir::NowUtc();
-      if (!result) {
-        run->error = result.error();
-        state = "failed";
-      } else {
-        run->result = *result;
-        state = result->stopped                              ? "stopped"
-                : result->outcome() == app::SyncOutcome::kOk ? "succeeded"
-                                                             : "problems";
-      }
-      run->state = state;
-    }
+    const std::string state = !result                                      ? "failed"
+                              : result->stopped                            ? "stopped"
+                              : result->outcome() == app::SyncOutcome::kOk ? "succeeded"
+                                                                           : "problems";
+    // Everything a finished sync changes is in place before its status says it finished, so a
+    // client that saw the state (and a test) finds the cache, the metrics and the evaluation
+    // current.
     AfterSync(stamp_before, !result || result->changed > 0 || result->stopped);
+    if (result) CountSources(*result);
     metrics.Add("ccm_sync_runs_total", {{"trigger", run->trigger}, {"state", state}});
     if (state == "succeeded") {
       metrics.Set("ccm_sync_last_success_timestamp_seconds", {},
                   std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                       .count());
+    }
+    // Re-evaluate what changed (issue 15: the schedule "re-evaluates what changed"): the current
+    // month, so that neither the next status call nor a metrics scrape pays for the evaluation.
+    // Part of the sync's run (a POST /$sync meanwhile gets 409); never during shutdown.
+    if (!stop_sync && result && result->changed > 0) {
+      static_cast<void>(Evaluate(app::CurrentMonth(config.engine)));
+    }
+    {
+      std::lock_guard lock(sync_m);
+      run->finished_at = fhir::NowUtc();
+      if (!result) {
+        run->error = result.error();
+      } else {
+        run->result = *result;
+      }
+      run->state = state;
     }
     Log(state == "succeeded" ? "info"
         : state == "failed"  ? "error"
@@ -387,6 +562,23 @@ struct GatewayService::Impl {
       metrics.Set("ccm_sync_running", {}, 0);
     }
     sync_cv.notify_all();
+  }
+
+  void CountSources(const app::SyncCycleResult& result) {
+    for (const SourceSync& src : result.sources) {
+      const Metrics::Labels labels{{"source", src.name}};
+      std::size_t pages = 0, resources = 0, errors = src.error.empty() ? 0 : 1;
+      for (const TypeSync& t : src.types) {
+        pages += t.pages;
+        resources += t.resources;
+        if (t.state == PullState::kFailed || t.state == PullState::kIncomplete) ++errors;
+      }
+      metrics.Add("ccm_source_pages_total", labels, static_cast<double>(pages));
+      metrics.Add("ccm_source_resources_total", labels, static_cast<double>(resources));
+      metrics.Add("ccm_source_requests_total", labels, static_cast<double>(src.http.requests));
+      metrics.Add("ccm_source_retries_total", labels, static_cast<double>(src.http.retries));
+      metrics.Add("ccm_source_errors_total", labels, static_cast<double>(errors));
+    }
   }
 
   bool StopSync(std::chrono::milliseconds bound) {
@@ -412,9 +604,9 @@ struct GatewayService::Impl {
     router.Add(
         "GET", "/metadata", [this](const Request&) { return Metadata(); }, /*needs_auth=*/false);
     router.Add("GET", "/metrics", [this](const Request&) { return MetricsText(); });
-    router.Add("GET", "/Patient/{id}/$ccm-status",
+    router.Add("GET", std::string(kStatusRoute),
                [this](const Request& req) { return PatientStatus(req); });
-    router.Add("GET", "/$ccm-billing-summary",
+    router.Add("GET", std::string(kBillingRoute),
                [this](const Request& req) { return BillingSummary(req); });
     router.Add("POST", "/$sync", [this](const Request& req) { return PostSync(req); });
     router.Add("GET", "/$sync-status/{id}", [this](const Request& req) { return SyncStatus(req); });
@@ -508,6 +700,13 @@ struct GatewayService::Impl {
   }
 
   Response MetricsText() {
+    if (audit) {
+      AccessAudit::Counts c = audit->counts();
+      metrics.Set("ccm_audit_records_total", {{"outcome", "stored"}},
+                  static_cast<double>(c.written));
+      metrics.Set("ccm_audit_records_total", {{"outcome", "dropped"}},
+                  static_cast<double>(c.dropped));
+    }
     std::string text = metrics.Render();
     // Read at scrape time, so that nothing stale lingers: the ledger and the cached month.
     Metrics now;
@@ -515,11 +714,13 @@ struct GatewayService::Impl {
                 Metrics::Kind::kGauge);
     now.Declare("ccm_source_types", "Resource types by source and the state of their last pull",
                 Metrics::Kind::kGauge);
-    now.Declare("ccm_patients",
-                "Patients of the current month by program and consent (when evaluated)",
+    now.Declare("ccm_source_last_success_timestamp_seconds",
+                "Unix time as of which every resource type of the source was last pulled "
+                "completely (the oldest type's last complete pull; any sync, this process or not)",
                 Metrics::Kind::kGauge);
-    now.Declare("ccm_billable_patient_months",
-                "Billable patient-months of the current month (when evaluated)",
+    now.Declare("ccm_patients", "Patients of the current month by program and consent",
+                Metrics::Kind::kGauge);
+    now.Declare("ccm_billable_patient_months", "Billable patient-months of the current month",
                 Metrics::Kind::kGauge);
     if (auto store = Store()) {
       if (auto entries = (*store)->LedgerEntries("", /*active_only=*/true)) {
@@ -530,22 +731,34 @@ struct GatewayService::Impl {
           now.Set("ccm_ledger_entries", {{"status", status}}, n);
       }
       if (auto pulls = (*store)->PullStatuses()) {
+        // The store's pull records, not this process's syncs: a `ccm-gateway sync` run beside
+        // the service counts too, and a restart forgets nothing.
+        std::map<std::string, std::optional<fhir::TimePoint>> oldest;  // nullopt: a type never
         for (const PullStatus& p : *pulls) {
           now.Add("ccm_source_types",
                   {{"source", p.source}, {"state", std::string(ToCode(p.state))}});
+          if (p.state == PullState::kNotOffered) continue;
+          auto [it, first] = oldest.try_emplace(p.source, fhir::TimePoint::max());
+          auto t = fhir::FhirDateTime::ParseInstant(p.last_complete_finished);
+          if (!t) {
+            it->second.reset();
+          } else if (it->second) {
+            it->second = std::min(*it->second, t->Earliest());
+          }
+        }
+        for (const auto& [source, t] : oldest) {
+          if (!t || *t == fhir::TimePoint::max()) continue;
+          now.Set("ccm_source_last_success_timestamp_seconds", {{"source", source}},
+                  std::chrono::duration<double>(t->time_since_epoch()).count());
         }
       }
     }
+    // The current month through the cache: evaluated at most once per change of the store.
     YearMonth month = app::CurrentMonth(config.engine);
-    std::shared_ptr<const app::MonthReport> report;
-    {
-      std::lock_guard lock(cache_m);
-      if (auto it = cache.find(month);
-          it != cache.end() && it->second.generation == generation.load()) {
-        report = it->second.report;
-      }
-    }
-    if (report) {
+    std::shared_ptr<const EvaluatedMonth> evaluated;
+    if (auto e = Evaluate(month)) evaluated = *e;
+    if (evaluated) {
+      const app::MonthReport* report = &evaluated->report;
       for (const PatientMonth& r : report->records) {
         std::string program(ToCode(r.program));
         now.Add("ccm_patients", {{"month", month.ToString()},
@@ -564,7 +777,7 @@ struct GatewayService::Impl {
     auto report = Evaluate(month);
     if (!report) return ErrorResponse(FromWorkflow(report.error()));
     const std::string patient = "Patient/" + req.params.at("id");
-    const auto& records = (*report)->records;
+    const auto& records = (*report)->report.records;
     auto it =
         std::lower_bound(records.begin(), records.end(), patient,
                          [](const PatientMonth& r, const std::string& p) { return r.patient < p; });
@@ -574,10 +787,8 @@ struct GatewayService::Impl {
           MakeHttpError(404, fmt::format("no such patient with CCM data in the state store for {}",
                                          month.ToString())));
     }
-    // Exactly the line `evaluate` writes for the patient (ToNdjson), without its newline.
-    std::string body;
-    fhir::json::SerializeTo(ToJson(*it, (*report)->engine), body);
-    return TextResponse(200, std::move(body), "application/json");
+    return TextResponse(200, (*report)->bodies[static_cast<std::size_t>(it - records.begin())],
+                        "application/json");
   }
 
   Response BillingSummary(const Request& req) {
@@ -591,7 +802,10 @@ struct GatewayService::Impl {
     std::vector<std::string> warnings;
     app::CloseMonthObserver observer;
     observer.on_warning = [&warnings](const std::string& w) { warnings.push_back(w); };
-    auto result = app::CloseMonth(config, **store, request, observer);
+    auto result = [&] {
+      std::lock_guard one_at_a_time(billing_m);
+      return app::CloseMonth(config, **store, request, observer);
+    }();
     if (!result) return ErrorResponse(FromWorkflow(result.error()));
     const app::CloseMonthResult& r = *result;
     auto lines_of = [](const LedgerRow& row) {
@@ -615,6 +829,9 @@ struct GatewayService::Impl {
       auto it = counts.find(key);
       return it == counts.end() ? std::size_t{0} : it->second;
     };
+    if (req.Header("accept").find("application/fhir+json") != std::string_view::npos) {
+      return JsonResponse(200, BillingBundle(r, warnings, config.write_back));
+    }
     Value v = Value::MakeObject();
     v.set("month", Value::String(r.month.ToString()));
     v.set("dryRun", Value::Bool(true));
@@ -710,12 +927,38 @@ GatewayService::~GatewayService() = default;
 const Router& GatewayService::router() const { return impl_->router; }
 
 void GatewayService::OnAccess(const AccessRecord& a) {
+  if (impl_->audit && (a.route == kStatusRoute || a.route == kBillingRoute)) {
+    AccessRow row;
+    // When the request arrived: the record is made once its response is written.
+    row.at = AccessInstant(std::chrono::time_point_cast<fhir::Micros>(
+        std::chrono::system_clock::now() - std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::duration<double>(a.seconds))));
+    row.principal = a.principal;
+    row.method = a.method;
+    row.route = a.route;
+    if (auto id = a.params.find("id"); id != a.params.end()) {
+      // A caller's text: bounded, so that a long path cannot bloat the record (FHIR ids are <= 64).
+      row.patient = "Patient/" + id->second.substr(0, 128);
+    }
+    auto month = std::find_if(a.query.begin(), a.query.end(),
+                              [](const auto& q) { return q.first == "month"; });
+    if (month == a.query.end()) {
+      // $ccm-status answers the current month when none is asked for.
+      if (a.route == kStatusRoute) row.month = app::CurrentMonth(impl_->config.engine).ToString();
+    } else if (auto m = YearMonth::Parse(month->second)) {
+      row.month = m->ToString();
+    } else {
+      row.month = "(invalid)";
+    }
+    row.status = static_cast<int>(a.status);
+    impl_->audit->Record(std::move(row));
+  }
   impl_->metrics.Add(
       "ccm_http_requests_total",
       {{"route", a.route}, {"method", a.method}, {"status", std::to_string(a.status)}});
   impl_->metrics.Observe("ccm_http_request_duration_seconds", {{"route", a.route}}, a.seconds);
   if (!impl_->options.access_log) return;
-  // The route's pattern, never the path: no patient id reaches the log.
+  // The route's pattern, never the path: the patient id goes in hashed (or as configured).
   Value e = Value::MakeObject();
   e.set("time", Value::String(fhir::NowUtc()));
   e.set("level", Value::String("info"));
@@ -723,16 +966,40 @@ void GatewayService::OnAccess(const AccessRecord& a) {
   e.set("method", Value::String(a.method));
   e.set("route", Value::String(a.route));
   e.set("principal", Value::String(a.principal));
+  if (auto id = a.params.find("id"); a.route == kStatusRoute && id != a.params.end()) {
+    // No PHI in logs (docs/api.md "Logs"): an EHR's patient id may be a medical record number.
+    // The salted hash still lets the requests for one patient be told apart and followed.
+    std::string reference = "Patient/" + id->second;
+    e.set("patient",
+          Value::String(impl_->options.log_patient_ids
+                            ? reference
+                            : "sha256:" +
+                                  ToHex(HashToken(impl_->log_salt + reference)).substr(0, 16)));
+  }
   e.set("status", Value::Number(static_cast<std::int64_t>(a.status)));
   e.set("seconds", Value::Number(fmt::format("{:.6f}", a.seconds)));
   e.set("bytes", Num(a.bytes_out));
   std::string line = fhir::json::Serialize(e) + "\n";
   std::lock_guard lock(impl_->log_m);
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  if (impl_->options.access_sink) {
+    impl_->options.access_sink(line);
+  } else {
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
 }
 
 GatewayService::SyncStart GatewayService::StartSync(std::string source, std::string trigger) {
   return impl_->StartSync(std::move(source), std::move(trigger));
+}
+
+GatewayService::SyncStart GatewayService::ScheduledSync() {
+  SyncStart s = impl_->StartSync("", "schedule");
+  if (!s.started) {
+    impl_->metrics.Add("ccm_sync_skipped_total", {});
+    impl_->Log("info", "sync-skipped",
+               fmt::format("scheduled sync skipped: sync {} is still running", s.id));
+  }
+  return s;
 }
 
 bool GatewayService::SyncRunning() const {
@@ -741,5 +1008,9 @@ bool GatewayService::SyncRunning() const {
 }
 
 bool GatewayService::StopSync(std::chrono::milliseconds bound) { return impl_->StopSync(bound); }
+
+bool GatewayService::FlushAudit(std::chrono::milliseconds bound) {
+  return !impl_->audit || impl_->audit->Flush(bound);
+}
 
 }  // namespace ccm::gateway::server

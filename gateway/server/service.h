@@ -15,6 +15,8 @@
 //   something, so a status call re-evaluates only after a sync changed the store.
 // - At most one sync runs at a time (POST /$sync, the schedule); it runs on its own thread and can
 //   be stopped (StopSync), ending after the page it is storing.
+// - Every request for patient data is recorded in the state store's access audit (who, route,
+//   patient or month, status); the destructor stores what is still queued.
 // - Thread-safe: every public member may be called from any thread.
 #pragma once
 
@@ -36,7 +38,17 @@ struct ServiceOptions {
   std::string version = "unknown", commit = "unknown";  // build info (metrics, metadata)
   // A JSON log line for the operator (no PHI): level, event, message. Default: stderr.
   std::function<void(std::string_view level, std::string_view event, std::string_view message)> log;
-  bool access_log = true;  // one JSON line per request on stderr (OnAccess)
+  bool access_log = true;  // one JSON line per request (OnAccess)
+  // Where access log lines go (each ends in a newline). Default: stderr.
+  std::function<void(std::string_view line)> access_sink;
+  // server.logPatientIds: the access line of a request naming a patient carries the patient's
+  // reference in clear. Otherwise (the default) a salted SHA-256 prefix of it ("sha256:" and 16
+  // hex digits; the salt is random per process, so lines of one process can be matched to each
+  // other, never to a patient without the audit trail).
+  bool log_patient_ids = false;
+  // Every request to a route with patient data ($ccm-status, $ccm-billing-summary) recorded in the
+  // state store (server/access_audit.h), whatever its status: 401s included.
+  bool audit = true;
 };
 
 class GatewayService {
@@ -48,8 +60,12 @@ class GatewayService {
   GatewayService& operator=(const GatewayService&) = delete;
 
   const Router& router() const;
-  // For HttpServerOptions::on_access: the request metrics and the access log line.
+  // For HttpServerOptions::on_access: the request metrics, the access log line, and the audit
+  // record of a request for patient data (queued; never blocks).
   void OnAccess(const AccessRecord& access);
+  // Waits until the audit records of the requests answered so far are in the state store. True
+  // when they are (or auditing is off) within `bound`.
+  bool FlushAudit(std::chrono::milliseconds bound);
 
   struct SyncStart {
     std::int64_t id = 0;   // the running sync's (this one's, or the one already running)
@@ -58,6 +74,10 @@ class GatewayService {
   // Starts a sync cycle of `source` ("" all) on a background thread unless one runs. `trigger`:
   // "api" or "schedule" (metrics, status).
   SyncStart StartSync(std::string source, std::string trigger);
+  // The schedule's tick (serve.cpp, every sync.intervalSeconds): StartSync("", "schedule"), and
+  // when one runs already, a "sync-skipped" log line and ccm_sync_skipped_total -- the schedule
+  // never queues a second sync behind a running one.
+  SyncStart ScheduledSync();
   bool SyncRunning() const;
   // Asks a running sync to stop and waits up to `bound` for it to end (its current store
   // transaction finishes first). True when no sync runs any more.

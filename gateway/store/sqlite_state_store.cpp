@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 5> kMigrations = {
+constexpr std::array<std::string_view, 6> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -150,6 +150,21 @@ CREATE INDEX audit_target ON audit (target);
     // (a complete incremental pull does not re-read what was lost or deleted).
     R"sql(
 ALTER TABLE pulls ADD COLUMN last_full_complete_started TEXT;
+)sql",
+    // 6: who read which patient's data through `serve`, when, and the answer's status (HIPAA
+    // 45 CFR 164.312(b)); append-only, looked up by patient.
+    R"sql(
+CREATE TABLE access_audit (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  at         TEXT NOT NULL,
+  principal  TEXT NOT NULL,
+  method     TEXT NOT NULL,
+  route      TEXT NOT NULL,
+  patient    TEXT NOT NULL,
+  month      TEXT NOT NULL,
+  status     INTEGER NOT NULL
+);
+CREATE INDEX access_audit_patient ON access_audit (patient) WHERE patient <> '';
 )sql",
 };
 
@@ -724,6 +739,42 @@ class SqliteStateStore final : public StateStore {
                        fmt::format("ledger entry {}: no open delivery to {}", entry, channel));
     }
     return {};
+  }
+
+  Status AddAccessRecords(const std::vector<AccessRow>& rows) override {
+    if (rows.empty()) return {};
+    std::string now =
+        AccessInstant(std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now()));
+    return InTransaction([&]() -> Status {
+      for (const AccessRow& r : rows) {
+        CCM_TRY_ASSIGN(
+            sqlite3_stmt * s,
+            Prepare("INSERT INTO access_audit (at, principal, method, route, patient, "
+                    "month, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    r.at.empty() ? std::string_view(now) : std::string_view(r.at), r.principal,
+                    r.method, r.route, r.patient, r.month, std::int64_t{r.status}));
+        CCM_TRY(StepDone(s, "writing the access audit"));
+      }
+      return {};
+    });
+  }
+
+  Result<std::vector<AccessRow>> AccessRecords(const AccessQuery& q) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT id, at, principal, method, route, patient, month, status FROM "
+                           "access_audit WHERE id > ?1 AND (?2 = '' OR patient = ?2) AND "
+                           "(?3 = '' OR principal = ?3) AND (?4 = '' OR at >= ?4) ORDER BY id",
+                           q.after_id, q.patient, q.principal, q.since));
+    return Rows<AccessRow>(s, "reading the access audit", [](sqlite3_stmt* st) {
+      return AccessRow{sqlite3_column_int64(st, 0),
+                       Column(st, 1),
+                       Column(st, 2),
+                       Column(st, 3),
+                       Column(st, 4),
+                       Column(st, 5),
+                       Column(st, 6),
+                       sqlite3_column_int(st, 7)};
+    });
   }
 
   Result<std::vector<AuditRow>> AuditRecords(std::string_view target) override {

@@ -2,6 +2,15 @@
 
 namespace ccm::gateway {
 
+std::string AccessInstant(fhir::TimePoint t) {
+  // FormatUtc drops a zero fraction and writes microseconds otherwise: pad or cut to milliseconds.
+  std::string text = fhir::FormatUtc(std::chrono::floor<std::chrono::milliseconds>(t));
+  text.pop_back();  // 'Z'
+  if (text.size() == 19) text += ".000";
+  text.resize(23);
+  return text + 'Z';
+}
+
 std::string_view ToCode(PullState s) noexcept {
   switch (s) {
     case PullState::kRunning:

@@ -1,6 +1,6 @@
 // The gateway's durable state: sync cursors, the newest pulled version of every resource the CCM
-// engine reads, the history of runs, the billing ledger with its deliveries, and the audit log of
-// writes to other systems.
+// engine reads, the history of runs, the billing ledger with its deliveries, the audit log of
+// writes to other systems, and the audit trail of reads of patient data through `serve`.
 //
 // Contract
 // - StateStore is the interface the sync and the billing ledger are written against; the
@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fhir/datetime.h"
 #include "fhir/result.h"
 #include "gateway/base/versions.h"
 
@@ -161,6 +162,32 @@ struct LedgerProposal {
   std::optional<std::int64_t> result_entry;
 };
 
+// Schema 6: one access to patient data through `ccm-gateway serve` (HIPAA 45 CFR 164.312(b), audit
+// controls): who, what, when, and how it ended. The store is the protected record, so the patient
+// reference is kept here in clear (never in a log line).
+struct AccessRow {
+  std::int64_t id = 0;
+  std::string at;         // AccessInstant of the request ("" on insert: now)
+  std::string principal;  // the token's name, "certificate:<CN>", or "" (not authenticated)
+  std::string method;     // "GET"
+  std::string route;      // the route's pattern: "/Patient/{id}/$ccm-status"
+  std::string patient;    // "Patient/<id>" asked for ("" when the route names none)
+  std::string month;      // "YYYY-MM" asked for ("" none; "(invalid)" when not a month)
+  int status = 0;         // the HTTP status answered
+};
+
+// Which access records AccessRecords returns: all criteria that are set must hold.
+struct AccessQuery {
+  std::int64_t after_id = 0;  // only newer records
+  std::string patient;        // "Patient/<id>"
+  std::string principal;
+  std::string since;  // an AccessInstant: records at or after it
+};
+
+// `t` as the fixed-width instant access records keep ("2026-11-01T10:00:00.000Z"), so that text
+// order is time order.
+std::string AccessInstant(fhir::TimePoint t);
+
 struct RunInfo {
   std::int64_t id = 0;
   std::string command, started, finished, status;
@@ -276,6 +303,11 @@ class StateStore {
                                   std::string_view batch) = 0;
   // Audit records whose target is `target`, oldest first.
   virtual Result<std::vector<AuditRow>> AuditRecords(std::string_view target) = 0;
+
+  // --- Schema 6: the access trail of `serve`. Appends `rows` in one transaction (ids ignored).
+  virtual Status AddAccessRecords(const std::vector<AccessRow>& rows) = 0;
+  // Access records matching `query`, oldest first.
+  virtual Result<std::vector<AccessRow>> AccessRecords(const AccessQuery& query) = 0;
 };
 
 }  // namespace ccm::gateway

@@ -6,19 +6,29 @@
 #include "gateway/server/service.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "fhir/client/http_client.h"
+#include "fhir/datetime.h"
 #include "fhir/json.h"
+#include "gateway/app/workflow.h"
+#include "gateway/server/access_audit.h"
 #include "gateway/server/http_server.h"
 #include "gateway/server/token_auth.h"
+#include "gateway/store/sqlite_state_store.h"
+#include "gateway/store/state_store.h"
 #include "sync/sync_support.h"
 #include "test_server.h"
 #include "test_util.h"
@@ -83,6 +93,8 @@ std::string OutcomeText(const Answer& a) {
 }
 
 // Polls a sync's status resource until it is no longer running.
+std::string SyncLocation(std::int64_t id) { return fmt::format("/$sync-status/{}", id); }
+
 Value AwaitSync(std::uint16_t port, const std::string& location) {
   auto deadline = std::chrono::steady_clock::now() + kPatience;
   for (;;) {
@@ -96,6 +108,9 @@ Value AwaitSync(std::uint16_t port, const std::string& location) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
+
+// Lifts every fault still queued (POST /__admin/faults only adds to the queue).
+void ClearFaults(TestFhirServer& ehr) { ehr.Send("DELETE", "/__admin/faults"); }
 
 // One FHIR server, state store and service for the tests of this executable's process.
 class ServiceTest : public ::testing::Test {
@@ -262,6 +277,71 @@ TEST_F(ServiceTest, BillingSummaryHasTheFiguresOfBillDryRun) {
   EXPECT_FALSE(OutcomeText(open).empty()) << open.body;
 }
 
+// The FHIR form: a collection Bundle of a Parameters resource with the JSON form's figures and,
+// per ledger line the JSON form lists, the ChargeItem bill would write.
+TEST_F(ServiceTest, BillingSummaryBundleHasTheFiguresOfTheJson) {
+  Answer json = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10");
+  ASSERT_EQ(json.status, 200) << json.body;
+  auto v = fhir::json::Parse(json.body);
+  ASSERT_TRUE(v);
+  Answer fhir_answer = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
+                            std::string(kToken), "application/fhir+json");
+  ASSERT_EQ(fhir_answer.status, 200) << fhir_answer.body;
+  EXPECT_EQ(fhir_answer.content_type, "application/fhir+json");
+  auto b = fhir::json::Parse(fhir_answer.body);
+  ASSERT_TRUE(b);
+  const Value& bundle = *b;
+  EXPECT_EQ(bundle["resourceType"].str(), "Bundle");
+  EXPECT_EQ(bundle["type"].str(), "collection");
+  const auto& entries = bundle["entry"].array();
+  ASSERT_GE(entries.size(), 1u);
+  const Value& params = entries[0]["resource"];
+  ASSERT_EQ(params["resourceType"].str(), "Parameters");
+  auto param = [&](std::string_view name) -> const Value& {
+    for (const Value& p : params["parameter"].array()) {
+      if (p["name"].str() == name) return p;
+    }
+    ADD_FAILURE() << "no parameter " << name;
+    return params["nothing"];
+  };
+  EXPECT_EQ(param("month")["valueString"].str(), "2026-10");
+  EXPECT_EQ(param("billable")["valueUnsignedInt"].number_text(), (*v)["billable"].number_text());
+  EXPECT_EQ(param("expectedPayment")["valueMoney"]["value"].number_text(),
+            (*v)["expectedPayment"].number_text());
+  EXPECT_EQ(param("expectedPayment")["valueMoney"]["currency"].str(), (*v)["currency"].str());
+  for (const Value& part : param("ledger")["part"].array()) {
+    EXPECT_EQ(part["valueUnsignedInt"].number_text(),
+              (*v)["ledger"][part["name"].str()].number_text())
+        << part["name"].str();
+  }
+  // Every line of every change in the JSON is one billable ChargeItem (an empty ledger: all new),
+  // and their expected payments add up to the JSON's.
+  std::multiset<std::string> want, got;
+  for (const Value& c : (*v)["changes"].array()) {
+    ASSERT_EQ(c["action"].str(), "new");
+    for (const Value& l : c["lines"].array()) {
+      want.insert(fmt::format("{} {} {} {}", c["patient"].str(), l["code"].str(),
+                              l["units"].number_text(), c["month"].str()));
+    }
+  }
+  long cents = 0;
+  for (std::size_t i = 1; i < entries.size(); ++i) {
+    const Value& ci = entries[i]["resource"];
+    ASSERT_EQ(ci["resourceType"].str(), "ChargeItem");
+    EXPECT_EQ(ci["status"].str(), "billable");
+    got.insert(fmt::format("{} {} {} {}", ci["subject"]["reference"].str(),
+                           ci["code"]["coding"][0]["code"].str(),
+                           ci["quantity"]["value"].number_text(),
+                           std::string(ci["occurrencePeriod"]["start"].str()).substr(0, 7)));
+    std::string amount(ci["extension"][0]["valueMoney"]["value"].number_text());
+    cents += std::lround(std::stod(amount) * 100);
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_FALSE(want.empty());
+  EXPECT_EQ(cents,
+            std::lround(std::stod(std::string((*v)["expectedPayment"].number_text())) * 100));
+}
+
 TEST_F(ServiceTest, SyncRunsInTheBackgroundOneAtATime) {
   // Slow pages, so that the sync is still running when the second request comes.
   ehr_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 200,
@@ -274,7 +354,7 @@ TEST_F(ServiceTest, SyncRunsInTheBackgroundOneAtATime) {
   EXPECT_EQ(second.content_location, first.content_location);
   Answer running = Call(port(), "GET", first.content_location);
   EXPECT_EQ(running.status, 200);
-  ehr_->Faults("[]");
+  ClearFaults(*ehr_);
   Value done = AwaitSync(port(), first.content_location);
   EXPECT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
   EXPECT_EQ(done["result"]["pullsOk"].as_bool(), true);
@@ -307,6 +387,290 @@ TEST_F(ServiceTest, MetricsInPrometheusText) {
   EXPECT_EQ(m.body.find("Patient/x"), std::string::npos) << "no patient id in a label";
 }
 
+// Every request for patient data -- answered, refused or not found -- is in the state store's
+// access audit with who, what, when and the status; `ccm-gateway audit` reads it back.
+TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
+  std::string report = st::EvaluateServer(*ehr_);
+  auto first = fhir::json::Parse(report.substr(0, report.find('\n')));
+  ASSERT_TRUE(first);
+  const std::string patient((*first)["patient"].str());  // "Patient/<id>"
+  const std::string id = patient.substr(8);
+  const std::string before =
+      AccessInstant(std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now()));
+  const std::string status_path = fmt::format("/Patient/{}/$ccm-status?month=2026-10", id);
+  EXPECT_EQ(Call(port(), "GET", status_path).status, 200);
+  EXPECT_EQ(Call(port(), "GET", status_path, std::nullopt).status, 401);
+  EXPECT_EQ(Call(port(), "GET", status_path, std::string("stolen")).status, 401);
+  EXPECT_EQ(Call(port(), "GET", fmt::format("/Patient/{}/$ccm-status?month=2026-1", id)).status,
+            400);
+  EXPECT_EQ(Call(port(), "GET", "/$ccm-billing-summary?month=2026-10").status, 200);
+  EXPECT_EQ(Call(port(), "GET", "/healthz", std::nullopt).status, 200);  // no patient data
+  ASSERT_TRUE(service_->FlushAudit(kPatience));
+
+  GatewayRun run = st::Gateway(
+      fmt::format("audit --config {} --since {} --format ndjson", config_path_.string(), before));
+  ASSERT_EQ(run.status, 0) << run.err;
+  std::vector<Value> rows;
+  for (Value& v : st::Events(run.out)) rows.push_back(std::move(v));
+  ASSERT_EQ(rows.size(), 5u) << run.out;
+  auto expect = [&](std::size_t i, std::string_view principal, std::string_view route,
+                    std::string_view who, std::string_view month, std::int64_t status) {
+    SCOPED_TRACE(fhir::json::Serialize(rows[i]));
+    EXPECT_EQ(rows[i]["principal"].str(), principal);
+    EXPECT_EQ(rows[i]["method"].str(), "GET");
+    EXPECT_EQ(rows[i]["route"].str(), route);
+    EXPECT_EQ(rows[i]["patient"].str(), who);
+    EXPECT_EQ(rows[i]["month"].str(), month);
+    EXPECT_EQ(st::Num(rows[i], "status"), status);
+    EXPECT_GE(std::string(rows[i]["at"].str()), before);
+  };
+  const std::string status_route = "/Patient/{id}/$ccm-status";
+  expect(0, "care-team", status_route, patient, "2026-10", 200);
+  expect(1, "", status_route, patient, "2026-10", 401);
+  expect(2, "", status_route, patient, "2026-10", 401);
+  expect(3, "care-team", status_route, patient, "(invalid)", 400);
+  expect(4, "care-team", "/$ccm-billing-summary", "", "2026-10", 200);
+
+  // Filters: by patient (a bare id names the patient too), by principal; CSV.
+  GatewayRun by_patient = st::Gateway(fmt::format(
+      "audit --config {} --since {} --patient {} --format csv", config_path_.string(), before, id));
+  ASSERT_EQ(by_patient.status, 0) << by_patient.err;
+  EXPECT_TRUE(by_patient.out.starts_with("id,at,principal,method,route,patient,month,status\n"));
+  EXPECT_EQ(std::count(by_patient.out.begin(), by_patient.out.end(), '\n'), 5) << by_patient.out;
+  GatewayRun bad =
+      st::Gateway(fmt::format("audit --config {} --since yesterday", config_path_.string()));
+  EXPECT_EQ(bad.status, 2) << bad.err;
+}
+
+// 16 clients x 50 requests on keep-alive connections, status and billing summaries interleaved:
+// each answer is exactly the one for its own request (no cross-talk between handlers, cache and
+// connections), and concurrent billing summaries of one process do not lock each other out.
+TEST_F(ServiceTest, ManyConcurrentClientsEachGetTheirOwnPatient) {
+  std::string report = st::EvaluateServer(*ehr_);
+  std::vector<std::pair<std::string, std::string>> expected;  // id, the status body
+  for (std::size_t start = 0; start < report.size();) {
+    std::size_t end = report.find('\n', start);
+    std::string line = report.substr(start, end - start);
+    start = end + 1;
+    auto record = fhir::json::Parse(line);
+    ASSERT_TRUE(record);
+    expected.emplace_back(std::string((*record)["patient"].str()).substr(8), line);
+  }
+  ASSERT_GE(expected.size(), 12u);
+  Answer billing = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10");
+  ASSERT_EQ(billing.status, 200) << billing.body;
+
+  constexpr int kClients = 16, kRequests = 50;
+  std::vector<std::unique_ptr<fhir::HttpClient>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.push_back(std::make_unique<fhir::HttpClient>(fhir::HttpOptions{}));
+  }
+  std::atomic<int> wrong{0}, done{0};
+  std::mutex first_m;
+  std::string first_wrong;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int i = 0; i < kRequests; ++i) {
+        bool bill = i % 10 == 3;
+        const auto& [id, body] =
+            expected[static_cast<std::size_t>(c * kRequests + i) % expected.size()];
+        fhir::HttpRequest r;
+        r.method = "GET";
+        r.url = bill ? fmt::format("http://127.0.0.1:{}/$ccm-billing-summary?month=2026-10", port())
+                     : fmt::format("http://127.0.0.1:{}/Patient/{}/$ccm-status?month=2026-10",
+                                   port(), id);
+        r.headers.emplace_back("Authorization", fmt::format("Bearer {}", kToken));
+        auto resp = clients[static_cast<std::size_t>(c)]->Send(r);
+        const std::string& want = bill ? billing.body : body;
+        if (!resp || resp->status != 200 || resp->body != want) {
+          ++wrong;
+          std::lock_guard lock(first_m);
+          if (first_wrong.empty()) {
+            first_wrong =
+                resp ? fmt::format("{} {}: {}", r.url, resp->status, resp->body.substr(0, 300))
+                     : resp.error().message;
+          }
+        }
+        ++done;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(done.load(), kClients * kRequests);
+  EXPECT_EQ(wrong.load(), 0) << first_wrong;
+  // Each client kept its one connection open (the clients still exist).
+  EXPECT_GE(http_->connections(), static_cast<std::size_t>(kClients));
+}
+
+// The audit writer keeps a batch the store refused and stores it once the store is back; beyond
+// its bound it drops (and counts) rather than grow.
+TEST(AccessAuditTest, RetriesAFailedBatchAndBoundsTheQueue) {
+  TempDir dir;
+  std::atomic<int> opens{0};
+  std::vector<std::string> errors;
+  std::mutex errors_m;
+  AccessAudit::Options options;
+  options.retry = std::chrono::milliseconds(10);
+  options.max_queued = 3;
+  options.on_error = [&](std::string_view message) {
+    std::lock_guard lock(errors_m);
+    errors.emplace_back(message);
+  };
+  {
+    AccessAudit audit(
+        [&]() -> Result<std::unique_ptr<StateStore>> {
+          if (opens++ == 0) return MakeError(Errc::kIo, "the disk is away");
+          return OpenSqliteStateStore(dir / "state.db");
+        },
+        options);
+    for (int i = 0; i < 5; ++i) {
+      audit.Record(AccessRow{0, "", "p", "GET", "/$ccm-billing-summary", "", "2026-10", 200});
+    }
+    ASSERT_TRUE(audit.Flush(kPatience));
+    EXPECT_EQ(audit.counts().written + audit.counts().dropped, 5u);
+    EXPECT_GE(audit.counts().written, 1u);
+  }
+  EXPECT_GE(opens.load(), 2) << "tried again after the failure";
+  EXPECT_FALSE(errors.empty());
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store);
+  auto rows = (*store)->AccessRecords({});
+  ASSERT_TRUE(rows);
+  EXPECT_GE(rows->size(), 1u);
+  EXPECT_LE(rows->size(), 3u) << "at most max_queued waited";
+}
+
+// The samples of a Prometheus text exposition, by "name{labels}" (checked line by line against
+// the format: every sample's family has # HELP and # TYPE before it).
+std::map<std::string, double> ParsePrometheus(const std::string& text) {
+  std::map<std::string, double> out;
+  std::set<std::string> typed;
+  static const std::regex sample(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? (\S+)$)");
+  static const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)");
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, type)) {
+      typed.insert(m[1]);
+    } else if (line.starts_with("# HELP ")) {
+      continue;
+    } else if (std::regex_match(line, m, sample)) {
+      std::string family = m[1];
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        if (!typed.contains(family) && family.ends_with(suffix)) {
+          family.resize(family.size() - std::string_view(suffix).size());
+        }
+      }
+      EXPECT_TRUE(typed.contains(family)) << "no # TYPE before " << line;
+      out[m[1].str() + m[2].str()] = std::stod(m[3]);
+    } else {
+      ADD_FAILURE() << "not Prometheus text: " << line;
+    }
+  }
+  return out;
+}
+
+// Per source, the counters move by what a sync did (its status resource says it), retries
+// included; the store's pull records give the last complete sync; the current month's patients
+// and billable patient-months are there without a status call before.
+TEST_F(ServiceTest, MetricsPerSourceAndOfTheMonth) {
+  auto before = ParsePrometheus(Call(port(), "GET", "/metrics").body);
+  const std::string ehr = R"({source="ehr"})";
+  for (const char* name :
+       {"ccm_source_pages_total", "ccm_source_resources_total", "ccm_source_requests_total",
+        "ccm_source_retries_total", "ccm_source_errors_total"}) {
+    EXPECT_TRUE(before.contains(name + ehr)) << name;
+  }
+  ehr_->Faults(R"([{"match": "GET /fhir/R4/Condition?", "kind": "status", "status": 503,
+                    "retryAfter": "0", "times": 1}])");
+  Answer posted = Call(port(), "POST", "/$sync?source=ehr");
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  Value done = AwaitSync(port(), posted.content_location);
+  ClearFaults(*ehr_);
+  ASSERT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
+  auto after = ParsePrometheus(Call(port(), "GET", "/metrics").body);
+  auto delta = [&](const std::string& name) { return after[name + ehr] - before[name + ehr]; };
+  EXPECT_EQ(delta("ccm_source_pages_total"), st::Num(done["progress"], "pages"));
+  EXPECT_GT(delta("ccm_source_pages_total"), 0);
+  EXPECT_EQ(delta("ccm_source_resources_total"), st::Num(done["progress"], "resources"));
+  EXPECT_EQ(delta("ccm_source_requests_total"), st::Num(done["result"], "requests"));
+  EXPECT_EQ(delta("ccm_source_retries_total"), st::Num(done["result"], "retries"));
+  EXPECT_GE(delta("ccm_source_retries_total"), 1) << "the 503 was retried";
+  EXPECT_EQ(delta("ccm_source_errors_total"), 0);
+
+  double last = after["ccm_source_last_success_timestamp_seconds" + ehr];
+  auto finished = fhir::FhirDateTime::ParseInstant(done["finishedAt"].str());
+  ASSERT_TRUE(finished);
+  double finished_s =
+      std::chrono::duration<double>(finished->Earliest().time_since_epoch()).count();
+  EXPECT_LE(last, finished_s + 1);
+  EXPECT_GT(last, finished_s - 600) << "this sync's pulls completed every type";
+
+  // The current month: patients by program and consent add up to the month's records, and the
+  // billable count is the evaluation's.
+  const std::string month = app::CurrentMonth(LoadGatewayConfig(config_path_)->engine).ToString();
+  double patients = 0;
+  for (const auto& [key, value] : after) {
+    if (key.starts_with("ccm_patients{month=\"" + month + "\"")) patients += value;
+  }
+  EXPECT_GT(patients, 0) << "the sample practice has patients this month";
+  EXPECT_TRUE(after.contains(fmt::format(R"(ccm_billable_patient_months{{month="{}"}})", month)));
+  for (const char* status : {"pending", "submitted", "acknowledged"}) {
+    EXPECT_TRUE(after.contains(fmt::format(R"(ccm_ledger_entries{{status="{}"}})", status)));
+  }
+}
+
+// server.logPatientIds: the access log names the patient of a status request by a salted hash
+// (the same id the same hash within the process; never the id), or in clear when true.
+TEST(AccessLogTest, PatientIdsAreHashedUnlessLogPatientIds) {
+  TestFhirServer ehr;
+  TempDir dir;
+  auto config = LoadGatewayConfig(st::WriteConfig(dir, ehr));
+  ASSERT_TRUE(config) << config.error().message;
+  for (bool clear : {false, true}) {
+    SCOPED_TRACE(clear ? "logPatientIds: true" : "logPatientIds: false");
+    std::mutex m;
+    std::string log;
+    ServiceOptions options;
+    options.log = [](std::string_view, std::string_view, std::string_view) {};
+    options.log_patient_ids = clear;
+    options.access_sink = [&](std::string_view line) {
+      std::lock_guard lock(m);
+      log += line;
+    };
+    GatewayService service(*config, options);
+    HttpServerOptions ho;
+    ho.tokens = Tokens();
+    ho.on_access = [&service](const AccessRecord& a) { service.OnAccess(a); };
+    auto http = HttpServer::Start(std::move(ho), service.router());
+    ASSERT_TRUE(http);
+    for (const char* id : {"mrn-004711", "mrn-004711", "mrn-999"}) {
+      Call((*http)->port(), "GET", fmt::format("/Patient/{}/$ccm-status?month=2026-10", id));
+    }
+    Call((*http)->port(), "GET", "/healthz", std::nullopt);
+    (*http)->Stop(std::chrono::seconds(5));  // every access line is written
+    std::vector<Value> lines = st::Events(log);
+    ASSERT_EQ(lines.size(), 4u) << log;
+    if (clear) {
+      EXPECT_EQ(lines[0]["patient"].str(), "Patient/mrn-004711");
+      EXPECT_EQ(lines[2]["patient"].str(), "Patient/mrn-999");
+    } else {
+      EXPECT_EQ(log.find("mrn-"), std::string::npos) << "no patient id in the log:\n" << log;
+      std::regex hashed("sha256:[0-9a-f]{16}");
+      EXPECT_TRUE(std::regex_match(std::string(lines[0]["patient"].str()), hashed)) << log;
+      EXPECT_EQ(lines[0]["patient"].str(), lines[1]["patient"].str()) << "one patient, one hash";
+      EXPECT_NE(lines[0]["patient"].str(), lines[2]["patient"].str());
+      EXPECT_NE(lines[0]["patient"].str(),
+                "sha256:" + ToHex(HashToken("Patient/mrn-004711")).substr(0, 16))
+          << "salted";
+    }
+    EXPECT_EQ(lines[3]["route"].str(), "/healthz");
+    EXPECT_EQ(lines[3].find("patient"), nullptr) << log;
+  }
+}
+
 TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
   TestFhirServer ehr;
   TempDir dir;
@@ -322,6 +686,187 @@ TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
   EXPECT_EQ(ready.status, 503);
   EXPECT_NE(OutcomeText(ready).find("source ehr has not been synced yet"), std::string::npos)
       << ready.body;
+}
+
+// A service of its own over a fresh state store (tests that change the FHIR server's data or the
+// store's records, or that need a sync to stay running).
+struct OwnService {
+  explicit OwnService(const std::vector<std::filesystem::path>& load,
+                      std::function<void(GatewayConfig&)> adjust = {})
+      : ehr(load) {
+    auto loaded = LoadGatewayConfig(st::WriteConfig(dir, ehr));
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    if (adjust) adjust(*loaded);
+    ServiceOptions options;
+    options.access_log = false;
+    options.log = [this](std::string_view, std::string_view event, std::string_view message) {
+      std::lock_guard lock(m);
+      events.push_back(fmt::format("{}: {}", event, message));
+    };
+    service = std::make_unique<GatewayService>(std::move(*loaded), options);
+    HttpServerOptions ho;
+    ho.tokens = Tokens();
+    ho.on_access = [this](const AccessRecord& a) { service->OnAccess(a); };
+    auto started = HttpServer::Start(std::move(ho), service->router());
+    EXPECT_TRUE(started);
+    http = std::move(*started);
+  }
+  ~OwnService() { http->Stop(std::chrono::seconds(5)); }
+  std::uint16_t port() const { return http->port(); }
+  Value Sync() {
+    Answer posted = Call(port(), "POST", "/$sync");
+    EXPECT_EQ(posted.status, 202) << posted.body;
+    return AwaitSync(port(), posted.content_location);
+  }
+  std::vector<std::string> Events() {
+    std::lock_guard lock(m);
+    return events;
+  }
+
+  TestFhirServer ehr;
+  TempDir dir;
+  std::mutex m;
+  std::vector<std::string> events;
+  std::unique_ptr<GatewayService> service;
+  std::unique_ptr<HttpServer> http;
+};
+
+// /readyz says why it is not ready: the last pull of a type failed; or (sync.intervalSeconds set)
+// a type's last complete pull is older than 3 intervals. A good sync makes it ready again.
+TEST(ServiceReadinessTest, NotReadyWhenTheLastPullFailedOrIsStale) {
+  OwnService own(ccm::testing::SampleInputs(), [](GatewayConfig& c) {
+    c.sync.interval = std::chrono::seconds(3600);
+    c.sync.interval_set = true;
+  });
+  // Every Encounter search answered 400 (not retried): that type's pull fails.
+  own.ehr.Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "status", "status": 400,
+                      "times": 1000}])");
+  Value failed = own.Sync();
+  EXPECT_EQ(failed["state"].str(), "problems") << fhir::json::Serialize(failed);
+  Answer ready = Call(own.port(), "GET", "/readyz", std::nullopt);
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(OutcomeText(ready).find("source ehr: the last pull of Encounter is failed"),
+            std::string::npos)
+      << ready.body;
+
+  ClearFaults(own.ehr);
+  Value good = own.Sync();
+  ASSERT_EQ(good["state"].str(), "succeeded") << fhir::json::Serialize(good);
+  EXPECT_EQ(Call(own.port(), "GET", "/readyz", std::nullopt).status, 200);
+
+  // The same pulls, as if they had ended long ago (written by another process: the service
+  // reads the store on every call).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((own.dir / "state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE pulls SET finished_at = '2020-01-01T00:00:00Z', "
+                         "last_complete_finished = '2020-01-01T00:00:00Z' "
+                         "WHERE state = 'complete'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Answer stale = Call(own.port(), "GET", "/readyz", std::nullopt);
+  EXPECT_EQ(stale.status, 503);
+  EXPECT_NE(OutcomeText(stale).find("was last pulled completely at 2020-01-01T00:00:00Z, more "
+                                    "than 3 x sync.intervalSeconds (3600 s) ago"),
+            std::string::npos)
+      << stale.body;
+  EXPECT_EQ(stale.body.find("Patient/"), std::string::npos) << "no patient data";
+}
+
+// The evaluation cache: a sync that changed nothing keeps it; a sync that changed a patient's data
+// makes the next status call evaluate again and answer the new record.
+TEST(ServiceCacheTest, ASyncThatChangedDataInvalidatesTheCache) {
+  OwnService own(ccm::testing::SampleInputs());
+  ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
+  auto evaluations = [&] {
+    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+    return m[R"(ccm_evaluations_total{month="2026-10"})"];
+  };
+  // A patient with an encounter in the month (it is in the record's evidence).
+  std::string before_report = st::EvaluateServer(own.ehr);
+  std::string id, encounter, line;
+  for (std::size_t start = 0; start < before_report.size() && id.empty();) {
+    std::size_t end = before_report.find('\n', start);
+    line = before_report.substr(start, end - start);
+    start = end + 1;
+    auto record = fhir::json::Parse(line);
+    ASSERT_TRUE(record);
+    const auto& encounters = (*record)["evidence"]["encounters"].array();
+    if (encounters.empty()) continue;
+    id = std::string((*record)["patient"].str()).substr(8);
+    encounter = std::string(encounters[0]["reference"].str());
+  }
+  ASSERT_FALSE(id.empty()) << "a sample patient with encounters in 2026-10";
+  ASSERT_TRUE(encounter.starts_with("Encounter/")) << encounter;
+  const std::string path = fmt::format("/Patient/{}/$ccm-status?month=2026-10", id);
+  Answer first = Call(own.port(), "GET", path);
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.body, line);
+  double after_first = evaluations();
+
+  Value unchanged = own.Sync();
+  ASSERT_EQ(st::Num(unchanged["result"], "changed"), 0) << fhir::json::Serialize(unchanged);
+  EXPECT_EQ(Call(own.port(), "GET", path).body, line);
+  EXPECT_EQ(evaluations(), after_first) << "a sync that changed nothing keeps the cache";
+
+  // Another encounter like that one, in the same month, for the same patient.
+  Value copy = own.ehr.Json("GET", "/fhir/R4/" + encounter);
+  copy.set("id", Value::String("cache-test-copy"));
+  copy.erase("identifier");
+  copy.erase("meta");
+  own.ehr.Put(copy);
+  own.ehr.AwaitWritesVisible();
+  const std::string current =
+      app::CurrentMonth(LoadGatewayConfig(own.dir / "config.json")->engine).ToString();
+  auto evaluations_of = [&](const std::string& month) {
+    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+    return m[fmt::format(R"(ccm_evaluations_total{{month="{}"}})", month)];
+  };
+  double current_before = evaluations_of(current);
+  Value changed = own.Sync();
+  ASSERT_GE(st::Num(changed["result"], "changed"), 1) << fhir::json::Serialize(changed);
+  // The sync re-evaluated the current month itself: a status call of it then evaluates nothing.
+  EXPECT_EQ(evaluations_of(current), current_before + 1);
+  Call(own.port(), "GET", fmt::format("/Patient/{}/$ccm-status", id));
+  EXPECT_EQ(evaluations_of(current), current_before + 1);
+  Answer second = Call(own.port(), "GET", path);
+  ASSERT_EQ(second.status, 200);
+  EXPECT_NE(second.body, first.body);
+  EXPECT_NE(second.body.find("Encounter/cache-test-copy"), std::string::npos) << second.body;
+  EXPECT_EQ(evaluations(), after_first + 1);
+  // And it is what `evaluate` says of the server's data now.
+  std::string after_report = st::EvaluateServer(own.ehr);
+  EXPECT_NE(after_report.find(second.body + "\n"), std::string::npos);
+}
+
+// The schedule never stacks syncs: a tick while one runs is skipped, logged and counted.
+TEST(ServiceScheduleTest, ATickWhileASyncRunsIsSkipped) {
+  OwnService own(ccm::testing::SampleInputs());
+  // Slow pages keep the first sync running until the faults are lifted.
+  own.ehr.Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 200,
+                      "times": 1000}])");
+  GatewayService::SyncStart first = own.service->ScheduledSync();
+  ASSERT_TRUE(first.started);
+  st::WaitForRequests(own.ehr, "GET /fhir/R4/Encounter?", 1);
+  GatewayService::SyncStart tick = own.service->ScheduledSync();
+  EXPECT_FALSE(tick.started);
+  EXPECT_EQ(tick.id, first.id) << "the running one";
+  ClearFaults(own.ehr);
+  Value done = AwaitSync(own.port(), SyncLocation(first.id));
+  EXPECT_EQ(done["trigger"].str(), "schedule");
+  EXPECT_EQ(done["state"].str(), "succeeded") << fhir::json::Serialize(done);
+  auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+  EXPECT_EQ(m["ccm_sync_skipped_total"], 1);
+  EXPECT_EQ(m[R"(ccm_sync_runs_total{trigger="schedule",state="succeeded"})"], 1);
+  std::vector<std::string> events = own.Events();
+  EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                          [](const std::string& e) { return e.starts_with("sync-skipped:"); }),
+            1);
+  // Once it has ended, the next tick starts one.
+  GatewayService::SyncStart next = own.service->ScheduledSync();
+  EXPECT_TRUE(next.started);
+  EXPECT_EQ(AwaitSync(own.port(), SyncLocation(next.id))["state"].str(), "succeeded");
 }
 
 // --- the built binary ---------------------------------------------------------------------------
@@ -388,7 +933,7 @@ TEST(ServeBinaryTest, SigtermDuringASyncExitsZeroAndTheNextStartResumes) {
 
   // Second start, nothing slow: the sync at start resumes and completes; the service is ready
   // and answers exactly what `evaluate` says of the server's resources.
-  ehr.Faults("[]");
+  ClearFaults(ehr);
   pid = st::StartGateway(args, dir / "second.log");
   listening = AwaitLogEvent(dir / "second.log", "listening");
   port = static_cast<std::uint16_t>(st::Num(listening, "port"));

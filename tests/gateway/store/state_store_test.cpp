@@ -306,6 +306,7 @@ TEST(StateStoreTest, SchemaFourKeepsAVersionThreeLedgerAndAddsProposals) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
   const char* v3 = R"sql(
+DROP TABLE access_audit;
 ALTER TABLE pulls DROP COLUMN last_full_complete_started;
 DROP TABLE ledger_proposals;
 DROP INDEX audit_target;
@@ -342,15 +343,57 @@ TEST(StateStoreTest, SchemaFiveKnowsNoFullPullOfAnOlderFile) {
         (*store)->EndPull("ehr", "Encounter", 1, PullState::kComplete, PullMode::kFull, ""));
   }
   ExecSql(dir / "state.db",
-          "ALTER TABLE pulls DROP COLUMN last_full_complete_started; PRAGMA user_version = 4;");
+          "DROP TABLE access_audit; ALTER TABLE pulls DROP COLUMN last_full_complete_started; "
+          "PRAGMA user_version = 4;");
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
-  EXPECT_EQ((*store)->schema_version(), 5);
+  EXPECT_EQ((*store)->schema_version(), CurrentStateSchemaVersion());
   auto pulls = (*store)->PullStatuses();
   ASSERT_TRUE(pulls);
   ASSERT_EQ(pulls->size(), 1u);
   EXPECT_FALSE(pulls->at(0).last_complete_started.empty());
   EXPECT_TRUE(pulls->at(0).last_full_complete_started.empty());
+}
+
+// Schema 6: the access trail of `serve`, appended in batches and read back by patient, principal
+// and time; a schema-5 file gains the table and keeps what it had.
+TEST(StateStoreTest, SchemaSixKeepsTheAccessTrail) {
+  TempDir dir;
+  {
+    auto store = OpenSqliteStateStore(dir / "state.db");
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->BeginPull("ehr", "Encounter", 1));
+  }
+  ExecSql(dir / "state.db", "DROP TABLE access_audit; PRAGMA user_version = 5;");
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->schema_version(), 6);
+  EXPECT_EQ((*store)->PullStatuses()->size(), 1u);
+  StateStore& s = **store;
+  const std::string route = "/Patient/{id}/$ccm-status";
+  ASSERT_TRUE(s.AddAccessRecords({
+      {0, "2026-11-01T10:00:00.000Z", "portal", "GET", route, "Patient/a", "2026-10", 200},
+      {0, "2026-11-01T10:00:01.000Z", "", "GET", route, "Patient/b", "2026-10", 401},
+      {0, "", "payer", "GET", "/$ccm-billing-summary", "", "2026-10", 200},
+  }));
+  ASSERT_TRUE(s.AddAccessRecords({}));
+  auto all = s.AccessRecords({});
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ(all->at(0).patient, "Patient/a");
+  EXPECT_EQ(all->at(1).status, 401);
+  EXPECT_EQ(all->at(1).principal, "");
+  EXPECT_FALSE(all->at(2).at.empty()) << "stamped when not given";
+  EXPECT_LT(all->at(0).id, all->at(2).id);
+  EXPECT_EQ(s.AccessRecords({.patient = "Patient/b"})->size(), 1u);
+  EXPECT_EQ(s.AccessRecords({.principal = "payer"})->at(0).route, "/$ccm-billing-summary");
+  EXPECT_EQ(s.AccessRecords({.since = "2026-11-01T10:00:01.000Z"})->size(), 2u);
+  EXPECT_EQ(AccessInstant(fhir::FhirDateTime::ParseInstant("2026-11-01T10:00:01Z")->Earliest()),
+            "2026-11-01T10:00:01.000Z");
+  EXPECT_EQ(
+      AccessInstant(fhir::FhirDateTime::ParseInstant("2026-11-01T10:00:01.123456Z")->Earliest()),
+      "2026-11-01T10:00:01.123Z");
+  EXPECT_EQ(s.AccessRecords({.after_id = all->at(1).id})->size(), 1u);
 }
 
 TEST(StateStoreTest, PullStatusRecordsOutcomesAndFailureStreaks) {
