@@ -470,12 +470,15 @@ TEST_F(SyncIntegrityTest, TwoSyncsOnOneStateFileTakeTurnsAndLoseNothing) {
   std::string text = ReadFile(impatient);
   text.replace(text.find("\"state\": {"), 10, R"("sync": {"lockWaitSeconds": 0}, "state": {)");
   WriteFile(impatient, text);
-  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 2000}])");
+  // The holder's request is held far longer than the second sync can take to start, even on a
+  // loaded machine under a sanitizer; the holder is killed once the answer is in.
+  server_->Faults(R"([{"match": "GET /fhir/R4/Encounter?", "kind": "delay", "delayMs": 60000}])");
   pid_t holder = StartGateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
                                           config.string(), (dir_ / "slow.ndjson").string()));
   std::size_t before = CountRequests(*server_, "GET /fhir/R4/Encounter?");
   WaitForRequests(*server_, "GET /fhir/R4/Encounter?", before + 1);
   GatewayRun refused = Sync(impatient, dir_ / "refused.ndjson");
+  ::kill(holder, SIGKILL);
   ::waitpid(holder, &status, 0);
   EXPECT_EQ(refused.status, 1) << refused.err;
   EXPECT_NE(refused.err.find(fmt::format("(pid {})", holder)), std::string::npos) << refused.err;
