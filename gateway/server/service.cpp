@@ -23,6 +23,7 @@
 #include "gateway/app/sync_cycle.h"
 #include "gateway/app/workflow.h"
 #include "gateway/billing/ledger.h"
+#include "gateway/ccm/program.h"
 #include "gateway/ccm/report.h"
 #include "gateway/ccm/worklist.h"
 #include "gateway/server/access_audit.h"
@@ -238,6 +239,7 @@ Value BillingBundle(const app::CloseMonthResult& r, const std::vector<std::strin
 constexpr std::string_view kStatusRoute = "/Patient/{id}/$ccm-status";
 constexpr std::string_view kBillingRoute = "/$ccm-billing-summary";
 constexpr std::string_view kWorklistRoute = "/$ccm-worklist";
+constexpr std::string_view kProgramRoute = "/$ccm-program";
 
 bool Audited(std::string_view route) {
   return route == kStatusRoute || route == kBillingRoute || route == kWorklistRoute;
@@ -616,6 +618,8 @@ struct GatewayService::Impl {
                [this](const Request& req) { return BillingSummary(req); });
     router.Add("GET", std::string(kWorklistRoute),
                [this](const Request& req) { return Worklist(req); });
+    router.Add("GET", std::string(kProgramRoute),
+               [this](const Request& req) { return ProgramSummary(req); });
     router.Add("POST", "/$sync", [this](const Request& req) { return PostSync(req); });
     router.Add("GET", "/$sync-status/{id}", [this](const Request& req) { return SyncStatus(req); });
   }
@@ -700,6 +704,7 @@ struct GatewayService::Impl {
     Value ops = Value::MakeArray();
     ops.push_back(op("ccm-billing-summary", "ccm-billing-summary"));
     ops.push_back(op("ccm-worklist", "ccm-worklist"));
+    ops.push_back(op("ccm-program", "ccm-program"));
     ops.push_back(op("sync", "sync"));
     rest.set("operation", std::move(ops));
     Value rests = Value::MakeArray();
@@ -812,6 +817,21 @@ struct GatewayService::Impl {
     auto list = BuildWorklist(r.records, month, now, r.engine);
     if (!list) return ErrorResponse(MakeHttpError(500, list.error().message));
     return JsonResponse(200, ToJson(*list, r.engine.fee_schedule.currency), "application/json");
+  }
+
+  // The month's funnel, revenue and projection (gateway/ccm/program.h): counts, no patient.
+  Response ProgramSummary(const Request& req) {
+    YearMonth month;
+    if (auto e = ReadMonth(req, app::CurrentMonth(config.engine), month)) return ErrorResponse(*e);
+    auto report = Evaluate(month);
+    if (!report) return ErrorResponse(FromWorkflow(report.error()));
+    const app::MonthReport& r = (*report)->report;
+    const auto now = std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now());
+    auto list = BuildWorklist(r.records, month, now, r.engine);
+    if (!list) return ErrorResponse(MakeHttpError(500, list.error().message));
+    fhir::json::Value v =
+        ToJson(BuildProgram(r.records, *list, config.program), r.engine.fee_schedule.currency);
+    return JsonResponse(200, v, "application/json");
   }
 
   Response BillingSummary(const Request& req) {

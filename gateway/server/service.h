@@ -5,8 +5,8 @@
 //
 // Contract
 // - Routes: GET /healthz, /readyz (no token, no PHI); GET /metrics, /metadata,
-//   /Patient/{id}/$ccm-status, /$ccm-billing-summary, /$ccm-worklist, /$sync-status/{id};
-//   POST /$sync (bearer token or client certificate).
+//   /Patient/{id}/$ccm-status, /$ccm-billing-summary, /$ccm-worklist, /$ccm-program,
+//   /$sync-status/{id}; POST /$sync (bearer token or client certificate).
 // - Handlers run on the HTTP server's worker threads and block there (SQLite, curl). Each opens
 //   no more than one state-store connection at a time, taken from a pool (SQLite connections are
 //   not shared between threads).

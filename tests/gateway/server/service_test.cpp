@@ -181,6 +181,7 @@ TEST_F(ServiceTest, EveryOtherRouteNeedsAValidToken) {
            {"GET", "/Patient/x/$ccm-status?month=2026-10"},
            {"GET", "/$ccm-billing-summary?month=2026-10"},
            {"GET", "/$ccm-worklist?month=2026-10"},
+           {"GET", "/$ccm-program?month=2026-10"},
            {"POST", "/$sync"},
            {"GET", "/$sync-status/1"}}) {
     Answer none = Call(port(), method, path, std::nullopt);
@@ -330,6 +331,65 @@ TEST_F(ServiceTest, WorklistAgreesWithEvaluate) {
   EXPECT_FALSE(OutcomeText(bad).empty()) << bad.body;
   Answer current = Call(port(), "GET", "/$ccm-worklist");
   EXPECT_EQ(current.status, 200) << "the current month when none is asked for";
+}
+
+// The program picture of the sample practice: the funnel counted from `evaluate`'s records, the
+// revenue billed their expected payments, the revenue at stake the worklist's near-threshold
+// values, and the projection the published defaults applied to the population.
+TEST_F(ServiceTest, ProgramPictureAgreesWithEvaluateAndTheWorklist) {
+  std::size_t population = 0, eligible = 0, consented = 0, billable = 0;
+  Cents billed = 0;
+  std::string report = st::EvaluateServer(*ehr_);
+  for (std::size_t start = 0; start < report.size();) {
+    std::size_t end = report.find('\n', start);
+    auto r = fhir::json::Parse(report.substr(start, end - start));
+    ASSERT_TRUE(r);
+    start = end + 1;
+    ++population;
+    const bool is_eligible = !(*r)["program"].is_null() && !(*r)["deceased"].as_bool();
+    if (is_eligible) ++eligible;
+    if (is_eligible && (*r)["consent"].str() == "active") ++consented;
+    if (!(*r)["billing"].array().empty()) ++billable;
+    billed += *ParseCents((*r)["expectedPayment"].number_text());
+  }
+  Answer a = Call(port(), "GET", "/$ccm-program?month=2026-10");
+  ASSERT_EQ(a.status, 200) << a.body;
+  auto v = fhir::json::Parse(a.body);
+  ASSERT_TRUE(v);
+  const Value& p = *v;
+  SCOPED_TRACE(a.body);
+  EXPECT_EQ(p["month"].str(), "2026-10");
+  const auto& funnel = p["funnel"].array();
+  ASSERT_EQ(funnel.size(), 4u);
+  EXPECT_EQ(st::Num(funnel[0], "count"), static_cast<long>(population));
+  EXPECT_EQ(st::Num(funnel[1], "count"), static_cast<long>(eligible));
+  EXPECT_EQ(st::Num(funnel[2], "count"), static_cast<long>(consented));
+  EXPECT_EQ(st::Num(funnel[3], "count"), static_cast<long>(billable));
+  EXPECT_EQ(*ParseCents(p["revenue"]["billed"].number_text()), billed);
+
+  Answer w = Call(port(), "GET", "/$ccm-worklist?month=2026-10");
+  ASSERT_EQ(w.status, 200);
+  auto wv = fhir::json::Parse(w.body);
+  ASSERT_TRUE(wv);
+  Cents at_stake = 0;
+  for (const Value& item : (*wv)["items"].array()) {
+    if (item["reason"].str() == "near-threshold" && !item["valueOfNext"].is_null()) {
+      at_stake += *ParseCents(item["valueOfNext"].number_text());
+    }
+  }
+  EXPECT_EQ(*ParseCents(p["revenue"]["atStake"].number_text()), at_stake);
+  // population x 0.68 x 0.40 x 46.67, rounded down to the cent.
+  const Value& assumed = p["projection"]["assumed"];
+  EXPECT_EQ(assumed["qualifyShare"].number_text(), "0.6800");
+  EXPECT_EQ(assumed["enrolShare"].number_text(), "0.4000");
+  EXPECT_EQ(assumed["netPerPatientMonth"].number_text(), "46.67");
+  EXPECT_EQ(*ParseCents(assumed["projectedMonthly"].number_text()),
+            static_cast<Cents>(population) * 68 * 40 * 4667 / 10000);
+  EXPECT_FALSE(p["projection"]["observed"]["enrolShare"].number_text().empty());
+
+  Answer bad = Call(port(), "GET", "/$ccm-program?month=10-2026");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_FALSE(OutcomeText(bad).empty());
 }
 
 TEST_F(ServiceTest, EvaluationsAreCachedPerMonth) {
@@ -507,6 +567,7 @@ TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
             400);
   EXPECT_EQ(Call(port(), "GET", "/$ccm-billing-summary?month=2026-10").status, 200);
   EXPECT_EQ(Call(port(), "GET", "/$ccm-worklist?month=2026-10").status, 200);
+  EXPECT_EQ(Call(port(), "GET", "/$ccm-program?month=2026-10").status, 200);  // counts only
   EXPECT_EQ(Call(port(), "GET", "/healthz", std::nullopt).status, 200);       // no patient data
   ASSERT_TRUE(service_->FlushAudit(kPatience));
 
