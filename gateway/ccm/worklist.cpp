@@ -8,8 +8,8 @@
 namespace ccm::gateway {
 namespace {
 
-constexpr std::int64_t kMicrosPerSecond = 1'000'000;
-constexpr std::int64_t kMicrosPerMinute = 60 * kMicrosPerSecond;
+constexpr std::int64_t kSecondMicros = 1'000'000;
+constexpr std::int64_t kMinuteMicros = 60 * kSecondMicros;
 
 // Billable time per pool, exact (microseconds): the engine floors whole minutes only once, at the
 // end (rule 6), so the time still needed must come from the encounters' own durations.
@@ -27,9 +27,10 @@ Pools BillablePools(const PatientMonth& r) {
 }
 
 // What rule 8 would bill on these pools, as the engine floors them.
-std::vector<BillingLine> Codes(const PatientMonth& r, const Pools& p, const EngineConfig& config) {
-  return ChooseCodes(r.program, Minutes{p.staff / kMicrosPerMinute, p.own / kMicrosPerMinute},
-                     p.combined() / kMicrosPerMinute, r.complex_documented, config);
+std::vector<BillingLine> WouldBill(const PatientMonth& r, const Pools& p,
+                                   const EngineConfig& config) {
+  return ChooseCodes(r.program, Minutes{p.staff / kMinuteMicros, p.own / kMinuteMicros},
+                     p.combined() / kMinuteMicros, r.complex_documented, config);
 }
 
 Cents Amount(const std::vector<BillingLine>& lines) {
@@ -89,7 +90,7 @@ std::optional<NextThreshold> NextThresholdOf(const PatientMonth& r, const Engine
   if (r.program == Program::kNone || r.consent != ConsentState::kActive) return std::nullopt;
   const Pools now = BillablePools(r);
   if (now.combined() <= 0) return std::nullopt;
-  const std::vector<BillingLine> current = Codes(r, now, config);
+  const std::vector<BillingLine> current = WouldBill(r, now, config);
   // Capped at the family's last add-on: more time earns nothing in the family being billed, and
   // switching families is a choice the engine already made for the best payment.
   for (const BillingLine& l : current) {
@@ -101,7 +102,7 @@ std::optional<NextThreshold> NextThresholdOf(const PatientMonth& r, const Engine
   for (const CodeFamily& f : CodeFamilies()) {
     if (f.program != r.program || (f.complex && !r.complex_documented)) continue;
     const std::int64_t pool = f.practitioner_time ? now.own : now.combined();
-    const std::int64_t minutes = pool / kMicrosPerMinute;
+    const std::int64_t minutes = pool / kMinuteMicros;
     std::string code;
     std::int64_t target = 0;  // minutes
     if (minutes < f.threshold_minutes) {
@@ -114,23 +115,23 @@ std::optional<NextThreshold> NextThresholdOf(const PatientMonth& r, const Engine
       code = std::string(f.add_on);
       target = f.threshold_minutes + (units + 1) * f.step_minutes;
     }
-    const std::int64_t need = target * kMicrosPerMinute - pool;
+    const std::int64_t need = target * kMinuteMicros - pool;
     // Whose time closes the gap: the practitioner's for a practitioner family; otherwise clinical
     // staff time (the cheaper time; it counts toward the staff codes only).
     Pools after = now;
     (f.practitioner_time ? after.own : after.staff) += need;
-    const std::vector<BillingLine> then = Codes(r, after, config);
+    const std::vector<BillingLine> then = WouldBill(r, after, config);
     const Cents gain = Amount(then) - current_amount;
     const bool has_rate = config.fee_schedule.Rate(code).has_value();
     if (has_rate && gain <= 0) continue;  // the engine would still bill the better family
     // Seconds, rounded up: a gap of 0.4 s still needs a logged second.
-    const std::int64_t seconds = (need + kMicrosPerSecond - 1) / kMicrosPerSecond;
+    const std::int64_t seconds = (need + kSecondMicros - 1) / kSecondMicros;
     const bool better = !best || seconds < best->seconds_to_next ||
                         (seconds == best->seconds_to_next && gain > best_gain.value_or(0));
     if (!better) continue;
     NextThreshold n;
     n.code = std::move(code);
-    n.seconds_logged = pool / kMicrosPerSecond;
+    n.seconds_logged = pool / kSecondMicros;
     n.threshold_seconds = target * 60;
     n.seconds_to_next = seconds;
     n.minutes_to_next = (seconds + 59) / 60;
@@ -220,7 +221,7 @@ Result<Worklist> BuildWorklist(const std::vector<PatientMonth>& records, YearMon
       w.items.push_back(std::move(i));
     } else if (r.care_plan != CarePlanState::kActive) {
       WorkItem i = item(WorkReason::kConsentedNoActiveCarePlan);
-      i.value = std::max(Amount(Codes(r, pools, config)), BaseValue(r.program, config));
+      i.value = std::max(Amount(WouldBill(r, pools, config)), BaseValue(r.program, config));
       i.summary = fmt::format("Consented to {}; care plan {}.", program,
                               r.care_plan == CarePlanState::kDraft ? "still a draft" : "missing");
       i.action = "Establish the comprehensive care plan and make it active.";
