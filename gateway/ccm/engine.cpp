@@ -150,12 +150,12 @@ struct Option {
   bool practitioner_pool = false;  // draws on practitioner time only
 };
 
-void AddLine(Option& o, const std::string& code, std::int64_t units, const EngineConfig& config) {
+void AddLine(Option& o, std::string_view code, std::int64_t units, const EngineConfig& config) {
   auto cap = config.rules.max_units.find(code);
   if (cap != config.rules.max_units.end()) units = std::min<std::int64_t>(units, cap->second);
   if (units <= 0) return;
   BillingLine line;
-  line.code = code;
+  line.code = std::string(code);
   line.units = static_cast<int>(units);
   if (auto rate = config.fee_schedule.Rate(code)) {
     line.amount = *rate * units;
@@ -165,14 +165,23 @@ void AddLine(Option& o, const std::string& code, std::int64_t units, const Engin
 }
 
 // A base code at `threshold` minutes plus add-on units per further full `step` minutes.
-Option Family(std::int64_t minutes, const char* base, std::int64_t threshold, const char* add_on,
-              std::int64_t step, const EngineConfig& config) {
+Option Family(std::int64_t minutes, const CodeFamily& f, const EngineConfig& config) {
   Option o;
-  if (minutes < threshold) return o;
-  AddLine(o, base, 1, config);
-  AddLine(o, add_on, (minutes - threshold) / step, config);
+  o.practitioner_pool = f.practitioner_time;
+  if (minutes < f.threshold_minutes) return o;
+  AddLine(o, f.base, 1, config);
+  AddLine(o, f.add_on, (minutes - f.threshold_minutes) / f.step_minutes, config);
   return o;
 }
+
+// Rule 8's families (docs/ccm-rules.md "Codes" cites CPT and the PFS for each threshold).
+constexpr CodeFamily kFamilies[] = {
+    {Program::kCcm, "99490", 20, "99439", 20, false, false},  // CCM, clinical staff
+    {Program::kCcm, "99487", 60, "99489", 30, false, true},   // complex CCM
+    {Program::kCcm, "99491", 30, "99437", 30, true, false},   // CCM, billing practitioner
+    {Program::kPcm, "99426", 30, "99427", 30, false, false},  // PCM, clinical staff
+    {Program::kPcm, "99424", 30, "99425", 30, true, false},   // PCM, billing practitioner
+};
 
 }  // namespace
 
@@ -230,6 +239,8 @@ std::string_view ToCode(CarePlanState c) noexcept {
   return "missing";
 }
 
+std::span<const CodeFamily> CodeFamilies() noexcept { return kFamilies; }
+
 std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int64_t combined,
                                      bool complex_documented, const EngineConfig& config) {
   // The billing practitioner's own time may count toward the clinical-staff codes (CMS FAQ), so
@@ -237,17 +248,9 @@ std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int
   const std::int64_t all = combined;
   const std::int64_t own = billable.practitioner;
   std::vector<Option> options;
-  if (program == Program::kCcm) {
-    options.push_back(Family(all, "99490", 20, "99439", 20, config));
-    if (complex_documented) options.push_back(Family(all, "99487", 60, "99489", 30, config));
-    Option p = Family(own, "99491", 30, "99437", 30, config);
-    p.practitioner_pool = true;
-    options.push_back(std::move(p));
-  } else if (program == Program::kPcm) {
-    options.push_back(Family(all, "99426", 30, "99427", 30, config));
-    Option p = Family(own, "99424", 30, "99425", 30, config);
-    p.practitioner_pool = true;
-    options.push_back(std::move(p));
+  for (const CodeFamily& f : kFamilies) {
+    if (f.program != program || (f.complex && !complex_documented)) continue;
+    options.push_back(Family(f.practitioner_time ? own : all, f, config));
   }
   // The code families are mutually exclusive in a month (docs/ccm-rules.md, rule 8): pick the one
   // that pays most; on a tie, the earlier (staff before practitioner codes).
@@ -525,6 +528,7 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
     std::vector<BillingLine> lines =
         ChooseCodes(judged_program, judged, after_consent ? billable_all_minutes : all_minutes,
                     complex_documented, config);
+    r.complex_documented = complex_documented;
     if (lines.empty()) r.blocked_by.emplace_back("below-threshold");
     if (r.blocked_by.empty()) {
       std::vector<std::string> all_refs, practitioner_refs;

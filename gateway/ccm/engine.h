@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,6 +92,8 @@ struct PatientMonth {
   Minutes minutes;           // all qualifying time of the month (rule 6)
   Minutes billable_minutes;  // the part on or after consent start
   std::vector<BillingLine> billing;
+  // Complex decision making documented on a billable encounter (rule 8: 99487/99489 allowed).
+  bool complex_documented = false;
   std::vector<std::string> blocked_by;
   Cents expected_payment = 0;
   std::vector<std::string> notes;  // informational codes, see docs/ccm-rules.md
@@ -114,6 +117,24 @@ struct EvaluationSummary {
   Minutes minutes;
   Cents expected_payment = 0;
 };
+
+// A code family of rule 8 (docs/ccm-rules.md "Codes"): `base` once at `threshold_minutes`, plus one
+// unit of `add_on` per further full `step_minutes` (capped by RuleConfig::max_units). The families
+// of one program are mutually exclusive in a month. `practitioner_time`: drawn on the billing
+// practitioner's own time only; otherwise on the summed time of both pools. `complex`: allowed only
+// when complex decision making is documented.
+struct CodeFamily {
+  Program program = Program::kNone;
+  std::string_view base;
+  std::int64_t threshold_minutes = 0;
+  std::string_view add_on;
+  std::int64_t step_minutes = 0;
+  bool practitioner_time = false;
+  bool complex = false;
+};
+// Every family, the one table the engine's code choice reads; in tie-break order (staff codes
+// before practitioner codes).
+std::span<const CodeFamily> CodeFamilies() noexcept;
 
 // Evaluates every patient with clinical data in `facts` for `month`, sorted by patient reference.
 std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth month,

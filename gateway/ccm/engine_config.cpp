@@ -319,7 +319,7 @@ Result<EngineConfig> EngineConfigFromJson(const Value& v, std::string_view origi
   // before there is a server) is an unknown key like a typo.
   CCM_TRY(CheckKeys(v, origin, "",
                     {"practice", "mappings", "rules", "billing", "sources", "state", "sync",
-                     "writeBack", "logging", "server"}));
+                     "writeBack", "logging", "server", "program"}));
   CCM_TRY(LoggingFromJson(v, origin));  // used by sync and bill; checked here too
   CCM_TRY_ASSIGN(EngineConfig c, DefaultEngineConfig());
   c.origin = std::filesystem::path(origin);

@@ -25,6 +25,7 @@ Result<GatewayConfig> GatewayConfigFromJson(const fhir::json::Value& root, std::
   CCM_TRY_ASSIGN(c.sync, SyncConfigFromJson(root, origin, base_dir, env, options.credentials));
   CCM_TRY_ASSIGN(c.write_back,
                  WriteBackConfigFromJson(root, origin, base_dir, env, c.sync, options.credentials));
+  CCM_TRY_ASSIGN(c.program, ProgramAssumptionsFromJson(root.find("program"), origin));
   c.credentials_read = options.credentials == Credentials::kRead;
   return c;
 }

@@ -4,8 +4,9 @@
 // - LoadGatewayConfig reads the file once and parses every section: the engine's (`practice`,
 //   `mappings`, `rules`, `billing` fee schedule -- gateway/ccm/engine_config.h), the sync's
 //   (`sources`, `state`, `sync` -- sync_config.h), the bill's (`writeBack`, `billing.provider`,
-//   `billing.identifierSystem`, `billing.payers` -- writeback_config.h) and `logging`. Every
-//   command checks every section, so a file is valid or not whatever command reads it.
+//   `billing.identifierSystem`, `billing.payers` -- writeback_config.h), `logging` and `program`
+//   (gateway/ccm/program.h). Every command checks every section, so a file is valid or not
+//   whatever command reads it.
 // - Errors are Errc::kInvalidArgument (a wrong key or value), kNotFound (the file cannot be
 //   opened) or kInternal (the built-in defaults are broken); the message names the file, the key
 //   as a dotted path (`sources[0].auth.tokenFile`) and what is expected (docs/configuration.md).
@@ -21,6 +22,7 @@
 #include "fhir/result.h"
 #include "gateway/base/config_keys.h"
 #include "gateway/ccm/engine_config.h"
+#include "gateway/ccm/program.h"
 #include "gateway/config/sync_config.h"
 #include "gateway/config/writeback_config.h"
 
@@ -37,6 +39,7 @@ struct GatewayConfig {
   SyncConfig sync;             // sources, state, sync
   WriteBackConfig write_back;  // writeBack, billing.provider, billing.identifierSystem, payers
   config::LoggingConfig logging;
+  ProgramAssumptions program;  // program.assumptions (GET /$ccm-program)
   // Whether the secrets and TLS files were read (Credentials::kRead). Workflows that contact a
   // FHIR server refuse a config without them.
   bool credentials_read = false;

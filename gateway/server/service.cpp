@@ -23,7 +23,9 @@
 #include "gateway/app/sync_cycle.h"
 #include "gateway/app/workflow.h"
 #include "gateway/billing/ledger.h"
+#include "gateway/ccm/program.h"
 #include "gateway/ccm/report.h"
+#include "gateway/ccm/worklist.h"
 #include "gateway/server/access_audit.h"
 #include "gateway/server/token_auth.h"
 #include "gateway/writeback/billing_outputs.h"
@@ -236,6 +238,12 @@ Value BillingBundle(const app::CloseMonthResult& r, const std::vector<std::strin
 // The routes whose answers hold patient data: each request to them gets an audit record.
 constexpr std::string_view kStatusRoute = "/Patient/{id}/$ccm-status";
 constexpr std::string_view kBillingRoute = "/$ccm-billing-summary";
+constexpr std::string_view kWorklistRoute = "/$ccm-worklist";
+constexpr std::string_view kProgramRoute = "/$ccm-program";
+
+bool Audited(std::string_view route) {
+  return route == kStatusRoute || route == kBillingRoute || route == kWorklistRoute;
+}
 
 // The month of a request: ?month=YYYY-MM, or `fallback` when absent (nullopt: required).
 std::optional<HttpError> ReadMonth(const Request& req, const std::optional<YearMonth>& fallback,
@@ -608,6 +616,10 @@ struct GatewayService::Impl {
                [this](const Request& req) { return PatientStatus(req); });
     router.Add("GET", std::string(kBillingRoute),
                [this](const Request& req) { return BillingSummary(req); });
+    router.Add("GET", std::string(kWorklistRoute),
+               [this](const Request& req) { return Worklist(req); });
+    router.Add("GET", std::string(kProgramRoute),
+               [this](const Request& req) { return ProgramSummary(req); });
     router.Add("POST", "/$sync", [this](const Request& req) { return PostSync(req); });
     router.Add("GET", "/$sync-status/{id}", [this](const Request& req) { return SyncStatus(req); });
   }
@@ -691,6 +703,8 @@ struct GatewayService::Impl {
     rest.set("resource", std::move(resources));
     Value ops = Value::MakeArray();
     ops.push_back(op("ccm-billing-summary", "ccm-billing-summary"));
+    ops.push_back(op("ccm-worklist", "ccm-worklist"));
+    ops.push_back(op("ccm-program", "ccm-program"));
     ops.push_back(op("sync", "sync"));
     rest.set("operation", std::move(ops));
     Value rests = Value::MakeArray();
@@ -789,6 +803,35 @@ struct GatewayService::Impl {
     }
     return TextResponse(200, (*report)->bodies[static_cast<std::size_t>(it - records.begin())],
                         "application/json");
+  }
+
+  // The care team's worklist of a month (default: the current one) from the cached evaluation;
+  // built per request, as of now, since its days left and sums depend on the time of the call.
+  Response Worklist(const Request& req) {
+    YearMonth month;
+    if (auto e = ReadMonth(req, app::CurrentMonth(config.engine), month)) return ErrorResponse(*e);
+    auto report = Evaluate(month);
+    if (!report) return ErrorResponse(FromWorkflow(report.error()));
+    const app::MonthReport& r = (*report)->report;
+    const auto now = std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now());
+    auto list = BuildWorklist(r.records, month, now, r.engine);
+    if (!list) return ErrorResponse(MakeHttpError(500, list.error().message));
+    return JsonResponse(200, ToJson(*list, r.engine.fee_schedule.currency), "application/json");
+  }
+
+  // The month's funnel, revenue and projection (gateway/ccm/program.h): counts, no patient.
+  Response ProgramSummary(const Request& req) {
+    YearMonth month;
+    if (auto e = ReadMonth(req, app::CurrentMonth(config.engine), month)) return ErrorResponse(*e);
+    auto report = Evaluate(month);
+    if (!report) return ErrorResponse(FromWorkflow(report.error()));
+    const app::MonthReport& r = (*report)->report;
+    const auto now = std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now());
+    auto list = BuildWorklist(r.records, month, now, r.engine);
+    if (!list) return ErrorResponse(MakeHttpError(500, list.error().message));
+    fhir::json::Value v =
+        ToJson(BuildProgram(r.records, *list, config.program), r.engine.fee_schedule.currency);
+    return JsonResponse(200, v, "application/json");
   }
 
   Response BillingSummary(const Request& req) {
@@ -927,7 +970,7 @@ GatewayService::~GatewayService() = default;
 const Router& GatewayService::router() const { return impl_->router; }
 
 void GatewayService::OnAccess(const AccessRecord& a) {
-  if (impl_->audit && (a.route == kStatusRoute || a.route == kBillingRoute)) {
+  if (impl_->audit && Audited(a.route)) {
     AccessRow row;
     // When the request arrived: the record is made once its response is written.
     row.at = AccessInstant(std::chrono::time_point_cast<fhir::Micros>(
@@ -943,8 +986,8 @@ void GatewayService::OnAccess(const AccessRecord& a) {
     auto month = std::find_if(a.query.begin(), a.query.end(),
                               [](const auto& q) { return q.first == "month"; });
     if (month == a.query.end()) {
-      // $ccm-status answers the current month when none is asked for.
-      if (a.route == kStatusRoute) row.month = app::CurrentMonth(impl_->config.engine).ToString();
+      // $ccm-status and $ccm-worklist answer the current month when none is asked for.
+      if (a.route != kBillingRoute) row.month = app::CurrentMonth(impl_->config.engine).ToString();
     } else if (auto m = YearMonth::Parse(month->second)) {
       row.month = m->ToString();
     } else {

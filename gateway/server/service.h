@@ -5,8 +5,8 @@
 //
 // Contract
 // - Routes: GET /healthz, /readyz (no token, no PHI); GET /metrics, /metadata,
-//   /Patient/{id}/$ccm-status, /$ccm-billing-summary, /$sync-status/{id}; POST /$sync (bearer
-//   token or client certificate).
+//   /Patient/{id}/$ccm-status, /$ccm-billing-summary, /$ccm-worklist, /$ccm-program,
+//   /$sync-status/{id}; POST /$sync (bearer token or client certificate).
 // - Handlers run on the HTTP server's worker threads and block there (SQLite, curl). Each opens
 //   no more than one state-store connection at a time, taken from a pool (SQLite connections are
 //   not shared between threads).
@@ -46,8 +46,8 @@ struct ServiceOptions {
   // hex digits; the salt is random per process, so lines of one process can be matched to each
   // other, never to a patient without the audit trail).
   bool log_patient_ids = false;
-  // Every request to a route with patient data ($ccm-status, $ccm-billing-summary) recorded in the
-  // state store (server/access_audit.h), whatever its status: 401s included.
+  // Every request to a route with patient data ($ccm-status, $ccm-billing-summary, $ccm-worklist)
+  // recorded in the state store (server/access_audit.h), whatever its status: 401s included.
   bool audit = true;
 };
 

@@ -250,7 +250,7 @@ TEST(SyncConfigTest, LoggingIsASectionAndServerIsKnown) {
   ASSERT_FALSE(engine);
   EXPECT_NE(engine.error().message.find("servr: unknown key (expected one of: practice, "
                                         "mappings, rules, billing, sources, state, sync, "
-                                        "writeBack, logging, server)"),
+                                        "writeBack, logging, server, program)"),
             std::string::npos)
       << engine.error().message;
 }

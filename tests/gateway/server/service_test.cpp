@@ -180,6 +180,8 @@ TEST_F(ServiceTest, EveryOtherRouteNeedsAValidToken) {
            {"GET", "/metrics"},
            {"GET", "/Patient/x/$ccm-status?month=2026-10"},
            {"GET", "/$ccm-billing-summary?month=2026-10"},
+           {"GET", "/$ccm-worklist?month=2026-10"},
+           {"GET", "/$ccm-program?month=2026-10"},
            {"POST", "/$sync"},
            {"GET", "/$sync-status/1"}}) {
     Answer none = Call(port(), method, path, std::nullopt);
@@ -228,6 +230,166 @@ TEST_F(ServiceTest, StatusErrors) {
   Answer nothing = Call(port(), "GET", "/nothing-here");
   EXPECT_EQ(nothing.status, 404);
   EXPECT_FALSE(OutcomeText(nothing).empty());
+}
+
+// The worklist of the sample practice against `evaluate`'s records: each item's reason is what
+// the patient's record says, the near-threshold figures add up from the record's own minutes,
+// every consent-less eligible patient is listed, and the items come most valuable first.
+TEST_F(ServiceTest, WorklistAgreesWithEvaluate) {
+  std::map<std::string, Value> records;
+  std::string report = st::EvaluateServer(*ehr_);
+  for (std::size_t start = 0; start < report.size();) {
+    std::size_t end = report.find('\n', start);
+    auto record = fhir::json::Parse(report.substr(start, end - start));
+    ASSERT_TRUE(record);
+    records[std::string((*record)["patient"].str())] = std::move(*record);
+    start = end + 1;
+  }
+  ASSERT_GE(records.size(), 12u);
+
+  Answer a = Call(port(), "GET", "/$ccm-worklist?month=2026-10");
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.content_type, "application/json");
+  auto v = fhir::json::Parse(a.body);
+  ASSERT_TRUE(v);
+  const Value& w = *v;
+  EXPECT_EQ(w["month"].str(), "2026-10");
+  EXPECT_FALSE(std::string(w["asOf"].str()).empty());
+  const bool open = w["open"].as_bool();
+  EXPECT_EQ(open, st::Num(w, "daysLeft") > 0);
+  const auto& items = w["items"].array();
+  ASSERT_FALSE(items.empty());
+
+  auto cents = [](const Value& amount) {
+    auto c = ParseCents(amount.number_text());
+    EXPECT_TRUE(c) << amount.number_text();
+    return c ? *c : Cents{0};
+  };
+  std::set<std::string> no_consent_listed;  // eligible-no-consent or blocked
+  Cents previous = INT64_MAX;
+  std::map<std::string, int> reasons;
+  for (const Value& item : items) {
+    SCOPED_TRACE(fhir::json::Serialize(item));
+    const std::string patient(item["patient"].str());
+    ASSERT_TRUE(records.contains(patient));
+    const Value& r = records[patient];
+    const std::string reason(item["reason"].str());
+    ++reasons[reason];
+    EXPECT_FALSE(std::string(item["summary"].str()).empty());
+    const Cents value = cents(item["value"]);
+    EXPECT_LE(value, previous) << "most valuable first";
+    previous = value;
+    const bool deceased = r["deceased"].as_bool();
+    if (reason == "blocked") {
+      no_consent_listed.insert(patient);  // blocked instead: nothing else is listed for it
+      continue;
+    }
+    EXPECT_FALSE(deceased);
+    EXPECT_FALSE(r["program"].is_null()) << "only eligible patients have work";
+    if (reason == "eligible-no-consent") {
+      EXPECT_NE(r["consent"].str(), "active");
+      no_consent_listed.insert(patient);
+    } else if (reason == "consented-no-active-care-plan") {
+      EXPECT_EQ(r["consent"].str(), "active");
+      EXPECT_NE(r["carePlan"].str(), "active");
+    } else if (reason == "near-threshold") {
+      EXPECT_EQ(r["consent"].str(), "active");
+      const std::int64_t logged = st::Num(item, "secondsLogged");
+      const std::int64_t to_next = st::Num(item, "secondsToNext");
+      EXPECT_GT(to_next, 0);
+      EXPECT_EQ(logged + to_next, st::Num(item, "thresholdMinutes") * 60);
+      EXPECT_EQ(st::Num(item, "minutesToNext"), (to_next + 59) / 60);
+      // The record's whole minutes are the exact seconds floored (rule 6): the pool the code
+      // draws on is the practitioner's own or both.
+      const Value& m = r["billableMinutes"];
+      const std::int64_t pool = item["practitionerTime"].as_bool()
+                                    ? st::Num(m, "practitioner")
+                                    : st::Num(m, "clinicalStaff") + st::Num(m, "practitioner");
+      EXPECT_LE(logged / 60 - 1, pool);  // the pools are floored apart, the sum once
+      EXPECT_GE(logged / 60, pool);
+      EXPECT_EQ(item["missed"].as_bool(), !open);
+      EXPECT_EQ(item.find("minutesPerDayNeeded") != nullptr, open);
+      EXPECT_EQ(cents(item["valueOfNext"]), value);
+      EXPECT_FALSE(item["evidence"].array().empty()) << "the encounters that counted";
+    }
+  }
+  for (const auto& [patient, r] : records) {
+    if (!r["program"].is_null() && r["consent"].str() != "active" && !r["deceased"].as_bool()) {
+      bool blocked = false;
+      for (const Value& b : r["blockedBy"].array()) {
+        blocked = blocked || b.str() == "merged" || b.str() == "inactive-record";
+      }
+      if (!blocked) {
+        EXPECT_TRUE(no_consent_listed.contains(patient)) << patient;
+      }
+    }
+  }
+  EXPECT_GE(reasons["near-threshold"] + reasons["eligible-no-consent"], 1) << a.body;
+
+  Answer bad = Call(port(), "GET", "/$ccm-worklist?month=2026-13");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_FALSE(OutcomeText(bad).empty()) << bad.body;
+  Answer current = Call(port(), "GET", "/$ccm-worklist");
+  EXPECT_EQ(current.status, 200) << "the current month when none is asked for";
+}
+
+// The program picture of the sample practice: the funnel counted from `evaluate`'s records, the
+// revenue billed their expected payments, the revenue at stake the worklist's near-threshold
+// values, and the projection the published defaults applied to the population.
+TEST_F(ServiceTest, ProgramPictureAgreesWithEvaluateAndTheWorklist) {
+  std::size_t population = 0, eligible = 0, consented = 0, billable = 0;
+  Cents billed = 0;
+  std::string report = st::EvaluateServer(*ehr_);
+  for (std::size_t start = 0; start < report.size();) {
+    std::size_t end = report.find('\n', start);
+    auto r = fhir::json::Parse(report.substr(start, end - start));
+    ASSERT_TRUE(r);
+    start = end + 1;
+    ++population;
+    const bool is_eligible = !(*r)["program"].is_null() && !(*r)["deceased"].as_bool();
+    if (is_eligible) ++eligible;
+    if (is_eligible && (*r)["consent"].str() == "active") ++consented;
+    if (!(*r)["billing"].array().empty()) ++billable;
+    billed += *ParseCents((*r)["expectedPayment"].number_text());
+  }
+  Answer a = Call(port(), "GET", "/$ccm-program?month=2026-10");
+  ASSERT_EQ(a.status, 200) << a.body;
+  auto v = fhir::json::Parse(a.body);
+  ASSERT_TRUE(v);
+  const Value& p = *v;
+  SCOPED_TRACE(a.body);
+  EXPECT_EQ(p["month"].str(), "2026-10");
+  const auto& funnel = p["funnel"].array();
+  ASSERT_EQ(funnel.size(), 4u);
+  EXPECT_EQ(st::Num(funnel[0], "count"), static_cast<long>(population));
+  EXPECT_EQ(st::Num(funnel[1], "count"), static_cast<long>(eligible));
+  EXPECT_EQ(st::Num(funnel[2], "count"), static_cast<long>(consented));
+  EXPECT_EQ(st::Num(funnel[3], "count"), static_cast<long>(billable));
+  EXPECT_EQ(*ParseCents(p["revenue"]["billed"].number_text()), billed);
+
+  Answer w = Call(port(), "GET", "/$ccm-worklist?month=2026-10");
+  ASSERT_EQ(w.status, 200);
+  auto wv = fhir::json::Parse(w.body);
+  ASSERT_TRUE(wv);
+  Cents at_stake = 0;
+  for (const Value& item : (*wv)["items"].array()) {
+    if (item["reason"].str() == "near-threshold" && !item["valueOfNext"].is_null()) {
+      at_stake += *ParseCents(item["valueOfNext"].number_text());
+    }
+  }
+  EXPECT_EQ(*ParseCents(p["revenue"]["atStake"].number_text()), at_stake);
+  // population x 0.68 x 0.40 x 46.67, rounded down to the cent.
+  const Value& assumed = p["projection"]["assumed"];
+  EXPECT_EQ(assumed["qualifyShare"].number_text(), "0.6800");
+  EXPECT_EQ(assumed["enrolShare"].number_text(), "0.4000");
+  EXPECT_EQ(assumed["netPerPatientMonth"].number_text(), "46.67");
+  EXPECT_EQ(*ParseCents(assumed["projectedMonthly"].number_text()),
+            static_cast<Cents>(population) * 68 * 40 * 4667 / 10000);
+  EXPECT_FALSE(p["projection"]["observed"]["enrolShare"].number_text().empty());
+
+  Answer bad = Call(port(), "GET", "/$ccm-program?month=10-2026");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_FALSE(OutcomeText(bad).empty());
 }
 
 TEST_F(ServiceTest, EvaluationsAreCachedPerMonth) {
@@ -404,7 +566,9 @@ TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
   EXPECT_EQ(Call(port(), "GET", fmt::format("/Patient/{}/$ccm-status?month=2026-1", id)).status,
             400);
   EXPECT_EQ(Call(port(), "GET", "/$ccm-billing-summary?month=2026-10").status, 200);
-  EXPECT_EQ(Call(port(), "GET", "/healthz", std::nullopt).status, 200);  // no patient data
+  EXPECT_EQ(Call(port(), "GET", "/$ccm-worklist?month=2026-10").status, 200);
+  EXPECT_EQ(Call(port(), "GET", "/$ccm-program?month=2026-10").status, 200);  // counts only
+  EXPECT_EQ(Call(port(), "GET", "/healthz", std::nullopt).status, 200);       // no patient data
   ASSERT_TRUE(service_->FlushAudit(kPatience));
 
   GatewayRun run = st::Gateway(
@@ -412,7 +576,7 @@ TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
   ASSERT_EQ(run.status, 0) << run.err;
   std::vector<Value> rows;
   for (Value& v : st::Events(run.out)) rows.push_back(std::move(v));
-  ASSERT_EQ(rows.size(), 5u) << run.out;
+  ASSERT_EQ(rows.size(), 6u) << run.out;
   auto expect = [&](std::size_t i, std::string_view principal, std::string_view route,
                     std::string_view who, std::string_view month, std::int64_t status) {
     SCOPED_TRACE(fhir::json::Serialize(rows[i]));
@@ -430,6 +594,7 @@ TEST_F(ServiceTest, EveryAccessToPatientDataIsAuditedInTheStore) {
   expect(2, "", status_route, patient, "2026-10", 401);
   expect(3, "care-team", status_route, patient, "(invalid)", 400);
   expect(4, "care-team", "/$ccm-billing-summary", "", "2026-10", 200);
+  expect(5, "care-team", "/$ccm-worklist", "", "2026-10", 200);
 
   // Filters: by patient (a bare id names the patient too), by principal; CSV.
   GatewayRun by_patient = st::Gateway(fmt::format(
