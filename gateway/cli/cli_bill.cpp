@@ -362,16 +362,7 @@ class LedgerCommand : public Command {
         text += fhir::json::Serialize(app::ToJson(p)) + "\n";
       }
     }
-    if (!out_.empty()) {
-      if (Status s = WriteFileAtomically(out_, text); !s) {
-        console.Error(s.error().message);
-        return kExitFatal;
-      }
-      console.Verbose(fmt::format("wrote {}", out_));
-    } else {
-      fmt::print("{}", text);
-    }
-    return kExitOk;
+    return EmitListing(console, out_, text);
   }
 
  private:
@@ -465,16 +456,7 @@ class AuditCommand : public Command {
     } else {
       for (const auto& a : *rows) text += fhir::json::Serialize(app::ToJson(a)) + "\n";
     }
-    if (!out_.empty()) {
-      if (Status s = WriteFileAtomically(out_, text); !s) {
-        console.Error(s.error().message);
-        return kExitFatal;
-      }
-      console.Verbose(fmt::format("wrote {}", out_));
-    } else {
-      fmt::print("{}", text);
-    }
-    return kExitOk;
+    return EmitListing(console, out_, text);
   }
 
  private:

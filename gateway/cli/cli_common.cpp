@@ -306,6 +306,20 @@ int PublishReport(const app::MonthReport& report, app::ReportFormat format, cons
   return problems ? kExitDataProblems : kExitOk;
 }
 
+int EmitListing(Console& console, const std::string& out, std::string_view text) {
+  if (out.empty()) {
+    if (WriteStdout(text)) return kExitOk;
+    console.Error(fmt::format("cannot write the listing to stdout: {}", std::strerror(errno)));
+    return kExitFatal;
+  }
+  if (Status s = WriteFileAtomically(out, text); !s) {
+    console.Error(s.error().message);
+    return kExitFatal;
+  }
+  console.Verbose(fmt::format("wrote {}", out));
+  return kExitOk;
+}
+
 Result<server::ServerConfig> LoadServerSection(const std::string& path) {
   CCM_TRY_ASSIGN(auto root, config::ReadJsonFile(path, "config"));
   CCM_TRY_ASSIGN(auto section,

@@ -177,6 +177,10 @@ void LogEvent(std::string_view level, std::string_view event, std::string_view m
 int PublishReport(const app::MonthReport& report, app::ReportFormat format, const std::string& out,
                   Console& console, std::string_view inputs, bool json_log = false);
 
+// A listing (ledger, audit) to `out` (atomically) or, when `out` is empty, to stdout. Returns the
+// exit status: 3 when it could not be written (said why), else 0.
+int EmitListing(Console& console, const std::string& out, std::string_view text);
+
 // The `server` section of the config file `path` (the service's own: LoadGatewayConfig does not
 // read it), with the tokens of its tokensFile read too, so that a bad hash or an unreadable file is
 // found by `config check` and at start-up, not by the first request. Errors name the key.
