@@ -90,5 +90,7 @@ inline GatewayRun RunGatewayBinary(const std::string& args, bool separate_stderr
   if (separate_stderr) r.err = ReadFile(tmp / "stderr");
   return r;
 }
+// The gateway run with stdout and stderr apart: what most tests compare.
+inline GatewayRun Gateway(const std::string& args) { return RunGatewayBinary(args, true); }
 
 }  // namespace ccm::testing

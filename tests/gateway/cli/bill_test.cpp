@@ -53,9 +53,7 @@ constexpr std::string_view kOneCode =
 constexpr std::string_view kNotBillable = "Patient/7bc002fa-dc52-17d6-1563-fd8901826f7d";
 constexpr int kBillablePatients = 5;
 constexpr int kBillableCodes = 7;
-GatewayRun Gateway(const std::string& args) {
-  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
-}
+using ccm::testing::Gateway;
 std::vector<Value> Search(TestFhirServer& server, const std::string& query) {
   const Value b =
       server.Json("GET", "/fhir/R4/" + query + (query.find('?') == std::string::npos ? "?" : "&") +

@@ -17,9 +17,7 @@ using ccm::testing::GatewayRun;
 using ccm::testing::TempDir;
 using ccm::testing::WriteFile;
 
-GatewayRun Gateway(const std::string& args) {
-  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
-}
+using ccm::testing::Gateway;
 
 bool Contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;

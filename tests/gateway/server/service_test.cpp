@@ -44,11 +44,11 @@ using ccm::testing::WriteFile;
 using fhir::json::Value;
 namespace st = ccm::gateway::sync_testing;
 
-constexpr std::string_view kToken = "service-test-token";
+constexpr std::string_view kServiceToken = "service-test-token";
 constexpr auto kPatience = std::chrono::seconds(60);
 
-std::shared_ptr<const TokenAuth> Tokens() {
-  auto auth = TokenAuth::Make({{ToHex(HashToken(kToken)), "care-team"}});
+std::shared_ptr<const TokenAuth> ServiceTokens() {
+  auto auth = TokenAuth::Make({{ToHex(HashToken(kServiceToken)), "care-team"}});
   EXPECT_TRUE(auth) << auth.error().message;
   return std::make_shared<const TokenAuth>(std::move(*auth));
 }
@@ -59,7 +59,7 @@ struct Answer {
 };
 
 Answer Call(std::uint16_t port, const std::string& method, const std::string& path,
-            std::optional<std::string> token = std::string(kToken),
+            std::optional<std::string> token = std::string(kServiceToken),
             const std::string& accept = "") {
   fhir::HttpClient client{fhir::HttpOptions{}};
   fhir::HttpRequest r;
@@ -127,7 +127,7 @@ class ServiceTest : public ::testing::Test {
     options.log = [](std::string_view, std::string_view, std::string_view) {};
     service_ = new GatewayService(std::move(*config), options);
     HttpServerOptions ho;
-    ho.tokens = Tokens();
+    ho.tokens = ServiceTokens();
     ho.worker_threads = 4;
     ho.on_access = [](const AccessRecord& a) { service_->OnAccess(a); };
     auto http = HttpServer::Start(std::move(ho), service_->router());
@@ -424,8 +424,8 @@ TEST_F(ServiceTest, BillingSummaryHasTheFiguresOfBillDryRun) {
   EXPECT_EQ((*v)["changes"].array().size(), static_cast<std::size_t>(std::stoi(m[1])))
       << "an empty ledger: one new entry per billable patient-month";
 
-  Answer csv =
-      Call(port(), "GET", "/$ccm-billing-summary?month=2026-10", std::string(kToken), "text/csv");
+  Answer csv = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
+                    std::string(kServiceToken), "text/csv");
   ASSERT_EQ(csv.status, 200);
   EXPECT_TRUE(csv.content_type.starts_with("text/csv")) << csv.content_type;
   EXPECT_TRUE(csv.body.starts_with("action,patient,month,kind,program,codes,amount\r\n"));
@@ -447,7 +447,7 @@ TEST_F(ServiceTest, BillingSummaryBundleHasTheFiguresOfTheJson) {
   auto v = fhir::json::Parse(json.body);
   ASSERT_TRUE(v);
   Answer fhir_answer = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
-                            std::string(kToken), "application/fhir+json");
+                            std::string(kServiceToken), "application/fhir+json");
   ASSERT_EQ(fhir_answer.status, 200) << fhir_answer.body;
   EXPECT_EQ(fhir_answer.content_type, "application/fhir+json");
   auto b = fhir::json::Parse(fhir_answer.body);
@@ -645,7 +645,7 @@ TEST_F(ServiceTest, ManyConcurrentClientsEachGetTheirOwnPatient) {
         r.url = bill ? fmt::format("http://127.0.0.1:{}/$ccm-billing-summary?month=2026-10", port())
                      : fmt::format("http://127.0.0.1:{}/Patient/{}/$ccm-status?month=2026-10",
                                    port(), id);
-        r.headers.emplace_back("Authorization", fmt::format("Bearer {}", kToken));
+        r.headers.emplace_back("Authorization", fmt::format("Bearer {}", kServiceToken));
         auto resp = clients[static_cast<std::size_t>(c)]->Send(r);
         const std::string& want = bill ? billing.body : body;
         if (!resp || resp->status != 200 || resp->body != want) {
@@ -807,7 +807,7 @@ TEST(AccessLogTest, PatientIdsAreHashedUnlessLogPatientIds) {
     };
     GatewayService service(*config, options);
     HttpServerOptions ho;
-    ho.tokens = Tokens();
+    ho.tokens = ServiceTokens();
     ho.on_access = [&service](const AccessRecord& a) { service.OnAccess(a); };
     auto http = HttpServer::Start(std::move(ho), service.router());
     ASSERT_TRUE(http);
@@ -870,7 +870,7 @@ struct OwnService {
     };
     service = std::make_unique<GatewayService>(std::move(*loaded), options);
     HttpServerOptions ho;
-    ho.tokens = Tokens();
+    ho.tokens = ServiceTokens();
     ho.on_access = [this](const AccessRecord& a) { service->OnAccess(a); };
     auto started = HttpServer::Start(std::move(ho), service->router());
     EXPECT_TRUE(started);
@@ -1054,7 +1054,7 @@ TEST(ServeBinaryTest, SigtermDuringASyncExitsZeroAndTheNextStartResumes) {
   TestFhirServer ehr(ccm::testing::SampleInputs());
   TempDir dir;
   WriteFile(dir / "tokens.json", fmt::format(R"({{"tokens": [{{"sha256": "{}", "name": "ops"}}]}})",
-                                             ToHex(HashToken(kToken))));
+                                             ToHex(HashToken(kServiceToken))));
   std::string json = fmt::format(
       R"({{
     "practice": {{"timeZone": "America/Chicago", "billingPractitioners": ["9999999991"]}},
@@ -1083,7 +1083,7 @@ TEST(ServeBinaryTest, SigtermDuringASyncExitsZeroAndTheNextStartResumes) {
                                              ToHex(HashToken("rotated"))));
   ::kill(pid, SIGHUP);
   AwaitLogEvent(dir / "first.log", "tokens-reloaded");
-  EXPECT_EQ(Call(port, "GET", "/metrics", std::string(kToken)).status, 401);
+  EXPECT_EQ(Call(port, "GET", "/metrics", std::string(kServiceToken)).status, 401);
   EXPECT_EQ(Call(port, "GET", "/metrics", std::string("rotated")).status, 200);
 
   ::kill(pid, SIGTERM);

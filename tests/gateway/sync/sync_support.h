@@ -50,9 +50,7 @@ inline std::filesystem::path WriteConfig(const TempDir& dir, const TestFhirServe
   return dir / name;
 }
 
-inline GatewayRun Gateway(const std::string& args) {
-  return ccm::testing::RunGatewayBinary(args, /*separate_stderr=*/true);
-}
+using ccm::testing::Gateway;
 inline GatewayRun Sync(const std::filesystem::path& config, const std::filesystem::path& report,
                        const std::string& extra = "") {
   return Gateway(fmt::format("sync --once --month 2026-10 --config {} --report {} {}",
