@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   StateStore& s = **store;
-  auto run = s.StartRun("sync");
+  auto run = s.StartRun(RunKind::kSync);
   if (!run) return 1;
   const std::vector<std::string> types = {"Patient", "Condition",    "Encounter",       "CarePlan",
                                           "Consent", "Practitioner", "PractitionerRole"};
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   for (const auto& t : types) {
     if (!s.EndPull(source, t, *run, PullState::kComplete, PullMode::kFull, "")) return 1;
   }
-  if (!s.FinishRun(*run, "ok", "{}")) return 1;
+  if (!s.FinishRun(*run, RunStatus::kOk, "{}")) return 1;
   std::printf("stored %zu resources\n", stored);
   return 0;
 }

@@ -91,10 +91,10 @@ WorkflowStatus CheckNotANewLedger(StateStore& store, const SyncConfig& sync,
         "Nothing was written.";
     return Fail(ErrorKind::kRefused, "unknown-claims", std::move(message));
   }
-  auto last = store.LastRun("bill");
+  auto last = store.LastRun(RunKind::kBill);
   if (!last) return Fail(ErrorKind::kFailed, "state-failed", last.error().message);
-  if (*last && (*last)->status == "ok") return {};  // the usual case: no ledger read
-  auto entries = store.LedgerEntries("", false);
+  if (*last && (*last)->status == RunStatus::kOk) return {};  // the usual case: no ledger read
+  auto entries = store.LedgerEntries(LedgerQuery::AllRevisions());
   if (!entries) return Fail(ErrorKind::kFailed, "state-failed", entries.error().message);
   if (!entries->empty()) return {};
   auto found = FindPriorBilling(wb, ehr);
@@ -288,7 +288,7 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
   if (auto targets = CheckWriteTargets(wb, ehr.get(), observer); !targets) return targets.error();
   if (auto fresh = CheckNotANewLedger(store, sync, wb, ehr.get()); !fresh) return fresh.error();
 
-  auto run = store.StartRun(dry_run ? "bill-dry-run" : "bill");
+  auto run = store.StartRun(dry_run ? RunKind::kBillDryRun : RunKind::kBill);
   if (!run) return Fail(ErrorKind::kFailed, "state-failed", run.error().message);
   FactStore facts;
   std::vector<std::string> source_names;
@@ -358,7 +358,7 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
   Charges(results, facts, engine, charges, options);
   auto outcome = ReconcileLedger(store, month.ToString(), charges, options);
   if (!outcome) {
-    static_cast<void>(store.FinishRun(*run, "failed", "{}"));
+    static_cast<void>(store.FinishRun(*run, RunStatus::kFailed, "{}"));
     return Fail(outcome.error().is(Errc::kConflict) ? ErrorKind::kRefused : ErrorKind::kFailed,
                 outcome.error().is(Errc::kConflict) ? "ledger-conflict" : "ledger-failed",
                 fmt::format("ledger: {}", outcome.error().message));
@@ -375,12 +375,17 @@ WorkflowResult<CloseMonthResult> CloseMonth(const GatewayConfig& config, StateSt
   // where the ledger's entries stand.
   result.billable = charges.size();
   for (const auto& c : charges) result.amount += c.amount;
-  if (auto active = store.LedgerEntries(month.ToString(), true); active && !dry_run) {
+  if (auto active = store.LedgerEntries(LedgerQuery::Active(month.ToString()));
+      active && !dry_run) {
     for (const auto& e : *active) {
-      if (e.kind != "void") (e.status == "pending" ? result.pending : result.submitted) += 1;
+      if (e.kind != LedgerKind::kVoid) {
+        (e.status == LedgerStatus::kPending ? result.pending : result.submitted) += 1;
+      }
     }
   }
-  if (Status s = store.FinishRun(*run, result.ok() ? "ok" : "failed", RunSummary(result)); !s) {
+  if (Status s = store.FinishRun(*run, result.ok() ? RunStatus::kOk : RunStatus::kFailed,
+                                 RunSummary(result));
+      !s) {
     result.unrecorded = Fail(ErrorKind::kFailed, "state-failed", s.error().message);
   }
   return result;

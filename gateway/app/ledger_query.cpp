@@ -11,7 +11,7 @@ using fhir::json::Value;
 WorkflowResult<LedgerAnswer> QueryLedger(StateStore& store, const LedgerRequest& request,
                                          const LedgerObserver& observer) {
   for (std::int64_t id : request.acknowledge) {
-    if (Status s = store.SetLedgerStatus(id, "acknowledged"); !s) {
+    if (Status s = store.MarkAcknowledged(id); !s) {
       return Fail(ErrorKind::kRefused, "ledger-update", s.error().message);
     }
   }
@@ -35,21 +35,26 @@ WorkflowResult<LedgerAnswer> QueryLedger(StateStore& store, const LedgerRequest&
     answer.audit = std::move(*audit);
     return answer;
   }
-  const std::string month = request.month ? request.month->ToString() : "";
-  auto rows = store.LedgerEntries(month, !request.all);
+  std::optional<std::string> month;
+  if (request.month) month = request.month->ToString();
+  auto rows = store.LedgerEntries(
+      {.month = month,
+       .revisions = request.all ? LedgerQuery::Revisions::kAll : LedgerQuery::Revisions::kActive});
   if (!rows) return Fail(ErrorKind::kFailed, "state-failed", rows.error().message);
   for (auto& r : *rows) {
     LedgerEntryView view{std::move(r), {}};
     if (auto ds = store.Deliveries(view.entry.id)) view.deliveries = std::move(*ds);
     answer.entries.push_back(std::move(view));
   }
-  auto proposals = store.LedgerProposals(month, !request.all);
+  auto proposals = store.LedgerProposals(
+      {.month = month,
+       .which = request.all ? ProposalQuery::Which::kAll : ProposalQuery::Which::kOpen});
   if (!proposals) return Fail(ErrorKind::kFailed, "state-failed", proposals.error().message);
   answer.proposals = std::move(*proposals);
   return answer;
 }
 
-WorkflowResult<std::vector<AccessRow>> QueryAccessAudit(StateStore& store,
+WorkflowResult<std::vector<AccessRow>> QueryAccessAudit(AuditTrail& store,
                                                         const AccessQuery& query) {
   auto rows = store.AccessRecords(query);
   if (!rows) return Fail(ErrorKind::kFailed, "state-failed", rows.error().message);
@@ -64,8 +69,8 @@ Value ToJson(const LedgerEntryView& view) {
   o.set("month", Value::String(r.month));
   o.set("family", Value::String(r.family));
   o.set("revision", Value::Number(std::int64_t{r.revision}));
-  o.set("kind", Value::String(r.kind));
-  o.set("status", Value::String(r.status));
+  o.set("kind", Value::String(std::string(ToCode(r.kind))));
+  o.set("status", Value::String(std::string(ToCode(r.status))));
   o.set("supersedes", r.supersedes ? Value::Number(*r.supersedes) : Value());
   o.set("program", Value::String(r.program));
   auto lines = fhir::json::Parse(r.lines_json);
@@ -84,7 +89,7 @@ Value ToJson(const LedgerEntryView& view) {
     Value dv = Value::MakeObject();
     dv.set("channel", Value::String(d.channel));
     dv.set("batch", Value::String(d.batch));
-    dv.set("status", Value::String(d.status));
+    dv.set("status", Value::String(std::string(ToCode(d.status))));
     if (!d.detail.empty()) dv.set("detail", Value::String(d.detail));
     deliveries.push_back(std::move(dv));
   }
@@ -99,10 +104,10 @@ Value ToJson(const LedgerProposal& p) {
   o.set("patient", Value::String(p.proposed.patient));
   o.set("month", Value::String(p.proposed.month));
   o.set("family", Value::String(p.proposed.family));
-  o.set("kind", Value::String(p.proposed.kind));
+  o.set("kind", Value::String(std::string(ToCode(p.proposed.kind))));
   o.set("status", Value::String(std::string(ToCode(p.status))));
   o.set("reason", Value::String(p.reason));
-  if (p.proposed.kind != "void") {
+  if (p.proposed.kind != LedgerKind::kVoid) {
     Value proposed = Value::MakeObject();
     proposed.set("program", Value::String(p.proposed.program));
     auto lines = fhir::json::Parse(p.proposed.lines_json);

@@ -52,7 +52,7 @@ WorkflowResult<LedgerAnswer> QueryLedger(StateStore& store, const LedgerRequest&
 // What `ccm-gateway audit` does: the access trail of `serve` (reads of patient data), oldest
 // first, filtered by `query` (AccessQuery: patient, principal, since). kFailed when the store
 // cannot be read.
-WorkflowResult<std::vector<AccessRow>> QueryAccessAudit(StateStore& store,
+WorkflowResult<std::vector<AccessRow>> QueryAccessAudit(AuditTrail& store,
                                                         const AccessQuery& query);
 
 // The NDJSON records of `ccm-gateway ledger` (docs/ccm-rules.md "Billing ledger") and `audit`.

@@ -95,7 +95,7 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
                 fmt::format("not synced: {}; waited {} s (sync.lockWaitSeconds)",
                             lock.error().message, sync.lock_wait.count()));
   }
-  auto run = store.StartRun("sync");
+  auto run = store.StartRun(RunKind::kSync);
   if (!run) return Fail(ErrorKind::kFailed, "state-failed", run.error().message);
   SyncOptions options;
   options.full = request.full;
@@ -132,7 +132,7 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
   if (stop_requested()) {
     result.stopped = true;
     result.pulls_ok = false;
-    if (Status s = store.FinishRun(*run, "stopped", RunSummary(result)); !s) {
+    if (Status s = store.FinishRun(*run, RunStatus::kStopped, RunSummary(result)); !s) {
       return Fail(ErrorKind::kFailed, "state-failed", s.error().message);
     }
     return result;
@@ -146,7 +146,9 @@ WorkflowResult<SyncCycleResult> RunSyncCycle(const GatewayConfig& config, StateS
   result.report_problems = report->has_problems();
   result.report_published = !observer.on_report || static_cast<bool>(observer.on_report(*report));
 
-  if (Status s = store.FinishRun(*run, result.pulls_ok ? "ok" : "failed", RunSummary(result)); !s) {
+  if (Status s = store.FinishRun(*run, result.pulls_ok ? RunStatus::kOk : RunStatus::kFailed,
+                                 RunSummary(result));
+      !s) {
     return Fail(ErrorKind::kFailed, "state-failed", s.error().message);
   }
   return result;

@@ -58,10 +58,10 @@ bool ProposedBefore(const LedgerProposal& p, const std::optional<fhir::TimePoint
 // Whether anything of the chain ending in `row` has left the gateway: then a change must go out
 // as a correction (adjustment or void), not be dropped quietly.
 Result<bool> Delivered(StateStore& store, const LedgerRow& row) {
-  if (row.status != "pending" || row.kind != "charge") return true;
+  if (row.status != LedgerStatus::kPending || row.kind != LedgerKind::kCharge) return true;
   CCM_TRY_ASSIGN(auto deliveries, store.Deliveries(row.id));
   for (const auto& d : deliveries) {
-    if (d.status == "done") return true;
+    if (d.status == DeliveryStatus::kDone) return true;
   }
   return false;
 }
@@ -85,7 +85,7 @@ std::string BatchName(std::string_view month, std::vector<std::string> claim_ide
 }
 
 bool BillsLess(const LedgerRow& proposed, const LedgerRow& current) {
-  if (proposed.kind == "void") return true;
+  if (proposed.kind == LedgerKind::kVoid) return true;
   if (proposed.amount_cents < current.amount_cents) return true;
   std::map<std::string, int, std::less<>> units;
   for (const auto& l : LedgerLines(proposed)) units[l.code] += l.units;
@@ -243,7 +243,7 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
   LedgerOutcome out;
   auto plan = [&]() -> Status {
     out = LedgerOutcome{};
-    CCM_TRY_ASSIGN(auto active, store.LedgerEntries(month, true));
+    CCM_TRY_ASSIGN(auto active, store.LedgerEntries(LedgerQuery::Active(month)));
     std::map<std::string, LedgerRow, std::less<>> current;
     std::set<std::int64_t> active_ids;
     for (auto& row : active) {
@@ -254,7 +254,7 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
     std::map<std::string, const Charge*, std::less<>> wanted;
     for (const auto& c : charges) wanted.emplace(c.patient, &c);
     // Open (or approved) proposals by the entry they concern: one each (a unique index).
-    CCM_TRY_ASSIGN(auto open_list, store.LedgerProposals(month, true));
+    CCM_TRY_ASSIGN(auto open_list, store.LedgerProposals(ProposalQuery::Open(month)));
     std::map<std::int64_t, LedgerProposal> open;
     for (auto& p : open_list) {
       if (p.proposed.family == kCareManagementFamily) open.emplace(p.entry, std::move(p));
@@ -307,7 +307,7 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
     auto merge_hold = [&](const Charge& c) -> std::optional<MergeHold> {
       for (const auto& merged : c.merged_from) {
         auto m = current.find(merged);
-        if (m != current.end() && m->second.kind != "void") {
+        if (m != current.end() && m->second.kind != LedgerKind::kVoid) {
           return MergeHold{c.patient, merged, m->second.id};
         }
       }
@@ -316,7 +316,7 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
 
     for (const auto& [patient, charge] : wanted) {
       LedgerRow row = ToLedgerRow(*charge, options.run);
-      row.status = "pending";
+      row.status = LedgerStatus::kPending;
       row.allow_incomplete = options.allow_incomplete;
       auto it = current.find(patient);
       if (it == current.end()) {
@@ -324,12 +324,12 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
           out.merge_holds.push_back(std::move(*hold));
           continue;
         }
-        row.kind = "charge";
+        row.kind = LedgerKind::kCharge;
         out.changes.push_back({LedgerAction::kNew, std::nullopt, std::move(row), std::nullopt});
         continue;
       }
       const LedgerRow& prev = it->second;
-      if (prev.kind != "void" && prev.fingerprint == row.fingerprint) {
+      if (prev.kind != LedgerKind::kVoid && prev.fingerprint == row.fingerprint) {
         ++out.unchanged;
         retire(prev.id, fmt::format("the data came back: the engine bills again what ledger entry "
                                     "{} bills",
@@ -339,8 +339,8 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
       CCM_TRY_ASSIGN(bool delivered, Delivered(store, prev));
       row.revision = prev.revision + 1;
       row.supersedes = prev.id;
-      if (delivered && prev.kind != "void" && BillsLess(row, prev)) {
-        row.kind = "adjustment";
+      if (delivered && prev.kind != LedgerKind::kVoid && BillsLess(row, prev)) {
+        row.kind = LedgerKind::kAdjustment;
         std::string reason = LessReason(prev, row);
         propose(prev, std::move(row), LedgerAction::kAdjusted, std::move(reason));
         continue;
@@ -353,12 +353,13 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
       }
       // After a cancellation the payer holds no claim to correct: billing again is a new
       // original claim (837P frequency 1), not a replacement (7) of a cancelled one.
-      row.kind = delivered && prev.kind != "void" ? "adjustment" : "charge";
+      row.kind = delivered && prev.kind != LedgerKind::kVoid ? LedgerKind::kAdjustment
+                                                             : LedgerKind::kCharge;
       out.changes.push_back({LedgerAction::kAdjusted, prev, std::move(row), std::nullopt});
     }
     for (const auto& [patient, prev] : current) {
       if (wanted.contains(patient)) continue;
-      if (prev.kind == "void") {
+      if (prev.kind == LedgerKind::kVoid) {
         ++out.unchanged;
         continue;
       }
@@ -373,8 +374,8 @@ Result<LedgerOutcome> ReconcileLedger(StateStore& store, const std::string& mont
       row.month = prev.month;
       row.family = prev.family;
       row.revision = prev.revision + 1;
-      row.kind = "void";
-      row.status = "pending";
+      row.kind = LedgerKind::kVoid;
+      row.status = LedgerStatus::kPending;
       row.supersedes = prev.id;
       row.lines_json = "[]";
       row.evidence_json = prev.evidence_json;  // what was billed, for the cancellation
@@ -448,13 +449,13 @@ Result<std::size_t> MarkDelivered(StateStore& store, const std::vector<std::int6
   auto mark = [&]() -> Status {
     for (std::int64_t id : entries) {
       CCM_TRY_ASSIGN(auto row, store.LedgerEntry(id));
-      if (!row || row->status != "pending") continue;
+      if (!row || row->status != LedgerStatus::kPending) continue;
       CCM_TRY_ASSIGN(auto deliveries, store.Deliveries(id));
       // No channel configured: nothing went anywhere, so the entry stays pending.
       bool all_done = !deliveries.empty();
-      for (const auto& d : deliveries) all_done = all_done && d.status == "done";
+      for (const auto& d : deliveries) all_done = all_done && d.status == DeliveryStatus::kDone;
       if (!all_done) continue;
-      CCM_TRY(store.SetLedgerStatus(id, "submitted"));
+      CCM_TRY(store.MarkSubmitted(id));
       ++changed;
     }
     return {};

@@ -54,8 +54,8 @@ void PrintHolds(const LedgerOutcome& outcome, bool dry_run) {
     switch (p.action) {
       case ProposalAction::kProposed:
       case ProposalAction::kHeld:
-        fmt::print("  proposal {}: {} of ledger entry {}{}: {}\n", id, p.proposal.proposed.kind,
-                   p.proposal.entry,
+        fmt::print("  proposal {}: {} of ledger entry {}{}: {}\n", id,
+                   ToCode(p.proposal.proposed.kind), p.proposal.entry,
                    p.action == ProposalAction::kHeld
                        ? fmt::format(" (proposed {})", p.proposal.created_at)
                        : "",
@@ -63,11 +63,11 @@ void PrintHolds(const LedgerOutcome& outcome, bool dry_run) {
         break;
       case ProposalAction::kConfirmed:
         fmt::print("confirmed: proposal {} ({} of ledger entry {}): {}\n", id,
-                   p.proposal.proposed.kind, p.proposal.entry, p.outcome);
+                   ToCode(p.proposal.proposed.kind), p.proposal.entry, p.outcome);
         break;
       case ProposalAction::kDropped:
         fmt::print("dropped: proposal {} ({} of ledger entry {}): {}\n", id,
-                   p.proposal.proposed.kind, p.proposal.entry, p.outcome);
+                   ToCode(p.proposal.proposed.kind), p.proposal.entry, p.outcome);
         break;
     }
   }
@@ -101,9 +101,10 @@ void PrintPlan(const app::CloseMonthResult& r) {
   }
   for (const auto& p : r.ledger.proposals) {
     fmt::print("ledger     {:<14} {} {} ({} of ledger entry {}: {})\n",
-               fmt::format("{}-{}", ToCode(p.action), p.proposal.proposed.kind),
-               p.proposal.proposed.patient, p.proposal.proposed.month, p.proposal.proposed.kind,
-               p.proposal.entry, p.outcome.empty() ? p.proposal.reason : p.outcome);
+               fmt::format("{}-{}", ToCode(p.action), ToCode(p.proposal.proposed.kind)),
+               p.proposal.proposed.patient, p.proposal.proposed.month,
+               ToCode(p.proposal.proposed.kind), p.proposal.entry,
+               p.outcome.empty() ? p.proposal.reason : p.outcome);
   }
   for (const auto& h : r.ledger.merge_holds) {
     fmt::print("ledger     {:<14} {} {} (billed under merged record {}, ledger entry {})\n",
@@ -202,7 +203,7 @@ class BillCommand : public Command {
 std::string DeliverySummary(const app::LedgerEntryView& e) {
   std::string out;
   for (const auto& d : e.deliveries) {
-    out += fmt::format("{}{} {}", out.empty() ? "" : ", ", d.channel, d.status);
+    out += fmt::format("{}{} {}", out.empty() ? "" : ", ", d.channel, ToCode(d.status));
   }
   return out;
 }
@@ -226,8 +227,8 @@ std::string LedgerTable(const app::LedgerAnswer& a) {
   for (const auto& e : a.entries) {
     const LedgerRow& r = e.entry;
     out += fmt::format("{:>5}  {:<44} {:<7} {:>3} {:<10} {:<12} {:<16} {:>9}  {}\n", r.id,
-                       r.patient, r.month, r.revision, r.kind, r.status, Codes(r.lines_json),
-                       FormatCents(r.amount_cents), DeliverySummary(e));
+                       r.patient, r.month, r.revision, ToCode(r.kind), ToCode(r.status),
+                       Codes(r.lines_json), FormatCents(r.amount_cents), DeliverySummary(e));
   }
   out += fmt::format("{} entr(ies)\n", a.entries.size());
   if (!a.proposals.empty()) {
@@ -235,8 +236,8 @@ std::string LedgerTable(const app::LedgerAnswer& a) {
                        "patient", "month", "kind", "status", "reason");
     for (const auto& p : a.proposals) {
       out += fmt::format("{:>8}  {:>5}  {:<44} {:<7} {:<10} {:<9}  {}\n", p.id, p.entry,
-                         p.proposed.patient, p.proposed.month, p.proposed.kind, ToCode(p.status),
-                         p.reason);
+                         p.proposed.patient, p.proposed.month, ToCode(p.proposed.kind),
+                         ToCode(p.status), p.reason);
     }
   }
   return out;
@@ -248,20 +249,20 @@ std::string LedgerCsv(const app::LedgerAnswer& a) {
       "deliveries,reason\n";
   for (const auto& e : a.entries) {
     const LedgerRow& r = e.entry;
-    out +=
-        fmt::format("entry,{},,{},{},{},{},{},{},{},{},{},{},\n", r.id, CsvField(r.patient),
-                    CsvField(r.month), r.revision, CsvField(r.kind), CsvField(r.status),
-                    CsvField(r.program), CsvField(Codes(r.lines_json)), FormatCents(r.amount_cents),
-                    CsvField(r.created_at), CsvField(DeliverySummary(e)));
+    out += fmt::format("entry,{},,{},{},{},{},{},{},{},{},{},{},\n", r.id, CsvField(r.patient),
+                       CsvField(r.month), r.revision, CsvField(ToCode(r.kind)),
+                       CsvField(ToCode(r.status)), CsvField(r.program),
+                       CsvField(Codes(r.lines_json)), FormatCents(r.amount_cents),
+                       CsvField(r.created_at), CsvField(DeliverySummary(e)));
   }
   for (const auto& p : a.proposals) {
-    out += fmt::format("proposal,{},{},{},{},,{},{},{},{},{},{},,{}\n", p.id, p.entry,
-                       CsvField(p.proposed.patient), CsvField(p.proposed.month),
-                       CsvField(p.proposed.kind), CsvField(ToCode(p.status)),
-                       CsvField(p.proposed.program),
-                       CsvField(p.proposed.kind == "void" ? "" : Codes(p.proposed.lines_json)),
-                       p.proposed.kind == "void" ? "" : FormatCents(p.proposed.amount_cents),
-                       CsvField(p.created_at), CsvField(p.reason));
+    out += fmt::format(
+        "proposal,{},{},{},{},,{},{},{},{},{},{},,{}\n", p.id, p.entry,
+        CsvField(p.proposed.patient), CsvField(p.proposed.month), CsvField(ToCode(p.proposed.kind)),
+        CsvField(ToCode(p.status)), CsvField(p.proposed.program),
+        CsvField(p.proposed.kind == LedgerKind::kVoid ? "" : Codes(p.proposed.lines_json)),
+        p.proposed.kind == LedgerKind::kVoid ? "" : FormatCents(p.proposed.amount_cents),
+        CsvField(p.created_at), CsvField(p.reason));
   }
   return out;
 }

@@ -147,6 +147,13 @@ std::string Describe(const GatewayConfig& c, const server::ServerConfig& server)
       "{} connections; access log patient ids {}",
       l.header_bytes, l.body_bytes, l.read_timeout.count(), l.write_timeout.count(),
       l.idle_timeout.count(), l.max_connections, server.log_patient_ids ? "IN CLEAR" : "hashed"));
+  // Shares are kept in basis points (1/100 of a percent).
+  const ProgramAssumptions& a = c.program;
+  line(fmt::format(
+      "program ($ccm-program projection): {}.{:02} % of patients qualify, {}.{:02} % of those "
+      "enrol, {} USD net per patient-month",
+      a.qualify_bp / 100, a.qualify_bp % 100, a.enrol_bp / 100, a.enrol_bp % 100,
+      FormatCents(a.net_per_patient_month)));
   line(fmt::format(
       "logging: server diagnostics {}",
       c.logging.server_diagnostics ? "copied into messages (may hold patient data)" : "withheld"));

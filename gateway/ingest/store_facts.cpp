@@ -11,7 +11,7 @@
 
 namespace ccm::gateway {
 
-Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfig& config,
+Result<CollectReport> CollectFactsFromStore(ResourceTable& store, const EngineConfig& config,
                                             const std::vector<std::string>& sources,
                                             FactStore& facts) {
   CollectReport report;
@@ -67,7 +67,7 @@ Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfi
     facts.Add(std::move(*e));
     return true;
   };
-  for (const auto& source : sources) CCM_TRY(store.ForEachResource(source, each));
+  for (const auto& source : sources) CCM_TRY(store.ForEachResourceOf(source, each));
   return report;
 }
 

@@ -20,7 +20,7 @@ namespace ccm::gateway {
 // resources by Type/id, so sources must not share an id space) and the newer version is used.
 // Rows of a source no longer configured are not read -- nothing refreshes them, so billing from
 // them would bill from stale data -- and one warning says how many there are and whose.
-Result<CollectReport> CollectFactsFromStore(StateStore& store, const EngineConfig& config,
+Result<CollectReport> CollectFactsFromStore(ResourceTable& store, const EngineConfig& config,
                                             const std::vector<std::string>& sources,
                                             FactStore& facts);
 

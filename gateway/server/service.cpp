@@ -213,7 +213,7 @@ Value BillingBundle(const app::CloseMonthResult& r, const std::vector<std::strin
     // (entered-in-error). A withdrawn entry was never delivered: nothing goes out for it.
     if (c.action == LedgerAction::kWithdrawn) continue;
     std::set<std::string> billed;
-    if (c.entry && c.entry->kind != "void") {
+    if (c.entry && c.entry->kind != LedgerKind::kVoid) {
       for (const BillingLine& line : LedgerLines(*c.entry)) {
         billed.insert(line.code);
         add(MakeChargeItem(*c.entry, line, "billable", write_back, r.currency));
@@ -413,9 +413,9 @@ struct GatewayService::Impl {
 
   // What identifies the store's resources as of now: the last sync run, and whether it ended.
   static Result<std::string> Stamp(StateStore& store) {
-    CCM_TRY_ASSIGN(auto last, store.LastRun("sync"));
+    CCM_TRY_ASSIGN(auto last, store.LastRun(RunKind::kSync));
     if (!last) return std::string("none");
-    return fmt::format("{}/{}/{}", last->id, last->finished, last->status);
+    return fmt::format("{}/{}/{}", last->id, last->finished, ToCode(last->status));
   }
 
   // --- evaluation cache --------------------------------------------------------------------------
@@ -737,10 +737,10 @@ struct GatewayService::Impl {
     now.Declare("ccm_billable_patient_months", "Billable patient-months of the current month",
                 Metrics::Kind::kGauge);
     if (auto store = Store()) {
-      if (auto entries = (*store)->LedgerEntries("", /*active_only=*/true)) {
+      if (auto entries = (*store)->LedgerEntries(LedgerQuery{})) {
         std::map<std::string, double> by_status;
         for (const char* s : {"pending", "submitted", "acknowledged"}) by_status[s] = 0;
-        for (const LedgerRow& e : *entries) by_status[e.status] += 1;
+        for (const LedgerRow& e : *entries) by_status[std::string(ToCode(e.status))] += 1;
         for (const auto& [status, n] : by_status)
           now.Set("ccm_ledger_entries", {{"status", status}}, n);
       }
@@ -863,7 +863,7 @@ struct GatewayService::Impl {
       for (const auto& c : r.ledger.changes) {
         const LedgerRow& row = c.entry ? *c.entry : *c.previous;
         csv += fmt::format("{},{},{},{},{},{},{}\r\n", ToCode(c.action), CsvField(row.patient),
-                           row.month, row.kind, row.program, CsvField(lines_of(row)),
+                           row.month, ToCode(row.kind), row.program, CsvField(lines_of(row)),
                            FormatCents(row.amount_cents));
       }
       return TextResponse(200, std::move(csv), "text/csv; charset=utf-8");
@@ -899,7 +899,7 @@ struct GatewayService::Impl {
       cv.set("action", Value::String(std::string(ToCode(c.action))));
       cv.set("patient", Value::String(row.patient));
       cv.set("month", Value::String(row.month));
-      cv.set("kind", Value::String(row.kind));
+      cv.set("kind", Value::String(std::string(ToCode(row.kind))));
       if (!row.program.empty()) cv.set("program", Value::String(row.program));
       Value lines = Value::MakeArray();
       for (const auto& l : LedgerLines(row)) lines.push_back(ToJson(l));

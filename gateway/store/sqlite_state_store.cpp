@@ -267,10 +267,13 @@ class SqliteStateStore final : public StateStore {
     return sqlite3_changes(db_.get()) > 0;
   }
 
-  Status ForEachResource(
-      std::string_view source,
-      const std::function<bool(std::string_view, std::string_view, std::string_view,
-                               std::string_view)>& fn) override {
+  Status ForEachResource(const ResourceVisitor& fn) override { return EachResource("", fn); }
+  Status ForEachResourceOf(std::string_view source, const ResourceVisitor& fn) override {
+    return EachResource(source, fn);
+  }
+
+  // Every resource of `source` ("" every source).
+  Status EachResource(std::string_view source, const ResourceVisitor& fn) {
     // Not a cached statement: the callback may call back into the store.
     sqlite3_stmt* raw = nullptr;
     // Storage (rowid) order: one sequential pass over the table. An ORDER BY had SQLite copy
@@ -417,37 +420,41 @@ class SqliteStateStore final : public StateStore {
     });
   }
 
-  Result<std::int64_t> StartRun(std::string_view command) override {
+  Result<std::int64_t> StartRun(RunKind kind) override {
     std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, "
                            "'running')",
-                           command, now));
+                           ToCode(kind), now));
     CCM_TRY(StepDone(s, "recording a run"));
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 
-  Status FinishRun(std::int64_t run, std::string_view status,
-                   std::string_view summary_json) override {
+  Status FinishRun(std::int64_t run, RunStatus status, std::string_view summary_json) override {
+    if (status == RunStatus::kRunning) {
+      return MakeError(Errc::kInvalidArgument,
+                       "a run is finished with an outcome, not \"running\"");
+    }
     std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("UPDATE runs SET finished_at = ?2, status = ?3, "
                                              "summary = ?4 WHERE id = ?1",
-                                             run, now, status, summary_json));
+                                             run, now, ToCode(status), summary_json));
     return StepDone(s, "recording the end of a run");
   }
 
-  Result<std::optional<RunInfo>> LastRun(std::string_view command) override {
+  Result<std::optional<RunInfo>> LastRun(RunKind kind) override {
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("SELECT id, command, started_at, coalesce(finished_at, ''), status, "
                            "coalesce(summary, '') FROM runs WHERE command = ?1 "
                            "ORDER BY id DESC LIMIT 1",
-                           command));
-    return FirstRow<RunInfo>(s, "reading run history", [](sqlite3_stmt* st) {
+                           ToCode(kind)));
+    return FirstRow<RunInfo>(s, "reading run history", [kind](sqlite3_stmt* st) {
+      // A status this build does not know (a newer gateway wrote it) reads as failed: never ok.
       return RunInfo{sqlite3_column_int64(st, 0),
-                     Column(st, 1),
+                     kind,
                      Column(st, 2),
                      Column(st, 3),
-                     Column(st, 4),
+                     RunStatusFromCode(ColumnView(st, 4)).value_or(RunStatus::kFailed),
                      Column(st, 5)};
     });
   }
@@ -464,8 +471,8 @@ class SqliteStateStore final : public StateStore {
     r.month = Column(s, 2);
     r.family = Column(s, 3);
     r.revision = sqlite3_column_int(s, 4);
-    r.kind = Column(s, 5);
-    r.status = Column(s, 6);
+    r.kind = LedgerKindFromCode(ColumnView(s, 5)).value_or(LedgerKind::kCharge);
+    r.status = LedgerStatusFromCode(ColumnView(s, 6)).value_or(LedgerStatus::kPending);
     if (sqlite3_column_type(s, 7) != SQLITE_NULL) r.supersedes = sqlite3_column_int64(s, 7);
     r.program = Column(s, 8);
     r.lines_json = Column(s, 9);
@@ -482,7 +489,9 @@ class SqliteStateStore final : public StateStore {
     return r;
   }
 
-  Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month, bool active_only) override {
+  Result<std::vector<LedgerRow>> LedgerEntries(const LedgerQuery& q) override {
+    const std::string_view month = q.month ? std::string_view(*q.month) : std::string_view();
+    const bool active_only = q.revisions == LedgerQuery::Revisions::kActive;
     static const std::string sql = fmt::format(
         "SELECT {} FROM ledger WHERE (?1 = '' OR month = ?1) AND (?2 = 0 OR status <> "
         "'superseded') ORDER BY id",
@@ -530,9 +539,10 @@ class SqliteStateStore final : public StateStore {
                 "program, lines, staff_minutes, practitioner_minutes, amount_cents, evidence, "
                 "fingerprint, created_at, created_run, allow_incomplete) VALUES (?1, ?2, ?3, ?4, "
                 "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                r.patient, r.month, r.family, std::int64_t{r.revision}, r.kind, r.status,
-                r.supersedes, r.program, r.lines_json, r.staff_minutes, r.practitioner_minutes,
-                r.amount_cents, r.evidence_json, r.fingerprint, now, r.run, r.allow_incomplete));
+                r.patient, r.month, r.family, std::int64_t{r.revision}, ToCode(r.kind),
+                ToCode(LedgerStatus::kPending), r.supersedes, r.program, r.lines_json,
+                r.staff_minutes, r.practitioner_minutes, r.amount_cents, r.evidence_json,
+                r.fingerprint, now, r.run, r.allow_incomplete));
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc == SQLITE_CONSTRAINT) {
@@ -545,27 +555,28 @@ class SqliteStateStore final : public StateStore {
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 
-  Status SetLedgerStatus(std::int64_t id, std::string_view status) override {
+  Status MarkSubmitted(std::int64_t id) override {
+    return ChangeLedgerStatus(id, LedgerStatus::kSubmitted,
+                              "UPDATE ledger SET status = 'submitted', submitted_at = "
+                              "coalesce(submitted_at, ?2) WHERE id = ?1 AND status = 'pending'");
+  }
+
+  Status MarkAcknowledged(std::int64_t id) override {
+    return ChangeLedgerStatus(id, LedgerStatus::kAcknowledged,
+                              "UPDATE ledger SET status = 'acknowledged', acknowledged_at = ?2 "
+                              "WHERE id = ?1 AND status = 'submitted'");
+  }
+
+  // Runs `sql` (?1 the entry, ?2 now), which moves entry `id` to `to` from the one status it may
+  // come from; a conflict when it was not there.
+  Status ChangeLedgerStatus(std::int64_t id, LedgerStatus to, const char* sql) {
     std::string now = fhir::NowUtc();
-    const char* sql = nullptr;
-    if (status == "submitted") {
-      sql =
-          "UPDATE ledger SET status = 'submitted', submitted_at = coalesce(submitted_at, ?2) "
-          "WHERE id = ?1 AND status = 'pending'";
-    } else if (status == "acknowledged") {
-      sql =
-          "UPDATE ledger SET status = 'acknowledged', acknowledged_at = ?2 "
-          "WHERE id = ?1 AND status = 'submitted'";
-    } else {
-      return MakeError(Errc::kInvalidArgument,
-                       fmt::format("ledger status \"{}\" cannot be set directly", status));
-    }
     CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare(sql, id, now));
     CCM_TRY(StepDone(s, "changing a ledger entry's status"));
     if (sqlite3_changes(db_.get()) != 1) {
       return MakeError(
           Errc::kConflict,
-          fmt::format("ledger entry {} cannot become {} from its present status", id, status));
+          fmt::format("ledger entry {} cannot become {} from its present status", id, ToCode(to)));
     }
     return {};
   }
@@ -580,29 +591,37 @@ class SqliteStateStore final : public StateStore {
     return StepDone(s, "preparing a delivery");
   }
 
-  Status SetDelivery(std::int64_t entry, std::string_view channel, std::string_view status,
+  Status SetDelivery(std::int64_t entry, std::string_view channel, DeliveryStatus status,
                      std::string_view detail) override {
     std::string now = fhir::NowUtc();
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("UPDATE deliveries SET status = ?3, detail = ?4, updated_at = ?5 "
                            "WHERE entry = ?1 AND channel = ?2",
-                           entry, channel, status, detail, now));
+                           entry, channel, ToCode(status), detail, now));
     return StepDone(s, "recording a delivery");
   }
 
   Result<std::vector<DeliveryRow>> Deliveries(std::int64_t entry) override {
+    if (entry <= 0) return std::vector<DeliveryRow>{};
+    return DeliveriesWhere(entry);
+  }
+  Result<std::vector<DeliveryRow>> UndoneDeliveries() override { return DeliveriesWhere(0); }
+
+  // The deliveries of `entry`, or (0) every one not done.
+  Result<std::vector<DeliveryRow>> DeliveriesWhere(std::int64_t entry) {
     CCM_TRY_ASSIGN(sqlite3_stmt * s,
                    Prepare("SELECT entry, channel, batch, status, detail, updated_at FROM "
                            "deliveries WHERE (?1 > 0 AND entry = ?1) OR (?1 = 0 AND status <> "
                            "'done') ORDER BY entry, channel",
                            entry));
     return Rows<DeliveryRow>(s, "reading deliveries", [](sqlite3_stmt* st) {
-      return DeliveryRow{sqlite3_column_int64(st, 0),
-                         Column(st, 1),
-                         Column(st, 2),
-                         Column(st, 3),
-                         Column(st, 4),
-                         Column(st, 5)};
+      return DeliveryRow{
+          sqlite3_column_int64(st, 0),
+          Column(st, 1),
+          Column(st, 2),
+          DeliveryStatusFromCode(ColumnView(st, 3)).value_or(DeliveryStatus::kFailed),
+          Column(st, 4),
+          Column(st, 5)};
     });
   }
 
@@ -644,9 +663,9 @@ class SqliteStateStore final : public StateStore {
                 "reason, program, lines, staff_minutes, practitioner_minutes, amount_cents, "
                 "evidence, fingerprint, created_at, created_run) VALUES (?1, ?2, ?3, ?4, ?5, "
                 "'open', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                p.entry, r.patient, r.month, r.family, r.kind, p.reason, r.program, r.lines_json,
-                r.staff_minutes, r.practitioner_minutes, r.amount_cents, r.evidence_json,
-                r.fingerprint, now, p.run));
+                p.entry, r.patient, r.month, r.family, ToCode(r.kind), p.reason, r.program,
+                r.lines_json, r.staff_minutes, r.practitioner_minutes, r.amount_cents,
+                r.evidence_json, r.fingerprint, now, p.run));
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc == SQLITE_CONSTRAINT) {
@@ -659,8 +678,9 @@ class SqliteStateStore final : public StateStore {
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 
-  Result<std::vector<LedgerProposal>> LedgerProposals(std::string_view month,
-                                                      bool open_only) override {
+  Result<std::vector<LedgerProposal>> LedgerProposals(const ProposalQuery& q) override {
+    const std::string_view month = q.month ? std::string_view(*q.month) : std::string_view();
+    const bool open_only = q.which == ProposalQuery::Which::kOpen;
     CCM_TRY_ASSIGN(
         sqlite3_stmt * s,
         Prepare("SELECT id, entry, patient, month, family, kind, status, reason, program, lines, "
@@ -677,7 +697,7 @@ class SqliteStateStore final : public StateStore {
       p.proposed.patient = Column(st, 2);
       p.proposed.month = Column(st, 3);
       p.proposed.family = Column(st, 4);
-      p.proposed.kind = Column(st, 5);
+      p.proposed.kind = LedgerKindFromCode(ColumnView(st, 5)).value_or(LedgerKind::kVoid);
       p.status = ProposalStatusFromCode(ColumnView(st, 6)).value_or(ProposalStatus::kDropped);
       p.reason = Column(st, 7);
       p.proposed.program = Column(st, 8);
@@ -928,7 +948,10 @@ class SqliteStateStore final : public StateStore {
   // SQLITE_STATIC: every bound text outlives the step that reads it (statements are reset and
   // their bindings cleared before reuse), so SQLite need not copy each resource.
   static void Bind(sqlite3_stmt* s, int i, std::string_view text) {
-    sqlite3_bind_text(s, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+    // A default-constructed view has no pointer, which sqlite3_bind_text takes for SQL NULL; an
+    // empty text is still text ('' = '' holds, NULL = '' does not).
+    sqlite3_bind_text(s, i, text.data() != nullptr ? text.data() : "",
+                      static_cast<int>(text.size()), SQLITE_STATIC);
   }
   static std::string_view ColumnView(sqlite3_stmt* s, int i) {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));

@@ -3,9 +3,13 @@
 // writes to other systems, and the audit trail of reads of patient data through `serve`.
 //
 // Contract
-// - StateStore is the interface the sync and the billing ledger are written against; the
-//   SQLite implementation here is the embedded default, and a PostgreSQL one can fill the same
-//   interface (nothing above it issues SQL).
+// - StateStore is the interface the sync and the billing ledger are written against: the narrow
+//   interfaces below (ResourceTable, SyncProgress, RunHistory, LedgerStore, AuditTrail) plus
+//   transactions. The SQLite implementation (sqlite_state_store.h) is the embedded default; another
+//   backend fills the same interfaces and passes the same conformance suite
+//   (tests/gateway/store/state_store_conformance.h). Nothing above the store issues SQL.
+// - Every status and kind is an enum here; the store keeps each as its code (ToCode), which is what
+//   reports and the ledger command print.
 // - Resources are kept per source as the JSON the server sent, newest version only: Upsert
 //   compares version stamps (meta.versionId, then meta.lastUpdated; gateway/base/versions.h) so
 //   that pages read twice, out of order or from an overlapping window never double-count or roll a
@@ -54,6 +58,26 @@ struct SyncCursor {
   std::string scope;      // fingerprint of the patient scope it was made for; a change = full pull
 };
 
+// What a ledger revision does to the patient-month and family it is about.
+enum class LedgerKind {
+  kCharge,      // bills it (first time, or a correction of something never delivered)
+  kAdjustment,  // replaces a delivered charge with another amount
+  kVoid,        // cancels a delivered charge
+};
+std::string_view ToCode(LedgerKind k) noexcept;  // "charge" | "adjustment" | "void"
+std::optional<LedgerKind> LedgerKindFromCode(std::string_view code) noexcept;
+
+// Where a ledger entry is. Only the store supersedes (AddLedgerEntry, WithdrawLedgerEntry).
+enum class LedgerStatus {
+  kPending,       // written, not yet out on every channel
+  kSubmitted,     // every delivery done
+  kAcknowledged,  // the payer (or an operator) confirmed it
+  kSuperseded,    // a later revision replaced it, or it was withdrawn
+};
+// "pending" | "submitted" | "acknowledged" | "superseded"
+std::string_view ToCode(LedgerStatus s) noexcept;
+std::optional<LedgerStatus> LedgerStatusFromCode(std::string_view code) noexcept;
+
 // One entry of the billing ledger (gateway/billing/ledger.h gives it meaning). An entry is one
 // revision of what is billed for a patient-month in one code family; a correction is a new revision
 // that supersedes the previous one, never an edit of it.
@@ -63,8 +87,8 @@ struct LedgerRow {
   std::string month;    // "YYYY-MM"
   std::string family;   // code family: codes that are never billed together for a patient-month
   int revision = 1;
-  std::string kind;    // "charge" | "adjustment" | "void"
-  std::string status;  // "pending" | "submitted" | "acknowledged" | "superseded"
+  LedgerKind kind = LedgerKind::kCharge;
+  LedgerStatus status = LedgerStatus::kPending;
   std::optional<std::int64_t> supersedes;
   std::string program;             // "CCM" | "PCM" ("" for a void)
   std::string lines_json;          // [{"code","units","amount","encounters"}]
@@ -80,12 +104,35 @@ struct LedgerRow {
   std::string allow_incomplete;
 };
 
+// Which ledger entries LedgerEntries returns, oldest first.
+struct LedgerQuery {
+  std::optional<std::string> month;  // "YYYY-MM"; every month when absent
+  enum class Revisions { kActive, kAll } revisions = Revisions::kActive;  // kAll: superseded too
+
+  // The active entries (of `month`, else of every month).
+  static LedgerQuery Active(std::optional<std::string> month = std::nullopt) {
+    return {std::move(month), Revisions::kActive};
+  }
+  // Every revision, superseded ones too (of `month`, else of every month).
+  static LedgerQuery AllRevisions(std::optional<std::string> month = std::nullopt) {
+    return {std::move(month), Revisions::kAll};
+  }
+};
+
+enum class DeliveryStatus {
+  kPrepared,  // queued in a batch (or held: batch "")
+  kDone,      // out, and the channel took it
+  kFailed,    // tried and refused or unreachable (a held claim: detail starts "held:")
+};
+std::string_view ToCode(DeliveryStatus s) noexcept;  // "prepared" | "done" | "failed"
+std::optional<DeliveryStatus> DeliveryStatusFromCode(std::string_view code) noexcept;
+
 // Delivery of a ledger entry to one output channel ("charge-items", "payer:<name>"), in a batch.
 struct DeliveryRow {
   std::int64_t entry = 0;
   std::string channel;
-  std::string batch;   // the output it goes out in (a file, a Bundle identifier)
-  std::string status;  // "prepared" | "done" | "failed"
+  std::string batch;  // the output it goes out in (a file, a Bundle identifier)
+  DeliveryStatus status = DeliveryStatus::kPrepared;
   std::string detail;  // where it went, or why it failed
   std::string updated_at;
 };
@@ -146,6 +193,19 @@ enum class ProposalStatus {
 std::string_view ToCode(ProposalStatus s) noexcept;
 std::optional<ProposalStatus> ProposalStatusFromCode(std::string_view code) noexcept;
 
+// Which proposals LedgerProposals returns, oldest first.
+struct ProposalQuery {
+  std::optional<std::string> month;                       // "YYYY-MM"; every month when absent
+  enum class Which { kOpen, kAll } which = Which::kOpen;  // kOpen: open and approved ones
+
+  static ProposalQuery Open(std::optional<std::string> month = std::nullopt) {
+    return {std::move(month), Which::kOpen};
+  }
+  static ProposalQuery All(std::optional<std::string> month = std::nullopt) {
+    return {std::move(month), Which::kAll};
+  }
+};
+
 struct LedgerProposal {
   std::int64_t id = 0;
   std::int64_t entry = 0;  // the active entry it would supersede
@@ -188,19 +248,32 @@ struct AccessQuery {
 // order is time order.
 std::string AccessInstant(fhir::TimePoint t);
 
+// The commands whose runs the store records.
+enum class RunKind { kSync, kBill, kBillDryRun };
+std::string_view ToCode(RunKind k) noexcept;  // "sync" | "bill" | "bill-dry-run"
+std::optional<RunKind> RunKindFromCode(std::string_view code) noexcept;
+
+enum class RunStatus {
+  kRunning,  // started; not finished (running now, or the process died)
+  kOk,       // finished; everything it had to do is done
+  kFailed,   // finished with an error or with data problems
+  kStopped,  // stopped on request (serve's shutdown) after the page it was storing
+};
+std::string_view ToCode(RunStatus s) noexcept;  // "running" | "ok" | "failed" | "stopped"
+std::optional<RunStatus> RunStatusFromCode(std::string_view code) noexcept;
+
 struct RunInfo {
   std::int64_t id = 0;
-  std::string command, started, finished, status;
+  RunKind kind = RunKind::kSync;
+  std::string started, finished;
+  RunStatus status = RunStatus::kRunning;
   std::string summary;  // JSON
 };
 
-class StateStore {
+// The newest pulled version of every resource, per source.
+class ResourceTable {
  public:
-  virtual ~StateStore() = default;
-
-  // Runs `body` in one transaction: committed when it succeeds, rolled back when it fails.
-  virtual Status InTransaction(const std::function<Status()>& body) = 0;
-
+  virtual ~ResourceTable() = default;
   // Stores `json` as the resource `type`/`id` of `source` unless a newer version is stored (see
   // UpsertMode). `run` marks the resource as seen by that run (see UnseenIds), whatever the
   // outcome.
@@ -215,12 +288,13 @@ class StateStore {
   // Deletes one resource (after the server confirmed it is gone). Returns whether it existed.
   virtual Result<bool> RemoveResource(std::string_view source, std::string_view type,
                                       std::string_view id) = 0;
-  // Calls `fn` for every stored resource of `source` (all sources when empty), in no particular
-  // order (storage order: the fastest); stops early when fn returns false.
-  virtual Status ForEachResource(
-      std::string_view source,
-      const std::function<bool(std::string_view source, std::string_view type, std::string_view id,
-                               std::string_view json)>& fn) = 0;
+  using ResourceVisitor = std::function<bool(std::string_view source, std::string_view type,
+                                             std::string_view id, std::string_view json)>;
+  // Calls `fn` for every stored resource of every source, in no particular order (storage order:
+  // the fastest); stops early when fn returns false. `fn` may call the store.
+  virtual Status ForEachResource(const ResourceVisitor& fn) = 0;
+  // The same for the resources of one source.
+  virtual Status ForEachResourceOf(std::string_view source, const ResourceVisitor& fn) = 0;
   // The stored JSON of `source`'s `type`/`id`, if any (a primary-key look-up).
   virtual Result<std::optional<std::string>> ResourceJson(std::string_view source,
                                                           std::string_view type,
@@ -228,12 +302,16 @@ class StateStore {
   virtual Result<std::size_t> CountResources(std::string_view source, std::string_view type) = 0;
   // The sources that have stored resources, sorted.
   virtual Result<std::vector<std::string>> SourceNames() = 0;
+};
 
+// Where the sync of each source and type has got to: cursors and the outcome of each pull.
+class SyncProgress {
+ public:
+  virtual ~SyncProgress() = default;
   virtual Result<std::optional<SyncCursor>> GetCursor(std::string_view source,
                                                       std::string_view type) = 0;
   virtual Status SetCursor(std::string_view source, std::string_view type,
                            const SyncCursor& cursor) = 0;
-
   // Pull status (one row per source and type). BeginPull marks an attempt running; EndPull
   // records its outcome (call it in the transaction that moves the cursor, so the two agree).
   virtual Status BeginPull(std::string_view source, std::string_view type, std::int64_t run) = 0;
@@ -241,73 +319,100 @@ class StateStore {
                          PullState state, PullMode mode, std::string_view detail) = 0;
   // Every source and type ever pulled, by source and type.
   virtual Result<std::vector<PullStatus>> PullStatuses() = 0;
+};
 
-  // Run history: StartRun records a run as "running"; FinishRun sets its status and summary.
-  virtual Result<std::int64_t> StartRun(std::string_view command) = 0;
-  virtual Status FinishRun(std::int64_t run, std::string_view status,
-                           std::string_view summary_json) = 0;
-  virtual Result<std::optional<RunInfo>> LastRun(std::string_view command) = 0;
+// The history of sync and bill runs.
+class RunHistory {
+ public:
+  virtual ~RunHistory() = default;
+  // Records a run of `kind` as running; returns its id.
+  virtual Result<std::int64_t> StartRun(RunKind kind) = 0;
+  // Records how run `run` ended (not kRunning) and its summary (JSON).
+  virtual Status FinishRun(std::int64_t run, RunStatus status, std::string_view summary_json) = 0;
+  // The newest run of `kind`, if any.
+  virtual Result<std::optional<RunInfo>> LastRun(RunKind kind) = 0;
+};
 
-  // --- Billing ledger (gateway/billing/ledger.h). Call inside InTransaction when several changes
-  // must land together. Entries of `month` ("" = all), oldest first; only those not superseded when
-  // `active_only`.
-  virtual Result<std::vector<LedgerRow>> LedgerEntries(std::string_view month,
-                                                       bool active_only) = 0;
+// The billing ledger (gateway/billing/ledger.h), its deliveries and proposals. Call inside
+// StateStore::InTransaction when several changes must land together.
+class LedgerStore {
+ public:
+  virtual ~LedgerStore() = default;
+  virtual Result<std::vector<LedgerRow>> LedgerEntries(const LedgerQuery& query) = 0;
   virtual Result<std::optional<LedgerRow>> LedgerEntry(std::int64_t id) = 0;
-  // Inserts `row` (its id is ignored) and marks the entry it supersedes "superseded" (dropping
-  // that entry's deliveries not yet done: the successor carries the change). At most one
-  // entry per patient, month and family is not superseded: a second one is refused (a unique
-  // index), which is what makes billing exactly-once under concurrent runs.
+  // Inserts `row` (its id and status are ignored: a new entry is kPending) and marks the entry it
+  // supersedes kSuperseded (dropping that entry's deliveries not yet done: the successor carries
+  // the change). At most one entry per patient, month and family is not superseded: a second one
+  // is refused with Errc::kConflict, which is what makes billing exactly-once under concurrent
+  // runs.
   virtual Result<std::int64_t> AddLedgerEntry(const LedgerRow& row) = 0;
   // Supersedes a pending entry that was never delivered anywhere, without a successor (what it
   // billed is no longer billable and nobody has seen it). Its undelivered deliveries go with it.
+  // Errc::kConflict when it is superseded already or was delivered.
   virtual Status WithdrawLedgerEntry(std::int64_t id) = 0;
-  // Moves an entry to "submitted" or "acknowledged" (stamping the time).
-  virtual Status SetLedgerStatus(std::int64_t id, std::string_view status) = 0;
+  // kPending -> kSubmitted (stamping submitted_at); Errc::kConflict from any other status.
+  virtual Status MarkSubmitted(std::int64_t id) = 0;
+  // kSubmitted -> kAcknowledged (stamping acknowledged_at); Errc::kConflict from any other status.
+  virtual Status MarkAcknowledged(std::int64_t id) = 0;
 
+  // Queues entry `entry` for `channel` in `batch` ("" = held), kPrepared.
   virtual Status AddDelivery(std::int64_t entry, std::string_view channel,
                              std::string_view batch) = 0;
-  virtual Status SetDelivery(std::int64_t entry, std::string_view channel, std::string_view status,
+  virtual Status SetDelivery(std::int64_t entry, std::string_view channel, DeliveryStatus status,
                              std::string_view detail) = 0;
+  // Moves one delivery not yet done to another batch: a claim held back leaves the batch it was
+  // queued in ("" while held), and goes out in a batch of its own once released.
+  virtual Status SetDeliveryBatch(std::int64_t entry, std::string_view channel,
+                                  std::string_view batch) = 0;
   // The batches deliveries to `channel` were ever queued in (not "": held), sorted.
   virtual Result<std::vector<std::string>> DeliveryBatches(std::string_view channel) = 0;
-  // Deliveries of one entry (entry > 0), or all not yet done (entry == 0), by entry and channel.
+  // The deliveries of one entry, by channel.
   virtual Result<std::vector<DeliveryRow>> Deliveries(std::int64_t entry) = 0;
+  // Every delivery not kDone, by entry and channel.
+  virtual Result<std::vector<DeliveryRow>> UndoneDeliveries() = 0;
 
-  // Returns the record's id.
-  virtual Result<std::int64_t> AddAudit(const AuditRow& row) = 0;
-  // Audit records newer than `after_id`, oldest first.
-  virtual Result<std::vector<AuditRow>> AuditLog(std::int64_t after_id) = 0;
-
-  // The schema version in the store (migrations are applied on open).
-  virtual int schema_version() const = 0;
-
-  // --- Schema 4: proposals (gateway/billing/ledger.h "Proposals"), re-batching of held deliveries,
-  // audit records by target. Records an open proposal (its id, status and times are ignored). At
-  // most one proposal per entry is open or approved: a second one is refused with Errc::kConflict.
+  // Records an open proposal (gateway/billing/ledger.h "Proposals"; its id, status and times are
+  // ignored). At most one proposal per entry is open or approved: a second one is refused with
+  // Errc::kConflict.
   virtual Result<std::int64_t> AddLedgerProposal(const LedgerProposal& proposal) = 0;
-  // Proposals of `month` ("" = all), oldest first; only open and approved ones when `open_only`.
-  virtual Result<std::vector<LedgerProposal>> LedgerProposals(std::string_view month,
-                                                              bool open_only) = 0;
+  virtual Result<std::vector<LedgerProposal>> LedgerProposals(const ProposalQuery& query) = 0;
   // An operator's approval of an open proposal, stamped with the time and `by`. Errc::kNotFound
   // when there is no such proposal, Errc::kConflict when it is not open.
   virtual Status ApproveLedgerProposal(std::int64_t id, std::string_view by) = 0;
   // Closes an open or approved proposal as kCarriedOut (with the entry written) or kDropped,
-  // saying why. Errc::kConflict when it is already closed.
+  // saying why. Errc::kConflict when it is already closed, kInvalidArgument for another status.
   virtual Status CloseLedgerProposal(std::int64_t id, ProposalStatus status,
                                      std::string_view outcome,
                                      std::optional<std::int64_t> result_entry) = 0;
-  // Moves one delivery to another batch: a claim held back leaves the batch it was queued in
-  // ("" while held), and goes out in a batch of its own once released.
-  virtual Status SetDeliveryBatch(std::int64_t entry, std::string_view channel,
-                                  std::string_view batch) = 0;
+};
+
+// What the gateway wrote to other systems (audit log) and who read patient data (access trail).
+class AuditTrail {
+ public:
+  virtual ~AuditTrail() = default;
+  // Returns the record's id.
+  virtual Result<std::int64_t> AddAudit(const AuditRow& row) = 0;
+  // Audit records newer than `after_id`, oldest first.
+  virtual Result<std::vector<AuditRow>> AuditLog(std::int64_t after_id) = 0;
   // Audit records whose target is `target`, oldest first.
   virtual Result<std::vector<AuditRow>> AuditRecords(std::string_view target) = 0;
-
-  // --- Schema 6: the access trail of `serve`. Appends `rows` in one transaction (ids ignored).
+  // Schema 6: the access trail of `serve`. Appends `rows` in one transaction (ids ignored).
   virtual Status AddAccessRecords(const std::vector<AccessRow>& rows) = 0;
   // Access records matching `query`, oldest first.
   virtual Result<std::vector<AccessRow>> AccessRecords(const AccessQuery& query) = 0;
+};
+
+class StateStore : public ResourceTable,
+                   public SyncProgress,
+                   public RunHistory,
+                   public LedgerStore,
+                   public AuditTrail {
+ public:
+  ~StateStore() override = default;
+  // Runs `body` in one transaction: committed when it succeeds, rolled back when it fails.
+  virtual Status InTransaction(const std::function<Status()>& body) = 0;
+  // The schema version in the store (migrations are applied on open).
+  virtual int schema_version() const = 0;
 };
 
 }  // namespace ccm::gateway

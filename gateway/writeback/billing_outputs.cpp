@@ -194,7 +194,7 @@ void Fail(DeliveryContext& ctx, DeliveryReport& report, const std::string& chann
           const std::vector<LedgerRow>& rows, const std::string& what) {
   for (const auto& e : rows) {
     report.problems.push_back(Problem(channel, e, what));
-    static_cast<void>(ctx.store.SetDelivery(e.id, channel, "failed", what));
+    static_cast<void>(ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kFailed, what));
     ++report.failed;
   }
 }
@@ -294,7 +294,7 @@ void Send(DeliveryContext& ctx, DeliveryReport& report, const PayerConfig& payer
   }
   auto done = [&]() -> Status {
     for (const auto& in : claims)
-      CCM_TRY(ctx.store.SetDelivery(in.entry.id, channel, "done", where));
+      CCM_TRY(ctx.store.SetDelivery(in.entry.id, channel, DeliveryStatus::kDone, where));
     return {};
   };
   if (Status d = ctx.store.InTransaction(done); !d) {
@@ -524,10 +524,10 @@ std::string MakeClaimCsv(const std::vector<ClaimInput>& claims, const PayerConfi
     for (const auto& line : LedgerLines(billed)) {
       Cents amount = line.amount.value_or(0) * sign;
       out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\r\n", CsvField(payer.name),
-                         CsvField(batch), CsvField(ClaimIdentifierValue(billed)), in.entry.kind,
-                         CsvField(in.entry.patient), in.entry.month, line.code, line.units * sign,
-                         FormatCents(amount), billed.staff_minutes, billed.practitioner_minutes,
-                         CsvField(dx));
+                         CsvField(batch), CsvField(ClaimIdentifierValue(billed)),
+                         ToCode(in.entry.kind), CsvField(in.entry.patient), in.entry.month,
+                         line.code, line.units * sign, FormatCents(amount), billed.staff_minutes,
+                         billed.practitioner_minutes, CsvField(dx));
       total += amount;
       units += line.units * sign;
       ++rows;
@@ -541,7 +541,7 @@ std::string MakeClaimCsv(const std::vector<ClaimInput>& claims, const PayerConfi
 
 DeliveryReport DeliverOpen(DeliveryContext& ctx) {
   DeliveryReport report;
-  auto open = ctx.store.Deliveries(0);
+  auto open = ctx.store.UndoneDeliveries();
   if (!open) {
     report.problems.push_back(open.error().message);
     return report;
@@ -575,7 +575,8 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
       // the next run finds its ChargeItems there and records them as "exists".
       auto record = [&]() -> Status {
         for (const AuditRow& a : audits) CCM_TRY(ctx.store.AddAudit(a));
-        return ctx.store.SetDelivery(d.entry, d.channel, s ? "done" : "failed", detail);
+        return ctx.store.SetDelivery(d.entry, d.channel,
+                                     s ? DeliveryStatus::kDone : DeliveryStatus::kFailed, detail);
       };
       if (Status rec = ctx.store.InTransaction(record); !rec) {
         report.problems.push_back(rec.error().message);
@@ -609,21 +610,22 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
       // The last earlier revision this payer received: what a correction replaces. A
       // cancellation ends the chain: a charge after it is a new claim that replaces nothing.
       for (const LedgerRow& old : *chain) {
-        if (old.kind == "void" && e.kind != "void") break;
+        if (old.kind == LedgerKind::kVoid && e.kind != LedgerKind::kVoid) break;
         auto ds = ctx.store.Deliveries(old.id);
         bool received = false;
         if (ds) {
           for (const auto& d : *ds)
-            received = received || (d.channel == channel && d.status == "done");
+            received = received || (d.channel == channel && d.status == DeliveryStatus::kDone);
         }
         if (received) {
-          (e.kind == "void" ? in.cancels : in.replaces) = old;
+          (e.kind == LedgerKind::kVoid ? in.cancels : in.replaces) = old;
           break;
         }
       }
-      if (e.kind == "void" && !in.cancels) {
+      if (e.kind == LedgerKind::kVoid && !in.cancels) {
         // This payer never received the charge being voided: nothing to cancel there.
-        static_cast<void>(ctx.store.SetDelivery(e.id, channel, "done", "nothing to cancel"));
+        static_cast<void>(
+            ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kDone, "nothing to cancel"));
         ++report.done;
         continue;
       }
@@ -641,7 +643,7 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         report.problems.push_back(Problem(channel, e, held));
         auto hold = [&]() -> Status {
           if (!queued.empty()) CCM_TRY(ctx.store.SetDeliveryBatch(e.id, channel, ""));
-          return ctx.store.SetDelivery(e.id, channel, "failed", held);
+          return ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kFailed, held);
         };
         if (Status s = ctx.store.InTransaction(hold); !s) {
           report.problems.push_back(s.error().message);

@@ -136,7 +136,7 @@ Value MakeProvenance(const WriteBackConfig& config, const std::string& target,
 
 // Creates `provenance` when configured; returns its reference ("" when none was written: then
 // `error` says why, and an audit record keeps it).
-std::string WriteProvenance(fhir::FhirClient& client, StateStore& store,
+std::string WriteProvenance(fhir::FhirClient& client, AuditTrail& store,
                             const WriteBackConfig& config, std::int64_t run,
                             const Value& provenance, const std::string& target,
                             const std::string& version, std::string& error) {
@@ -156,7 +156,7 @@ std::string WriteProvenance(fhir::FhirClient& client, StateStore& store,
   return "";
 }
 
-Status RecordWrite(fhir::FhirClient& client, StateStore& store, const WriteBackConfig& config,
+Status RecordWrite(fhir::FhirClient& client, AuditTrail& store, const WriteBackConfig& config,
                    std::int64_t run, std::string_view action, const Value& written,
                    std::string& provenance_ref, std::string& provenance_error) {
   std::string target = fmt::format("CarePlan/{}", written["id"].str());
@@ -181,7 +181,7 @@ std::string CreateSentTarget(const std::string& identifier) {
 // A create of `plan` whose answer was lost (applied by the server, never acknowledged) is found
 // by the next look-up: an attempt is on record and no create record names the plan. It gets its
 // create record and Provenance then, marked late. Returns whether it recorded one.
-Result<bool> RecordLateCreate(fhir::FhirClient& client, StateStore& store,
+Result<bool> RecordLateCreate(fhir::FhirClient& client, AuditTrail& store,
                               const WriteBackConfig& config, std::int64_t run,
                               const std::string& identifier, const Value& plan,
                               std::string& provenance_error) {
@@ -415,7 +415,7 @@ Result<CarePlanSnapshot> ReadCarePlans(fhir::FhirClient& client,
   return out;
 }
 
-CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,
+CarePlanWrite WriteCarePlan(fhir::FhirClient& client, AuditTrail& store, const PatientMonth& r,
                             const WriteBackConfig& config, std::int64_t run, bool dry_run,
                             const Result<CarePlanSnapshot>* read) {
   CarePlanWrite out;

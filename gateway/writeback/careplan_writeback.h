@@ -97,7 +97,7 @@ Result<CarePlanSnapshot> ReadCarePlans(fhir::FhirClient& client,
 // conflict reads again. When reading it failed for want of the server (connection, timeout, 5xx
 // after retries), the patient fails at once with that error instead of trying again alone; other
 // failures (a server refusing the search) fall back to per-patient searches.
-CarePlanWrite WriteCarePlan(fhir::FhirClient& client, StateStore& store, const PatientMonth& r,
+CarePlanWrite WriteCarePlan(fhir::FhirClient& client, AuditTrail& store, const PatientMonth& r,
                             const WriteBackConfig& config, std::int64_t run, bool dry_run,
                             const Result<CarePlanSnapshot>* snapshot = nullptr);
 

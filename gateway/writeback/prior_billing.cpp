@@ -22,7 +22,7 @@ bool AnyMatch(const fhir::json::Value& bundle) {
 }  // namespace
 
 Result<std::vector<std::string>> ClaimFilesUnknownToTheLedger(const WriteBackConfig& config,
-                                                              StateStore& store) {
+                                                              LedgerStore& store) {
   std::vector<std::string> unknown;
   for (const PayerConfig& payer : config.payers) {
     if (payer.directory.empty()) continue;

@@ -30,6 +30,6 @@ Result<std::vector<std::string>> FindPriorBilling(const WriteBackConfig& config,
 // could bill their patient-months again. A payer the store never queued anything for is left to
 // FindPriorBilling (a new ledger).
 Result<std::vector<std::string>> ClaimFilesUnknownToTheLedger(const WriteBackConfig& config,
-                                                              StateStore& store);
+                                                              LedgerStore& store);
 
 }  // namespace ccm::gateway

@@ -65,12 +65,14 @@ class LedgerTest : public ::testing::Test {
     return o;
   }
   std::vector<LedgerProposal> Proposals(bool open_only = true) {
-    return *store_->LedgerProposals("2026-10", open_only);
+    return *store_->LedgerProposals(open_only ? ProposalQuery::Open("2026-10")
+                                              : ProposalQuery::All("2026-10"));
   }
-  std::vector<LedgerRow> Active() { return *store_->LedgerEntries("2026-10", true); }
-  std::vector<LedgerRow> All() { return *store_->LedgerEntries("", false); }
+  std::vector<LedgerRow> Active() { return *store_->LedgerEntries(LedgerQuery::Active("2026-10")); }
+  std::vector<LedgerRow> All() { return *store_->LedgerEntries(LedgerQuery::AllRevisions()); }
   void DeliverAll(const LedgerRow& row) {
-    for (const auto& ch : channels_) ASSERT_TRUE(store_->SetDelivery(row.id, ch, "done", "test"));
+    for (const auto& ch : channels_)
+      ASSERT_TRUE(store_->SetDelivery(row.id, ch, DeliveryStatus::kDone, "test"));
     ASSERT_TRUE(MarkDelivered(*store_, {row.id}));
   }
 
@@ -87,8 +89,8 @@ TEST_F(LedgerTest, NewChargesAreRecordedOnceAndRerunsChangeNothing) {
   auto rows = Active();
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].patient, "Patient/b");
-  EXPECT_EQ(rows[1].kind, "charge");
-  EXPECT_EQ(rows[1].status, "pending");
+  EXPECT_EQ(rows[1].kind, LedgerKind::kCharge);
+  EXPECT_EQ(rows[1].status, LedgerStatus::kPending);
   EXPECT_EQ(rows[1].revision, 1);
   EXPECT_EQ(rows[1].amount_cents, 6049 * 3);
   auto lines = LedgerLines(rows[1]);
@@ -100,7 +102,7 @@ TEST_F(LedgerTest, NewChargesAreRecordedOnceAndRerunsChangeNothing) {
   EXPECT_EQ(LedgerDiagnoses(rows[1]).at(0).code, "E11.9");
   auto deliveries = *store_->Deliveries(rows[0].id);
   ASSERT_EQ(deliveries.size(), 2u);
-  EXPECT_EQ(deliveries[0].status, "prepared");
+  EXPECT_EQ(deliveries[0].status, DeliveryStatus::kPrepared);
   // The batch is named by its content: the claim identifiers of the run's new entries.
   EXPECT_EQ(deliveries[0].batch, BatchName("2026-10", {"a-2026-10-r1", "b-2026-10-r1"}));
   EXPECT_EQ(first.batch, deliveries[0].batch);
@@ -123,24 +125,25 @@ TEST_F(LedgerTest, AChangeBeforeDeliveryIsANewChargeRevisionAfterDeliveryAnAdjus
   auto rows = Active();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].revision, 2);
-  EXPECT_EQ(rows[0].kind, "charge");
+  EXPECT_EQ(rows[0].kind, LedgerKind::kCharge);
   EXPECT_EQ(rows[0].supersedes, before.changes[0].previous->id);
   // The superseded revision's undelivered deliveries went with it.
   EXPECT_TRUE(store_->Deliveries(before.changes[0].previous->id)->empty());
-  EXPECT_EQ(store_->LedgerEntry(before.changes[0].previous->id)->value().status, "superseded");
+  EXPECT_EQ(store_->LedgerEntry(before.changes[0].previous->id)->value().status,
+            LedgerStatus::kSuperseded);
 
   DeliverAll(rows[0]);
-  EXPECT_EQ(Active()[0].status, "submitted");
+  EXPECT_EQ(Active()[0].status, LedgerStatus::kSubmitted);
   // A corrected encounter after submission: an adjustment, never an edit of what went out.
   auto after =
       Reconcile({MakeCharge("Patient/a", {{"99490", 1}, {"99439", 1}}, {"Encounter/e2"})}, 3);
   ASSERT_EQ(after.changes.size(), 1u);
   rows = Active();
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].kind, "adjustment");
+  EXPECT_EQ(rows[0].kind, LedgerKind::kAdjustment);
   EXPECT_EQ(rows[0].revision, 3);
   auto submitted = store_->LedgerEntry(*rows[0].supersedes)->value();
-  EXPECT_EQ(submitted.status, "superseded");
+  EXPECT_EQ(submitted.status, LedgerStatus::kSuperseded);
   EXPECT_FALSE(submitted.submitted_at.empty());
   EXPECT_EQ(LedgerLines(submitted)[0].encounters, std::vector<std::string>{"Encounter/e1"});
 }
@@ -162,14 +165,14 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   EXPECT_TRUE(out.batch.empty());
   rows = Active();
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].kind, "charge");
-  EXPECT_EQ(rows[0].status, "submitted");
-  EXPECT_TRUE(store_->Deliveries(0)->empty()) << "nothing queued";
+  EXPECT_EQ(rows[0].kind, LedgerKind::kCharge);
+  EXPECT_EQ(rows[0].status, LedgerStatus::kSubmitted);
+  EXPECT_TRUE(store_->UndoneDeliveries()->empty()) << "nothing queued";
   auto proposals = Proposals();
   ASSERT_EQ(proposals.size(), 1u);
   EXPECT_EQ(proposals[0].entry, rows[0].id);
   EXPECT_EQ(proposals[0].status, ProposalStatus::kOpen);
-  EXPECT_EQ(proposals[0].proposed.kind, "void");
+  EXPECT_EQ(proposals[0].proposed.kind, LedgerKind::kVoid);
   EXPECT_EQ(proposals[0].reason, "no longer billable: no-consent");
 
   // A run without a complete sync since: still held, nothing changes.
@@ -177,7 +180,7 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   EXPECT_TRUE(held.changes.empty());
   ASSERT_EQ(held.proposals.size(), 1u);
   EXPECT_EQ(held.proposals[0].action, ProposalAction::kHeld);
-  EXPECT_EQ(Active()[0].kind, "charge");
+  EXPECT_EQ(Active()[0].kind, LedgerKind::kCharge);
 
   // Every needed type pulled completely since it was proposed, and the engine says the same:
   // carried out, the proposal closed with the entry it wrote.
@@ -187,7 +190,7 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   EXPECT_EQ(confirmed.changes[0].proposal, proposals[0].id);
   rows = Active();
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].kind, "void");
+  EXPECT_EQ(rows[0].kind, LedgerKind::kVoid);
   EXPECT_TRUE(LedgerLines(rows[0]).empty());
   EXPECT_EQ(store_->Deliveries(rows[0].id)->size(), 2u);  // the cancellation goes out
   EXPECT_TRUE(Proposals().empty());
@@ -209,7 +212,7 @@ TEST_F(LedgerTest, WhatIsNoLongerBillableIsWithdrawnOrProposedForAVoid) {
   DeliverAll(rows[0]);
   auto back = Reconcile({MakeCharge("Patient/b", {{"99490", 1}})}, 6);
   ASSERT_EQ(back.changes.size(), 1u);
-  EXPECT_EQ(Active()[0].kind, "charge");
+  EXPECT_EQ(Active()[0].kind, LedgerKind::kCharge);
   EXPECT_EQ(Active()[0].revision, 3);
   EXPECT_EQ(Active()[0].supersedes, rows[0].id);
 }
@@ -225,7 +228,7 @@ TEST_F(LedgerTest, AProposalIsNotConfirmedByASyncThatStartedBeforeIt) {
   EXPECT_EQ(Reconcile({}, 3, false, earlier).proposals.at(0).action, ProposalAction::kHeld);
   ReconcileOptions never;  // some type never pulled completely
   EXPECT_EQ(Reconcile({}, 4, false, never).proposals.at(0).action, ProposalAction::kHeld);
-  EXPECT_EQ(Active()[0].kind, "charge");
+  EXPECT_EQ(Active()[0].kind, LedgerKind::kCharge);
 }
 
 TEST_F(LedgerTest, DownwardAdjustmentsAreProposedUpwardOnesGoAtOnce) {
@@ -239,9 +242,9 @@ TEST_F(LedgerTest, DownwardAdjustmentsAreProposedUpwardOnesGoAtOnce) {
   ASSERT_EQ(out.changes.size(), 1u);
   EXPECT_EQ(out.changes[0].action, LedgerAction::kAdjusted);
   EXPECT_EQ(out.changes[0].entry->patient, "Patient/b");
-  EXPECT_EQ(out.changes[0].entry->kind, "adjustment");
+  EXPECT_EQ(out.changes[0].entry->kind, LedgerKind::kAdjustment);
   ASSERT_EQ(out.proposals.size(), 1u);
-  EXPECT_EQ(out.proposals[0].proposal.proposed.kind, "adjustment");
+  EXPECT_EQ(out.proposals[0].proposal.proposed.kind, LedgerKind::kAdjustment);
   EXPECT_EQ(out.proposals[0].proposal.reason,
             "bills less: 99490x1 99439x1 (120.98) -> 99490x1 (60.49)");
   // The data came back before anyone confirmed it: dropped, recorded as such.
@@ -378,7 +381,7 @@ TEST_F(LedgerTest, DryRunPlansTheSameAndStoresNothing) {
   auto planned = Reconcile({MakeCharge("Patient/a", {{"99490", 1}})}, 1, /*dry_run=*/true);
   ASSERT_EQ(planned.changes.size(), 1u);
   EXPECT_TRUE(All().empty());
-  EXPECT_TRUE(store_->Deliveries(0)->empty());
+  EXPECT_TRUE(store_->UndoneDeliveries()->empty());
 }
 
 TEST_F(LedgerTest, EntriesWithoutChannelsStayPendingAndAcknowledgementNeedsSubmission) {
@@ -386,21 +389,20 @@ TEST_F(LedgerTest, EntriesWithoutChannelsStayPendingAndAcknowledgementNeedsSubmi
   Reconcile({MakeCharge("Patient/a", {{"99490", 1}})});
   auto row = Active()[0];
   ASSERT_TRUE(MarkDelivered(*store_, {row.id}));
-  EXPECT_EQ(Active()[0].status, "pending");  // it went nowhere
-  auto refused = store_->SetLedgerStatus(row.id, "acknowledged");
+  EXPECT_EQ(Active()[0].status, LedgerStatus::kPending);  // it went nowhere
+  auto refused = store_->MarkAcknowledged(row.id);
   ASSERT_FALSE(refused);
   EXPECT_TRUE(refused.error().is(Errc::kConflict));
-  ASSERT_TRUE(store_->SetLedgerStatus(row.id, "submitted"));
-  ASSERT_TRUE(store_->SetLedgerStatus(row.id, "acknowledged"));
-  EXPECT_EQ(Active()[0].status, "acknowledged");
+  ASSERT_TRUE(store_->MarkSubmitted(row.id));
+  ASSERT_TRUE(store_->MarkAcknowledged(row.id));
+  EXPECT_EQ(Active()[0].status, LedgerStatus::kAcknowledged);
   EXPECT_FALSE(Active()[0].acknowledged_at.empty());
-  EXPECT_FALSE(store_->SetLedgerStatus(row.id, "superseded"));
 }
 
 TEST_F(LedgerTest, TheStoreRefusesASecondActiveEntryForAPatientMonth) {
   LedgerRow row = ToLedgerRow(MakeCharge("Patient/a", {{"99490", 1}}), 1);
-  row.kind = "charge";
-  row.status = "pending";
+  row.kind = LedgerKind::kCharge;
+  row.status = LedgerStatus::kPending;
   ASSERT_TRUE(store_->AddLedgerEntry(row));
   row.revision = 2;  // a second revision that does not supersede the first
   auto second = store_->AddLedgerEntry(row);
@@ -461,8 +463,8 @@ PRAGMA user_version = 1;
             R"({"resourceType":"Patient"})");
   auto id = (*store)->AddLedgerEntry([] {
     LedgerRow r = ToLedgerRow(MakeCharge("Patient/p1", {{"99490", 1}}), 1);
-    r.kind = "charge";
-    r.status = "pending";
+    r.kind = LedgerKind::kCharge;
+    r.status = LedgerStatus::kPending;
     return r;
   }());
   ASSERT_TRUE(id) << id.error().message;

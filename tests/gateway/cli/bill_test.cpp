@@ -168,7 +168,9 @@ class BillTest : public ::testing::Test {
   std::vector<LedgerRow> Ledger(bool active_only = true) {
     auto store = OpenSqliteStateStore(dir_ / "state.db");
     EXPECT_TRUE(store);
-    return *(*store)->LedgerEntries("2026-10", active_only);
+    return *(*store)->LedgerEntries({.month = "2026-10",
+                                     .revisions = active_only ? LedgerQuery::Revisions::kActive
+                                                              : LedgerQuery::Revisions::kAll});
   }
 
   // Exactly one billable ChargeItem per patient-month-code, and the set of them.
@@ -245,8 +247,8 @@ TEST_F(BillTest, BillingTheMonthTwiceWritesEverythingOnceAndThenNothing) {
   auto ledger = Ledger();
   ASSERT_EQ(ledger.size(), static_cast<std::size_t>(kBillablePatients));
   for (const auto& e : ledger) {
-    EXPECT_EQ(e.status, "submitted") << e.patient;
-    EXPECT_EQ(e.kind, "charge");
+    EXPECT_EQ(e.status, LedgerStatus::kSubmitted) << e.patient;
+    EXPECT_EQ(e.kind, LedgerKind::kCharge);
   }
   auto charge_items = BillableChargeItems();
   EXPECT_EQ(charge_items.size(), static_cast<std::size_t>(kBillableCodes));
@@ -438,9 +440,10 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndAVoidIsProposedThenConfirmedBySyn
   EXPECT_EQ(r.out.find("Patient/"), std::string::npos) << "no patient ids: " << r.out;
   std::map<std::string, LedgerRow> by_patient;
   for (auto& e : Ledger()) by_patient[e.patient] = e;
-  EXPECT_EQ(by_patient[std::string(kOneCode)].kind, "adjustment");
-  EXPECT_EQ(by_patient[std::string(kTwoCodes)].kind, "charge");  // untouched while proposed
-  EXPECT_EQ(by_patient[std::string(kTwoCodes)].status, "submitted");
+  EXPECT_EQ(by_patient[std::string(kOneCode)].kind, LedgerKind::kAdjustment);
+  EXPECT_EQ(by_patient[std::string(kTwoCodes)].kind,
+            LedgerKind::kCharge);  // untouched while proposed
+  EXPECT_EQ(by_patient[std::string(kTwoCodes)].status, LedgerStatus::kSubmitted);
   EXPECT_TRUE(BillableChargeItems().contains(fmt::format("{} 99490", kTwoCodes)));
   ASSERT_EQ(ClaimFiles(".json").size(), 2u);
   for (const auto& f : ClaimFiles(".json")) {
@@ -484,7 +487,7 @@ TEST_F(BillTest, LateDataBecomesAnAdjustmentAndAVoidIsProposedThenConfirmedBySyn
   by_patient.clear();
   for (auto& e : ledger) by_patient[e.patient] = e;
   EXPECT_EQ(by_patient[std::string(kOneCode)].revision, 2);
-  EXPECT_EQ(by_patient[std::string(kTwoCodes)].kind, "void");
+  EXPECT_EQ(by_patient[std::string(kTwoCodes)].kind, LedgerKind::kVoid);
   // Nothing already submitted was changed: the earlier revisions are superseded, intact.
   EXPECT_EQ(Ledger(false).size(), static_cast<std::size_t>(kBillablePatients + 2));
 
@@ -555,7 +558,7 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   auto ledger = Ledger();
   std::vector<LedgerRow> pending;
   for (const auto& e : ledger) {
-    if (e.status == "pending") pending.push_back(e);
+    if (e.status == LedgerStatus::kPending) pending.push_back(e);
   }
   // Only the failed patient; the 503s, the lost answer and the timeout were retried.
   ASSERT_EQ(pending.size(), 1u);
@@ -568,7 +571,7 @@ TEST_F(BillTest, OnePatientsFailureNeverBlocksTheRestAndIsRetriedNextRun) {
   ASSERT_EQ(again.status, 0) << again.out << again.err;
   EXPECT_NE(again.out.find("deliveries 1 done, 0 failed"), std::string::npos) << again.out;
   EXPECT_EQ(BillableChargeItems().size(), static_cast<std::size_t>(kBillableCodes));
-  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, LedgerStatus::kSubmitted);
 }
 
 // The claims file is written but the payer's endpoint refuses the Bundle: the delivery failed,
@@ -593,7 +596,7 @@ TEST_F(BillTest, AClaimsFileWrittenButNotSentIsSaidAndSentAgain) {
   EXPECT_EQ(ClaimFiles(".json"), files);
   EXPECT_EQ(ReadFile(files[0]), first) << "the same file, not a second batch";
   EXPECT_EQ(Search(*payer_, "Bundle").size(), 1u);
-  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, LedgerStatus::kSubmitted);
 }
 
 // A server that does not declare conditional create would turn a retried create into a second
@@ -763,7 +766,7 @@ TEST_F(BillTest, TheLedgerCommandListsEntriesAndRecordsAcknowledgements) {
   EXPECT_EQ(bad.status, 2);
   // An acknowledged entry is not touched by the next bill.
   ASSERT_EQ(Bill().status, 0);
-  EXPECT_EQ(Ledger()[0].status, "acknowledged");
+  EXPECT_EQ(Ledger()[0].status, LedgerStatus::kAcknowledged);
 }
 
 TEST_F(BillTest, OnlyOneBillRunAtATimePerStateFile) {
@@ -890,7 +893,7 @@ TEST_F(BillTest, BillRefusesWhileASyncRunsOrWhenAPullWasNotComplete) {
   EXPECT_NE(rows[0]["allowIncomplete"].str().find("ehr/Condition: incomplete since"),
             std::string::npos);
   auto store = OpenSqliteStateStore(dir_ / "state.db");
-  auto run = (*store)->LastRun("bill");
+  auto run = (*store)->LastRun(RunKind::kBill);
   ASSERT_TRUE(run && *run);
   auto summary = fhir::json::Parse((*run)->summary);
   ASSERT_TRUE(summary);
@@ -1159,7 +1162,7 @@ TEST_F(BillTest, AClaimWithoutAPatientIdentityIsHeldUntilItArrives) {
     EXPECT_NE(ReadFile(f).find(R"("subscriberId": "1EG4TE5MK99")"), std::string::npos);
   }
   EXPECT_EQ(Search(*payer_, "Bundle").size(), 2u);
-  for (const auto& e : Ledger()) EXPECT_EQ(e.status, "submitted");
+  for (const auto& e : Ledger()) EXPECT_EQ(e.status, LedgerStatus::kSubmitted);
 }
 
 TEST_F(BillTest, ACarePlanCreateWhoseAnswerWasLostIsRecordedLate) {
@@ -1306,7 +1309,7 @@ TEST_P(BillCrashTest, AKilledRunIsCompletedByTheNextWithNothingTwice) {
 
   auto ledger = Ledger(false);
   ASSERT_EQ(ledger.size(), static_cast<std::size_t>(kBillablePatients));
-  for (const auto& e : ledger) EXPECT_EQ(e.status, "submitted") << e.patient;
+  for (const auto& e : ledger) EXPECT_EQ(e.status, LedgerStatus::kSubmitted) << e.patient;
   EXPECT_EQ(BillableChargeItems().size(), static_cast<std::size_t>(kBillableCodes));
   EXPECT_EQ(Search(*ehr_, "ChargeItem").size(), static_cast<std::size_t>(kBillableCodes));
   EXPECT_EQ(ClaimFiles(".json").size(), 1u);

@@ -180,6 +180,9 @@ TEST(CommandLineTest, ConfigCheckValidatesEverySectionAndContactsNothing) {
       << ok.out;
   EXPECT_TRUE(Contains(ok.out, "pulls: Patient, ")) << ok.out;
   EXPECT_TRUE(Contains(ok.out, "write-back: off")) << ok.out;
+  EXPECT_TRUE(Contains(ok.out, "program ($ccm-program projection): 68.00 % of patients qualify, "
+                               "40.00 % of those enrol, 46.67 USD net per patient-month"))
+      << ok.out;
   EXPECT_TRUE(Contains(ok.out, "state: " + (dir / "state.db").string())) << ok.out;
   EXPECT_FALSE(Contains(ok.out, "t0ken-value")) << ok.out;  // where the secret is, never it
   EXPECT_FALSE(std::filesystem::exists(dir / "state.db"));  // the state store is not opened

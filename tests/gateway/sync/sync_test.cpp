@@ -76,9 +76,9 @@ TEST_F(SyncTest, FirstSyncPagesThroughEverythingAndEqualsEvaluate) {
   EXPECT_EQ(last["event"].str(), "sync-finished");
   auto store = OpenSqliteStateStore(dir_ / "state.db");
   ASSERT_TRUE(store);
-  auto run = (*store)->LastRun("sync");
+  auto run = (*store)->LastRun(RunKind::kSync);
   ASSERT_TRUE(run && *run);
-  EXPECT_EQ((*run)->status, "ok");
+  EXPECT_EQ((*run)->status, RunStatus::kOk);
   EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
 }
 

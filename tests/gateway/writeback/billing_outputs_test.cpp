@@ -9,11 +9,11 @@
 #include <gtest/gtest.h>
 
 #include "fhir/validate.h"
-#include "gateway/writeback/careplan_writeback.h"
-#include "gateway/writeback/write_capabilities.h"
 #include "gateway/ccm/facts.h"
 #include "gateway/config/writeback_config.h"
 #include "gateway/store/sqlite_state_store.h"
+#include "gateway/writeback/careplan_writeback.h"
+#include "gateway/writeback/write_capabilities.h"
 #include "test_util.h"
 
 namespace ccm::gateway {
@@ -24,7 +24,7 @@ using ccm::testing::TempDir;
 using ccm::testing::WriteFile;
 using fhir::json::Value;
 
-LedgerRow Row(std::string patient, int revision, std::string kind,
+LedgerRow Row(std::string patient, int revision, LedgerKind kind,
               std::vector<std::pair<std::string, int>> codes) {
   Charge c;
   c.patient = std::move(patient);
@@ -46,10 +46,10 @@ LedgerRow Row(std::string patient, int revision, std::string kind,
   LedgerRow row = ToLedgerRow(c, 7);
   row.id = revision * 10;
   row.revision = revision;
-  row.kind = std::move(kind);
-  row.status = "pending";
+  row.kind = kind;
+  row.status = LedgerStatus::kPending;
   row.created_at = fmt::format("2026-03-0{}T10:00:00Z", revision);
-  if (row.kind == "void") row.lines_json = "[]";
+  if (row.kind == LedgerKind::kVoid) row.lines_json = "[]";
   return row;
 }
 
@@ -102,11 +102,11 @@ TEST(ClaimBundleTest, IsValidR4WithEveryReferenceResolvedInside) {
   payer.display = "Medicare Part B";
   payer.identifier_system = "urn:oid:2.16.840.1.113883.4.927";
   payer.identifier_value = "00831";
-  LedgerRow a = Row("Patient/a", 1, "charge", {{"99490", 1}, {"99439", 2}});
-  LedgerRow b_prior = Row("Patient/b", 1, "charge", {{"99490", 1}});
-  LedgerRow b = Row("Patient/b", 2, "adjustment", {{"99487", 1}});
-  LedgerRow c_prior = Row("Patient/c", 1, "charge", {{"99491", 1}});
-  LedgerRow c = Row("Patient/c", 2, "void", {});
+  LedgerRow a = Row("Patient/a", 1, LedgerKind::kCharge, {{"99490", 1}, {"99439", 2}});
+  LedgerRow b_prior = Row("Patient/b", 1, LedgerKind::kCharge, {{"99490", 1}});
+  LedgerRow b = Row("Patient/b", 2, LedgerKind::kAdjustment, {{"99487", 1}});
+  LedgerRow c_prior = Row("Patient/c", 1, LedgerKind::kCharge, {{"99491", 1}});
+  LedgerRow c = Row("Patient/c", 2, LedgerKind::kVoid, {});
   std::string patient_c =
       R"({"resourceType":"Patient","id":"c","identifier":[{"system":"http://hl7.org/fhir/sid/us-mbi","value":"1EG4TE5MK73"}],"birthDate":"1950-01-01"})";
   std::vector<ClaimInput> claims = {{a, std::nullopt, std::nullopt, ""},
@@ -158,9 +158,9 @@ TEST(ClaimBundleTest, IsValidR4WithEveryReferenceResolvedInside) {
 TEST(ClaimBundleTest, CsvHasARowPerCodeCancellationsNegatedAndTotals) {
   PayerConfig payer;
   payer.name = "medicare";
-  LedgerRow a = Row("Patient/a", 1, "charge", {{"99490", 1}, {"99439", 2}});
-  LedgerRow c_prior = Row("Patient/c,x", 1, "charge", {{"99491", 1}});
-  LedgerRow c = Row("Patient/c,x", 2, "void", {});
+  LedgerRow a = Row("Patient/a", 1, LedgerKind::kCharge, {{"99490", 1}, {"99439", 2}});
+  LedgerRow c_prior = Row("Patient/c,x", 1, LedgerKind::kCharge, {{"99491", 1}});
+  LedgerRow c = Row("Patient/c,x", 2, LedgerKind::kVoid, {});
   std::string csv = MakeClaimCsv(
       {{a, std::nullopt, std::nullopt, ""}, {c, c_prior, std::nullopt, ""}}, payer, "2026-02-run7");
   std::vector<std::string> rows;
@@ -179,7 +179,7 @@ TEST(ClaimBundleTest, CsvHasARowPerCodeCancellationsNegatedAndTotals) {
 }
 
 TEST(ChargeItemTest, CarriesCodeQuantityPeriodPerformerAndItsEncounters) {
-  LedgerRow a = Row("Patient/a", 2, "adjustment", {{"99490", 1}});
+  LedgerRow a = Row("Patient/a", 2, LedgerKind::kAdjustment, {{"99490", 1}});
   Value ci = MakeChargeItem(a, LedgerLines(a)[0], "billable", Config(), "USD");
   ExpectValid(ci);
   EXPECT_EQ(ci["identifier"][0]["system"].str(), "urn:ccm-gateway:charge-item");
@@ -204,8 +204,8 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
   payer.display = "Medicare";
   payer.directory = dir / "claims";
   config.payers.push_back(payer);
-  LedgerRow coded = Row("Patient/a", 1, "charge", {{"99490", 1}});
-  LedgerRow uncoded = Row("Patient/b", 1, "charge", {{"99490", 1}});
+  LedgerRow coded = Row("Patient/a", 1, LedgerKind::kCharge, {{"99490", 1}});
+  LedgerRow uncoded = Row("Patient/b", 1, LedgerKind::kCharge, {{"99490", 1}});
   uncoded.evidence_json =
       R"({"diagnoses":[{"condition":"Condition/x","category":"cancer_prostate","system":"http://snomed.info/sct","code":"126906006"}]})";
   std::vector<std::int64_t> ids;
@@ -239,10 +239,10 @@ TEST(DeliveryTest, AClaimWithoutAnIcd10DiagnosisIsHeldAndTheRestOfTheBatchGoes) 
   auto claims = OfType(*bundle, "Claim");
   ASSERT_EQ(claims.size(), 1u);
   EXPECT_EQ(claims[0]["identifier"][0]["value"].str(), "a-2026-02-r1");
-  EXPECT_EQ((*store)->Deliveries(ids[1])->at(0).status, "failed");
+  EXPECT_EQ((*store)->Deliveries(ids[1])->at(0).status, DeliveryStatus::kFailed);
   ASSERT_TRUE(MarkDelivered(**store, ids));
-  EXPECT_EQ((*store)->LedgerEntry(ids[0])->value().status, "submitted");
-  EXPECT_EQ((*store)->LedgerEntry(ids[1])->value().status, "pending");
+  EXPECT_EQ((*store)->LedgerEntry(ids[0])->value().status, LedgerStatus::kSubmitted);
+  EXPECT_EQ((*store)->LedgerEntry(ids[1])->value().status, LedgerStatus::kPending);
 }
 
 // A month billed, cancelled and billed again: the last claim is a new original one. Pointing it
@@ -265,14 +265,14 @@ TEST(DeliveryTest, AChargeAfterAVoidIsANewClaimThatReplacesNothing) {
   std::optional<std::int64_t> prev;
   std::vector<std::string> batches = {"2026-02-a", "2026-02-b", "2026-02-c"};
   int revision = 0;
-  for (const char* kind : {"charge", "void", "charge"}) {
+  for (LedgerKind kind : {LedgerKind::kCharge, LedgerKind::kVoid, LedgerKind::kCharge}) {
     LedgerRow row = Row("Patient/a", ++revision, kind, {{"99490", 1}});
     row.supersedes = prev;
     auto id = (*store)->AddLedgerEntry(row);
     ASSERT_TRUE(id) << id.error().message;
     ASSERT_TRUE((*store)->AddDelivery(*id, PayerChannel(payer), batches[revision - 1]));
     DeliveryReport report = DeliverOpen(ctx);
-    ASSERT_EQ(report.done, 1u) << kind << ": "
+    ASSERT_EQ(report.done, 1u) << ToCode(kind) << ": "
                                << (report.problems.empty() ? "" : report.problems[0]);
     prev = *id;
   }
@@ -303,8 +303,8 @@ LedgerRow Entry(const std::string& patient) {
   c.diagnoses = {{"Condition/c1", "diabetes", "http://hl7.org/fhir/sid/icd-10-cm", "E11.9"}};
   c.evidence = Value::MakeObject();
   LedgerRow row = ToLedgerRow(c, 1);
-  row.kind = "charge";
-  row.status = "pending";
+  row.kind = LedgerKind::kCharge;
+  row.status = LedgerStatus::kPending;
   return row;
 }
 
@@ -423,7 +423,7 @@ TEST(ClaimIdentityTest, AClaimWithoutIdentityIsHeldAndGoesInABatchOfItsOwnOnceRe
   for (const char* p : {"Patient/b", "Patient/c", "Patient/d|x"}) {
     auto d = store.Deliveries(ids[p]);
     ASSERT_EQ(d->size(), 1u);
-    EXPECT_EQ(d->at(0).status, "failed");
+    EXPECT_EQ(d->at(0).status, DeliveryStatus::kFailed);
     EXPECT_EQ(d->at(0).batch, "") << p;
   }
 
@@ -450,7 +450,7 @@ TEST(ClaimIdentityTest, AClaimWithoutIdentityIsHeldAndGoesInABatchOfItsOwnOnceRe
   EXPECT_EQ(SubscriberOf(second, "c"), "1EG4TE5MK74");
   EXPECT_EQ(ReadFile(file), sent);
   EXPECT_EQ(store.Deliveries(ids["Patient/b"])->at(0).batch, own);
-  EXPECT_EQ(store.Deliveries(ids["Patient/b"])->at(0).status, "done");
+  EXPECT_EQ(store.Deliveries(ids["Patient/b"])->at(0).status, DeliveryStatus::kDone);
   // Nothing open but d: a further run writes no file.
   EXPECT_TRUE(DeliverOpen(ctx).files.empty());
 }
@@ -582,7 +582,7 @@ TEST(ClaimIdentityTest, AChargeItemOfAPatientWhoseIdIsNotAFhirIdIsHeld) {
                                            bad)),
             std::string::npos)
       << r.problems[0];
-  EXPECT_EQ(store.Deliveries(bad)->at(0).status, "failed");
+  EXPECT_EQ(store.Deliveries(bad)->at(0).status, DeliveryStatus::kFailed);
 }
 
 TEST(CarePlanMergeTest, MergedAndInactiveRecordsGetNoCarePlan) {
