@@ -267,13 +267,19 @@ std::vector<BillingLine> ChooseCodes(Program program, Minutes billable, std::int
   return lines;
 }
 
-std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
-                                   const EngineConfig& config) {
-  const date::time_zone* tz = config.practice.time_zone;
-  auto month_range = fhir::MonthRange(ym.year, ym.month, tz);
-  const InstantRange month = month_range ? *month_range : InstantRange{};
+namespace {
 
-  // Group the facts by patient.
+// The month being evaluated and what every rule reads.
+struct MonthContext {
+  YearMonth ym;
+  InstantRange month;
+  const EngineConfig& config;
+  const BillerIndex& billers;
+};
+
+// Each patient's facts (sorted by resource key, so the output does not depend on hashing) and the
+// issues of the resources that name the patient.
+std::map<std::string, PatientFacts, std::less<>> GroupByPatient(const FactStore& facts) {
   std::map<std::string, PatientFacts, std::less<>> by_patient;
   for (const auto& [patient, clinical] : facts.patients()) {
     if (clinical) by_patient[patient];
@@ -313,7 +319,7 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
         *stored.fact);
   }
 
-  auto by_key = [](const auto& a, const auto& b) { return *a.first < *b.first; };
+  auto by_key = [](const auto& x, const auto& y) { return *x.first < *y.first; };
   for (auto& [patient, pf] : by_patient) {
     std::sort(pf.conditions.begin(), pf.conditions.end(), by_key);
     std::sort(pf.consents.begin(), pf.consents.end(), by_key);
@@ -325,10 +331,13 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       for (const auto& i : *list) pf.issues.push_back(i);
     }
   }
+  return by_patient;
+}
 
-  // Merged records: each record merged into another (link replaced-by), credited to every record
-  // of its chain of replaced-by links (A -> B -> C: A was merged into B, B into C), and each record
-  // a survivor says it replaces.
+// Merged records: each record merged into another (link replaced-by), credited to every record
+// of its chain of replaced-by links (A -> B -> C: A was merged into B, B into C), and each record
+// a survivor says it replaces.
+std::map<std::string, std::set<std::string>, std::less<>> MergedInto(const FactStore& facts) {
   std::map<std::string, std::set<std::string>, std::less<>> merged_into;
   for (const auto& [key_ptr, stored_ptr] : facts.notable()) {
     if (!stored_ptr->fact) continue;
@@ -346,8 +355,250 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
       at = next != nullptr && next->fact ? std::get_if<PatientFact>(next->fact.get()) : nullptr;
     }
   }
+  return merged_into;
+}
 
-  BillerIndex billers(facts, config.practice);
+// Rule 0: deceased before the month (never billed), or during it (noted; time after death is cut
+// off by rule 6). Merged and inactive records (R4 Patient.link type replaced-by: "must no longer be
+// used"; Patient.active is a modifier): never billed; the survivor is. Returns the time of death.
+std::optional<TimePoint> ApplyRecordStatus(
+    PatientMonth& r, const PatientFacts& pf, const MonthContext& m,
+    const std::map<std::string, std::set<std::string>, std::less<>>& merged_into) {
+  std::optional<TimePoint> death;
+  if (pf.patient != nullptr && pf.patient->deceased) {
+    death = pf.patient->deceased_from.value_or(TimePoint::min());
+    r.deceased = *death < m.month.start;
+    if (!r.deceased && *death < m.month.end) r.notes.emplace_back("died-this-month");
+  }
+  if (pf.patient != nullptr) {
+    r.merged = pf.patient->replaced;
+    r.replaced_by = pf.patient->replaced_by;
+    r.inactive = pf.patient->inactive;
+  }
+  if (auto it = merged_into.find(r.patient); it != merged_into.end()) {
+    r.merged_from.assign(it->second.begin(), it->second.end());
+  }
+  return death;
+}
+
+// Rules 1-3: the chronic condition categories that count for the month, and the program they
+// make the patient eligible for (two or more: CCM; one: PCM).
+void ApplyConditions(PatientMonth& r, const PatientFacts& pf, const MonthContext& m) {
+  std::map<std::string, CountedCondition> categories;
+  for (const auto& [key, c] : pf.conditions) {
+    if (!ConditionCounts(*c, m.month, m.config.rules)) continue;
+    CountedCondition& cc = categories[c->category->code];
+    cc.category = c->category->code;
+    cc.display = c->category->display;
+    cc.conditions.push_back(*key);
+  }
+  for (auto& [code, cc] : categories) r.chronic_conditions.push_back(std::move(cc));
+  if (r.chronic_conditions.size() >= 2) {
+    r.program = Program::kCcm;
+  } else if (r.chronic_conditions.size() == 1) {
+    r.program = Program::kPcm;
+  }
+}
+
+// Rule 4: consent in effect, and from when.
+void ApplyConsent(PatientMonth& r, const PatientFacts& pf, const MonthContext& m) {
+  ConsentOutcome consent = EvaluateConsents(pf, m.month);
+  r.consent = consent.state;
+  r.consent_from = consent.from;
+  for (const auto& [key, c] : pf.consents) r.consents.push_back(*key);
+}
+
+// Rules 5 and 9: the care plan in effect, its missing elements, and whether its review is due.
+void ApplyCarePlan(PatientMonth& r, const PatientFacts& pf, const MonthContext& m) {
+  const CarePlanFact* plan = nullptr;
+  const std::string* plan_key = nullptr;
+  bool draft = false;
+  for (const auto& [key, p] : pf.care_plans) {
+    r.care_plans.push_back(*key);
+    if (p->status == fhir::CarePlanStatus::kDraft) draft = true;
+    if (!PlanInEffect(*p, m.month)) continue;
+    // Several plans in effect: report on the current one -- the most recently revised (a
+    // practice's CCM plan rather than an old disease-specific plan), then the most complete.
+    const TimePoint revised = p->last_revised.value_or(TimePoint::min());
+    const TimePoint best =
+        plan == nullptr ? TimePoint::min() : plan->last_revised.value_or(TimePoint::min());
+    if (plan == nullptr || revised > best ||
+        (revised == best && p->elements.count() > plan->elements.count())) {
+      plan = p;
+      plan_key = key;
+    }
+  }
+  if (plan == nullptr) {
+    if (draft) r.care_plan = CarePlanState::kDraft;
+    return;
+  }
+  r.care_plan = CarePlanState::kActive;
+  r.care_plan_reference = *plan_key;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(PlanElement::kCount); ++i) {
+    if (!plan->elements.test(i)) r.care_plan_gaps.emplace_back(ToCode(static_cast<PlanElement>(i)));
+  }
+  r.care_plan_last_revised = plan->last_revised;
+  if (m.config.rules.care_plan_review_months > 0) {
+    // Due: the start of the month N-1 months before M, in the practice's zone -- i.e. the plan
+    // must have been revised within the N calendar months ending with M.
+    int index = m.ym.year * 12 + static_cast<int>(m.ym.month) - 1 -
+                (m.config.rules.care_plan_review_months - 1);
+    auto due = fhir::MonthRange(index / 12, static_cast<unsigned>(index % 12) + 1,
+                                m.config.practice.time_zone);
+    r.care_plan_stale = !plan->last_revised || (due && *plan->last_revised < due->start);
+  }
+}
+
+// The month's time in whole minutes, all of it and the part after consent (rule 6 floors once,
+// from the summed seconds), and whether complex CCM was documented on billable time.
+struct TimeTotals {
+  std::int64_t all_minutes = 0;
+  std::int64_t billable_all_minutes = 0;
+  bool complex_documented = false;
+};
+
+// Rules 6-7: care-management time of the month per encounter (what counted, what is billable,
+// why not) and per pool (clinical staff or billing practitioner).
+TimeTotals ApplyTime(PatientMonth& r, PatientFacts& pf, const MonthContext& m,
+                     const std::optional<TimePoint>& death) {
+  // In start order, so that the evidence reads chronologically and the overlap removal is
+  // deterministic.
+  std::sort(pf.encounters.begin(), pf.encounters.end(), [](const auto& x, const auto& y) {
+    auto sx = x.second->start.value_or(TimePoint::min());
+    auto sy = y.second->start.value_or(TimePoint::min());
+    return sx != sy ? sx < sy : *x.first < *y.first;
+  });
+  // Overlapping time of one performer counts once, whichever pool (staff or practitioner) each
+  // encounter falls in: the union is taken per performer, and each encounter keeps only the
+  // part not already covered by an earlier one. Time after death is cut off.
+  std::map<std::string, std::vector<Interval>> counted, billable;
+  TimeTotals totals;
+  const std::int64_t max_micros =
+      static_cast<std::int64_t>(m.config.rules.max_encounter_minutes) * kMicrosPerMinute;
+  for (const auto& [key, e] : pf.encounters) {
+    if (e->start && (*e->start < m.month.start || *e->start >= m.month.end)) continue;
+    if (!e->start && !e->finished) continue;
+    EncounterEvidence ev;
+    ev.reference = *key;
+    ev.code = e->activity_code;
+    ev.start = e->start;
+    ev.micros = e->micros.value_or(0);
+    auto biller = std::find_if(e->performers.begin(), e->performers.end(),
+                               [&](const std::string& p) { return m.billers.IsBiller(p); });
+    ev.practitioner = e->practitioner_coded || biller != e->performers.end();
+    if (biller != e->performers.end()) {
+      ev.performer = *biller;
+    } else if (!e->performers.empty()) {
+      ev.performer = e->performers.front();
+    }
+    if (!e->finished) {
+      ev.reason = "not-finished";
+    } else if (!e->start) {
+      ev.reason = "no-start";
+    } else if (!e->micros) {
+      ev.reason = "no-duration";
+    } else if (max_micros > 0 && *e->micros > max_micros) {
+      ev.reason = "implausible-duration";
+    } else if (death && *e->start >= *death) {
+      ev.reason = "after-death";
+    } else {
+      ev.counted = true;
+      ev.billable = r.consent_from && *e->start >= *r.consent_from;
+      if (!ev.billable) ev.reason = "before-consent";
+    }
+    if (ev.counted) {
+      TimePoint end = *e->start + fhir::Micros(*e->micros);
+      if (death && *death < end) end = *death;
+      Interval in{*e->start, end, r.encounters.size()};
+      counted[ev.performer].push_back(in);
+      if (ev.billable) {
+        billable[ev.performer].push_back(in);
+        totals.complex_documented = totals.complex_documented || e->complex_coded;
+      }
+    }
+    r.encounters.push_back(std::move(ev));
+  }
+  for (auto& [performer, intervals] : counted) {
+    UnionMicros(intervals, r.encounters, &EncounterEvidence::counted_micros);
+  }
+  for (auto& [performer, intervals] : billable) {
+    UnionMicros(intervals, r.encounters, &EncounterEvidence::billable_micros);
+  }
+  std::int64_t staff_us = 0, own_us = 0, billable_staff_us = 0, billable_own_us = 0;
+  for (const auto& ev : r.encounters) {
+    (ev.practitioner ? own_us : staff_us) += ev.counted_micros;
+    (ev.practitioner ? billable_own_us : billable_staff_us) += ev.billable_micros;
+  }
+  // Whole minutes, floored once at the end (rule 6): 19 min 59 s is 19 minutes, and the
+  // combined pool is floored from the summed seconds, not from the floored parts.
+  r.minutes = {staff_us / kMicrosPerMinute, own_us / kMicrosPerMinute};
+  r.billable_minutes = {billable_staff_us / kMicrosPerMinute, billable_own_us / kMicrosPerMinute};
+  totals.all_minutes = (staff_us + own_us) / kMicrosPerMinute;
+  totals.billable_all_minutes = (billable_staff_us + billable_own_us) / kMicrosPerMinute;
+  return totals;
+}
+
+// Rule 8: what blocks billing, then the codes, each traced to the encounters whose time is in
+// its units; and the notes a biller should read.
+void ApplyBilling(PatientMonth& r, const TimeTotals& t, const MonthContext& m) {
+  if (r.deceased) r.blocked_by.emplace_back("deceased");
+  if (r.merged) r.blocked_by.emplace_back("merged");
+  if (r.inactive) r.blocked_by.emplace_back("inactive-record");
+  if (r.program == Program::kNone) r.blocked_by.emplace_back("not-eligible");
+  if (r.consent == ConsentState::kNone) r.blocked_by.emplace_back("no-consent");
+  if (r.consent == ConsentState::kRevoked) r.blocked_by.emplace_back("consent-revoked");
+  if (r.care_plan != CarePlanState::kActive) r.blocked_by.emplace_back("no-active-care-plan");
+  // Would the time qualify if nothing else blocked? Without a consent in effect, judge on all
+  // of the month's time; with one, on the time after it.
+  const bool after_consent = r.consent == ConsentState::kActive;
+  Minutes judged = after_consent ? r.billable_minutes : r.minutes;
+  Program judged_program = r.program == Program::kNone ? Program::kCcm : r.program;
+  std::vector<BillingLine> lines =
+      ChooseCodes(judged_program, judged, after_consent ? t.billable_all_minutes : t.all_minutes,
+                  t.complex_documented, m.config);
+  r.complex_documented = t.complex_documented;
+  if (lines.empty()) r.blocked_by.emplace_back("below-threshold");
+  if (r.blocked_by.empty()) {
+    std::vector<std::string> all_refs, practitioner_refs;
+    for (const auto& ev : r.encounters) {
+      if (ev.billable_micros <= 0) continue;  // only encounters whose time is in the units
+      all_refs.push_back(ev.reference);
+      if (ev.practitioner) practitioner_refs.push_back(ev.reference);
+    }
+    for (auto& l : lines) {
+      const bool own = l.practitioner_time;
+      l.encounters = own ? practitioner_refs : all_refs;
+      if (l.amount) {
+        r.expected_payment += *l.amount;
+      } else {
+        r.notes.push_back(fmt::format("no-fee-for-{}", l.code));
+      }
+    }
+    r.billing = std::move(lines);
+  }
+  if (after_consent && t.billable_all_minutes < t.all_minutes) {
+    r.notes.emplace_back("time-before-consent");
+  }
+  if (r.program == Program::kCcm && !t.complex_documented && t.billable_all_minutes >= 90) {
+    r.notes.emplace_back("complex-ccm-not-documented");
+  }
+  if (r.care_plan == CarePlanState::kActive && r.care_plan_stale) {
+    r.notes.emplace_back("care-plan-not-revised");
+  }
+}
+
+}  // namespace
+
+// The rules in docs/ccm-rules.md order, one function each; each reads the facts and what the
+// rules before it decided.
+std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
+                                   const EngineConfig& config) {
+  auto month_range = fhir::MonthRange(ym.year, ym.month, config.practice.time_zone);
+  const BillerIndex billers(facts, config.practice);
+  const MonthContext m{ym, month_range ? *month_range : InstantRange{}, config, billers};
+  auto by_patient = GroupByPatient(facts);
+  const auto merged_into = MergedInto(facts);
+
   std::vector<PatientMonth> results;
   results.reserve(by_patient.size());
   for (auto& [patient, pf] : by_patient) {
@@ -355,208 +606,12 @@ std::vector<PatientMonth> Evaluate(const FactStore& facts, YearMonth ym,
     r.patient = patient;
     r.month = ym;
     r.issues = std::move(pf.issues);
-
-    // Rule 0: deceased.
-    std::optional<TimePoint> death;
-    if (pf.patient != nullptr && pf.patient->deceased) {
-      death = pf.patient->deceased_from.value_or(TimePoint::min());
-      r.deceased = *death < month.start;
-      if (!r.deceased && *death < month.end) r.notes.emplace_back("died-this-month");
-    }
-    // Merged and inactive records (R4 Patient.link type replaced-by: "must no longer be used";
-    // Patient.active is a modifier): never billed; the survivor is.
-    if (pf.patient != nullptr) {
-      r.merged = pf.patient->replaced;
-      r.replaced_by = pf.patient->replaced_by;
-      r.inactive = pf.patient->inactive;
-    }
-    if (auto m = merged_into.find(patient); m != merged_into.end()) {
-      r.merged_from.assign(m->second.begin(), m->second.end());
-    }
-
-    // Rules 1-3: chronic conditions and program.
-    std::map<std::string, CountedCondition> categories;
-    for (const auto& [key, c] : pf.conditions) {
-      if (!ConditionCounts(*c, month, config.rules)) continue;
-      CountedCondition& cc = categories[c->category->code];
-      cc.category = c->category->code;
-      cc.display = c->category->display;
-      cc.conditions.push_back(*key);
-    }
-    for (auto& [code, cc] : categories) r.chronic_conditions.push_back(std::move(cc));
-    if (r.chronic_conditions.size() >= 2) {
-      r.program = Program::kCcm;
-    } else if (r.chronic_conditions.size() == 1) {
-      r.program = Program::kPcm;
-    }
-
-    // Rule 4: consent.
-    ConsentOutcome consent = EvaluateConsents(pf, month);
-    r.consent = consent.state;
-    r.consent_from = consent.from;
-    for (const auto& [key, c] : pf.consents) r.consents.push_back(*key);
-
-    // Rules 5 and 9: care plan.
-    const CarePlanFact* plan = nullptr;
-    const std::string* plan_key = nullptr;
-    bool draft = false;
-    for (const auto& [key, p] : pf.care_plans) {
-      r.care_plans.push_back(*key);
-      if (p->status == fhir::CarePlanStatus::kDraft) draft = true;
-      if (!PlanInEffect(*p, month)) continue;
-      // Several plans in effect: report on the current one -- the most recently revised (a
-      // practice's CCM plan rather than an old disease-specific plan), then the most complete.
-      const TimePoint revised = p->last_revised.value_or(TimePoint::min());
-      const TimePoint best =
-          plan == nullptr ? TimePoint::min() : plan->last_revised.value_or(TimePoint::min());
-      if (plan == nullptr || revised > best ||
-          (revised == best && p->elements.count() > plan->elements.count())) {
-        plan = p;
-        plan_key = key;
-      }
-    }
-    if (plan != nullptr) {
-      r.care_plan = CarePlanState::kActive;
-      r.care_plan_reference = *plan_key;
-      for (std::size_t i = 0; i < static_cast<std::size_t>(PlanElement::kCount); ++i) {
-        if (!plan->elements.test(i)) {
-          r.care_plan_gaps.emplace_back(ToCode(static_cast<PlanElement>(i)));
-        }
-      }
-      r.care_plan_last_revised = plan->last_revised;
-      if (config.rules.care_plan_review_months > 0) {
-        // Due: the start of the month N-1 months before M, in the practice's zone -- i.e. the
-        // plan must have been revised within the N calendar months ending with M.
-        int index = ym.year * 12 + static_cast<int>(ym.month) - 1 -
-                    (config.rules.care_plan_review_months - 1);
-        auto due = fhir::MonthRange(index / 12, static_cast<unsigned>(index % 12) + 1, tz);
-        r.care_plan_stale = !plan->last_revised || (due && *plan->last_revised < due->start);
-      }
-    } else if (draft) {
-      r.care_plan = CarePlanState::kDraft;
-    }
-
-    // Rules 6-7: care-management time of the month, in start order so that the evidence reads
-    // chronologically and the overlap removal is deterministic.
-    std::sort(pf.encounters.begin(), pf.encounters.end(), [](const auto& a, const auto& b) {
-      auto sa = a.second->start.value_or(TimePoint::min());
-      auto sb = b.second->start.value_or(TimePoint::min());
-      return sa != sb ? sa < sb : *a.first < *b.first;
-    });
-    // Overlapping time of one performer counts once, whichever pool (staff or practitioner) each
-    // encounter falls in: the union is taken per performer, and each encounter keeps only the
-    // part not already covered by an earlier one. Time after death is cut off.
-    std::map<std::string, std::vector<Interval>> counted, billable;
-    bool complex_documented = false;
-    const std::int64_t max_micros =
-        static_cast<std::int64_t>(config.rules.max_encounter_minutes) * kMicrosPerMinute;
-    for (const auto& [key, e] : pf.encounters) {
-      if (e->start && (*e->start < month.start || *e->start >= month.end)) continue;
-      if (!e->start && !e->finished) continue;
-      EncounterEvidence ev;
-      ev.reference = *key;
-      ev.code = e->activity_code;
-      ev.start = e->start;
-      ev.micros = e->micros.value_or(0);
-      auto biller = std::find_if(e->performers.begin(), e->performers.end(),
-                                 [&](const std::string& p) { return billers.IsBiller(p); });
-      ev.practitioner = e->practitioner_coded || biller != e->performers.end();
-      if (biller != e->performers.end()) {
-        ev.performer = *biller;
-      } else if (!e->performers.empty()) {
-        ev.performer = e->performers.front();
-      }
-      if (!e->finished) {
-        ev.reason = "not-finished";
-      } else if (!e->start) {
-        ev.reason = "no-start";
-      } else if (!e->micros) {
-        ev.reason = "no-duration";
-      } else if (max_micros > 0 && *e->micros > max_micros) {
-        ev.reason = "implausible-duration";
-      } else if (death && *e->start >= *death) {
-        ev.reason = "after-death";
-      } else {
-        ev.counted = true;
-        ev.billable = r.consent_from && *e->start >= *r.consent_from;
-        if (!ev.billable) ev.reason = "before-consent";
-      }
-      if (ev.counted) {
-        TimePoint end = *e->start + fhir::Micros(*e->micros);
-        if (death && *death < end) end = *death;
-        Interval in{*e->start, end, r.encounters.size()};
-        counted[ev.performer].push_back(in);
-        if (ev.billable) {
-          billable[ev.performer].push_back(in);
-          complex_documented = complex_documented || e->complex_coded;
-        }
-      }
-      r.encounters.push_back(std::move(ev));
-    }
-    for (auto& [performer, intervals] : counted) {
-      UnionMicros(intervals, r.encounters, &EncounterEvidence::counted_micros);
-    }
-    for (auto& [performer, intervals] : billable) {
-      UnionMicros(intervals, r.encounters, &EncounterEvidence::billable_micros);
-    }
-    std::int64_t staff_us = 0, own_us = 0, billable_staff_us = 0, billable_own_us = 0;
-    for (const auto& ev : r.encounters) {
-      (ev.practitioner ? own_us : staff_us) += ev.counted_micros;
-      (ev.practitioner ? billable_own_us : billable_staff_us) += ev.billable_micros;
-    }
-    // Whole minutes, floored once at the end (rule 6): 19 min 59 s is 19 minutes, and the
-    // combined pool is floored from the summed seconds, not from the floored parts.
-    r.minutes = {staff_us / kMicrosPerMinute, own_us / kMicrosPerMinute};
-    r.billable_minutes = {billable_staff_us / kMicrosPerMinute, billable_own_us / kMicrosPerMinute};
-    const std::int64_t all_minutes = (staff_us + own_us) / kMicrosPerMinute;
-    const std::int64_t billable_all_minutes =
-        (billable_staff_us + billable_own_us) / kMicrosPerMinute;
-
-    // Rule 8: what blocks billing, then the codes.
-    if (r.deceased) r.blocked_by.emplace_back("deceased");
-    if (r.merged) r.blocked_by.emplace_back("merged");
-    if (r.inactive) r.blocked_by.emplace_back("inactive-record");
-    if (r.program == Program::kNone) r.blocked_by.emplace_back("not-eligible");
-    if (r.consent == ConsentState::kNone) r.blocked_by.emplace_back("no-consent");
-    if (r.consent == ConsentState::kRevoked) r.blocked_by.emplace_back("consent-revoked");
-    if (r.care_plan != CarePlanState::kActive) r.blocked_by.emplace_back("no-active-care-plan");
-    // Would the time qualify if nothing else blocked? Without a consent in effect, judge on all
-    // of the month's time; with one, on the time after it.
-    const bool after_consent = r.consent == ConsentState::kActive;
-    Minutes judged = after_consent ? r.billable_minutes : r.minutes;
-    Program judged_program = r.program == Program::kNone ? Program::kCcm : r.program;
-    std::vector<BillingLine> lines =
-        ChooseCodes(judged_program, judged, after_consent ? billable_all_minutes : all_minutes,
-                    complex_documented, config);
-    r.complex_documented = complex_documented;
-    if (lines.empty()) r.blocked_by.emplace_back("below-threshold");
-    if (r.blocked_by.empty()) {
-      std::vector<std::string> all_refs, practitioner_refs;
-      for (const auto& ev : r.encounters) {
-        if (ev.billable_micros <= 0) continue;  // only encounters whose time is in the units
-        all_refs.push_back(ev.reference);
-        if (ev.practitioner) practitioner_refs.push_back(ev.reference);
-      }
-      for (auto& l : lines) {
-        const bool own = l.practitioner_time;
-        l.encounters = own ? practitioner_refs : all_refs;
-        if (l.amount) {
-          r.expected_payment += *l.amount;
-        } else {
-          r.notes.push_back(fmt::format("no-fee-for-{}", l.code));
-        }
-      }
-      r.billing = std::move(lines);
-    }
-    if (after_consent && billable_all_minutes < all_minutes) {
-      r.notes.emplace_back("time-before-consent");
-    }
-    if (r.program == Program::kCcm && !complex_documented && billable_all_minutes >= 90) {
-      r.notes.emplace_back("complex-ccm-not-documented");
-    }
-    if (r.care_plan == CarePlanState::kActive && r.care_plan_stale) {
-      r.notes.emplace_back("care-plan-not-revised");
-    }
+    const std::optional<TimePoint> death = ApplyRecordStatus(r, pf, m, merged_into);
+    ApplyConditions(r, pf, m);
+    ApplyConsent(r, pf, m);
+    ApplyCarePlan(r, pf, m);
+    const TimeTotals time = ApplyTime(r, pf, m, death);
+    ApplyBilling(r, time, m);
     results.push_back(std::move(r));
   }
   return results;
