@@ -148,6 +148,10 @@ std::string Describe(const GatewayConfig& c, const server::ServerConfig& server)
       l.header_bytes, l.body_bytes, l.read_timeout.count(), l.write_timeout.count(),
       l.idle_timeout.count(), l.max_connections, server.log_patient_ids ? "IN CLEAR" : "hashed"));
   line(fmt::format(
+      "  the care team's page at / (sessions of {} min after sign-in{})",
+      server.session_lifetime.count(),
+      server.tls ? ", cookie Secure" : "; plain HTTP: put TLS in front beyond loopback"));
+  line(fmt::format(
       "logging: server diagnostics {}",
       c.logging.server_diagnostics ? "copied into messages (may hold patient data)" : "withheld"));
   return out;
