@@ -208,9 +208,9 @@ async function main() {
 
     await page.screenshot({ path: path.join(args.out, 'page.png'), fullPage: true });
     if (args.docsScreenshot) {
-      // The documentation's picture: the top of the page, as a care team sees it first. Written
-      // at the end, and only when every check passed.
-      docsPicture = await page.screenshot({ fullPage: false });
+      // The documentation's picture: the totals, charts and the first worklist groups. Written at
+      // the end, and only when every check passed.
+      docsPicture = await page.screenshot({ clip: { x: 0, y: 0, width: 1280, height: 1560 }, captureBeyondViewport: true });
     }
     mark('screenshots of the page');
 
