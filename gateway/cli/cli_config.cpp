@@ -155,6 +155,10 @@ std::string Describe(const GatewayConfig& c, const server::ServerConfig& server)
       a.qualify_bp / 100, a.qualify_bp % 100, a.enrol_bp / 100, a.enrol_bp % 100,
       FormatCents(a.net_per_patient_month)));
   line(fmt::format(
+      "  the care team's page at / (sessions of {} min after sign-in{})",
+      server.session_lifetime.count(),
+      server.tls ? ", cookie Secure" : "; plain HTTP: put TLS in front beyond loopback"));
+  line(fmt::format(
       "logging: server diagnostics {}",
       c.logging.server_diagnostics ? "copied into messages (may hold patient data)" : "withheld"));
   return out;

@@ -41,6 +41,7 @@ std::string_view IssueCodeFor(unsigned status) noexcept {
     case 404:
       return "not-found";
     case 405:
+    case 406:
     case 501:
       return "not-supported";
     case 408:

@@ -26,7 +26,7 @@ struct HttpError {
 // kConflict -> 409, kTimeout -> 504, kNetwork/kServerError (an upstream server) -> 502, kIo and
 // kInternal -> 500).
 unsigned StatusFor(Errc e) noexcept;
-// The R4 issue-type code for a status (400 invalid, 401/403 security, 404 not-found, 405/501
+// The R4 issue-type code for a status (400 invalid, 401/403 security, 404 not-found, 405/406/501
 // not-supported, 408 timeout, 409 conflict, 413/431 too-costly, 429 throttled, 5xx exception).
 std::string_view IssueCodeFor(unsigned status) noexcept;
 

@@ -10,6 +10,19 @@
 //   request carries a configured bearer token, or (with TLS client certificates) the client
 //   presented a certificate the configured CA signed. Request.principal says who: the token's
 //   name, or "certificate:<subject CN>".
+// - Browser sessions (when `sessions` is set; docs/api.md "Browser sessions"): the server itself
+//   answers POST /$login (a form or JSON `token`, checked as a bearer token is: 200 and
+//   Set-Cookie ccm_session=<256 random bits>; HttpOnly; SameSite=Strict; Path=/; Max-Age; Secure
+//   under TLS -- or 401), POST /$logout (204, the session ended, the cookie cleared) and GET
+//   /$session (200 {"authenticated": bool, "principal"}: whether the cookie opens one). A route
+//   that needs authentication then also accepts that cookie when no Authorization header is
+//   given; the principal is the session's token name. An unknown or expired cookie is 401 (and
+//   cleared). A request authenticated by the cookie with a method other than GET/HEAD, and every
+//   POST to /$login and /$logout, must come from the gateway's own page: an X-Requested-With
+//   header (which no HTML form can send, and a browser sends cross-origin only after a CORS
+//   preflight the gateway never grants), or an Origin header equal to this server's scheme and
+//   Host. Otherwise 403 -- defence in depth beside SameSite=Strict.
+// - Every response carries X-Content-Type-Options: nosniff.
 // - Every error is an OperationOutcome (server/http_error.h). A handler that throws gives 500.
 // - Stop(grace) stops accepting, lets in-flight requests finish (their responses say
 //   Connection: close), closes idle connections, and returns once every connection is gone or
@@ -30,6 +43,7 @@
 
 #include "fhir/result.h"
 #include "gateway/server/router.h"
+#include "gateway/server/session_store.h"
 #include "gateway/server/token_auth.h"
 
 namespace ccm::gateway::server {
@@ -69,6 +83,8 @@ struct HttpServerOptions {
   ServerLimits limits;
   std::optional<TlsFiles> tls;
   std::shared_ptr<const TokenAuth> tokens;  // null or empty: only certificates authenticate
+  // Browser sessions (POST /$login, /$logout, the ccm_session cookie); null: none (404).
+  std::shared_ptr<SessionStore> sessions;
   std::function<void(const AccessRecord&)> on_access;
 };
 

@@ -84,6 +84,125 @@ struct HttpServer::Impl {
     cv.notify_all();
   }
 
+  // --- browser sessions (http_server.h; docs/api.md "Browser sessions") -------------------------
+  static constexpr std::string_view kCookie = "ccm_session";
+
+  // The Set-Cookie value for a session `value` (empty with max_age 0: the cookie is cleared).
+  // HttpOnly: the page's script never sees it; SameSite=Strict: no other site's page sends it;
+  // Secure under TLS, so that it never travels in clear.
+  std::string SessionCookie(std::string_view value, std::chrono::seconds max_age) const {
+    return fmt::format("{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}", kCookie, value,
+                       max_age.count(), options.tls ? "; Secure" : "");
+  }
+
+  // Whether `req` comes from a page of this gateway's own origin: a request a browser sends
+  // with the session cookie and that changes something must (defence in depth beside
+  // SameSite=Strict, which an old browser may not honour). Either of two proofs will do:
+  // - X-Requested-With (the page's script always sends it): a browser adds a custom header to a
+  //   cross-origin request only after a CORS preflight, which the gateway never grants; an HTML
+  //   form cannot add one at all. It keeps working behind a TLS-terminating reverse proxy, whose
+  //   public origin the gateway cannot know.
+  // - An Origin equal to this server's scheme and Host (browsers send the true Origin with every
+  //   POST): a plain form of the gateway's own page.
+  std::optional<HttpError> CrossSite(const Request& req) const {
+    if (!req.Header("x-requested-with").empty()) return std::nullopt;
+    std::string_view origin = req.Header("origin");
+    if (origin.empty()) {
+      return MakeHttpError(403,
+                           "refused: a browser request that changes something must come from the "
+                           "gateway's own page (X-Requested-With, or an Origin of this server)");
+    }
+    std::string expected =
+        fmt::format("{}://{}", options.tls ? "https" : "http", req.Header("host"));
+    bool same = origin.size() == expected.size() &&
+                std::equal(origin.begin(), origin.end(), expected.begin(), [](char a, char b) {
+                  return std::tolower(static_cast<unsigned char>(a)) ==
+                         std::tolower(static_cast<unsigned char>(b));
+                });
+    if (same) return std::nullopt;
+    // The Origin is the caller's text: not echoed.
+    return MakeHttpError(403, "refused: the request's Origin is not this gateway");
+  }
+
+  static Response Unauthorized(std::string message, bool token_given) {
+    Response r = ErrorResponse(MakeHttpError(401, std::move(message)));
+    r.headers.emplace_back("WWW-Authenticate",
+                           token_given
+                               ? std::string(R"(Bearer realm="ccm-gateway", error="invalid_token")")
+                               : std::string(R"(Bearer realm="ccm-gateway")"));
+    return r;
+  }
+
+  // POST /$login: a token (form field or JSON member `token`) for a session cookie.
+  Response Login(const Request& req, AccessRecord& access) {
+    if (auto e = CrossSite(req)) return ErrorResponse(*e);
+    std::optional<std::string> token;
+    std::string_view type = req.Header("content-type");
+    if (type.starts_with("application/json")) {
+      auto v = fhir::json::Parse(req.body);
+      if (v && v->is_object() && v->find("token") != nullptr && (*v)["token"].is_string()) {
+        token = std::string((*v)["token"].str());
+      }
+    } else if (type.starts_with("application/x-www-form-urlencoded")) {
+      if (auto form = ParseTarget("/?" + req.body)) {
+        for (auto& [k, v] : form->query) {
+          if (k == "token") token = std::move(v);
+        }
+      }
+    }
+    if (!token) {
+      return ErrorResponse(MakeHttpError(
+          400, "expected a form (application/x-www-form-urlencoded) or JSON body with `token`"));
+    }
+    auto tokens = Tokens();
+    std::optional<std::string> who;
+    if (tokens) who = tokens->AuthenticateToken(*token);
+    if (!who) {
+      return Unauthorized("the token is not one of the tokens this gateway accepts", true);
+    }
+    auto value = options.sessions->Create(*who, SessionStore::Clock::now());
+    if (!value) return ErrorResponse(MakeHttpError(500, value.error().message));
+    access.principal = *who;
+    fhir::json::Value body = fhir::json::Value::MakeObject();
+    body.set("principal", fhir::json::Value::String(*who));
+    body.set("expiresInSeconds",
+             fhir::json::Value::Number(std::int64_t{options.sessions->lifetime().count()}));
+    Response r = JsonResponse(200, body, "application/json");
+    r.headers.emplace_back("Set-Cookie", SessionCookie(*value, options.sessions->lifetime()));
+    return r;
+  }
+
+  // POST /$logout: ends the cookie's session (if any) and clears the cookie.
+  Response Logout(const Request& req, AccessRecord& access) {
+    if (auto e = CrossSite(req)) return ErrorResponse(*e);
+    if (auto value = CookieValue(req.Header("cookie"), kCookie)) {
+      if (auto who = options.sessions->Find(*value, SessionStore::Clock::now())) {
+        access.principal = *who;
+      }
+      options.sessions->Remove(*value);
+    }
+    Response r;
+    r.status = 204;
+    r.headers.emplace_back("Set-Cookie", SessionCookie("", std::chrono::seconds(0)));
+    return r;
+  }
+
+  // GET /$session: whether the request's cookie opens a live session, and whose -- always 200, so
+  // that a page that is merely signed out logs no failed request.
+  Response Session(const Request& req, AccessRecord& access) {
+    fhir::json::Value body = fhir::json::Value::MakeObject();
+    std::optional<std::string> who;
+    if (auto value = CookieValue(req.Header("cookie"), kCookie)) {
+      who = options.sessions->Find(*value, SessionStore::Clock::now());
+    }
+    body.set("authenticated", fhir::json::Value::Bool(who.has_value()));
+    if (who) {
+      body.set("principal", fhir::json::Value::String(*who));
+      access.principal = *who;
+    }
+    return JsonResponse(200, body, "application/json");
+  }
+
   // What a request gets, decided on a worker thread: routing, authentication, the handler.
   Response Dispatch(const http::request<http::string_body>& raw, const std::string& certificate,
                     AccessRecord& access) {
@@ -95,6 +214,29 @@ struct HttpServer::Impl {
                                          "the request target is not a path with a valid "
                                          "percent-encoded query"));
     }
+    Request req;
+    req.method = access.method;
+    req.body = raw.body();
+    for (const auto& field : raw) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      req.headers[name] = std::string(field.value());
+    }
+    if (options.sessions &&
+        (target->path == "/$login" || target->path == "/$logout" || target->path == "/$session")) {
+      access.route = target->path;
+      const std::string allowed = target->path == "/$session" ? "GET" : "POST";
+      if (req.method != allowed) {
+        Response r = ErrorResponse(MakeHttpError(
+            405,
+            fmt::format("{} is not supported on this path (allowed: {})", req.method, allowed)));
+        r.headers.emplace_back("Allow", allowed);
+        return r;
+      }
+      if (target->path == "/$session") return Session(req, access);
+      return target->path == "/$login" ? Login(req, access) : Logout(req, access);
+    }
     Router::Match match = router.Find(access.method, target->path);
     if (match.route == nullptr) {
       access.route = "(no route)";
@@ -105,18 +247,9 @@ struct HttpServer::Impl {
     access.route = match.route->pattern;
     access.params = match.params;
     access.query = target->query;
-    Request req;
-    req.method = access.method;
     req.path = std::move(target->path);
     req.query = std::move(target->query);
     req.params = std::move(match.params);
-    req.body = raw.body();
-    for (const auto& field : raw) {
-      std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      req.headers[name] = std::string(field.value());
-    }
     if (match.route->needs_auth) {
       std::optional<std::string> who;
       if (!certificate.empty()) who = certificate;
@@ -124,17 +257,26 @@ struct HttpServer::Impl {
       if (auto tokens = Tokens(); !who && tokens && !authorization.empty()) {
         who = tokens->Authenticate(authorization);
       }
+      // The cookie only when no Authorization header was given: explicit credentials that fail
+      // are a failure, whatever else the request carries.
+      std::optional<std::string_view> cookie;
+      if (!who && authorization.empty() && options.sessions) {
+        cookie = CookieValue(req.Header("cookie"), kCookie);
+        if (cookie) who = options.sessions->Find(*cookie, SessionStore::Clock::now());
+        if (who && req.method != "GET" && req.method != "HEAD") {
+          if (auto e = CrossSite(req)) return ErrorResponse(*e);
+        }
+      }
       if (!who) {
-        Response r = ErrorResponse(MakeHttpError(
-            401, authorization.empty()
-                     ? "this endpoint needs Authorization: Bearer <token>"
-                     : "the bearer token is not one of the tokens this gateway accepts"));
-        r.headers.emplace_back(
-            "WWW-Authenticate",
-            authorization.empty()
-                ? std::string(R"(Bearer realm="ccm-gateway")")
-                : std::string(R"(Bearer realm="ccm-gateway", error="invalid_token")"));
-        return r;
+        if (cookie) {
+          Response r = Unauthorized("the session has ended or is unknown: sign in again", false);
+          r.headers.emplace_back("Set-Cookie", SessionCookie("", std::chrono::seconds(0)));
+          return r;
+        }
+        return Unauthorized(authorization.empty()
+                                ? "this endpoint needs Authorization: Bearer <token>"
+                                : "the bearer token is not one of the tokens this gateway accepts",
+                            !authorization.empty());
       }
       req.principal = *who;
       access.principal = *who;
@@ -155,10 +297,15 @@ struct HttpServer::Impl {
     res.set(http::field::content_type, r.content_type);
     // Responses may hold patient data: never cached by intermediaries or browsers.
     res.set(http::field::cache_control, "no-store");
+    // A browser must take every answer as the type it says (a JSON body is never run as HTML).
+    res.set("X-Content-Type-Options", "nosniff");
     for (auto& [k, v] : r.headers) res.set(k, v);
     res.body() = std::move(r.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
+    // 204 and 304 have no body by definition: RFC 9110 §8.6 forbids a Content-Length on a 204, and
+    // on a 304 it would have to be the length of the body not sent.
+    if (r.status == 204 || r.status == 304) res.erase(http::field::content_length);
     return res;
   }
 

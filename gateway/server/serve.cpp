@@ -56,6 +56,10 @@ Status Serve(const GatewayConfig& config, const ServerConfig& server, const Serv
   ho.limits = server.limits;
   ho.tls = server.tls;
   ho.tokens = tokens;
+  // The page's sessions live in this process only: a restart signs everyone out.
+  SessionStore::Options sessions;
+  sessions.lifetime = std::chrono::duration_cast<std::chrono::seconds>(server.session_lifetime);
+  ho.sessions = std::make_shared<SessionStore>(sessions);
   ho.on_access = [&service](const AccessRecord& a) { service.OnAccess(a); };
   CCM_TRY_ASSIGN(auto http, HttpServer::Start(std::move(ho), service.router()));
   if (tokens->empty() && !(server.tls && !server.tls->client_ca_file.empty())) {

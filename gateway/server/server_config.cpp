@@ -53,7 +53,7 @@ Result<ServerConfig> ServerConfigFromJson(const Value* s, std::string_view origi
   }
   CCM_TRY(CheckKeys(*s, origin, p,
                     {"address", "port", "ioThreads", "workerThreads", "tls", "tokens", "tokensFile",
-                     "limits", "logPatientIds"}));
+                     "limits", "logPatientIds", "sessionMinutes"}));
   CCM_TRY_ASSIGN(auto address, StringKey(*s, "address", origin, p));
   if (address) c.address = *address;
   CCM_TRY_ASSIGN(auto port, IntKey(*s, "port", origin, p, 0, 65535));
@@ -64,6 +64,9 @@ Result<ServerConfig> ServerConfigFromJson(const Value* s, std::string_view origi
   if (workers) c.worker_threads = static_cast<unsigned>(*workers);
   CCM_TRY_ASSIGN(auto log_ids, BoolKey(*s, "logPatientIds", origin, p));
   c.log_patient_ids = log_ids.value_or(false);
+  // At most a day: a session outliving a shift is a session left open on a shared workstation.
+  CCM_TRY_ASSIGN(auto session, IntKey(*s, "sessionMinutes", origin, p, 1, 1440));
+  if (session) c.session_lifetime = std::chrono::minutes(*session);
 
   CCM_TRY_ASSIGN(const Value* tls, Section(*s, "tls", origin, p));
   if (tls != nullptr) {

@@ -32,6 +32,8 @@ struct ServerConfig {
   std::vector<TokenAuth::Entry> tokens;  // inline hashes
   std::filesystem::path tokens_file;     // or a file of them ("" when none)
   bool log_patient_ids = false;          // access log: patient ids in clear (else hashed)
+  // sessionMinutes: how long a browser session (POST /$login) lasts, from the login.
+  std::chrono::minutes session_lifetime{480};
 };
 
 // `server` may be null (no section: the defaults). `base_dir` resolves relative file names.

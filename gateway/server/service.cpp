@@ -28,6 +28,7 @@
 #include "gateway/ccm/worklist.h"
 #include "gateway/server/access_audit.h"
 #include "gateway/server/token_auth.h"
+#include "gateway/server/web_assets.h"
 #include "gateway/writeback/billing_outputs.h"
 
 namespace ccm::gateway::server {
@@ -240,9 +241,114 @@ constexpr std::string_view kStatusRoute = "/Patient/{id}/$ccm-status";
 constexpr std::string_view kBillingRoute = "/$ccm-billing-summary";
 constexpr std::string_view kWorklistRoute = "/$ccm-worklist";
 constexpr std::string_view kProgramRoute = "/$ccm-program";
+constexpr std::string_view kPatientsRoute = "/$ccm-patients";
+// Sign-ins and sign-outs of the page (answered by the HTTP server itself, http_server.h).
+constexpr std::string_view kLoginRoute = "/$login";
+constexpr std::string_view kLogoutRoute = "/$logout";
 
 bool Audited(std::string_view route) {
-  return route == kStatusRoute || route == kBillingRoute || route == kWorklistRoute;
+  return route == kStatusRoute || route == kBillingRoute || route == kWorklistRoute ||
+         route == kPatientsRoute || route == kLoginRoute || route == kLogoutRoute;
+}
+
+// The routes that answer the current month when none is asked for.
+bool MonthDefaults(std::string_view route) {
+  return route == kStatusRoute || route == kWorklistRoute || route == kPatientsRoute;
+}
+
+// The page's policy: its own files only -- no inline script or style, no other origin, never in
+// a frame; forms post only to the gateway.
+constexpr std::string_view kPagePolicy =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'";
+
+// One file of the page (gateway/server/web/), served from the binary.
+struct WebAsset {
+  std::string path;  // "/" for index.html
+  std::string content_type;
+  std::string_view body;
+  std::string etag;  // strong: a hash of the bytes
+};
+
+std::vector<WebAsset> MakeWebAssets() {
+  std::vector<WebAsset> out;
+  for (const EmbeddedFile& f : WebAssetFiles()) {
+    WebAsset a;
+    // fmt, not "/" + std::string: GCC 12 reports a false -Wrestrict on literal + temporary.
+    a.path = f.name == "index.html" ? std::string("/") : fmt::format("/{}", f.name);
+    std::string_view name = f.name;
+    a.content_type = name.ends_with(".html")  ? "text/html; charset=utf-8"
+                     : name.ends_with(".js")  ? "text/javascript; charset=utf-8"
+                     : name.ends_with(".css") ? "text/css; charset=utf-8"
+                     : name.ends_with(".svg") ? "image/svg+xml"
+                                              : "application/octet-stream";
+    a.body = f.text;
+    a.etag = fmt::format("\"{}\"", ToHex(HashToken(f.text)).substr(0, 32));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+// The summary's representation. FHIR's _format overrides Accept (R4 http.html, "Content Types
+// and encodings"), so that a link -- which cannot set Accept -- downloads what it names: json,
+// application/json and application/fhir+json all mean FHIR JSON (the Bundle); csv and text/csv
+// are this operation's own. A _format the gateway cannot produce (xml, ttl, ...) is 406.
+enum class BillingFormat { kJson, kCsv, kBundle };
+std::optional<HttpError> ReadBillingFormat(const Request& req, BillingFormat& out, bool& download) {
+  std::optional<std::string> format = req.Query("_format");
+  download = format.has_value();
+  if (!format) {
+    std::string_view accept = req.Header("accept");
+    out = accept.find("text/csv") != std::string_view::npos                ? BillingFormat::kCsv
+          : accept.find("application/fhir+json") != std::string_view::npos ? BillingFormat::kBundle
+                                                                           : BillingFormat::kJson;
+    return std::nullopt;
+  }
+  std::string f = *format;
+  // "application/fhir+json; fhirVersion=4.0" names the same type.
+  f = f.substr(0, f.find(';'));
+  while (!f.empty() && f.back() == ' ') f.pop_back();
+  if (f == "csv" || f == "text/csv") {
+    out = BillingFormat::kCsv;
+  } else if (f == "json" || f == "application/json" || f == "application/fhir+json" ||
+             f == "application/json+fhir") {
+    out = BillingFormat::kBundle;
+  } else {
+    return MakeHttpError(406,
+                         "_format: this operation answers csv (text/csv) or json "
+                         "(application/fhir+json)");
+  }
+  return std::nullopt;
+}
+
+// "Given Family" of a Patient resource: the official name (else the first), its text when given.
+std::string DisplayName(const Value& patient) {
+  const Value* names = patient.find("name");
+  if (names == nullptr || !names->is_array() || names->array().empty()) return "";
+  const Value* chosen = &names->array().front();
+  for (const Value& n : names->array()) {
+    if (n["use"].str() == "official") {
+      chosen = &n;
+      break;
+    }
+  }
+  if (!(*chosen)["text"].str().empty()) return std::string((*chosen)["text"].str());
+  std::string out;
+  for (const Value& g : (*chosen)["given"].array()) {
+    if (!out.empty()) out += ' ';
+    out += g.str();
+  }
+  if (!(*chosen)["family"].str().empty()) {
+    if (!out.empty()) out += ' ';
+    out += (*chosen)["family"].str();
+  }
+  return out;
+}
+
+YearMonth PreviousMonth(YearMonth m) {
+  if (m.month == 1) return YearMonth{m.year - 1, 12};
+  return YearMonth{m.year, m.month - 1};
 }
 
 // The month of a request: ?month=YYYY-MM, or `fallback` when absent (nullopt: required).
@@ -303,6 +409,8 @@ struct GatewayService::Impl {
   static constexpr std::size_t kKeptRuns = 32;
 
   std::mutex log_m;
+
+  const std::vector<WebAsset> web = MakeWebAssets();  // before AddRoutes (the constructor's)
 
   // Salts the patient ids of the access log (ServiceOptions::log_patient_ids): random per process,
   // never written anywhere, so a hash cannot be reversed by trying every record number.
@@ -603,6 +711,13 @@ struct GatewayService::Impl {
   // --- routes
   // --------------------------------------------------------------------------------------
   void AddRoutes() {
+    // The page's files need no token: they hold no data (the script asks the API for it, with the
+    // session cookie, once signed in).
+    for (const WebAsset& a : web) {
+      router.Add(
+          "GET", a.path, [&a](const Request& req) { return WebFile(a, req); },
+          /*needs_auth=*/false);
+    }
     router.Add(
         "GET", "/healthz",
         [](const Request&) { return TextResponse(200, "{\"status\":\"ok\"}", "application/json"); },
@@ -620,6 +735,8 @@ struct GatewayService::Impl {
                [this](const Request& req) { return Worklist(req); });
     router.Add("GET", std::string(kProgramRoute),
                [this](const Request& req) { return ProgramSummary(req); });
+    router.Add("GET", std::string(kPatientsRoute),
+               [this](const Request& req) { return PatientNames(req); });
     router.Add("POST", "/$sync", [this](const Request& req) { return PostSync(req); });
     router.Add("GET", "/$sync-status/{id}", [this](const Request& req) { return SyncStatus(req); });
   }
@@ -684,8 +801,9 @@ struct GatewayService::Impl {
     Value security = Value::MakeObject();
     security.set("description",
                  Value::String("Authorization: Bearer <token> (or a client certificate with "
-                               "mutual TLS) on every operation; /metadata, /healthz and "
-                               "/readyz need none"));
+                               "mutual TLS, or the care team's page's session cookie from "
+                               "POST /$login) on every operation; /metadata, /healthz, /readyz "
+                               "and the page's files need none"));
     rest.set("security", std::move(security));
     auto op = [](std::string name, std::string doc) {
       Value o = Value::MakeObject();
@@ -705,6 +823,7 @@ struct GatewayService::Impl {
     ops.push_back(op("ccm-billing-summary", "ccm-billing-summary"));
     ops.push_back(op("ccm-worklist", "ccm-worklist"));
     ops.push_back(op("ccm-program", "ccm-program"));
+    ops.push_back(op("ccm-patients", "ccm-patients"));
     ops.push_back(op("sync", "sync"));
     rest.set("operation", std::move(ops));
     Value rests = Value::MakeArray();
@@ -831,12 +950,18 @@ struct GatewayService::Impl {
     if (!list) return ErrorResponse(MakeHttpError(500, list.error().message));
     fhir::json::Value v =
         ToJson(BuildProgram(r.records, *list, config.program), r.engine.fee_schedule.currency);
+    auto trend = LedgerTrend(month);
+    if (!trend) return ErrorResponse(MakeHttpError(500, "the billing ledger cannot be read"));
+    v.set("trend", std::move(*trend));
     return JsonResponse(200, v, "application/json");
   }
 
   Response BillingSummary(const Request& req) {
     YearMonth month;
     if (auto e = ReadMonth(req, std::nullopt, month)) return ErrorResponse(*e);
+    BillingFormat format = BillingFormat::kJson;
+    bool download = false;
+    if (auto e = ReadBillingFormat(req, format, download)) return ErrorResponse(*e);
     auto store = Store();
     if (!store) return ErrorResponse(FromWorkflow(store.error()));
     app::CloseMonthRequest request;
@@ -858,7 +983,16 @@ struct GatewayService::Impl {
       }
       return codes;
     };
-    if (req.Header("accept").find("text/csv") != std::string_view::npos) {
+    // A download (_format) is saved under a name that says what and which month.
+    auto attach = [&](Response resp, std::string_view extension) {
+      if (download) {
+        resp.headers.emplace_back("Content-Disposition",
+                                  fmt::format("attachment; filename=\"ccm-billing-summary-{}{}\"",
+                                              month.ToString(), extension));
+      }
+      return resp;
+    };
+    if (format == BillingFormat::kCsv) {
       std::string csv = "action,patient,month,kind,program,codes,amount\r\n";
       for (const auto& c : r.ledger.changes) {
         const LedgerRow& row = c.entry ? *c.entry : *c.previous;
@@ -866,14 +1000,14 @@ struct GatewayService::Impl {
                            row.month, ToCode(row.kind), row.program, CsvField(lines_of(row)),
                            FormatCents(row.amount_cents));
       }
-      return TextResponse(200, std::move(csv), "text/csv; charset=utf-8");
+      return attach(TextResponse(200, std::move(csv), "text/csv; charset=utf-8"), ".csv");
     }
     auto count = [](const auto& counts, auto key) {
       auto it = counts.find(key);
       return it == counts.end() ? std::size_t{0} : it->second;
     };
-    if (req.Header("accept").find("application/fhir+json") != std::string_view::npos) {
-      return JsonResponse(200, BillingBundle(r, warnings, config.write_back));
+    if (format == BillingFormat::kBundle) {
+      return attach(JsonResponse(200, BillingBundle(r, warnings, config.write_back)), ".fhir.json");
     }
     Value v = Value::MakeObject();
     v.set("month", Value::String(r.month.ToString()));
@@ -916,7 +1050,85 @@ struct GatewayService::Impl {
     v.set("incomplete", strings(r.incomplete));
     v.set("problems", strings(r.problems));
     v.set("warnings", strings(warnings));
+    return attach(JsonResponse(200, v, "application/json"), ".json");
+  }
+
+  // A file of the page, revalidated by its ETag (no-cache: a new build's page is fetched at once).
+  static Response WebFile(const WebAsset& a, const Request& req) {
+    Response r;
+    r.content_type = a.content_type;
+    r.headers = {{"Content-Security-Policy", std::string(kPagePolicy)},
+                 {"Cache-Control", "no-cache"},
+                 {"ETag", a.etag},
+                 {"Referrer-Policy", "no-referrer"},
+                 {"X-Frame-Options", "DENY"}};
+    std::string_view if_none_match = req.Header("if-none-match");
+    if (if_none_match == "*" || if_none_match.find(a.etag) != std::string_view::npos) {
+      r.status = 304;
+      return r;
+    }
+    r.body = std::string(a.body);
+    return r;
+  }
+
+  // The names of the month's patients, for the page (signed-in users only: a name is PHI, and
+  // every request is audited). From the stored Patient resources of the configured sources.
+  Response PatientNames(const Request& req) {
+    YearMonth month;
+    if (auto e = ReadMonth(req, app::CurrentMonth(config.engine), month)) return ErrorResponse(*e);
+    auto report = Evaluate(month);
+    if (!report) return ErrorResponse(FromWorkflow(report.error()));
+    auto store = Store();
+    if (!store) return ErrorResponse(FromWorkflow(store.error()));
+    Value patients = Value::MakeArray();
+    for (const PatientMonth& r : (*report)->report.records) {
+      std::string name;
+      const std::string_view id = std::string_view(r.patient).substr(r.patient.find('/') + 1);
+      for (const std::string& source : source_names) {
+        auto json = (*store)->ResourceJson(source, "Patient", id);
+        if (!json) return ErrorResponse(MakeHttpError(500, "the state store cannot be read"));
+        if (!*json) continue;
+        if (auto parsed = fhir::json::Parse(**json)) name = DisplayName(*parsed);
+        if (!name.empty()) break;
+      }
+      Value p = Value::MakeObject();
+      p.set("patient", Value::String(r.patient));
+      p.set("name", name.empty() ? Value() : Value::String(name));
+      patients.push_back(std::move(p));
+    }
+    Value v = Value::MakeObject();
+    v.set("month", Value::String(month.ToString()));
+    v.set("patients", std::move(patients));
     return JsonResponse(200, v, "application/json");
+  }
+
+  // The 12 months up to `month` from the billing ledger -- what `bill` recorded, active entries
+  // (not superseded, not voids): patients billed and expected payment per month, oldest first,
+  // from the first month with an entry ([] when none has one).
+  Result<Value> LedgerTrend(const YearMonth& month) {
+    auto store = Store();
+    if (!store) return MakeError(Errc::kIo, store.error().message);
+    std::vector<YearMonth> months = {month};
+    while (months.size() < 12) months.push_back(PreviousMonth(months.back()));
+    std::reverse(months.begin(), months.end());
+    Value trend = Value::MakeArray();
+    for (const YearMonth& m : months) {
+      CCM_TRY_ASSIGN(auto entries, (*store)->LedgerEntries(m.ToString(), /*active_only=*/true));
+      std::set<std::string> patients;
+      Cents billed = 0;
+      for (const LedgerRow& e : entries) {
+        if (e.kind == "void") continue;
+        patients.insert(e.patient);
+        billed += e.amount_cents;
+      }
+      if (patients.empty() && trend.array().empty()) continue;
+      Value t = Value::MakeObject();
+      t.set("month", Value::String(m.ToString()));
+      t.set("patients", Num(patients.size()));
+      t.set("billed", Value::Number(FormatCents(billed)));
+      trend.push_back(std::move(t));
+    }
+    return trend;
   }
 
   Response PostSync(const Request& req) {
@@ -986,8 +1198,9 @@ void GatewayService::OnAccess(const AccessRecord& a) {
     auto month = std::find_if(a.query.begin(), a.query.end(),
                               [](const auto& q) { return q.first == "month"; });
     if (month == a.query.end()) {
-      // $ccm-status and $ccm-worklist answer the current month when none is asked for.
-      if (a.route != kBillingRoute) row.month = app::CurrentMonth(impl_->config.engine).ToString();
+      // $ccm-status, $ccm-worklist and $ccm-patients answer the current month when none is
+      // asked for.
+      if (MonthDefaults(a.route)) row.month = app::CurrentMonth(impl_->config.engine).ToString();
     } else if (auto m = YearMonth::Parse(month->second)) {
       row.month = m->ToString();
     } else {

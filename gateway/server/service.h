@@ -4,9 +4,12 @@
 // rendered by the same serializer, as the command that prints it.
 //
 // Contract
-// - Routes: GET /healthz, /readyz (no token, no PHI); GET /metrics, /metadata,
-//   /Patient/{id}/$ccm-status, /$ccm-billing-summary, /$ccm-worklist, /$ccm-program,
-//   /$sync-status/{id}; POST /$sync (bearer token or client certificate).
+// - Routes: GET /healthz, /readyz, /metadata and the page's files (/, /app.js, /app.css,
+//   /favicon.svg; compiled in, with a strict Content-Security-Policy and an ETag) need no token
+//   and hold no PHI; GET /metrics, /Patient/{id}/$ccm-status, /$ccm-billing-summary (JSON, CSV
+//   or a FHIR Bundle by Accept or _format), /$ccm-worklist, /$ccm-program, /$ccm-patients,
+//   /$sync-status/{id} and POST /$sync need a bearer token, a client certificate or the page's
+//   session cookie (http_server.h).
 // - Handlers run on the HTTP server's worker threads and block there (SQLite, curl). Each opens
 //   no more than one state-store connection at a time, taken from a pool (SQLite connections are
 //   not shared between threads).
@@ -46,8 +49,10 @@ struct ServiceOptions {
   // hex digits; the salt is random per process, so lines of one process can be matched to each
   // other, never to a patient without the audit trail).
   bool log_patient_ids = false;
-  // Every request to a route with patient data ($ccm-status, $ccm-billing-summary, $ccm-worklist)
-  // recorded in the state store (server/access_audit.h), whatever its status: 401s included.
+  // Every request to a route with patient data ($ccm-status, $ccm-billing-summary, $ccm-worklist,
+  // $ccm-patients), and every sign-in and sign-out of the page (POST /$login, /$logout; the
+  // token's name, never the token), recorded in the state store (server/access_audit.h),
+  // whatever its status: 401s included.
   bool audit = true;
 };
 

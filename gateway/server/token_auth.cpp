@@ -64,7 +64,10 @@ std::optional<std::string> TokenAuth::Authenticate(std::string_view authorizatio
       return std::nullopt;
     }
   }
-  std::string_view token = authorization.substr(kScheme.size());
+  return AuthenticateToken(authorization.substr(kScheme.size()));
+}
+
+std::optional<std::string> TokenAuth::AuthenticateToken(std::string_view token) const {
   Sha256 presented = HashToken(token);
   // Compared with every entry whatever matched, so the time taken does not say which (or
   // whether) one did.

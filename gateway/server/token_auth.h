@@ -7,7 +7,8 @@
 //   with every configured hash in constant time (no early exit, no length leak), so timing says
 //   nothing about how close a guess was.
 // - Authenticate() takes the Authorization header value and returns the token's name, or nullopt
-//   (missing, not "Bearer <token>", or unknown).
+//   (missing, not "Bearer <token>", or unknown). AuthenticateToken() takes the token itself (the
+//   login form's, POST /$login) and compares it the same way.
 // - Thread-safe after construction (read-only).
 #pragma once
 
@@ -39,6 +40,7 @@ class TokenAuth {
   static Result<TokenAuth> Make(const std::vector<Entry>& entries);
 
   std::optional<std::string> Authenticate(std::string_view authorization) const;
+  std::optional<std::string> AuthenticateToken(std::string_view token) const;
   bool empty() const noexcept { return hashes_.empty(); }
 
  private:

@@ -208,7 +208,7 @@ TEST(CommandLineTest, ConfigCheckShowsTheServiceAndTheChecksBeforeWriting) {
                  "auth": {"type": "bearer", "tokenFile": "token"}}],
     "writeBack": {"chargeItems": true, "requireConditionalCreate": false},
     "state": {"path": "state.db"},
-    "server": {"port": 8443, "tokensFile": "tokens.json",
+    "server": {"port": 8443, "tokensFile": "tokens.json", "sessionMinutes": 30,
                "limits": {"maxConnections": 64}}
   })");
   std::string config = (dir / "site.json").string();
@@ -226,6 +226,8 @@ TEST(CommandLineTest, ConfigCheckShowsTheServiceAndTheChecksBeforeWriting) {
                            (dir / "tokens.json").string()))
       << ok.out;
   EXPECT_TRUE(Contains(ok.out, "64 connections; access log patient ids hashed")) << ok.out;
+  EXPECT_TRUE(Contains(ok.out, "the care team's page at / (sessions of 30 min after sign-in; "))
+      << ok.out;
   EXPECT_TRUE(Contains(ok.out, "conditional create NOT checked (requireConditionalCreate: false)"))
       << ok.out;
   EXPECT_FALSE(Contains(ok.out, std::string(64, 'a'))) << ok.out;

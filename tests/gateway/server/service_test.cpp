@@ -84,6 +84,34 @@ Answer Call(std::uint16_t port, const std::string& method, const std::string& pa
   return a;
 }
 
+// A request with any headers (no token unless given), the whole response.
+fhir::HttpResponse Fetch(std::uint16_t port, const std::string& method, const std::string& path,
+                         std::vector<std::pair<std::string, std::string>> headers = {},
+                         std::string body = "") {
+  fhir::HttpClient client{fhir::HttpOptions{}};
+  fhir::HttpRequest r;
+  r.method = method;
+  r.url = fmt::format("http://127.0.0.1:{}{}", port, path);
+  r.headers = std::move(headers);
+  r.body = std::move(body);
+  auto resp = client.Send(r);
+  EXPECT_TRUE(resp) << resp.error().message;
+  return resp ? std::move(*resp) : fhir::HttpResponse{};
+}
+std::string HeaderOf(const fhir::HttpResponse& r, std::string_view name) {
+  auto v = r.Header(name);
+  return v ? std::string(*v) : std::string();
+}
+// Signs in as the page does; the session cookie's value ("" when refused).
+std::string SignIn(std::uint16_t port, std::string_view token = kToken) {
+  auto r = Fetch(port, "POST", "/$login",
+                 {{"Content-Type", "application/json"}, {"X-Requested-With", "ccm-gateway"}},
+                 fmt::format(R"({{"token": "{}"}})", token));
+  std::string set = HeaderOf(r, "set-cookie");
+  if (r.status != 200 || !set.starts_with("ccm_session=")) return "";
+  return set.substr(12, set.find(';') - 12);
+}
+
 // The single issue of an OperationOutcome body ("" when the body is none).
 std::string OutcomeText(const Answer& a) {
   auto v = fhir::json::Parse(a.body);
@@ -129,6 +157,7 @@ class ServiceTest : public ::testing::Test {
     HttpServerOptions ho;
     ho.tokens = ServiceTokens();
     ho.worker_threads = 4;
+    ho.sessions = std::make_shared<SessionStore>(SessionStore::Options{});
     ho.on_access = [](const AccessRecord& a) { service_->OnAccess(a); };
     auto http = HttpServer::Start(std::move(ho), service_->router());
     ASSERT_TRUE(http) << http.error().message;
@@ -1123,6 +1152,238 @@ TEST(ServeBinaryTest, SigtermDuringASyncExitsZeroAndTheNextStartResumes) {
   EXPECT_NE(second_log.find(R"("route":"/Patient/{id}/$ccm-status")"), std::string::npos);
   EXPECT_EQ(second_log.find(std::string((*record)["patient"].str()).substr(8)), std::string::npos)
       << "no patient id in the log";
+}
+
+// The care team's page: served from the binary without a token (it holds no data), with a policy
+// that allows only the gateway's own files -- no inline script, no other origin -- and an ETag.
+TEST_F(ServiceTest, ThePageAndItsFilesAreServedWithAStrictPolicy) {
+  struct File {
+    std::string path, type;
+  };
+  std::map<std::string, std::string> bodies;
+  for (const File& f : std::vector<File>{{"/", "text/html; charset=utf-8"},
+                                         {"/app.js", "text/javascript; charset=utf-8"},
+                                         {"/app.css", "text/css; charset=utf-8"},
+                                         {"/favicon.svg", "image/svg+xml"}}) {
+    SCOPED_TRACE(f.path);
+    auto r = Fetch(port(), "GET", f.path);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(HeaderOf(r, "content-type"), f.type);
+    EXPECT_EQ(HeaderOf(r, "x-content-type-options"), "nosniff");
+    const std::string csp = HeaderOf(r, "content-security-policy");
+    EXPECT_NE(csp.find("default-src 'self'"), std::string::npos) << csp;
+    EXPECT_NE(csp.find("script-src 'self'"), std::string::npos) << csp;
+    EXPECT_NE(csp.find("frame-ancestors 'none'"), std::string::npos) << csp;
+    EXPECT_EQ(csp.find("unsafe"), std::string::npos) << csp;
+    EXPECT_EQ(csp.find("http"), std::string::npos) << "no other origin: " << csp;
+    EXPECT_EQ(HeaderOf(r, "cache-control"), "no-cache");
+    const std::string etag = HeaderOf(r, "etag");
+    EXPECT_TRUE(std::regex_match(etag, std::regex("\"[0-9a-f]{32}\""))) << etag;
+    // Revalidation: the same ETag is a 304 without a body.
+    auto again = Fetch(port(), "GET", f.path, {{"If-None-Match", etag}});
+    EXPECT_EQ(again.status, 304);
+    EXPECT_TRUE(again.body.empty());
+    EXPECT_EQ(Fetch(port(), "GET", f.path, {{"If-None-Match", "\"other\""}}).status, 200);
+    // Byte for byte the file of the repository (compiled in).
+    std::string name = f.path == "/" ? "index.html" : f.path.substr(1);
+    EXPECT_EQ(r.body, ReadFile(ccm::testing::SourceDir() / "gateway/server/web" / name));
+    bodies[name] = r.body;
+  }
+  const std::string& html = bodies["index.html"];
+  // Every script is a file of the gateway's (none inline), every stylesheet too.
+  std::regex script("<script([^>]*)>");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), script);
+       it != std::sregex_iterator(); ++it) {
+    EXPECT_NE((*it)[1].str().find("src=\"/"), std::string::npos) << (*it)[0];
+  }
+  EXPECT_EQ(html.find("style="), std::string::npos) << "no inline style (the policy forbids it)";
+  // Nothing from another origin: no absolute URL but the SVG namespace name (never fetched).
+  for (const auto& [name, body] : bodies) {
+    std::string rest = std::regex_replace(body, std::regex("http://www\\.w3\\.org/2000/svg"), "");
+    EXPECT_EQ(rest.find("http://"), std::string::npos) << name;
+    EXPECT_EQ(rest.find("https://"), std::string::npos) << name;
+    EXPECT_EQ(rest.find("//fonts."), std::string::npos) << name;
+  }
+  // The page itself holds no patient data: the script asks for it once signed in.
+  EXPECT_EQ(html.find("Patient/"), std::string::npos);
+  EXPECT_NE(html.find("<label for=\"token\">"), std::string::npos) << "a labelled login field";
+  // API answers say nosniff too; only GET serves the page.
+  EXPECT_EQ(HeaderOf(Fetch(port(), "GET", "/healthz"), "x-content-type-options"), "nosniff");
+  EXPECT_EQ(Fetch(port(), "POST", "/").status, 405);
+}
+
+// Download links cannot set Accept: FHIR's _format picks the representation, and the answer is
+// an attachment named after the month. The session cookie authenticates the download.
+TEST_F(ServiceTest, BillingSummaryDownloadsByFormat) {
+  Answer csv_by_accept =
+      Call(port(), "GET", "/$ccm-billing-summary?month=2026-10", std::string(kToken), "text/csv");
+  ASSERT_EQ(csv_by_accept.status, 200) << csv_by_accept.body;
+  Answer bundle_by_accept = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
+                                 std::string(kToken), "application/fhir+json");
+  ASSERT_EQ(bundle_by_accept.status, 200);
+  const std::string cookie = SignIn(port());
+  ASSERT_EQ(cookie.size(), 64u);
+  const std::pair<std::string, std::string> session{"Cookie", "ccm_session=" + cookie};
+  for (const std::string format : {"csv", "text/csv"}) {
+    auto r =
+        Fetch(port(), "GET", "/$ccm-billing-summary?month=2026-10&_format=" + format, {session});
+    ASSERT_EQ(r.status, 200) << format << ": " << r.body;
+    EXPECT_EQ(HeaderOf(r, "content-type"), "text/csv; charset=utf-8");
+    EXPECT_EQ(HeaderOf(r, "content-disposition"),
+              "attachment; filename=\"ccm-billing-summary-2026-10.csv\"");
+    EXPECT_EQ(r.body, csv_by_accept.body) << format;
+    EXPECT_TRUE(r.body.starts_with("action,patient,month,kind,program,codes,amount\r\n"));
+  }
+  // json, application/json and application/fhir+json all mean FHIR JSON (R4 http.html).
+  for (const std::string format : {"json", "application/json", "application/fhir%2Bjson"}) {
+    auto r = Fetch(port(), "GET", "/$ccm-billing-summary?month=2026-10&_format=" + format,
+                   {session, {"Accept", "text/csv"}});
+    ASSERT_EQ(r.status, 200) << format << ": " << r.body;
+    EXPECT_EQ(HeaderOf(r, "content-type"), "application/fhir+json") << "_format overrides Accept";
+    EXPECT_EQ(HeaderOf(r, "content-disposition"),
+              "attachment; filename=\"ccm-billing-summary-2026-10.fhir.json\"");
+    auto bundle = fhir::json::Parse(r.body);
+    ASSERT_TRUE(bundle);
+    EXPECT_EQ((*bundle)["resourceType"].str(), "Bundle");
+    EXPECT_EQ((*bundle)["entry"].array().size(),
+              (*fhir::json::Parse(bundle_by_accept.body))["entry"].array().size());
+  }
+  auto xml = Fetch(port(), "GET", "/$ccm-billing-summary?month=2026-10&_format=xml", {session});
+  EXPECT_EQ(xml.status, 406);
+  EXPECT_FALSE(OutcomeText(Answer{xml.status, xml.body}).empty()) << xml.body;
+  // Without _format the API answers as before: no attachment.
+  EXPECT_TRUE(HeaderOf(Fetch(port(), "GET", "/$ccm-billing-summary?month=2026-10", {session}),
+                       "content-disposition")
+                  .empty());
+  EXPECT_EQ(Fetch(port(), "GET", "/$ccm-billing-summary?month=2026-10&_format=csv").status, 401);
+}
+
+// The page's session reaches every API route a token reaches, as the token's name; sign-ins (good
+// and bad) and sign-outs are in the access audit -- without the token.
+TEST_F(ServiceTest, ASessionReachesTheApiAndSignInsAreAudited) {
+  // The audit's instants are milliseconds: the previous test's last request must fall before.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const std::string before =
+      AccessInstant(std::chrono::time_point_cast<fhir::Micros>(std::chrono::system_clock::now()));
+  EXPECT_EQ(SignIn(port(), "a-guess"), "");
+  const std::string cookie = SignIn(port());
+  ASSERT_EQ(cookie.size(), 64u);
+  const std::pair<std::string, std::string> session{"Cookie", "ccm_session=" + cookie};
+  for (const std::string path :
+       {"/$ccm-worklist?month=2026-10", "/$ccm-program?month=2026-10", "/metrics"}) {
+    auto by_cookie = Fetch(port(), "GET", path, {session});
+    EXPECT_EQ(by_cookie.status, 200) << path << ": " << by_cookie.body;
+  }
+  auto worklist = Fetch(port(), "GET", "/$ccm-worklist?month=2026-10", {session});
+  Answer by_token = Call(port(), "GET", "/$ccm-worklist?month=2026-10");
+  auto a = fhir::json::Parse(worklist.body), b = fhir::json::Parse(by_token.body);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(fhir::json::Serialize((*a)["items"]), fhir::json::Serialize((*b)["items"]));
+  // A cookie POST from the page's own origin starts a sync; from nowhere it is refused.
+  EXPECT_EQ(Fetch(port(), "POST", "/$sync", {session}).status, 403);
+  EXPECT_FALSE(service_->SyncRunning());
+  auto out = Fetch(port(), "POST", "/$logout", {session, {"X-Requested-With", "ccm-gateway"}});
+  EXPECT_EQ(out.status, 204);
+  EXPECT_EQ(Fetch(port(), "GET", "/$ccm-worklist?month=2026-10", {session}).status, 401);
+  ASSERT_TRUE(service_->FlushAudit(kPatience));
+
+  GatewayRun run = st::Gateway(
+      fmt::format("audit --config {} --since {} --format ndjson", config_path_.string(), before));
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out.find("a-guess"), std::string::npos) << "no token in the audit";
+  EXPECT_EQ(run.out.find(kToken), std::string::npos) << "no token in the audit";
+  std::vector<std::string> seen;
+  for (const Value& v : st::Events(run.out)) {
+    seen.push_back(fmt::format("{} {} {} {}", v["method"].str(), v["route"].str(),
+                               st::Num(v, "status"), v["principal"].str()));
+  }
+  const std::vector<std::string> want = {
+      "POST /$login 401 ",
+      "POST /$login 200 care-team",
+      "GET /$ccm-worklist 200 care-team",
+      "GET /$ccm-worklist 200 care-team",
+      "GET /$ccm-worklist 200 care-team",  // the bearer call
+      "POST /$logout 204 care-team",
+      "GET /$ccm-worklist 401 ",
+  };
+  EXPECT_EQ(seen, want) << run.out;
+}
+
+// The names behind the page's rows: one per record of the month, from the stored Patient
+// resources, for signed-in callers only (and audited like the worklist).
+TEST_F(ServiceTest, PatientNamesOfTheMonth) {
+  Answer a = Call(port(), "GET", "/$ccm-patients?month=2026-10");
+  ASSERT_EQ(a.status, 200) << a.body;
+  auto v = fhir::json::Parse(a.body);
+  ASSERT_TRUE(v);
+  std::string report = st::EvaluateServer(*ehr_);
+  const auto& patients = (*v)["patients"].array();
+  EXPECT_EQ(patients.size(),
+            static_cast<std::size_t>(std::count(report.begin(), report.end(), '\n')));
+  for (const Value& p : patients) {
+    SCOPED_TRACE(fhir::json::Serialize(p));
+    EXPECT_NE(report.find(fmt::format(R"("patient":"{}")", p["patient"].str())), std::string::npos);
+    // Synthea's names: given names and family, each with digits ("Abe604 Hirthe744").
+    EXPECT_TRUE(std::regex_match(std::string(p["name"].str()), std::regex(R"(\S+( \S+)+)")));
+  }
+  EXPECT_EQ(Call(port(), "GET", "/$ccm-patients?month=2026-10", std::nullopt).status, 401);
+}
+
+// $ccm-program's trend: the ledger's active entries per month (not voids, not superseded
+// revisions), from the first month with one, up to the month asked for.
+TEST(ServiceTrendTest, TheLastTwelveMonthsFromTheLedger) {
+  OwnService own(ccm::testing::SampleInputs());
+  ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
+  auto trend = [&](const std::string& month) {
+    Answer a = Call(own.port(), "GET", "/$ccm-program?month=" + month);
+    EXPECT_EQ(a.status, 200) << a.body;
+    auto v = fhir::json::Parse(a.body);
+    return v ? fhir::json::Serialize((*v)["trend"]) : std::string();
+  };
+  EXPECT_EQ(trend("2026-10"), "[]") << "nothing billed yet";
+  auto config = LoadGatewayConfig(own.dir / "config.json");
+  ASSERT_TRUE(config);
+  auto store = app::OpenStateStore(*config);
+  ASSERT_TRUE(store);
+  auto add = [&](std::string patient, std::string month, std::string kind, std::int64_t cents,
+                 std::string family = "ccm", std::optional<std::int64_t> supersedes = {}) {
+    LedgerRow row;
+    row.supersedes = supersedes;
+    row.revision = supersedes ? 2 : 1;
+    row.patient = std::move(patient);
+    row.month = std::move(month);
+    row.family = std::move(family);
+    row.kind = std::move(kind);
+    row.status = "pending";
+    row.program = kind == "void" ? "" : "CCM";
+    row.lines_json = "[]";
+    row.evidence_json = "{}";
+    row.amount_cents = cents;
+    row.fingerprint = fmt::format("{}-{}-{}", row.patient, row.month, kind);
+    auto id = (*store)->AddLedgerEntry(row);
+    EXPECT_TRUE(id) << id.error().message;
+    return id ? *id : 0;
+  };
+  add("Patient/a", "2026-08", "charge", 6049);
+  add("Patient/b", "2026-08", "charge", 6049);
+  add("Patient/b", "2026-08", "charge", 1000, "ccm-complex");  // a second family, same patient
+  add("Patient/c", "2026-08", "void", 0, "pcm");
+  std::int64_t first = add("Patient/a", "2026-10", "charge", 6049);
+  add("Patient/a", "2026-10", "adjustment", 8000, "ccm", first);  // supersedes the charge
+  add("Patient/z", "2025-10", "charge", 100);  // the 13th month before 2026-10: outside
+  add("Patient/y", "2025-09", "charge", 100);  // and the 13th before 2026-09
+  EXPECT_EQ(trend("2026-10"), R"([{"month":"2026-08","patients":2,"billed":130.98},)"
+                              R"({"month":"2026-09","patients":0,"billed":0.00},)"
+                              R"({"month":"2026-10","patients":1,"billed":80.00}])");
+  // Up to 2026-09 the window starts at 2025-10, which has an entry: the trend starts there.
+  std::string september = trend("2026-09");
+  EXPECT_TRUE(september.starts_with(R"([{"month":"2025-10","patients":1,"billed":1.00},)"
+                                    R"({"month":"2025-11","patients":0,"billed":0.00},)"))
+      << september;
+  EXPECT_TRUE(september.ends_with(R"({"month":"2026-08","patients":2,"billed":130.98},)"
+                                  R"({"month":"2026-09","patients":0,"billed":0.00}])"))
+      << september;
+  EXPECT_EQ(std::count(september.begin(), september.end(), '{'), 12);
 }
 
 }  // namespace
