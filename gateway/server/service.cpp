@@ -1113,11 +1113,11 @@ struct GatewayService::Impl {
     std::reverse(months.begin(), months.end());
     Value trend = Value::MakeArray();
     for (const YearMonth& m : months) {
-      CCM_TRY_ASSIGN(auto entries, (*store)->LedgerEntries(m.ToString(), /*active_only=*/true));
+      CCM_TRY_ASSIGN(auto entries, (*store)->LedgerEntries(LedgerQuery::Active(m.ToString())));
       std::set<std::string> patients;
       Cents billed = 0;
       for (const LedgerRow& e : entries) {
-        if (e.kind == "void") continue;
+        if (e.kind == LedgerKind::kVoid) continue;
         patients.insert(e.patient);
         billed += e.amount_cents;
       }

@@ -103,7 +103,7 @@ std::string HeaderOf(const fhir::HttpResponse& r, std::string_view name) {
   return v ? std::string(*v) : std::string();
 }
 // Signs in as the page does; the session cookie's value ("" when refused).
-std::string SignIn(std::uint16_t port, std::string_view token = kToken) {
+std::string SignIn(std::uint16_t port, std::string_view token = kServiceToken) {
   auto r = Fetch(port, "POST", "/$login",
                  {{"Content-Type", "application/json"}, {"X-Requested-With", "ccm-gateway"}},
                  fmt::format(R"({{"token": "{}"}})", token));
@@ -1215,11 +1215,11 @@ TEST_F(ServiceTest, ThePageAndItsFilesAreServedWithAStrictPolicy) {
 // Download links cannot set Accept: FHIR's _format picks the representation, and the answer is
 // an attachment named after the month. The session cookie authenticates the download.
 TEST_F(ServiceTest, BillingSummaryDownloadsByFormat) {
-  Answer csv_by_accept =
-      Call(port(), "GET", "/$ccm-billing-summary?month=2026-10", std::string(kToken), "text/csv");
+  Answer csv_by_accept = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
+                              std::string(kServiceToken), "text/csv");
   ASSERT_EQ(csv_by_accept.status, 200) << csv_by_accept.body;
   Answer bundle_by_accept = Call(port(), "GET", "/$ccm-billing-summary?month=2026-10",
-                                 std::string(kToken), "application/fhir+json");
+                                 std::string(kServiceToken), "application/fhir+json");
   ASSERT_EQ(bundle_by_accept.status, 200);
   const std::string cookie = SignIn(port());
   ASSERT_EQ(cookie.size(), 64u);
@@ -1291,7 +1291,7 @@ TEST_F(ServiceTest, ASessionReachesTheApiAndSignInsAreAudited) {
       fmt::format("audit --config {} --since {} --format ndjson", config_path_.string(), before));
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_EQ(run.out.find("a-guess"), std::string::npos) << "no token in the audit";
-  EXPECT_EQ(run.out.find(kToken), std::string::npos) << "no token in the audit";
+  EXPECT_EQ(run.out.find(kServiceToken), std::string::npos) << "no token in the audit";
   std::vector<std::string> seen;
   for (const Value& v : st::Events(run.out)) {
     seen.push_back(fmt::format("{} {} {} {}", v["method"].str(), v["route"].str(),
@@ -1345,7 +1345,7 @@ TEST(ServiceTrendTest, TheLastTwelveMonthsFromTheLedger) {
   ASSERT_TRUE(config);
   auto store = app::OpenStateStore(*config);
   ASSERT_TRUE(store);
-  auto add = [&](std::string patient, std::string month, std::string kind, std::int64_t cents,
+  auto add = [&](std::string patient, std::string month, LedgerKind kind, std::int64_t cents,
                  std::string family = "ccm", std::optional<std::int64_t> supersedes = {}) {
     LedgerRow row;
     row.supersedes = supersedes;
@@ -1353,25 +1353,26 @@ TEST(ServiceTrendTest, TheLastTwelveMonthsFromTheLedger) {
     row.patient = std::move(patient);
     row.month = std::move(month);
     row.family = std::move(family);
-    row.kind = std::move(kind);
-    row.status = "pending";
-    row.program = kind == "void" ? "" : "CCM";
+    row.kind = kind;
+    row.program = kind == LedgerKind::kVoid ? "" : "CCM";
     row.lines_json = "[]";
     row.evidence_json = "{}";
     row.amount_cents = cents;
-    row.fingerprint = fmt::format("{}-{}-{}", row.patient, row.month, kind);
+    row.fingerprint = fmt::format("{}-{}-{}", row.patient, row.month, ToCode(kind));
     auto id = (*store)->AddLedgerEntry(row);
     EXPECT_TRUE(id) << id.error().message;
     return id ? *id : 0;
   };
-  add("Patient/a", "2026-08", "charge", 6049);
-  add("Patient/b", "2026-08", "charge", 6049);
-  add("Patient/b", "2026-08", "charge", 1000, "ccm-complex");  // a second family, same patient
-  add("Patient/c", "2026-08", "void", 0, "pcm");
-  std::int64_t first = add("Patient/a", "2026-10", "charge", 6049);
-  add("Patient/a", "2026-10", "adjustment", 8000, "ccm", first);  // supersedes the charge
-  add("Patient/z", "2025-10", "charge", 100);  // the 13th month before 2026-10: outside
-  add("Patient/y", "2025-09", "charge", 100);  // and the 13th before 2026-09
+  add("Patient/a", "2026-08", LedgerKind::kCharge, 6049);
+  add("Patient/b", "2026-08", LedgerKind::kCharge, 6049);
+  add("Patient/b", "2026-08", LedgerKind::kCharge, 1000,
+      "ccm-complex");  // a second family, same patient
+  add("Patient/c", "2026-08", LedgerKind::kVoid, 0, "pcm");
+  std::int64_t first = add("Patient/a", "2026-10", LedgerKind::kCharge, 6049);
+  add("Patient/a", "2026-10", LedgerKind::kAdjustment, 8000, "ccm",
+      first);                                             // supersedes the charge
+  add("Patient/z", "2025-10", LedgerKind::kCharge, 100);  // the 13th month before 2026-10: outside
+  add("Patient/y", "2025-09", LedgerKind::kCharge, 100);  // and the 13th before 2026-09
   EXPECT_EQ(trend("2026-10"), R"([{"month":"2026-08","patients":2,"billed":130.98},)"
                               R"({"month":"2026-09","patients":0,"billed":0.00},)"
                               R"({"month":"2026-10","patients":1,"billed":80.00}])");

@@ -24,10 +24,10 @@ namespace {
 using fhir::json::Value;
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
-constexpr std::string_view kToken = "session-test-token";
+constexpr std::string_view kSessionToken = "session-test-token";
 
-std::shared_ptr<const TokenAuth> Tokens() {
-  auto auth = TokenAuth::Make({{ToHex(HashToken(kToken)), "night-nurse"}});
+std::shared_ptr<const TokenAuth> SessionTokens() {
+  auto auth = TokenAuth::Make({{ToHex(HashToken(kSessionToken)), "night-nurse"}});
   EXPECT_TRUE(auth) << auth.error().message;
   return std::make_shared<const TokenAuth>(std::move(*auth));
 }
@@ -66,7 +66,7 @@ class SessionTest : public ::testing::Test {
   void Start(std::chrono::seconds lifetime = std::chrono::seconds(8 * 3600),
              std::optional<TlsFiles> tls = std::nullopt) {
     HttpServerOptions o;
-    o.tokens = Tokens();
+    o.tokens = SessionTokens();
     o.tls = std::move(tls);
     SessionStore::Options so;
     so.lifetime = lifetime;
@@ -119,7 +119,7 @@ class SessionTest : public ::testing::Test {
 
 TEST_F(SessionTest, LoginSetsAnHttpOnlyStrictCookieForTheTokensName) {
   Start();
-  Reply r = Login(kToken);
+  Reply r = Login(kSessionToken);
   ASSERT_EQ(r.status, 200) << r.body;
   const std::string set = r.Header("set-cookie");
   SCOPED_TRACE(set);
@@ -132,18 +132,18 @@ TEST_F(SessionTest, LoginSetsAnHttpOnlyStrictCookieForTheTokensName) {
   auto body = fhir::json::Parse(r.body);
   ASSERT_TRUE(body);
   EXPECT_EQ((*body)["principal"].str(), "night-nurse");
-  EXPECT_EQ(set.find(kToken), std::string::npos);
-  EXPECT_EQ(r.body.find(kToken), std::string::npos);
+  EXPECT_EQ(set.find(kSessionToken), std::string::npos);
+  EXPECT_EQ(r.body.find(kSessionToken), std::string::npos);
 
   // Two logins, two sessions: never the same value.
-  Reply again = Login(kToken);
+  Reply again = Login(kSessionToken);
   EXPECT_NE(again.Cookie(), r.Cookie());
   EXPECT_EQ(sessions_->size(), 2u);
 
   // A form post (what a plain HTML form sends) works the same.
   Reply form = Send("POST", "/$login",
                     {{"Content-Type", "application/x-www-form-urlencoded"}, {"Origin", Origin()}},
-                    fmt::format("token={}", kToken));
+                    fmt::format("token={}", kSessionToken));
   EXPECT_EQ(form.status, 200) << form.body;
   EXPECT_EQ(form.Cookie().size(), 64u);
 }
@@ -169,13 +169,13 @@ TEST_F(SessionTest, AWrongTokenIs401AndSetsNoCookie) {
 
 TEST_F(SessionTest, TheCookieAuthenticatesGetRoutesAndTheBearerHeaderStillWorks) {
   Start();
-  const std::string cookie = Login(kToken).Cookie();
+  const std::string cookie = Login(kSessionToken).Cookie();
   ASSERT_EQ(cookie.size(), 64u);
   Reply r = Send("GET", "/Patient/p1/$echo", WithCookie(cookie));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ((*fhir::json::Parse(r.body))["who"].str(), "night-nurse");
-  Reply bearer =
-      Send("GET", "/Patient/p1/$echo", {{"Authorization", fmt::format("Bearer {}", kToken)}});
+  Reply bearer = Send("GET", "/Patient/p1/$echo",
+                      {{"Authorization", fmt::format("Bearer {}", kSessionToken)}});
   EXPECT_EQ(bearer.status, 200);
   EXPECT_EQ(Send("GET", "/Patient/p1/$echo").status, 401);
   // Explicit credentials that fail are a failure, whatever cookie comes with them.
@@ -195,7 +195,7 @@ TEST_F(SessionTest, TheCookieAuthenticatesGetRoutesAndTheBearerHeaderStillWorks)
 TEST_F(SessionTest, AnUnknownCookieIs401AndIsCleared) {
   Start();
   // A well-formed value no login made; and the hash of a real one (what the store keeps).
-  const std::string real = Login(kToken).Cookie();
+  const std::string real = Login(kSessionToken).Cookie();
   for (const std::string& value :
        {std::string(64, 'a'), ToHex(HashToken(real)), std::string("x"), std::string()}) {
     Reply r = Send("GET", "/Patient/p1/$echo", WithCookie(value));
@@ -208,7 +208,7 @@ TEST_F(SessionTest, AnUnknownCookieIs401AndIsCleared) {
 
 TEST_F(SessionTest, ASessionExpiresAfterItsLifetime) {
   Start(std::chrono::seconds(1));
-  Reply login = Login(kToken);
+  Reply login = Login(kSessionToken);
   EXPECT_NE(login.Header("set-cookie").find("; Max-Age=1;"), std::string::npos)
       << login.Header("set-cookie");
   const std::string cookie = login.Cookie();
@@ -225,7 +225,7 @@ TEST_F(SessionTest, ASessionExpiresAfterItsLifetime) {
 
 TEST_F(SessionTest, LogoutEndsTheSession) {
   Start();
-  const std::string cookie = Login(kToken).Cookie();
+  const std::string cookie = Login(kSessionToken).Cookie();
   ASSERT_EQ(Send("GET", "/Patient/p1/$echo", WithCookie(cookie)).status, 200);
   Reply out = Send("POST", "/$logout", WithCookie(cookie, {{"X-Requested-With", "ccm-gateway"}}));
   EXPECT_EQ(out.status, 204);
@@ -238,7 +238,7 @@ TEST_F(SessionTest, LogoutEndsTheSession) {
 
 TEST_F(SessionTest, ACookiePostMustComeFromTheGatewaysOwnOrigin) {
   Start();
-  const std::string cookie = Login(kToken).Cookie();
+  const std::string cookie = Login(kSessionToken).Cookie();
   // What a cross-site form would send: the cookie (were SameSite ignored), no custom header.
   Reply bare = Send("POST", "/$change", WithCookie(cookie));
   EXPECT_EQ(bare.status, 403);
@@ -262,12 +262,13 @@ TEST_F(SessionTest, ACookiePostMustComeFromTheGatewaysOwnOrigin) {
                                            {"X-Requested-With", "ccm-gateway"}}));
   EXPECT_EQ(proxied.status, 200) << proxied.body;
   // API clients with the bearer header are not browsers: no origin to check.
-  Reply api = Send("POST", "/$change", {{"Authorization", fmt::format("Bearer {}", kToken)}});
+  Reply api =
+      Send("POST", "/$change", {{"Authorization", fmt::format("Bearer {}", kSessionToken)}});
   EXPECT_EQ(api.status, 200);
   // Login and logout from another origin are refused too (login CSRF, forced sign-out).
   Reply login = Send("POST", "/$login",
                      {{"Content-Type", "application/json"}, {"Origin", "http://evil.example"}},
-                     fmt::format(R"({{"token": "{}"}})", kToken));
+                     fmt::format(R"({{"token": "{}"}})", kSessionToken));
   EXPECT_EQ(login.status, 403);
   EXPECT_TRUE(login.Header("set-cookie").empty());
   EXPECT_EQ(Send("POST", "/$logout", WithCookie(cookie)).status, 403);
@@ -282,7 +283,7 @@ TEST_F(SessionTest, UnderTlsTheCookieIsSecure) {
         TlsFiles{(dir / "server.pem").string(), (dir / "server.key").string(), ""});
   scheme_ = "https";
   client_options_.tls.ca_file = (dir / "ca.pem").string();
-  Reply r = Login(kToken);
+  Reply r = Login(kSessionToken);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.Header("set-cookie").find("; Secure"), std::string::npos) << r.Header("set-cookie");
   const std::string cookie = r.Cookie();
