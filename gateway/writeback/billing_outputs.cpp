@@ -199,37 +199,6 @@ void Fail(DeliveryContext& ctx, DeliveryReport& report, const std::string& chann
   }
 }
 
-// Why the claim `in` must not go to `payer` yet ("" when it may), starting "held:".
-std::string HoldReason(const ClaimInput& in, const PayerConfig& payer) {
-  const LedgerRow& e = in.entry;
-  if (!fhir::IsValidId(ReferenceId(e.patient))) return std::string(kInvalidPatientId);
-  if (!HasIcd10(in.cancels ? *in.cancels : e)) {
-    // A professional claim without an ICD-10-CM diagnosis is rejected by the payer; hold this
-    // patient-month (the rest of the batch goes) until a code is there: coding the Condition in
-    // ICD-10-CM or adding mappings.diagnosisCodes makes a new ledger revision.
-    return "held: no ICD-10-CM diagnosis for the counted conditions (code them in ICD-10-CM in "
-           "the EHR, or map their codes with mappings.diagnosisCodes)";
-  }
-  if (in.cancels) return "";  // a cancellation names the claim the payer already has
-  // A claim the payer cannot match to a member is denied (837P loop 2010BA NM109: the
-  // subscriber's member id; for Medicare the MBI since 2020): hold it until the record has one.
-  if (in.patient_json.empty()) {
-    return "held: no Patient resource of this patient in the state store, so the claim has no "
-           "member id (pull Patient: run `ccm-gateway sync`, and check the source's "
-           "resourceTypes)";
-  }
-  if (MemberId(in.patient_json, payer).empty()) {
-    return fmt::format(
-        "held: the Patient has no Medicare Beneficiary Identifier (identifier system {}){}; record "
-        "it in the EHR and run `ccm-gateway sync`",
-        fhir::kMbiSystem,
-        payer.member_id_system.empty()
-            ? std::string(" (for another payer, set billing.payers[].memberIdSystem)")
-            : fmt::format(" nor a member id ({})", payer.member_id_system));
-  }
-  return "";
-}
-
 // Writes and posts one batch of claims, and marks them delivered.
 void Send(DeliveryContext& ctx, DeliveryReport& report, const PayerConfig& payer,
           const std::string& channel, const std::string& batch,
@@ -539,6 +508,62 @@ std::string MakeClaimCsv(const std::vector<ClaimInput>& claims, const PayerConfi
   return out;
 }
 
+std::string HoldReason(const ClaimInput& in, const PayerConfig& payer) {
+  const LedgerRow& e = in.entry;
+  if (!fhir::IsValidId(ReferenceId(e.patient))) return std::string(kInvalidPatientId);
+  if (!HasIcd10(in.cancels ? *in.cancels : e)) {
+    // A professional claim without an ICD-10-CM diagnosis is rejected by the payer; hold this
+    // patient-month (the rest of the batch goes) until a code is there: coding the Condition in
+    // ICD-10-CM or adding mappings.diagnosisCodes makes a new ledger revision.
+    return "held: no ICD-10-CM diagnosis for the counted conditions (code them in ICD-10-CM in "
+           "the EHR, or map their codes with mappings.diagnosisCodes)";
+  }
+  if (in.cancels) return "";  // a cancellation names the claim the payer already has
+  // A claim the payer cannot match to a member is denied (837P loop 2010BA NM109: the
+  // subscriber's member id; for Medicare the MBI since 2020): hold it until the record has one.
+  if (in.patient_json.empty()) {
+    return "held: no Patient resource of this patient in the state store, so the claim has no "
+           "member id (pull Patient: run `ccm-gateway sync`, and check the source's "
+           "resourceTypes)";
+  }
+  if (MemberId(in.patient_json, payer).empty()) {
+    return fmt::format(
+        "held: the Patient has no Medicare Beneficiary Identifier (identifier system {}){}; record "
+        "it in the EHR and run `ccm-gateway sync`",
+        fhir::kMbiSystem,
+        payer.member_id_system.empty()
+            ? std::string(" (for another payer, set billing.payers[].memberIdSystem)")
+            : fmt::format(" nor a member id ({})", payer.member_id_system));
+  }
+  return "";
+}
+
+void ResolvePriorClaim(ClaimInput& in, const std::vector<LedgerRow>& chain,
+                       const std::function<bool(std::int64_t entry)>& received) {
+  for (const LedgerRow& old : chain) {
+    if (old.kind == LedgerKind::kVoid && in.entry.kind != LedgerKind::kVoid) break;
+    if (received(old.id)) {
+      (in.entry.kind == LedgerKind::kVoid ? in.cancels : in.replaces) = old;
+      break;
+    }
+  }
+}
+
+PayerBatchPlan PlanPayerBatch(std::vector<ClaimInput> claims, const PayerConfig& payer) {
+  PayerBatchPlan plan;
+  for (ClaimInput& in : claims) {
+    if (in.entry.kind == LedgerKind::kVoid && !in.cancels) {
+      // This payer never received the charge being voided: nothing to cancel there.
+      plan.nothing_to_cancel.push_back(std::move(in.entry));
+    } else if (std::string held = HoldReason(in, payer); !held.empty()) {
+      plan.held.emplace_back(std::move(in.entry), std::move(held));
+    } else {
+      plan.send.push_back(std::move(in));
+    }
+  }
+  return plan;
+}
+
 DeliveryReport DeliverOpen(DeliveryContext& ctx) {
   DeliveryReport report;
   auto open = ctx.store.UndoneDeliveries();
@@ -597,7 +622,9 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
            "the payer is no longer configured (billing.payers); the delivery is kept");
       continue;
     }
-    std::vector<ClaimInput> claims;
+    // Gather what the decisions read: each entry's earlier revisions, which of them this payer
+    // received, and the stored Patient.
+    std::vector<ClaimInput> gathered;
     bool ok = true;
     for (const LedgerRow& e : rows) {
       ClaimInput in{e, std::nullopt, std::nullopt, ""};
@@ -607,28 +634,12 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
         ok = false;
         break;
       }
-      // The last earlier revision this payer received: what a correction replaces. A
-      // cancellation ends the chain: a charge after it is a new claim that replaces nothing.
-      for (const LedgerRow& old : *chain) {
-        if (old.kind == LedgerKind::kVoid && e.kind != LedgerKind::kVoid) break;
-        auto ds = ctx.store.Deliveries(old.id);
-        bool received = false;
-        if (ds) {
-          for (const auto& d : *ds)
-            received = received || (d.channel == channel && d.status == DeliveryStatus::kDone);
-        }
-        if (received) {
-          (e.kind == LedgerKind::kVoid ? in.cancels : in.replaces) = old;
-          break;
-        }
-      }
-      if (e.kind == LedgerKind::kVoid && !in.cancels) {
-        // This payer never received the charge being voided: nothing to cancel there.
-        static_cast<void>(
-            ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kDone, "nothing to cancel"));
-        ++report.done;
-        continue;
-      }
+      ResolvePriorClaim(in, *chain, [&](std::int64_t id) {
+        auto ds = ctx.store.Deliveries(id);
+        return ds && std::any_of(ds->begin(), ds->end(), [&](const DeliveryRow& d) {
+                 return d.channel == channel && d.status == DeliveryStatus::kDone;
+               });
+      });
       for (const auto& source : ctx.sources) {
         if (auto pj = ctx.store.ResourceJson(source, "Patient", ReferenceId(e.patient));
             pj && *pj) {
@@ -636,24 +647,32 @@ DeliveryReport DeliverOpen(DeliveryContext& ctx) {
           break;
         }
       }
-      if (std::string held = HoldReason(in, *payer); !held.empty()) {
-        // Held for this patient only; the rest of the batch goes. It leaves the batch, so that
-        // once released it goes out in a batch of its own rather than under a name the payer
-        // already has (a conditional create would then find the old Bundle and drop it).
-        report.problems.push_back(Problem(channel, e, held));
-        auto hold = [&]() -> Status {
-          if (!queued.empty()) CCM_TRY(ctx.store.SetDeliveryBatch(e.id, channel, ""));
-          return ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kFailed, held);
-        };
-        if (Status s = ctx.store.InTransaction(hold); !s) {
-          report.problems.push_back(s.error().message);
-        }
-        ++report.failed;
-        continue;
-      }
-      claims.push_back(std::move(in));
+      gathered.push_back(std::move(in));
     }
-    if (!ok || claims.empty()) continue;
+    if (!ok) continue;
+    // Decide, then act on each decision.
+    PayerBatchPlan plan = PlanPayerBatch(std::move(gathered), *payer);
+    for (const LedgerRow& e : plan.nothing_to_cancel) {
+      static_cast<void>(
+          ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kDone, "nothing to cancel"));
+      ++report.done;
+    }
+    for (const auto& [e, held] : plan.held) {
+      // Held for this patient only; the rest of the batch goes. It leaves the batch, so that
+      // once released it goes out in a batch of its own rather than under a name the payer
+      // already has (a conditional create would then find the old Bundle and drop it).
+      report.problems.push_back(Problem(channel, e, held));
+      auto hold = [&]() -> Status {
+        if (!queued.empty()) CCM_TRY(ctx.store.SetDeliveryBatch(e.id, channel, ""));
+        return ctx.store.SetDelivery(e.id, channel, DeliveryStatus::kFailed, held);
+      };
+      if (Status s = ctx.store.InTransaction(hold); !s) {
+        report.problems.push_back(s.error().message);
+      }
+      ++report.failed;
+    }
+    std::vector<ClaimInput>& claims = plan.send;
+    if (claims.empty()) continue;
     if (!queued.empty()) {
       Send(ctx, report, *payer, channel, queued, claims);
       continue;

@@ -64,6 +64,29 @@ fhir::json::Value MakeClaimBundle(const std::vector<ClaimInput>& claims, const P
 std::string MakeClaimCsv(const std::vector<ClaimInput>& claims, const PayerConfig& payer,
                          const std::string& batch);
 
+// --- Deciding (pure): what to do with each queued claim, before anything is written.
+
+// The earlier revision of `in.entry` that it corrects at one payer, from `chain` (its previous
+// revisions, newest first) and `received` (whether that payer took a revision, by ledger id): a
+// void cancels the last revision the payer received, an adjustment or charge replaces it. A
+// cancellation ends the chain: a charge after it is a new claim that replaces nothing.
+void ResolvePriorClaim(ClaimInput& in, const std::vector<LedgerRow>& chain,
+                       const std::function<bool(std::int64_t entry)>& received);
+
+// Why the claim `in` must not go to `payer` yet ("" when it may), starting "held:": an invalid
+// patient id, no ICD-10-CM diagnosis, no stored Patient or no member id (MBI) on it.
+std::string HoldReason(const ClaimInput& in, const PayerConfig& payer);
+
+// The decisions for one payer batch: every claim lands in exactly one list, in input order.
+struct PayerBatchPlan {
+  std::vector<ClaimInput> send;              // they go out (a Bundle, a file, an endpoint)
+  std::vector<LedgerRow> nothing_to_cancel;  // voids of revisions this payer never received
+  std::vector<std::pair<LedgerRow, std::string>> held;  // held back for now, and why
+};
+PayerBatchPlan PlanPayerBatch(std::vector<ClaimInput> claims, const PayerConfig& payer);
+
+// --- Acting: the deliveries carried out and recorded in the state store.
+
 struct DeliveryReport {
   std::size_t done = 0, failed = 0;
   std::size_t charge_items_written = 0;

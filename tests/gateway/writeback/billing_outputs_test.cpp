@@ -344,6 +344,61 @@ std::string SubscriberOf(const std::filesystem::path& file, std::string_view pat
   return "?";
 }
 
+// Deciding apart from acting: which revision a correction names at a payer, and whether each
+// claim of a batch goes, is held, or has nothing to cancel -- without a store or a server.
+TEST(DeliveryPlanTest, ACorrectionNamesTheLastRevisionThePayerReceived) {
+  LedgerRow charge = Row("Patient/a", 1, LedgerKind::kCharge, {{"99490", 1}});        // id 10
+  LedgerRow adjusted = Row("Patient/a", 2, LedgerKind::kAdjustment, {{"99487", 1}});  // id 20
+  LedgerRow voided = Row("Patient/a", 3, LedgerKind::kVoid, {});                      // id 30
+  auto only = [](std::int64_t id) { return [id](std::int64_t e) { return e == id; }; };
+
+  ClaimInput adj{adjusted, std::nullopt, std::nullopt, ""};
+  ResolvePriorClaim(adj, {charge}, only(10));
+  ASSERT_TRUE(adj.replaces);
+  EXPECT_EQ(adj.replaces->id, 10);
+  EXPECT_FALSE(adj.cancels);
+  // The payer never took the adjustment: the void cancels the charge it did take.
+  ClaimInput v{voided, std::nullopt, std::nullopt, ""};
+  ResolvePriorClaim(v, {adjusted, charge}, only(10));
+  ASSERT_TRUE(v.cancels);
+  EXPECT_EQ(v.cancels->id, 10);
+  ClaimInput unseen{voided, std::nullopt, std::nullopt, ""};
+  ResolvePriorClaim(unseen, {adjusted, charge}, [](std::int64_t) { return false; });
+  EXPECT_FALSE(unseen.cancels);
+  // A charge after a cancellation is a new claim: it replaces nothing before the void.
+  ClaimInput fresh{Row("Patient/a", 4, LedgerKind::kCharge, {{"99490", 1}}), std::nullopt,
+                   std::nullopt, ""};
+  ResolvePriorClaim(fresh, {voided, adjusted, charge}, [](std::int64_t) { return true; });
+  EXPECT_FALSE(fresh.replaces);
+}
+
+TEST(DeliveryPlanTest, EachClaimOfABatchIsSentHeldOrHasNothingToCancel) {
+  PayerConfig medicare;
+  medicare.name = "medicare";
+  ClaimInput with_mbi{Row("Patient/a", 1, LedgerKind::kCharge, {{"99490", 1}}), std::nullopt,
+                      std::nullopt, PatientJson("a", fhir::kMbiSystem, "1EG4TE5MK73")};
+  ClaimInput cancel{Row("Patient/d", 2, LedgerKind::kVoid, {}), std::nullopt, std::nullopt, ""};
+  cancel.cancels = Row("Patient/d", 1, LedgerKind::kCharge, {{"99490", 1}});
+  ClaimInput never_sent{Row("Patient/e", 2, LedgerKind::kVoid, {}), std::nullopt, std::nullopt, ""};
+  ClaimInput no_mbi{Row("Patient/b", 1, LedgerKind::kCharge, {{"99490", 1}}), std::nullopt,
+                    std::nullopt, PatientJson("b", "urn:mrn", "77")};
+  ClaimInput no_patient{Row("Patient/c", 1, LedgerKind::kCharge, {{"99490", 1}}), std::nullopt,
+                        std::nullopt, ""};
+  PayerBatchPlan plan =
+      PlanPayerBatch({with_mbi, cancel, never_sent, no_mbi, no_patient}, medicare);
+  ASSERT_EQ(plan.send.size(), 2u);
+  EXPECT_EQ(plan.send[0].entry.patient, "Patient/a");
+  EXPECT_EQ(plan.send[1].entry.patient, "Patient/d") << "a cancellation needs no member id";
+  ASSERT_EQ(plan.nothing_to_cancel.size(), 1u);
+  EXPECT_EQ(plan.nothing_to_cancel[0].patient, "Patient/e");
+  ASSERT_EQ(plan.held.size(), 2u);
+  EXPECT_EQ(plan.held[0].first.patient, "Patient/b");
+  EXPECT_TRUE(plan.held[0].second.starts_with("held: the Patient has no Medicare Beneficiary"))
+      << plan.held[0].second;
+  EXPECT_EQ(plan.held[1].first.patient, "Patient/c");
+  EXPECT_TRUE(plan.held[1].second.starts_with("held: no Patient resource")) << plan.held[1].second;
+}
+
 TEST(ClaimIdentityTest, MemberIdPrefersThePayersSystemThenTheMbi) {
   PayerConfig medicare;
   PayerConfig other;
