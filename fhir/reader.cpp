@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -20,6 +19,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "fhir/bounded_queue.h"
 #include "fhir/r4_model.h"
 
 namespace ccm::fhir {
@@ -931,27 +931,21 @@ void ResourceReader::ReadNdjsonParallel(gzFile_s* gz, const std::string& file) {
   std::vector<std::string> free_blocks;
   // Persistent workers for the whole file: a thread per block churned the allocator (every new
   // thread grew and trimmed a fresh malloc arena) and made two threads slower than one.
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::packaged_task<std::vector<LineOutcome>()>> queue;
-  bool closing = false;
+  using Task = std::packaged_task<std::vector<LineOutcome>()>;
+  // At most threads + 1 blocks are in flight (submit below), so a push never waits.
+  BoundedQueue<Task> queue(options_.threads + 1);
+  struct CloseQueue {  // stops the workers, also on early return (declared after them: runs first)
+    BoundedQueue<Task>& queue;
+    ~CloseQueue() { queue.Close(); }
+  };
   std::vector<std::jthread> workers;
   // threads - 1 workers: this thread is the last one, parsing queued blocks while it waits.
   for (unsigned i = 1; i < options_.threads; ++i) {
-    workers.emplace_back([&] {
-      for (;;) {
-        std::packaged_task<std::vector<LineOutcome>()> task;
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return closing || !queue.empty(); });
-          if (queue.empty()) return;
-          task = std::move(queue.front());
-          queue.pop_front();
-        }
-        task();
-      }
+    workers.emplace_back([&queue] {
+      while (std::optional<Task> task = queue.Pop()) (*task)();
     });
   }
+  CloseQueue close_queue{queue};
   struct Pending {
     std::future<std::vector<LineOutcome>> outcomes;
     std::shared_ptr<LineBatch> batch;
@@ -961,19 +955,12 @@ void ResourceReader::ReadNdjsonParallel(gzFile_s* gz, const std::string& file) {
   auto hand_over_oldest = [&] {
     auto& oldest = in_flight.front().outcomes;
     while (oldest.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      std::packaged_task<std::vector<LineOutcome>()> task;
-      {
-        std::lock_guard lock(mu);
-        if (!queue.empty()) {
-          task = std::move(queue.front());
-          queue.pop_front();
-        }
-      }
-      if (!task.valid()) {
+      std::optional<Task> task = queue.TryPop();
+      if (!task) {
         oldest.wait();
         break;
       }
-      task();
+      (*task)();
     }
     std::vector<LineOutcome> done = oldest.get();
     free_blocks.push_back(std::move(in_flight.front().batch->text));
@@ -986,31 +973,13 @@ void ResourceReader::ReadNdjsonParallel(gzFile_s* gz, const std::string& file) {
   auto drain = [&] {
     while (!in_flight.empty()) hand_over_oldest();
   };
-  struct StopWorkers {  // also on early return
-    std::mutex& mu;
-    std::condition_variable& cv;
-    bool& closing;
-    ~StopWorkers() {
-      {
-        std::lock_guard lock(mu);
-        closing = true;
-      }
-      cv.notify_all();
-    }
-  };
   auto submit = [&](std::shared_ptr<LineBatch> batch) {
     if (in_flight.size() > options_.threads) hand_over_oldest();
     batch->file = &file;
-    std::packaged_task<std::vector<LineOutcome>()> task(
-        [this, batch] { return ParseBatch(*batch); });
+    Task task([this, batch] { return ParseBatch(*batch); });
     in_flight.push_back(Pending{task.get_future(), batch});
-    {
-      std::lock_guard lock(mu);
-      queue.push_back(std::move(task));
-    }
-    cv.notify_one();
+    queue.Push(std::move(task));
   };
-  StopWorkers stop_workers{mu, cv, closing};
 
   std::string carry;        // the start of a line that continues in the next read
   bool skipping = false;    // inside an overlong line, discarding up to its newline

@@ -1,6 +1,5 @@
 #include "gateway/server/access_audit.h"
 
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -12,30 +11,30 @@ constexpr std::size_t kBatch = 512;
 }  // namespace
 
 AccessAudit::AccessAudit(OpenStore open, Options options)
-    : open_(std::move(open)), options_(std::move(options)), writer_([this] { Run(); }) {}
+    : open_(std::move(open)),
+      options_(std::move(options)),
+      queue_(options_.max_queued),
+      writer_([this] { Run(); }) {}
 
 AccessAudit::~AccessAudit() {
   {
     std::lock_guard lock(m_);
     stop_ = true;
   }
-  wake_.notify_all();
+  retry_.notify_all();
+  queue_.Close();  // the writer stores what is queued (one last try), then stops
   writer_.join();
 }
 
 void AccessAudit::Record(AccessRow row) {
-  {
-    std::lock_guard lock(m_);
-    ++recorded_;
-    if (queue_.size() >= options_.max_queued) {
-      ++counts_.dropped;
-      ++finished_;
-      done_.notify_all();
-      return;
-    }
-    queue_.push_back(std::move(row));
+  std::lock_guard lock(m_);
+  ++recorded_;
+  // Under m_, so that Flush never sees a row counted but not yet queued or dropped.
+  if (!queue_.TryPush(row)) {
+    ++counts_.dropped;
+    ++finished_;
+    done_.notify_all();
   }
-  wake_.notify_one();
 }
 
 bool AccessAudit::Flush(std::chrono::milliseconds bound) {
@@ -50,15 +49,18 @@ AccessAudit::Counts AccessAudit::counts() const {
 }
 
 void AccessAudit::Run() {
-  std::unique_lock lock(m_);
+  // A batch that fails is kept here and tried again before anything queued after it: in order.
+  std::vector<AccessRow> batch;
   for (;;) {
-    wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and everything is stored
-    const bool last_try = stop_;
-    const std::size_t n = std::min(queue_.size(), kBatch);
-    // Copied, not taken: a batch that fails stays first in the queue, in order.
-    std::vector<AccessRow> batch(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    lock.unlock();
+    if (batch.empty()) {
+      batch = queue_.PopBatch(kBatch);
+      if (batch.empty()) return;  // stopping, and everything is stored
+    }
+    const bool last_try = [&] {
+      std::lock_guard lock(m_);
+      return stop_;
+    }();
+    const std::size_t n = batch.size();
     Status stored = [&]() -> Status {
       if (!store_) {
         CCM_TRY_ASSIGN(store_, open_());
@@ -71,17 +73,17 @@ void AccessAudit::Run() {
                                  : "the access audit could not be stored (will retry): " +
                                        stored.error().message);
     }
-    lock.lock();
+    std::unique_lock lock(m_);
     if (stored || last_try) {
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
       finished_ += n;
       (stored ? counts_.written : counts_.dropped) += n;
       done_.notify_all();
+      batch.clear();
       continue;
     }
     ++counts_.failed_batches;
     store_.reset();  // a fresh connection for the next try (the file may have moved back)
-    wake_.wait_for(lock, options_.retry, [&] { return stop_; });
+    retry_.wait_for(lock, options_.retry, [&] { return stop_; });
   }
 }
 

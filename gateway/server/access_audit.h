@@ -9,9 +9,9 @@
 //   batch one transaction on its own state-store connection, so that a burst of requests costs one
 //   commit and a sync holding the write lock delays the trail, never a response.
 // - A batch that cannot be stored is kept and tried again (after `retry`), and reported through
-//   `on_error` (the store's message: no patient data). At most `max_queued` rows wait: beyond that
-//   new rows are dropped and counted (the process is not allowed to grow without bound when the
-//   store is gone).
+//   `on_error` (the store's message: no patient data). At most `max_queued` rows wait beside the
+//   batch being stored (itself at most 512 rows): beyond that new rows are dropped and counted
+//   (the process is not allowed to grow without bound when the store is gone).
 // - Flush(bound) waits until every row recorded before the call is stored or dropped. The
 //   destructor flushes what is queued (one last try), then stops the writer.
 // - Thread-safe.
@@ -20,13 +20,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string_view>
 #include <thread>
 
+#include "fhir/bounded_queue.h"
 #include "fhir/result.h"
 #include "gateway/store/state_store.h"
 
@@ -59,14 +59,14 @@ class AccessAudit {
 
   OpenStore open_;
   Options options_;
-  mutable std::mutex m_;
-  std::condition_variable wake_;  // rows queued, or stop
-  std::condition_variable done_;  // `finished_` moved
-  std::deque<AccessRow> queue_;
-  std::uint64_t recorded_ = 0;  // rows ever passed to Record (dropped ones included)
-  std::uint64_t finished_ = 0;  // rows stored or dropped
+  mutable std::mutex m_;           // guards what follows, up to the queue
+  std::condition_variable done_;   // `finished_` moved
+  std::condition_variable retry_;  // stop_ was set (ends the wait before a retry)
+  std::uint64_t recorded_ = 0;     // rows ever passed to Record (dropped ones included)
+  std::uint64_t finished_ = 0;     // rows stored or dropped
   Counts counts_;
   bool stop_ = false;
+  BoundedQueue<AccessRow> queue_;      // at most options_.max_queued rows wait
   std::unique_ptr<StateStore> store_;  // the writer thread's only
   std::thread writer_;                 // last: started once the rest exists
 };

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
-#include <deque>
 #include <future>
 #include <latch>
 #include <map>
@@ -15,6 +13,7 @@
 #include <thread>
 #include <variant>
 
+#include "fhir/bounded_queue.h"
 #include "fhir/datetime.h"
 #include "gateway/sync/connection.h"
 
@@ -320,9 +319,14 @@ struct SourceRun {
     struct Page {
       std::unique_ptr<fhir::FhirResponse> response;
       std::vector<Item> items;
+      std::chrono::steady_clock::time_point arrived{};  // set by Add
     };
 
-    PageWriter(SourceRun& run, TypeSync& t) : run_(run), t_(t), thread_([this] { Loop(); }) {}
+    PageWriter(SourceRun& run, TypeSync& t)
+        : run_(run),
+          t_(t),
+          queue_(kMaxQueuedBytes, [](const Page& p) { return p.response->bytes; }),
+          thread_([this] { Loop(); }) {}
     PageWriter(const PageWriter&) = delete;
     PageWriter& operator=(const PageWriter&) = delete;
     ~PageWriter() { static_cast<void>(Finish()); }
@@ -330,24 +334,16 @@ struct SourceRun {
     // Queues a page (blocking while kMaxQueuedBytes wait). An error is the writer's: a store
     // that failed stops the pull.
     Status Add(Page page) {
-      std::unique_lock lock(m_);
-      space_.wait(lock, [&] { return queued_bytes_ < kMaxQueuedBytes || !error_.empty(); });
+      page.arrived = std::chrono::steady_clock::now();
+      if (queue_.Push(std::move(page))) return {};
+      // Closed: by a failed store (error_ was set before the queue was closed), or by Finish().
       if (!error_.empty()) return MakeError(Errc::kIo, error_);
-      if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
-      if (!started_) started_ = first_queued_;
-      queued_bytes_ += page.response->bytes;
-      queue_.push_back(std::move(page));
-      ready_.notify_one();
-      return {};
+      return MakeError(Errc::kIo, "the store's writer has finished");
     }
 
     // Stores what is queued and stops the thread; the first store error, if any.
     Status Finish() {
-      {
-        std::lock_guard lock(m_);
-        finishing_ = true;
-      }
-      ready_.notify_one();
+      queue_.Close();
       if (thread_.joinable()) thread_.join();
       if (!error_.empty()) return MakeError(Errc::kIo, error_);
       return {};
@@ -359,43 +355,25 @@ struct SourceRun {
     static constexpr std::chrono::milliseconds kMaxDelay{100};
 
     void Loop() {
+      std::optional<std::chrono::steady_clock::time_point> started;  // the type's first page
+      // A slow server must not keep pages out of the store for long: they are stored once
+      // kCommitBytes are queued or the first has waited kMaxDelay.
       for (;;) {
-        std::deque<Page> batch;
+        std::vector<Page> batch = queue_.PopWhenReady(kCommitBytes, kMaxDelay);
+        if (batch.empty()) return;  // finished, and everything is stored
+        if (!started) started = batch.front().arrived;
         std::size_t bytes = 0;
-        std::chrono::steady_clock::time_point started;
-        {
-          std::unique_lock lock(m_);
-          // A slow server must not keep pages out of the store for long: they are stored once
-          // kCommitBytes are queued or the first has waited kMaxDelay.
-          while (!finishing_ && queued_bytes_ < kCommitBytes) {
-            if (queue_.empty()) {
-              ready_.wait(lock);
-            } else if (ready_.wait_until(lock, first_queued_ + kMaxDelay) ==
-                       std::cv_status::timeout) {
-              break;
-            }
-          }
-          if (queue_.empty()) {
-            if (finishing_) return;
-            continue;
-          }
-          batch.swap(queue_);
-          bytes = queued_bytes_;
-          queued_bytes_ = 0;
-          started = *started_;
-        }
-        space_.notify_all();
-        if (Status s = Store(batch, bytes, started); !s) {
-          std::lock_guard lock(m_);
+        for (const Page& page : batch) bytes += page.response->bytes;
+        if (Status s = Store(batch, bytes, *started); !s) {
           error_ = s.error().message;
-          space_.notify_all();
+          queue_.Close();  // after error_: Add reads it once its push is refused
           return;
         }
       }
     }
 
     // `started`: when the type's first page arrived (the clock of the progress figures).
-    Status Store(const std::deque<Page>& batch, std::size_t bytes,
+    Status Store(const std::vector<Page>& batch, std::size_t bytes,
                  std::chrono::steady_clock::time_point started) {
       std::lock_guard lock(run_.mutex);
       TypeSync& t = t_;
@@ -442,14 +420,8 @@ struct SourceRun {
 
     SourceRun& run_;
     TypeSync& t_;  // its counters are written by this thread only until Finish() returns
-    std::mutex m_;
-    std::condition_variable ready_, space_;
-    std::deque<Page> queue_;
-    std::size_t queued_bytes_ = 0;
-    std::chrono::steady_clock::time_point first_queued_;
-    std::optional<std::chrono::steady_clock::time_point> started_;  // at the first page
-    bool finishing_ = false;
-    std::string error_;
+    BoundedQueue<Page> queue_;
+    std::string error_;   // written by the writer thread before it closes queue_
     std::thread thread_;  // last: starts once everything above is initialised
   };
 

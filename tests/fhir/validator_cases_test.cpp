@@ -16,6 +16,7 @@
 #include "fhir/json.h"
 #include "fhir/r4_model.h"
 #include "fhir/validate.h"
+#include "test_util.h"
 
 namespace ccm::fhir {
 namespace {
@@ -24,12 +25,7 @@ namespace fs = std::filesystem;
 
 const fs::path kData = fs::path(CCM_SHARED_DATA) / "fhir";
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ccm::testing::ReadFile;
 
 struct Tally {
   std::size_t resources = 0;
