@@ -147,6 +147,12 @@ std::string Describe(const GatewayConfig& c, const server::ServerConfig& server)
       "{} connections; access log patient ids {}",
       l.header_bytes, l.body_bytes, l.read_timeout.count(), l.write_timeout.count(),
       l.idle_timeout.count(), l.max_connections, server.log_patient_ids ? "IN CLEAR" : "hashed"));
+  line(fmt::format("  billing summaries cached until the store changes{}",
+                   !((wb.care_plans || wb.charge_items) && wb.target) ? ""
+                   : server.billing_summary_max_age.count() == 0
+                       ? "; they read the EHR: computed for every request"
+                       : fmt::format("; they read the EHR: at most {} s",
+                                     server.billing_summary_max_age.count())));
   // Shares are kept in basis points (1/100 of a percent).
   const ProgramAssumptions& a = c.program;
   line(fmt::format(

@@ -38,6 +38,7 @@ Status Serve(const GatewayConfig& config, const ServerConfig& server, const Serv
   so.version = options.version;
   so.commit = options.commit;
   so.log_patient_ids = server.log_patient_ids;
+  so.billing_summary_max_age = server.billing_summary_max_age;
   so.log = [](std::string_view level, std::string_view event, std::string_view message) {
     LogLine(level, event, message);
   };

@@ -53,7 +53,7 @@ Result<ServerConfig> ServerConfigFromJson(const Value* s, std::string_view origi
   }
   CCM_TRY(CheckKeys(*s, origin, p,
                     {"address", "port", "ioThreads", "workerThreads", "tls", "tokens", "tokensFile",
-                     "limits", "logPatientIds", "sessionMinutes"}));
+                     "limits", "logPatientIds", "sessionMinutes", "billingSummaryMaxAgeSeconds"}));
   CCM_TRY_ASSIGN(auto address, StringKey(*s, "address", origin, p));
   if (address) c.address = *address;
   CCM_TRY_ASSIGN(auto port, IntKey(*s, "port", origin, p, 0, 65535));
@@ -67,6 +67,8 @@ Result<ServerConfig> ServerConfigFromJson(const Value* s, std::string_view origi
   // At most a day: a session outliving a shift is a session left open on a shared workstation.
   CCM_TRY_ASSIGN(auto session, IntKey(*s, "sessionMinutes", origin, p, 1, 1440));
   if (session) c.session_lifetime = std::chrono::minutes(*session);
+  CCM_TRY_ASSIGN(auto summary_age, IntKey(*s, "billingSummaryMaxAgeSeconds", origin, p, 0, 86400));
+  if (summary_age) c.billing_summary_max_age = std::chrono::seconds(*summary_age);
 
   CCM_TRY_ASSIGN(const Value* tls, Section(*s, "tls", origin, p));
   if (tls != nullptr) {

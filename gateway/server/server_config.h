@@ -9,6 +9,7 @@
 // - Errors name the file, the key path and the fix.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -34,6 +35,9 @@ struct ServerConfig {
   bool log_patient_ids = false;          // access log: patient ids in clear (else hashed)
   // sessionMinutes: how long a browser session (POST /$login) lasts, from the login.
   std::chrono::minutes session_lifetime{480};
+  // billingSummaryMaxAgeSeconds: how long a billing summary that read the EHR (write-back
+  // configured) is served from the cache; 0 = computed for every request.
+  std::chrono::seconds billing_summary_max_age{60};
 };
 
 // `server` may be null (no section: the defaults). `base_dir` resolves relative file names.

@@ -395,8 +395,26 @@ struct GatewayService::Impl {
   std::map<YearMonth, CachedMonth> cache;
   std::atomic<std::uint64_t> generation{0};
   // Billing summaries one at a time: CloseMonth takes the state file's bill lock (flock), which a
-  // second summary of this same process would find taken and answer 409 bill-locked.
+  // second summary of this same process would find taken and answer 409 bill-locked. Guards
+  // `summaries` too.
   std::mutex billing_m;
+  struct BillingSummaryData {
+    app::CloseMonthResult result;
+    std::vector<std::string> warnings;
+  };
+  struct SummaryInputs {  // what a dry-run bill reads from the state store, as of one moment
+    std::string stamp;    // the sync history (Stamp)
+    std::uint64_t generation = 0;
+    std::int64_t billing = 0;  // StateStore::BillingVersion
+    bool operator==(const SummaryInputs&) const = default;
+  };
+  struct CachedSummary {
+    SummaryInputs key;  // when it was computed
+    std::chrono::steady_clock::time_point computed;
+    bool read_ehr = false;  // expires after options.billing_summary_max_age
+    std::shared_ptr<const BillingSummaryData> data;
+  };
+  std::map<YearMonth, CachedSummary> summaries;
 
   // Syncs.
   mutable std::mutex sync_m;
@@ -485,6 +503,9 @@ struct GatewayService::Impl {
     metrics.Declare("ccm_evaluations_total",
                     "Months evaluated from the state store (cache misses), by month",
                     Metrics::Kind::kCounter);
+    metrics.Declare("ccm_billing_summaries_computed_total",
+                    "Billing summaries computed by a dry-run bill (cache misses), by month",
+                    Metrics::Kind::kCounter);
     AddRoutes();
   }
 
@@ -524,6 +545,54 @@ struct GatewayService::Impl {
     CCM_TRY_ASSIGN(auto last, store.LastRun(RunKind::kSync));
     if (!last) return std::string("none");
     return fmt::format("{}/{}/{}", last->id, last->finished, ToCode(last->status));
+  }
+
+  // What a dry-run bill of a month reads from the state store, as of now: the resources (as the
+  // evaluations are keyed) and the ledger, its deliveries and proposals and the write-back audit.
+  Result<SummaryInputs> SummaryKey(StateStore& store) {
+    CCM_TRY_ASSIGN(std::string stamp, Stamp(store));
+    CCM_TRY_ASSIGN(std::int64_t billing, store.BillingVersion());
+    return SummaryInputs{std::move(stamp), generation.load(), billing};
+  }
+
+  // The month's billing summary (CloseMonth, dry run), from the cache when nothing it read has
+  // changed since; `age` is how old the answer is.
+  app::WorkflowResult<std::shared_ptr<const BillingSummaryData>> Summary(
+      StateStore& store, const YearMonth& month, std::chrono::seconds& age) {
+    std::lock_guard one_at_a_time(billing_m);
+    auto key = SummaryKey(store);
+    if (!key) return app::Fail(app::ErrorKind::kFailed, "state-failed", key.error().message);
+    const auto now = std::chrono::steady_clock::now();
+    if (auto it = summaries.find(month); it != summaries.end()) {
+      const CachedSummary& c = it->second;
+      if (c.key == *key && (!c.read_ehr || now - c.computed < options.billing_summary_max_age)) {
+        age = std::chrono::duration_cast<std::chrono::seconds>(now - c.computed);
+        return c.data;
+      }
+      summaries.erase(it);
+    }
+    app::CloseMonthRequest request;
+    request.month = month;
+    request.dry_run = true;
+    auto data = std::make_shared<BillingSummaryData>();
+    app::CloseMonthObserver observer;
+    observer.on_warning = [&data](const std::string& w) { data->warnings.push_back(w); };
+    auto result = app::CloseMonth(config, store, request, observer);
+    if (!result) return result.error();
+    metrics.Add("ccm_billing_summaries_computed_total", {{"month", month.ToString()}});
+    data->result = std::move(*result);
+    age = std::chrono::seconds(0);
+    const WriteBackConfig& wb = config.write_back;
+    const bool read_ehr = (wb.care_plans || wb.charge_items) && wb.target.has_value();
+    // Kept only when it is clean (a problem or warning may be gone on the next try), when the
+    // store did not change while it ran, and when it may be kept at all.
+    auto after = SummaryKey(store);
+    if (data->result.ok() && data->warnings.empty() && after && *after == *key &&
+        (!read_ehr || options.billing_summary_max_age.count() > 0)) {
+      summaries[month] = CachedSummary{*key, now, read_ehr, data};
+      while (summaries.size() > 24) summaries.erase(summaries.begin());
+    }
+    return std::shared_ptr<const BillingSummaryData>(std::move(data));
   }
 
   // --- evaluation cache --------------------------------------------------------------------------
@@ -575,9 +644,15 @@ struct GatewayService::Impl {
     if (!store) return;
     auto stamp = Stamp(**store);
     if (!stamp) return;
-    std::lock_guard lock(cache_m);
-    for (auto& [month, entry] : cache) {
-      if (entry.stamp == stamp_before) entry.stamp = *stamp;
+    {
+      std::lock_guard lock(cache_m);
+      for (auto& [month, entry] : cache) {
+        if (entry.stamp == stamp_before) entry.stamp = *stamp;
+      }
+    }
+    std::lock_guard lock(billing_m);
+    for (auto& [month, entry] : summaries) {
+      if (entry.key.stamp == stamp_before) entry.key.stamp = *stamp;
     }
   }
 
@@ -964,18 +1039,11 @@ struct GatewayService::Impl {
     if (auto e = ReadBillingFormat(req, format, download)) return ErrorResponse(*e);
     auto store = Store();
     if (!store) return ErrorResponse(FromWorkflow(store.error()));
-    app::CloseMonthRequest request;
-    request.month = month;
-    request.dry_run = true;
-    std::vector<std::string> warnings;
-    app::CloseMonthObserver observer;
-    observer.on_warning = [&warnings](const std::string& w) { warnings.push_back(w); };
-    auto result = [&] {
-      std::lock_guard one_at_a_time(billing_m);
-      return app::CloseMonth(config, **store, request, observer);
-    }();
-    if (!result) return ErrorResponse(FromWorkflow(result.error()));
-    const app::CloseMonthResult& r = *result;
+    std::chrono::seconds age{0};
+    auto summary = Summary(**store, month, age);
+    if (!summary) return ErrorResponse(FromWorkflow(summary.error()));
+    const app::CloseMonthResult& r = (*summary)->result;
+    const std::vector<std::string>& warnings = (*summary)->warnings;
     auto lines_of = [](const LedgerRow& row) {
       std::string codes;
       for (const auto& l : LedgerLines(row)) {
@@ -985,6 +1053,8 @@ struct GatewayService::Impl {
     };
     // A download (_format) is saved under a name that says what and which month.
     auto attach = [&](Response resp, std::string_view extension) {
+      // RFC 9111 §5.1: how long ago the answer was computed (a cached summary).
+      resp.headers.emplace_back("Age", std::to_string(age.count()));
       if (download) {
         resp.headers.emplace_back("Content-Disposition",
                                   fmt::format("attachment; filename=\"ccm-billing-summary-{}{}\"",

@@ -16,6 +16,9 @@
 // - Evaluations are cached per month and keyed by the state store's sync history (the last sync
 //   run and its end) plus a generation bumped by every sync of this process that changed
 //   something, so a status call re-evaluates only after a sync changed the store.
+// - Billing summaries are cached the same way, and also keyed by the ledger's BillingVersion;
+//   those that read the EHR expire after ServiceOptions::billing_summary_max_age. Only a summary
+//   without problems or warnings is kept. A served copy says its age (HTTP Age header).
 // - At most one sync runs at a time (POST /$sync, the schedule); it runs on its own thread and can
 //   be stopped (StopSync), ending after the page it is storing.
 // - Every request for patient data is recorded in the state store's access audit (who, route,
@@ -54,6 +57,11 @@ struct ServiceOptions {
   // token's name, never the token), recorded in the state store (server/access_audit.h),
   // whatever its status: 401s included.
   bool audit = true;
+  // server.billingSummaryMaxAgeSeconds: a billing summary is cached per month and keyed like the
+  // evaluations plus the state store's BillingVersion (ledger, deliveries, proposals, write-back
+  // audit); one that read the EHR (care plans, write targets) is also dropped at this age, since
+  // the EHR changes without telling us. 0: never served from the cache.
+  std::chrono::seconds billing_summary_max_age{60};
 };
 
 class GatewayService {

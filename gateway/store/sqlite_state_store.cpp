@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 6> kMigrations = {
+constexpr std::array<std::string_view, 7> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -165,6 +165,37 @@ CREATE TABLE access_audit (
   status     INTEGER NOT NULL
 );
 CREATE INDEX access_audit_patient ON access_audit (patient) WHERE patient <> '';
+)sql",
+    // 7: a counter that every change to what a bill reads besides resources moves (ledger,
+    // deliveries, proposals, the write-back audit), by any process: a cache key (BillingVersion).
+    // Triggers, so that no write path can forget it.
+    R"sql(
+CREATE TABLE versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
+INSERT INTO versions VALUES ('billing', 0);
+CREATE TRIGGER ledger_insert_bumps AFTER INSERT ON ledger
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER ledger_update_bumps AFTER UPDATE ON ledger
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER ledger_delete_bumps AFTER DELETE ON ledger
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER deliveries_insert_bumps AFTER INSERT ON deliveries
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER deliveries_update_bumps AFTER UPDATE ON deliveries
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER deliveries_delete_bumps AFTER DELETE ON deliveries
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER ledger_proposals_insert_bumps AFTER INSERT ON ledger_proposals
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER ledger_proposals_update_bumps AFTER UPDATE ON ledger_proposals
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER ledger_proposals_delete_bumps AFTER DELETE ON ledger_proposals
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER audit_insert_bumps AFTER INSERT ON audit
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER audit_update_bumps AFTER UPDATE ON audit
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+CREATE TRIGGER audit_delete_bumps AFTER DELETE ON audit
+  BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
 )sql",
 };
 
@@ -727,6 +758,15 @@ class SqliteStateStore final : public StateStore {
     CCM_TRY(StepDone(s, "approving a ledger proposal"));
     if (sqlite3_changes(db_.get()) == 1) return {};
     return ProposalNotChangeable(id, "approved");
+  }
+
+  Result<std::int64_t> BillingVersion() override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("SELECT version FROM versions WHERE name = 'billing'"));
+    if (sqlite3_step(s) != SQLITE_ROW) return SqlError("reading the billing version");
+    const std::int64_t version = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);  // ends the read: a statement left active keeps its snapshot open
+    return version;
   }
 
   Status CloseLedgerProposal(std::int64_t id, ProposalStatus status, std::string_view outcome,

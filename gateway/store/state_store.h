@@ -384,6 +384,11 @@ class LedgerStore {
   virtual Status CloseLedgerProposal(std::int64_t id, ProposalStatus status,
                                      std::string_view outcome,
                                      std::optional<std::int64_t> result_entry) = 0;
+
+  // A number that moves whenever the ledger, its deliveries or proposals, or the audit trail of
+  // writes (AuditTrail::AddAudit) change, through this connection or any other; reads and
+  // resources leave it alone. What `serve` keys its billing summaries on.
+  virtual Result<std::int64_t> BillingVersion() = 0;
 };
 
 // What the gateway wrote to other systems (audit log) and who read patient data (access trail).

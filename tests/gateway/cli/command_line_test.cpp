@@ -180,8 +180,9 @@ TEST(CommandLineTest, ConfigCheckValidatesEverySectionAndContactsNothing) {
       << ok.out;
   EXPECT_TRUE(Contains(ok.out, "pulls: Patient, ")) << ok.out;
   EXPECT_TRUE(Contains(ok.out, "write-back: off")) << ok.out;
-  EXPECT_TRUE(Contains(ok.out, "program ($ccm-program projection): 68.00 % of patients qualify, "
-                               "40.00 % of those enrol, 46.67 USD net per patient-month"))
+  EXPECT_TRUE(Contains(ok.out,
+                       "program ($ccm-program projection): 68.00 % of patients qualify, "
+                       "40.00 % of those enrol, 46.67 USD net per patient-month"))
       << ok.out;
   EXPECT_TRUE(Contains(ok.out, "state: " + (dir / "state.db").string())) << ok.out;
   EXPECT_FALSE(Contains(ok.out, "t0ken-value")) << ok.out;  // where the secret is, never it
@@ -209,7 +210,7 @@ TEST(CommandLineTest, ConfigCheckShowsTheServiceAndTheChecksBeforeWriting) {
     "writeBack": {"chargeItems": true, "requireConditionalCreate": false},
     "state": {"path": "state.db"},
     "server": {"port": 8443, "tokensFile": "tokens.json", "sessionMinutes": 30,
-               "limits": {"maxConnections": 64}}
+               "billingSummaryMaxAgeSeconds": 120, "limits": {"maxConnections": 64}}
   })");
   std::string config = (dir / "site.json").string();
   GatewayRun missing = Gateway(fmt::format("config check --config {}", config));
@@ -226,6 +227,10 @@ TEST(CommandLineTest, ConfigCheckShowsTheServiceAndTheChecksBeforeWriting) {
                            (dir / "tokens.json").string()))
       << ok.out;
   EXPECT_TRUE(Contains(ok.out, "64 connections; access log patient ids hashed")) << ok.out;
+  EXPECT_TRUE(Contains(ok.out,
+                       "billing summaries cached until the store changes; they read the EHR: "
+                       "at most 120 s"))
+      << ok.out;
   EXPECT_TRUE(Contains(ok.out, "the care team's page at / (sessions of 30 min after sign-in; "))
       << ok.out;
   EXPECT_TRUE(Contains(ok.out, "conditional create NOT checked (requireConditionalCreate: false)"))

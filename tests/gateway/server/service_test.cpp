@@ -55,7 +55,7 @@ std::shared_ptr<const TokenAuth> ServiceTokens() {
 
 struct Answer {
   long status = 0;
-  std::string body, content_type, content_location, www_authenticate;
+  std::string body, content_type, content_location, www_authenticate, age;
 };
 
 Answer Call(std::uint16_t port, const std::string& method, const std::string& path,
@@ -80,6 +80,7 @@ Answer Call(std::uint16_t port, const std::string& method, const std::string& pa
     if (name == "content-type") a.content_type = v;
     if (name == "content-location") a.content_location = v;
     if (name == "www-authenticate") a.www_authenticate = v;
+    if (name == "age") a.age = v;
   }
   return a;
 }
@@ -888,12 +889,14 @@ TEST(ServiceReadinessTest, NotReadyBeforeTheFirstSync) {
 // store's records, or that need a sync to stay running).
 struct OwnService {
   explicit OwnService(const std::vector<std::filesystem::path>& load,
-                      std::function<void(GatewayConfig&)> adjust = {})
+                      std::function<void(GatewayConfig&)> adjust = {},
+                      std::function<void(ServiceOptions&)> adjust_options = {})
       : ehr(load) {
     auto loaded = LoadGatewayConfig(st::WriteConfig(dir, ehr));
     EXPECT_TRUE(loaded) << loaded.error().message;
     if (adjust) adjust(*loaded);
     ServiceOptions options;
+    if (adjust_options) adjust_options(options);
     options.access_log = false;
     options.log = [this](std::string_view, std::string_view event, std::string_view message) {
       std::lock_guard lock(m);
@@ -1034,6 +1037,87 @@ TEST(ServiceCacheTest, ASyncThatChangedDataInvalidatesTheCache) {
   // And it is what `evaluate` says of the server's data now.
   std::string after_report = st::EvaluateServer(own.ehr);
   EXPECT_NE(after_report.find(second.body + "\n"), std::string::npos);
+}
+
+// The billing summary cache: a second call is answered from it (with its Age); a ledger change
+// made by another process, or a sync that changed data, makes the next call compute again; a
+// sync that changed nothing keeps it.
+TEST(ServiceCacheTest, ABillingSummaryIsComputedAgainOnlyWhenWhatItReadChanged) {
+  OwnService own(ccm::testing::SampleInputs());
+  ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
+  auto computed = [&] {
+    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+    return m[R"(ccm_billing_summaries_computed_total{month="2026-10"})"];
+  };
+  const std::string path = "/$ccm-billing-summary?month=2026-10";
+  Answer first = Call(own.port(), "GET", path);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.age, "0");
+  EXPECT_EQ(computed(), 1);
+  Answer again = Call(own.port(), "GET", path);
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_FALSE(again.age.empty());
+  Answer csv = Call(own.port(), "GET", path, std::string(kServiceToken), "text/csv");
+  EXPECT_EQ(csv.status, 200);
+  EXPECT_EQ(computed(), 1) << "every format from the one computed summary";
+
+  Value unchanged = own.Sync();
+  ASSERT_EQ(st::Num(unchanged["result"], "changed"), 0) << fhir::json::Serialize(unchanged);
+  EXPECT_EQ(Call(own.port(), "GET", path).body, first.body);
+  EXPECT_EQ(computed(), 1) << "a sync that changed nothing keeps it";
+
+  // `ccm-gateway ledger`/`bill` in another process: a ledger entry for one of the month's
+  // patients (as if it had been billed) changes what the dry run would do.
+  auto summary = fhir::json::Parse(first.body);
+  ASSERT_TRUE(summary);
+  ASSERT_FALSE((*summary)["changes"].array().empty()) << first.body;
+  const std::string patient((*summary)["changes"].array()[0]["patient"].str());
+  {
+    auto other = OpenSqliteStateStore(own.dir / "state.db");
+    ASSERT_TRUE(other) << other.error().message;
+    LedgerRow billed;
+    billed.patient = patient;
+    billed.month = "2026-10";
+    billed.family = "care-management";
+    billed.kind = LedgerKind::kCharge;
+    billed.program = "CCM";
+    billed.lines_json = R"([{"code":"99490","units":1,"amount":60.49,"encounters":[]}])";
+    billed.amount_cents = 6049;
+    billed.evidence_json = "{}";
+    billed.fingerprint = "billed elsewhere";
+    billed.run = 1;
+    ASSERT_TRUE((*other)->AddLedgerEntry(billed));
+  }
+  Answer after_ledger = Call(own.port(), "GET", path);
+  ASSERT_EQ(after_ledger.status, 200) << after_ledger.body;
+  EXPECT_EQ(after_ledger.age, "0");
+  EXPECT_NE(after_ledger.body, first.body);
+  EXPECT_EQ(computed(), 2);
+}
+
+// With write-back configured the summary reads the EHR, which changes without telling the
+// gateway: billingSummaryMaxAgeSeconds 0 computes it for every request.
+TEST(ServiceCacheTest, ASummaryThatReadTheEhrIsKeptNoLongerThanItsMaxAge) {
+  OwnService own(
+      ccm::testing::SampleInputs(),
+      [](GatewayConfig& c) {
+        c.write_back.care_plans = true;
+        c.write_back.target = c.sync.sources.at(0);
+      },
+      [](ServiceOptions& o) { o.billing_summary_max_age = std::chrono::seconds(0); });
+  ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
+  auto computed = [&] {
+    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
+    return m[R"(ccm_billing_summaries_computed_total{month="2026-10"})"];
+  };
+  const std::string path = "/$ccm-billing-summary?month=2026-10";
+  Answer first = Call(own.port(), "GET", path);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_NE(first.body.find("\"carePlans\":{\""), std::string::npos) << "it read the care plans";
+  Answer second = Call(own.port(), "GET", path);
+  EXPECT_EQ(second.body, first.body);
+  EXPECT_EQ(second.age, "0");
+  EXPECT_EQ(computed(), 2);
 }
 
 // The schedule never stacks syncs: a tick while one runs is skipped, logged and counted.

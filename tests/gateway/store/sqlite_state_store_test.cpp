@@ -45,6 +45,18 @@ void ExecSql(const std::filesystem::path& file, const char* sql) {
   sqlite3_close(db);
 }
 
+// SQL that takes a current file back to schema 6: without what migration 7 adds (the billing
+// version's triggers and table). Older versions undo more after this.
+std::string UndoSeven() {
+  std::string sql;
+  for (const char* table : {"ledger", "deliveries", "ledger_proposals", "audit"}) {
+    for (const char* event : {"insert", "update", "delete"}) {
+      sql += fmt::format("DROP TRIGGER {}_{}_bumps; ", table, event);
+    }
+  }
+  return sql + "DROP TABLE versions; ";
+}
+
 TEST(SqliteStateStoreTest, RefusesForeignAndNewerFiles) {
   TempDir dir;
   ExecSql(dir / "other.db", "CREATE TABLE accounts(x)");
@@ -88,7 +100,7 @@ TEST(SqliteStateStoreTest, SchemaFourKeepsAVersionThreeLedgerAndAddsProposals) {
   // Back to version 3 as released: without what migration 4 adds.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
-  const char* v3 = R"sql(
+  const std::string v3 = UndoSeven() + R"sql(
 DROP TABLE access_audit;
 ALTER TABLE pulls DROP COLUMN last_full_complete_started;
 DROP TABLE ledger_proposals;
@@ -97,7 +109,7 @@ ALTER TABLE ledger DROP COLUMN allow_incomplete;
 PRAGMA user_version = 3;
 )sql";
   char* err = nullptr;
-  ASSERT_EQ(sqlite3_exec(db, v3, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  ASSERT_EQ(sqlite3_exec(db, v3.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
   sqlite3_close(db);
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
@@ -126,8 +138,10 @@ TEST(SqliteStateStoreTest, SchemaFiveKnowsNoFullPullOfAnOlderFile) {
         (*store)->EndPull("ehr", "Encounter", 1, PullState::kComplete, PullMode::kFull, ""));
   }
   ExecSql(dir / "state.db",
-          "DROP TABLE access_audit; ALTER TABLE pulls DROP COLUMN last_full_complete_started; "
-          "PRAGMA user_version = 4;");
+          (UndoSeven() +
+           "DROP TABLE access_audit; ALTER TABLE pulls DROP COLUMN last_full_complete_started; "
+           "PRAGMA user_version = 4;")
+              .c_str());
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), CurrentStateSchemaVersion());
@@ -147,10 +161,11 @@ TEST(SqliteStateStoreTest, SchemaSixKeepsTheAccessTrail) {
     ASSERT_TRUE(store);
     ASSERT_TRUE((*store)->BeginPull("ehr", "Encounter", 1));
   }
-  ExecSql(dir / "state.db", "DROP TABLE access_audit; PRAGMA user_version = 5;");
+  ExecSql(dir / "state.db",
+          (UndoSeven() + "DROP TABLE access_audit; PRAGMA user_version = 5;").c_str());
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
-  EXPECT_EQ((*store)->schema_version(), 6);
+  EXPECT_EQ((*store)->schema_version(), CurrentStateSchemaVersion());
   EXPECT_EQ((*store)->PullStatuses()->size(), 1u);
   // The trail works on the migrated file (the conformance suite covers what it does).
   ASSERT_TRUE((*store)->AddAccessRecords(
@@ -161,6 +176,26 @@ TEST(SqliteStateStoreTest, SchemaSixKeepsTheAccessTrail) {
   EXPECT_EQ(
       AccessInstant(fhir::FhirDateTime::ParseInstant("2026-11-01T10:00:01.123456Z")->Earliest()),
       "2026-11-01T10:00:01.123Z");
+}
+
+// Schema 7: the billing version (triggers on the ledger, deliveries, proposals and audit); a
+// schema-6 file gains it and keeps its ledger.
+TEST(SqliteStateStoreTest, SchemaSevenCountsBillingChanges) {
+  TempDir dir;
+  {
+    auto store = OpenSqliteStateStore(dir / "state.db");
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->AddLedgerEntry(PlainEntry("Patient/a")));
+  }
+  ExecSql(dir / "state.db", (UndoSeven() + "PRAGMA user_version = 6;").c_str());
+  auto store = OpenSqliteStateStore(dir / "state.db");
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->schema_version(), 7);
+  EXPECT_EQ((*store)->LedgerEntries({})->size(), 1u);
+  auto before = (*store)->BillingVersion();
+  ASSERT_TRUE(before) << before.error().message;
+  ASSERT_TRUE((*store)->AddLedgerEntry(PlainEntry("Patient/b")));
+  EXPECT_NE(*(*store)->BillingVersion(), *before);
 }
 
 TEST(StateLocksTest, OneHolderAtATimeAndTheWaiterNamesIt) {

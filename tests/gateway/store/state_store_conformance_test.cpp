@@ -345,6 +345,64 @@ TEST_P(StateStoreConformance, HeldDeliveriesMoveBatchAndAuditRecordsAreFoundByTa
   EXPECT_EQ(s.AuditLog(log[1].id)->at(0).id, *last);
 }
 
+// The billing summary's cache key: every write a bill's outcome depends on, besides resources,
+// moves it -- through another connection too -- and nothing else does.
+TEST_P(StateStoreConformance, TheBillingVersionMovesWithEveryLedgerOrAuditWrite) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  StateStore& s = *store;
+  std::int64_t last = *s.BillingVersion();
+  auto moved = [&](std::string_view what) {
+    auto now = s.BillingVersion();
+    EXPECT_TRUE(now) << what;
+    const bool changed = now && *now != last;
+    if (now) last = *now;
+    return changed;
+  };
+  ASSERT_TRUE(s.Upsert("ehr", "Patient", "a", Stamp("1"), R"({"resourceType":"Patient","id":"a"})",
+                       1, UpsertMode::kKeepNewest));
+  ASSERT_TRUE(s.StartRun(RunKind::kBill));
+  ASSERT_TRUE(s.LedgerEntries({}));
+  EXPECT_FALSE(moved("resources, runs and reads"));
+  std::int64_t entry = *s.AddLedgerEntry(PlainEntry("Patient/a"));
+  EXPECT_TRUE(moved("a new entry"));
+  ASSERT_TRUE(s.AddDelivery(entry, "charge-items", "b1"));
+  EXPECT_TRUE(moved("a delivery queued"));
+  ASSERT_TRUE(s.SetDelivery(entry, "charge-items", DeliveryStatus::kDone, "ChargeItem/1"));
+  EXPECT_TRUE(moved("a delivery done"));
+  ASSERT_TRUE(s.MarkSubmitted(entry));
+  EXPECT_TRUE(moved("submitted"));
+  LedgerProposal p;
+  p.entry = entry;
+  p.reason = "no longer billable";
+  p.proposed = PlainEntry("Patient/a");
+  p.proposed.kind = LedgerKind::kVoid;
+  std::int64_t proposal = *s.AddLedgerProposal(p);
+  EXPECT_TRUE(moved("a proposal"));
+  ASSERT_TRUE(s.ApproveLedgerProposal(proposal, "operator"));
+  EXPECT_TRUE(moved("an approval"));
+  ASSERT_TRUE(s.AddAudit(AuditRow{0, "", 1, "create", "CarePlan/1", "v1", "", ""}));
+  EXPECT_TRUE(moved("a write-back audit record"));
+  // Another connection's write is seen too (another process: `ccm-gateway ledger --approve`).
+  {
+    auto other = Open();
+    ASSERT_TRUE(other);
+    ASSERT_TRUE(other->MarkAcknowledged(entry));
+  }
+  EXPECT_TRUE(moved("acknowledged through another connection"));
+  // Reading the version leaves nothing open: another connection writes, then this one can too.
+  {
+    auto other = Open();
+    ASSERT_TRUE(other);
+    ASSERT_TRUE(other->AddAudit(AuditRow{0, "", 2, "update", "CarePlan/1", "v2", "", ""}));
+  }
+  auto write = s.AddAccessRecords({{0, "", "portal", "GET", "/$ccm-billing-summary", "", "", 200}});
+  ASSERT_TRUE(write) << write.error().message;
+  EXPECT_TRUE(moved("an audit record through another connection"));
+  ASSERT_TRUE(s.AddAccessRecords({{0, "", "portal", "GET", "/$ccm-billing-summary", "", "", 200}}));
+  EXPECT_FALSE(moved("the access trail (who read what) is not billing input"));
+}
+
 TEST_P(StateStoreConformance, TheAccessTrailIsAppendedAndQueried) {
   auto store = Open();
   ASSERT_TRUE(store);
