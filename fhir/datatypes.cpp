@@ -16,37 +16,6 @@ Error BadReference(std::string_view text, std::string_view why) {
                    fmt::format("invalid reference \"{}\": {}", text.substr(0, 120), why));
 }
 
-bool IsHex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// urn:uuid: is RFC 4122 text, 8-4-4-4-12 hex digits (R4 §2.24.0.1 uuid).
-bool IsUuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !IsHex(s[i])) return false;
-  }
-  return true;
-}
-
-// urn:oid: is dot-separated numbers (R4 §2.24.0.1 oid: [0-2](\.(0|[1-9][0-9]*))+).
-bool IsOid(std::string_view s) {
-  if (s.size() < 3 || s[0] < '0' || s[0] > '2' || s[1] != '.') return false;
-  bool need_digit = true;
-  for (std::size_t i = 2; i < s.size(); ++i) {
-    if (s[i] == '.') {
-      if (need_digit) return false;
-      need_digit = true;
-    } else if (s[i] >= '0' && s[i] <= '9') {
-      need_digit = false;
-    } else {
-      return false;
-    }
-  }
-  return !need_digit;
-}
-
 // RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 bool IsScheme(std::string_view s) {
   if (s.empty() || !std::isalpha(static_cast<unsigned char>(s[0]))) return false;
@@ -118,6 +87,37 @@ std::string JoinPath(std::string_view path, std::string_view member) {
 
 std::string IndexPath(std::string_view path, std::size_t index) {
   return fmt::format("{}[{}]", path, index);
+}
+
+// R4 §2.24.0.1 uuid: urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}.
+bool IsUuidUrn(std::string_view s) noexcept {
+  constexpr std::string_view kPrefix = "urn:uuid:";
+  if (s.size() != kPrefix.size() + 36 || !s.starts_with(kPrefix)) return false;
+  s.remove_prefix(kPrefix.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// R4 §2.24.0.1 oid: urn:oid:[0-2](\.(0|[1-9][0-9]*))+.
+bool IsOidUrn(std::string_view s) noexcept {
+  constexpr std::string_view kPrefix = "urn:oid:";
+  if (!s.starts_with(kPrefix)) return false;
+  s.remove_prefix(kPrefix.size());
+  if (s.size() < 3 || s[0] < '0' || s[0] > '2') return false;
+  std::size_t pos = 1;
+  int arcs = 0;
+  while (pos < s.size()) {
+    if (s[pos] != '.') return false;
+    const std::size_t start = ++pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') ++pos;
+    if (pos == start || (s[start] == '0' && pos - start > 1)) return false;
+    ++arcs;
+  }
+  return arcs > 0;
 }
 
 bool IsValidId(std::string_view s) noexcept {
@@ -539,12 +539,13 @@ Result<Reference> ParseReferenceString(std::string_view text) {
     r.kind = ReferenceKind::kUrn;
     r.urn = std::string(text);
     if (text.rfind("urn:uuid:", 0) == 0) {
-      if (!IsUuid(text.substr(9)))
-        return BadReference(text, "urn:uuid: must be followed by a UUID");
+      if (!IsUuidUrn(text)) {
+        return BadReference(text, "urn:uuid: must be followed by a UUID in lower-case hex");
+      }
       return r;
     }
     if (text.rfind("urn:oid:", 0) == 0) {
-      if (!IsOid(text.substr(8))) return BadReference(text, "urn:oid: must be followed by an OID");
+      if (!IsOidUrn(text)) return BadReference(text, "urn:oid: must be followed by an OID");
       return r;
     }
     return BadReference(text, "only urn:uuid: and urn:oid: URNs are references");

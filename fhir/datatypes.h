@@ -228,5 +228,9 @@ bool IsResourceType(std::string_view s) noexcept;
 
 // True when `s` is a valid FHIR id (R4 §2.24.0.1 id: [A-Za-z0-9\-\.]{1,64}).
 bool IsValidId(std::string_view s) noexcept;
+// R4 uuid and oid (§2.24.0.1), with their "urn:uuid:" / "urn:oid:" prefix. A uuid is lower-case
+// hex, as R4's regex has it.
+bool IsUuidUrn(std::string_view s) noexcept;
+bool IsOidUrn(std::string_view s) noexcept;
 
 }  // namespace ccm::fhir

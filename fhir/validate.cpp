@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "fhir/datatypes.h"
 #include "fhir/r4_model.h"
 
 namespace ccm::fhir {
@@ -204,39 +205,6 @@ std::optional<std::int64_t> ParseInteger(std::string_view s) {
   return neg ? -v : v;
 }
 
-bool IsOid(std::string_view s) {
-  constexpr std::string_view kPrefix = "urn:oid:";
-  if (s.substr(0, kPrefix.size()) != kPrefix) return false;
-  s.remove_prefix(kPrefix.size());
-  // [0-2](\.(0|[1-9][0-9]*))+
-  if (s.size() < 3 || s[0] < '0' || s[0] > '2') return false;
-  std::size_t pos = 1;
-  int arcs = 0;
-  while (pos < s.size()) {
-    if (s[pos] != '.') return false;
-    std::size_t start = ++pos;
-    while (pos < s.size() && IsDigit(s[pos])) ++pos;
-    if (pos == start || (s[start] == '0' && pos - start > 1)) return false;
-    ++arcs;
-  }
-  return arcs > 0;
-}
-
-bool IsUuid(std::string_view s) {
-  constexpr std::string_view kPrefix = "urn:uuid:";
-  if (s.size() != kPrefix.size() + 36 || s.substr(0, kPrefix.size()) != kPrefix) return false;
-  s.remove_prefix(kPrefix.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!IsDigit(c) && !(c >= 'a' && c <= 'f')) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string_view Describe(json::Kind k) {
   switch (k) {
     case json::Kind::kNull:
@@ -301,11 +269,11 @@ std::string CheckString(std::string_view type, std::string_view s) {
     return {};
   }
   if (type == "oid") {
-    return IsOid(s) ? std::string() : fmt::format("'{}' is not an oid (urn:oid:1.2.3...)", s);
+    return IsOidUrn(s) ? std::string() : fmt::format("'{}' is not an oid (urn:oid:1.2.3...)", s);
   }
   if (type == "uuid") {
-    return IsUuid(s) ? std::string()
-                     : fmt::format("'{}' is not a uuid (urn:uuid: + 36 lowercase hex chars)", s);
+    return IsUuidUrn(s) ? std::string()
+                        : fmt::format("'{}' is not a uuid (urn:uuid: + 36 lowercase hex chars)", s);
   }
   if (type == "date" || type == "dateTime" || type == "instant") {
     DateKind kind = type == "date"       ? DateKind::kDate

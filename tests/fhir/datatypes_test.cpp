@@ -80,7 +80,13 @@ TEST(ReferenceTest, ContainedAndUrns) {
   EXPECT_EQ(o->kind, ReferenceKind::kUrn);
 
   EXPECT_FALSE(ParseReferenceString("urn:uuid:not-a-uuid"));
+  // R4's uuid is lower-case hex; the validator's uuid check and the reference agree on it.
+  EXPECT_FALSE(ParseReferenceString("urn:uuid:61EBE359-bfdc-4613-8bf2-c5e300945f0a"));
+  EXPECT_FALSE(IsUuidUrn("urn:uuid:61EBE359-bfdc-4613-8bf2-c5e300945f0a"));
+  EXPECT_TRUE(IsUuidUrn("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"));
   EXPECT_FALSE(ParseReferenceString("urn:oid:1..2"));
+  EXPECT_FALSE(ParseReferenceString("urn:oid:1.02")) << "no leading zero in an arc";
+  EXPECT_TRUE(IsOidUrn("urn:oid:1.0.3"));
   EXPECT_FALSE(ParseReferenceString("urn:isbn:12345"));
 }
 
