@@ -373,6 +373,7 @@ function exportDefaults() {
     requiresAccessToken: null, // null: true when an auth mode is set; true/false: as given
     errors: [], // [{type?, severity?, code?, diagnostics?}]: one OperationOutcome each in an error file
     manifestPatch: {}, // merged into the manifest (a key set to null is removed): broken manifests
+    redirectFiles: false, // true: a file answers 302 to the same path on http(s)://localhost:PORT (another host)
   };
 }
 
@@ -910,7 +911,14 @@ function exportFile(req, route) {
   const file = job?.files[route.index];
   if (!file) return fhirResponse(404, outcome('not-found', 'no such file (the export was deleted, or never started)'));
   if (req.method !== 'GET') return fhirResponse(405, outcome('not-supported', 'GET only'));
-  if (job.requiresAccessToken) {
+  // Files kept on another host (a storage service): 302 there, with a "signed" URL that needs no token.
+  const signed = new URL(req.url, 'http://placeholder').searchParams.get('signed') === '1';
+  if (state.exportConfig.redirectFiles && !signed) {
+    const path = req.url.slice(0, req.url.indexOf('?') < 0 ? undefined : req.url.indexOf('?'));
+    const location = `${baseOrigin.replace('127.0.0.1', 'localhost')}${path}?signed=1`;
+    return { status: 302, text: '', headers: { Location: location } };
+  }
+  if (job.requiresAccessToken && !signed) {
     const denied = checkAccess(req);
     if (denied) return denied;
   }

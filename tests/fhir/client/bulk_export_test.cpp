@@ -379,6 +379,33 @@ TEST_F(BulkExportTest, TheTokenGoesToFilesOnlyWhenTheManifestAsksForIt) {
   }
 }
 
+TEST_F(BulkExportTest, ARedirectToAnotherHostIsFollowedWithoutTheToken) {
+  server_->Auth(R"({"mode": "bearer", "token": "t0k"})");
+  Export(R"({"requiresAccessToken": true, "redirectFiles": true})");
+  BulkExportClient c = Client(2, StaticBearer("t0k"));
+  BulkExportRequest r;
+  r.types = {"Patient"};
+  auto status = c.KickOff(r);
+  ASSERT_TRUE(status) << status.error().message;
+  auto m = c.AwaitManifest(*status);
+  ASSERT_TRUE(m) << m.error().message;
+  ASSERT_EQ(m->output.size(), 1u);
+  server_->ClearRequests();
+  std::size_t lines = 0;
+  auto d = c.Download(m->output[0], true, [&](std::string_view, const json::Value&) {
+    ++lines;
+    return Status{};
+  });
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(lines, *m->output[0].count);
+  auto files = Logged("GET /fhir/R4/$bulk-file/");
+  ASSERT_EQ(files.size(), 2u) << "the file, then where it redirected";
+  EXPECT_TRUE(files[0]["authorization"].as_bool()) << "to the FHIR server: the token";
+  EXPECT_EQ(std::string(files[0]["status"].number_text()), "302");
+  EXPECT_NE(std::string(files[1]["url"].str()).find("signed=1"), std::string::npos);
+  EXPECT_FALSE(files[1]["authorization"].as_bool()) << "to another host: never the token";
+}
+
 TEST_F(BulkExportTest, AServerWithoutExportIsUnsupported) {
   Export(R"({"supported": false})");
   BulkExportClient c = Client();
