@@ -32,11 +32,21 @@ struct Sink {
   HttpResponse* response;
   std::size_t limit;
   bool too_large = false;
+  const HttpClient::DataFn* stream = nullptr;  // Stream(): where a 2xx body goes
+  long status = 0;                             // of the last status line seen
+  bool stopped = false;                        // the stream's receiver said stop
 };
 
 std::size_t OnBody(char* data, std::size_t size, std::size_t n, void* user) {
   auto* sink = static_cast<Sink*>(user);
   std::size_t bytes = size * n;
+  if (sink->stream != nullptr && sink->status >= 200 && sink->status < 300) {
+    if (!(*sink->stream)(std::string_view(data, bytes))) {
+      sink->stopped = true;
+      return 0;  // CURLE_WRITE_ERROR
+    }
+    return bytes;
+  }
   if (sink->response->body.size() + bytes > sink->limit) {
     sink->too_large = true;
     return 0;  // makes curl fail the transfer with CURLE_WRITE_ERROR
@@ -52,6 +62,15 @@ std::size_t OnHeader(char* data, std::size_t size, std::size_t n, void* user) {
   // A new status line starts a new header block (redirects, 100 Continue): keep only the last.
   if (line.starts_with("HTTP/")) {
     sink->response->headers.clear();
+    sink->response->body.clear();  // of a redirect followed
+    // "HTTP/1.1 200 OK": the status decides where the body goes (Stream).
+    auto space = line.find(' ');
+    sink->status = 0;
+    if (space != std::string_view::npos && line.size() >= space + 4) {
+      long status = 0;
+      auto [end, ec] = std::from_chars(line.data() + space + 1, line.data() + space + 4, status);
+      if (ec == std::errc() && end == line.data() + space + 4) sink->status = status;
+    }
     return bytes;
   }
   auto colon = line.find(':');
@@ -66,7 +85,8 @@ std::size_t OnHeader(char* data, std::size_t size, std::size_t n, void* user) {
   }
   // Size the body once when the length is known (a page is often a few hundred KiB); with a
   // Content-Encoding it is the compressed length, a lower bound that still saves most regrowth.
-  if (name == "content-length") {
+  // Not for a streamed body, which is never held.
+  if (name == "content-length" && sink->stream == nullptr) {
     std::size_t length = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
     if (ec == std::errc() && end == value.data() + value.size() && length <= sink->limit) {
@@ -101,12 +121,23 @@ HttpClient::HttpClient(HttpClient&&) noexcept = default;
 HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 
 Result<HttpResponse> HttpClient::Send(const HttpRequest& request) {
+  return Perform(request, nullptr, false);
+}
+
+Result<HttpResponse> HttpClient::Stream(const HttpRequest& request, const DataFn& on_data,
+                                        bool follow_redirects) {
+  return Perform(request, &on_data, follow_redirects);
+}
+
+Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const DataFn* on_data,
+                                         bool follow_redirects) {
   CURL* c = impl_->curl.get();
   if (c == nullptr) return MakeError(Errc::kInternal, "libcurl could not create a handle");
   // Reset per request but keep the handle: its connection cache makes keep-alive work.
   curl_easy_reset(c);
   HttpResponse response;
   Sink sink{&response, options_.max_response_bytes};
+  sink.stream = on_data;
   std::array<char, CURL_ERROR_SIZE> error_buffer{};
 
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
@@ -117,7 +148,8 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request) {
   // Only HTTP(S): a server-provided next link must never make us read file:// or gopher://.
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow_redirects ? 1L : 0L);
+  if (follow_redirects) curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
   if (options_.compression) {
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // every encoding curl can decode
   }
@@ -176,6 +208,9 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request) {
   CURLcode rc = curl_easy_perform(c);
   std::string where = fmt::format("{} {}", request.method, RedactUrl(request.url));
   if (rc != CURLE_OK) {
+    if (sink.stopped) {
+      return MakeError(Errc::kIo, fmt::format("{}: stopped by the receiver of the body", where));
+    }
     if (sink.too_large) {
       return MakeError(Errc::kIo, fmt::format("{}: response larger than {} bytes; refused", where,
                                               options_.max_response_bytes));

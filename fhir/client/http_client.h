@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -75,9 +76,21 @@ class HttpClient {
   HttpClient& operator=(HttpClient&&) noexcept;
 
   Result<HttpResponse> Send(const HttpRequest& request);
+
+  // Receives a body as it arrives; false stops the exchange (Stream then fails with Errc::kIo).
+  using DataFn = std::function<bool(std::string_view chunk)>;
+  // Like Send, but the body of a 2xx answer goes to `on_data` piece by piece (decoded) instead of
+  // into the response, so memory does not grow with it; any other status keeps its body in the
+  // response (up to max_response_bytes) for the error message. With `follow_redirects` up to 5
+  // redirects are followed; libcurl (>= 7.58) does not forward an Authorization header to another
+  // host or port.
+  Result<HttpResponse> Stream(const HttpRequest& request, const DataFn& on_data,
+                              bool follow_redirects = false);
   const HttpOptions& options() const noexcept { return options_; }
 
  private:
+  Result<HttpResponse> Perform(const HttpRequest& request, const DataFn* on_data,
+                               bool follow_redirects);
   struct Impl;
   HttpOptions options_;
   std::unique_ptr<Impl> impl_;

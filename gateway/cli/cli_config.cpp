@@ -97,8 +97,20 @@ std::string Describe(const GatewayConfig& c, const server::ServerConfig& server)
                         : s.scope == ScopeKind::kPatients
                             ? fmt::format("{} patient(s)", s.patients.size())
                             : std::string("all patients");
-    line(fmt::format("  pulls: {}; {}; {} per page", Join(SourceResourceTypes(s, e)), scope,
-                     s.page_size));
+    if (s.bulk) {
+      const BulkConfig& b = *s.bulk;
+      std::string where = b.level == fhir::BulkLevel::kGroup ? fmt::format("{}/$export", b.group)
+                          : b.level == fhir::BulkLevel::kPatient ? std::string("Patient/$export")
+                                                                 : std::string("$export");
+      line(fmt::format(
+          "  pulls: {} with Bulk Data {}; {} download(s) at a time; waits up to {} "
+          "min for an export{}",
+          Join(SourceResourceTypes(s, e)), where, b.parallel_downloads, b.max_wait.count(),
+          b.type_filters.empty() ? "" : fmt::format("; {} type filter(s)", b.type_filters.size())));
+    } else {
+      line(fmt::format("  pulls: {}; {}; {} per page", Join(SourceResourceTypes(s, e)), scope,
+                       s.page_size));
+    }
     line(fmt::format("  connection: {}", Connection(s)));
   }
   const WriteBackConfig& wb = c.write_back;

@@ -250,6 +250,9 @@ class SyncCommand : public Command {
     observer.pulls.on_warning = [&log](const std::string& w) {
       log.Message("warning", "warning", w);
     };
+    observer.pulls.on_progress = [&log](const std::string& p) {
+      log.Message("info", "export-progress", p);
+    };
     int report_exit = kExitOk;
     observer.on_report = [&](const app::MonthReport& report) -> Status {
       report_exit = PublishReport(report, format_choice_, report_, console, "from the state store",

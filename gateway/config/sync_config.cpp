@@ -2,11 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "fhir/datatypes.h"
 #include "fhir/reader.h"
 #include "gateway/base/config_keys.h"
 
@@ -149,7 +151,86 @@ Status ParseAuth(const Value* a, std::string_view origin, std::string_view path,
   return {};
 }
 
+Result<BulkConfig> ParseBulk(const Value& b, std::string_view origin, const std::string& path,
+                             const std::vector<std::string>& resource_types) {
+  if (!b.is_object()) return ConfigError(origin, path, "expected an object");
+  CCM_TRY(CheckKeys(b, origin, path,
+                    {"level", "group", "parallelDownloads", "maxWaitMinutes", "typeFilters"}));
+  BulkConfig out;
+  CCM_TRY_ASSIGN(auto level, StringKey(b, "level", origin, path));
+  std::string l = level.value_or("system");
+  if (l == "system") {
+    out.level = fhir::BulkLevel::kSystem;
+  } else if (l == "patient") {
+    out.level = fhir::BulkLevel::kPatient;
+  } else if (l == "group") {
+    out.level = fhir::BulkLevel::kGroup;
+  } else {
+    return ConfigError(origin, Join(path, "level"),
+                       fmt::format("\"{}\": expected \"system\" ([base]/$export), \"patient\" "
+                                   "([base]/Patient/$export) or \"group\" "
+                                   "([base]/Group/<id>/$export)",
+                                   l));
+  }
+  CCM_TRY_ASSIGN(auto group, StringKey(b, "group", origin, path));
+  if (out.level == fhir::BulkLevel::kGroup) {
+    if (!group) {
+      return ConfigError(origin, Join(path, "group"),
+                         "required when level is \"group\": the Group to export, \"Group/<id>\"");
+    }
+    std::string id = group->starts_with("Group/") ? group->substr(6) : *group;
+    if (!fhir::IsValidId(id)) {
+      return ConfigError(origin, Join(path, "group"),
+                         fmt::format("\"{}\" is not \"Group/<id>\" with a valid FHIR id", *group));
+    }
+    out.group = "Group/" + id;
+  } else if (group) {
+    return ConfigError(origin, Join(path, "group"), "only for level \"group\"");
+  }
+  CCM_TRY_ASSIGN(auto parallel, IntKey(b, "parallelDownloads", origin, path, 1, 10));
+  if (parallel) out.parallel_downloads = static_cast<int>(*parallel);
+  CCM_TRY_ASSIGN(auto wait, IntKey(b, "maxWaitMinutes", origin, path, 1, 7 * 24 * 60));
+  if (wait) out.max_wait = std::chrono::minutes(*wait);
+  CCM_TRY_ASSIGN(const Value* filters, Section(b, "typeFilters", origin, path));
+  if (filters != nullptr) {
+    std::string fp = Join(path, "typeFilters");
+    for (const auto& member : filters->object()) {
+      std::string at = Join(fp, member.key);
+      if (std::string problem = fhir::ResourceTypeProblem(member.key); !problem.empty()) {
+        return ConfigError(origin, at, problem);
+      }
+      if (!resource_types.empty() && std::find(resource_types.begin(), resource_types.end(),
+                                               member.key) == resource_types.end()) {
+        return ConfigError(origin, at,
+                           fmt::format("{} is not among the source's resourceTypes", member.key));
+      }
+      std::string_view query = member.value.str();
+      if (!member.value.is_string() || !query.starts_with(member.key + "?") ||
+          query.size() == member.key.size() + 1) {
+        return ConfigError(
+            origin, at,
+            fmt::format("expected a search of the type, e.g. \"{}?_lastUpdated=ge2026-01-01\"",
+                        member.key));
+      }
+      out.type_filters.emplace_back(member.key, std::string(query));
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string_view ToCode(fhir::BulkLevel level) noexcept {
+  switch (level) {
+    case fhir::BulkLevel::kSystem:
+      return "system";
+    case fhir::BulkLevel::kPatient:
+      return "patient";
+    case fhir::BulkLevel::kGroup:
+      return "group";
+  }
+  return "system";
+}
 
 Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origin,
                                           const std::string& path,
@@ -159,7 +240,7 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
   CCM_TRY(CheckKeys(s, origin, path,
                     {"name", "baseUrl", "auth", "pageSize", "resourceTypes", "scope",
                      "maxConcurrency", "splitByLastUpdated", "safetyMarginSeconds", "compression",
-                     "timeouts", "retry", "tls", "maxPagesPerSearch"}));
+                     "timeouts", "retry", "tls", "maxPagesPerSearch", "bulk"}));
   SourceConfig src;
   CCM_TRY_ASSIGN(auto name, StringKey(s, "name", origin, path));
   if (!name) return ConfigError(origin, Join(path, "name"), "required: a short unique name");
@@ -193,6 +274,14 @@ Result<SourceConfig> SourceConfigFromJson(const Value& s, std::string_view origi
   if (max_pages) src.max_pages_per_search = static_cast<std::size_t>(*max_pages);
 
   CCM_TRY_ASSIGN(const Value* scope, Section(s, "scope", origin, path));
+  CCM_TRY_ASSIGN(const Value* bulk, Section(s, "bulk", origin, path));
+  if (bulk != nullptr) {
+    if (scope != nullptr) {
+      return ConfigError(origin, Join(path, "scope"),
+                         "a bulk source is scoped by bulk.level and bulk.group; remove scope");
+    }
+    CCM_TRY_ASSIGN(src.bulk, ParseBulk(*bulk, origin, Join(path, "bulk"), src.resource_types));
+  }
   if (scope != nullptr) {
     std::string sp = Join(path, "scope");
     CCM_TRY(CheckKeys(*scope, origin, sp, {"group", "patients"}));

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fhir/client/auth.h"
+#include "fhir/client/bulk_export.h"
 #include "fhir/client/fhir_client.h"
 #include "fhir/json.h"
 #include "fhir/result.h"
@@ -53,6 +54,19 @@ struct AuthConfig {
 
 enum class ScopeKind { kAll, kGroup, kPatients };
 
+// A source pulled with Bulk Data $export instead of searches (`sources[].bulk`;
+// gateway/sync/bulk_sync.h, docs/design/bulk.md).
+struct BulkConfig {
+  fhir::BulkLevel level = fhir::BulkLevel::kSystem;  // "system" | "patient" | "group"
+  std::string group;                                 // "Group/<id>" when level is kGroup
+  int parallel_downloads = 4;                        // files downloaded at once, 1-10
+  std::chrono::minutes max_wait{240};                // from kick-off to the manifest
+  // _typeFilter per type ("Encounter" -> "Encounter?date=ge2026-01-01"), in config order.
+  std::vector<std::pair<std::string, std::string>> type_filters;
+};
+// "system", "patient", "group".
+std::string_view ToCode(fhir::BulkLevel level) noexcept;
+
 struct SourceConfig {
   std::string name;
   std::string base_url;
@@ -69,6 +83,8 @@ struct SourceConfig {
   std::chrono::seconds safety_margin{300};
   // Pages read from one search at most (a last guard against endless paging).
   std::size_t max_pages_per_search = 100'000;
+  // Set: the source is pulled with $export (its `bulk` object); scope and paging do not apply.
+  std::optional<BulkConfig> bulk;
   fhir::HttpOptions http;
   fhir::RetryPolicy retry;
   // Not a key of the source: the top-level logging.serverDiagnostics, set by the loaders for every

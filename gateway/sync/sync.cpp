@@ -15,6 +15,7 @@
 
 #include "fhir/bounded_queue.h"
 #include "fhir/datetime.h"
+#include "gateway/sync/bulk_sync.h"
 #include "gateway/sync/connection.h"
 
 namespace ccm::gateway {
@@ -1128,9 +1129,10 @@ Status ReadGroupMembers(fhir::FhirClient& client, SourceRun& run) {
 
 SourceSync SyncSource(const SourceConfig& source, const EngineConfig& engine, StateStore& store,
                       const SyncOptions& options, const SyncObserver& observer) {
+  std::vector<std::string> types = SourceResourceTypes(source, engine);
+  if (source.bulk) return SyncBulkSource(source, types, store, options, observer);
   SourceSync out;
   out.name = source.name;
-  std::vector<std::string> types = SourceResourceTypes(source, engine);
   for (const auto& t : types) static_cast<void>(store.BeginPull(source.name, t, options.run));
   // A source that fails as a whole fails each of its types, so that bill sees why.
   auto fail_source = [&](std::string why, const fhir::FhirClient* client) {

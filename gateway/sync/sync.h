@@ -92,6 +92,8 @@ struct SyncObserver {
   std::function<void(const TypeSync&)> on_page;        // after each stored page
   std::function<void(const TypeSync&)> on_type_done;   // success or failure
   std::function<void(const std::string&)> on_warning;  // a warning (no patient data)
+  // Progress that is no page: a Bulk Data export's X-Progress while it is prepared.
+  std::function<void(const std::string&)> on_progress;
 };
 
 // The types `source` pulls: its resourceTypes, or DefaultResourceTypes.

@@ -185,16 +185,22 @@ class TestRepository extends MemoryRepository {
     }
   }
 
+  // Deletions (type, id, epoch ms), for the `deleted` part of a Bulk Data export with _since.
+  deletions = [];
+
   deleteResource(resourceType, id) {
+    const existed = this.resources.get(resourceType)?.has(id);
     try {
       return super.deleteResource(resourceType, id);
     } finally {
+      if (existed) this.deletions.push({ type: resourceType, id, time: Date.now() });
       this.dataChanged();
     }
   }
 
   clear() {
     super.clear();
+    this.deletions = [];
     this.dataChanged();
   }
 
@@ -353,7 +359,28 @@ const state = {
   tokens: new Map(), // issued access token -> expiry (epoch ms)
   seenJti: new Set(),
   stats: { tokensIssued: 0, rejected: 0, unauthorized: 0, lastError: '' },
+  exportConfig: exportDefaults(), // how $export behaves (POST /__admin/export)
+  exportJobs: new Map(), // job id -> export job (kick-off until DELETE or reset)
 };
+
+// Bulk Data $export behaviour, changed with POST /__admin/export (README.md, "Bulk Data $export").
+function exportDefaults() {
+  return {
+    supported: true, // false: kick-off answers 404 and the CapabilityStatement lists no export operation
+    polls: 1, // status polls answered 202 (with Retry-After and X-Progress) before the manifest
+    retryAfter: '0', // the Retry-After of those answers (seconds or an HTTP date), verbatim; null: none
+    maxPerFile: 1000, // resources per output file: more of a type go into several files
+    requiresAccessToken: null, // null: true when an auth mode is set; true/false: as given
+    errors: [], // [{type?, severity?, code?, diagnostics?}]: one OperationOutcome each in an error file
+    manifestPatch: {}, // merged into the manifest (a key set to null is removed): broken manifests
+    redirectFiles: false, // true: a file answers 302 to the same path on http(s)://localhost:PORT (another host)
+  };
+}
+
+function resetExports() {
+  state.exportConfig = exportDefaults();
+  state.exportJobs.clear();
+}
 
 function resetAuth(auth = { mode: 'none' }) {
   state.auth = auth;
@@ -462,7 +489,8 @@ function send(req, res, response, fault) {
     json = { ...json, link: [...(json.link ?? []).filter((l) => l.relation !== 'next'), { relation: 'next', url: self }] };
   }
   if (json?.resourceType === 'Bundle') json = breakBundle(req, json, fault);
-  let body = Buffer.from(json === undefined ? '' : JSON.stringify(json), 'utf8');
+  // A `text` body (NDJSON files of an export) is sent as it is.
+  let body = Buffer.from(response.text ?? (json === undefined ? '' : JSON.stringify(json)), 'utf8');
   if (fault?.kind === 'invalid-json') {
     body = Buffer.concat([body.subarray(0, Math.floor(body.length / 2)), Buffer.from('}}garbage')]);
   }
@@ -507,6 +535,9 @@ function capabilityStatement() {
     };
   });
   const rest = { mode: 'server', resource };
+  if (state.exportConfig.supported) {
+    rest.operation = [{ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' }];
+  }
   if (state.auth.mode === 'smart') {
     rest.security = {
       service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
@@ -645,8 +676,13 @@ async function handleFhir(req, rel, bodyText) {
       ? jsonResponse(200, smartConfiguration())
       : fhirResponse(404, outcome('not-found', 'SMART is not enabled (POST /__admin/auth {"mode":"smart",...})'));
   }
+  const bulk = exportRoute(rel);
+  // An export's files carry their own access rule (the manifest's requiresAccessToken).
+  if (bulk?.file !== undefined) return exportFile(req, bulk);
   const denied = checkAccess(req);
   if (denied) return denied;
+  if (bulk?.status !== undefined) return exportStatus(req, bulk);
+  if (bulk) return exportKickOff(req, bulk);
   indexTypesNamedIn({ url: rel, json: bodyText });
 
   if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
@@ -692,6 +728,202 @@ async function handleFhir(req, rel, bodyText) {
     if (status === 201) headers['Location'] = `${fhirBase()}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
   }
   return fhirResponse(status, resource ?? result, headers);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Bulk Data $export (Bulk Data Access IG v2.0.0, https://hl7.org/fhir/uv/bulkdata/STU2/export.html)
+//
+// Kick-off at [base]/$export, [base]/Patient/$export and [base]/Group/[id]/$export takes a snapshot of the
+// matching resources at once (the files are fixed then) and answers 202 with the status URL
+// [base]/$bulk-status/<job> in Content-Location. The status answers 202 (Retry-After, X-Progress) for
+// `polls` polls, then 200 with the manifest; DELETE removes the job. The files are
+// [base]/$bulk-file/<job>/<n>/<Type>.ndjson (application/fhir+ndjson). Everything goes through the fault queue like any
+// other request, so a test can fail a poll, a file or the kick-off.
+
+const NDJSON_FORMATS = new Set(['application/fhir+ndjson', 'application/ndjson', 'ndjson']);
+// Types outside the patient compartment: a patient- or group-level export returns them whole (the IG
+// allows referenced resources such as Practitioner).
+const NOT_IN_PATIENT_COMPARTMENT = new Set(['Practitioner', 'PractitionerRole', 'Organization', 'Location', 'Group']);
+
+function exportRoute(rel) {
+  const q = rel.indexOf('?');
+  const p = q < 0 ? rel : rel.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? '' : rel.slice(q + 1));
+  let m;
+  if (p === '$export') return { level: 'system', params };
+  if (p === 'Patient/$export') return { level: 'patient', params };
+  if ((m = /^Group\/([A-Za-z0-9\-.]{1,64})\/\$export$/.exec(p))) return { level: 'group', group: m[1], params };
+  if ((m = /^\$bulk-status\/([0-9a-f]+)$/.exec(p))) return { status: m[1] };
+  if ((m = /^\$bulk-file\/([0-9a-f]+)\/(\d+)\/[A-Za-z]+\.ndjson$/.exec(p))) return { file: m[1], index: Number(m[2]) };
+  return undefined;
+}
+
+function configureExport(spec) {
+  const known = Object.keys(exportDefaults());
+  for (const k of Object.keys(spec)) if (!known.includes(k)) throw new Error(`unknown export setting ${k}`);
+  if (spec.polls !== undefined && (!Number.isInteger(spec.polls) || spec.polls < 0)) throw new Error('polls must be an integer >= 0');
+  if (spec.maxPerFile !== undefined && (!Number.isInteger(spec.maxPerFile) || spec.maxPerFile < 1)) throw new Error('maxPerFile must be an integer >= 1');
+  if (spec.errors !== undefined && !Array.isArray(spec.errors)) throw new Error('errors must be an array');
+  Object.assign(state.exportConfig, spec);
+}
+
+// The patient a compartment resource belongs to ("" when none): Patient.id, else subject/patient.
+function exportPatientOf(r) {
+  if (r.resourceType === 'Patient') return r.id ?? '';
+  for (const element of ['subject', 'patient']) {
+    const m = /(?:^|\/)Patient\/([^/]+)/.exec(r[element]?.reference ?? '');
+    if (m) return m[1];
+  }
+  return '';
+}
+
+async function exportKickOff(req, route) {
+  const cfg = state.exportConfig;
+  // A server without the operation: what an unknown route gets.
+  if (!cfg.supported) return fhirResponse(404, outcome('not-supported', 'this server does not support $export'));
+  if (req.method !== 'GET') return fhirResponse(405, outcome('not-supported', 'kick-off with GET only'));
+  // IG v2.0.0, "Bulk Data Kick-off Request": Prefer: respond-async is required.
+  if (!/(^|[,;\s])respond-async($|[,;\s])/i.test(req.headers.prefer ?? '')) {
+    return fhirResponse(400, outcome('invalid', 'the kick-off request needs the header Prefer: respond-async'));
+  }
+  const { params } = route;
+  const format = params.get('_outputFormat');
+  if (format !== null && !NDJSON_FORMATS.has(format)) return fhirResponse(400, outcome('not-supported', `_outputFormat ${format}`));
+  let types = params.getAll('_type').flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+  for (const t of types) if (!isResourceType(t)) return fhirResponse(400, outcome('invalid', `_type: unknown resource type ${t}`));
+  if (types.length === 0) types = SUPPORTED_TYPES.filter((t) => t !== 'Bundle');
+  indexResourceTypes(types);
+  let since;
+  if (params.has('_since')) {
+    since = Date.parse(params.get('_since'));
+    if (Number.isNaN(since)) return fhirResponse(400, outcome('invalid', '_since is not an instant'));
+  }
+  // _typeFilter=Type?query: a resource of Type is exported when it matches one of its type's filters.
+  const filters = new Map();
+  for (const f of params.getAll('_typeFilter')) {
+    const q = f.indexOf('?');
+    const type = q < 0 ? '' : f.slice(0, q);
+    if (!isResourceType(type)) return fhirResponse(400, outcome('invalid', `_typeFilter ${f}: expected Type?query`));
+    try {
+      const sr = parseSearchRequest(type, router.find('GET', `${type}?${f.slice(q + 1)}`)?.query ?? {});
+      filters.set(type, [...(filters.get(type) ?? []), sr]);
+    } catch (err) {
+      return fhirResponse(400, outcome('invalid', `_typeFilter ${f}: ${err.message}`));
+    }
+  }
+  let members;
+  if (route.level === 'group') {
+    const group = repo.resources.get('Group')?.get(route.group);
+    if (!group) return fhirResponse(404, outcome('not-found', `Group/${route.group} not found`));
+    members = new Set((group.member ?? []).map((m) => /^Patient\/(.+)$/.exec(m.entity?.reference ?? '')?.[1]).filter(Boolean));
+  }
+  // The snapshot: everything that matches now (nothing written later gets in), so transactionTime is now.
+  const transactionTime = new Date().toISOString();
+  const files = [];
+  for (const type of types) {
+    const lines = [];
+    for (const r of (repo.resources.get(type) ?? new Map()).values()) {
+      const updated = Date.parse(r.meta?.lastUpdated ?? '');
+      // At or after _since: a change in the very millisecond of the last transactionTime comes again rather
+      // than never.
+      if (since !== undefined && !(updated >= since)) continue;
+      if (route.level !== 'system' && !NOT_IN_PATIENT_COMPARTMENT.has(type)) {
+        const patient = exportPatientOf(r);
+        if (!patient || (members && !members.has(patient))) continue;
+      }
+      const typeFilters = filters.get(type);
+      if (typeFilters && !typeFilters.some((sr) => matchesSearchRequest(r, sr))) continue;
+      lines.push(JSON.stringify(r));
+    }
+    for (let i = 0; i < lines.length; i += cfg.maxPerFile) {
+      files.push({ kind: 'output', type, lines: lines.slice(i, i + cfg.maxPerFile) });
+    }
+  }
+  const errors = cfg.errors.map((e) => JSON.stringify({
+    resourceType: 'OperationOutcome',
+    issue: [{
+      severity: e.severity ?? 'error',
+      code: e.code ?? 'processing',
+      diagnostics: e.diagnostics ?? 'the export of some resources failed',
+      ...(e.type ? { expression: [e.type] } : {}),
+    }],
+  }));
+  if (errors.length) files.push({ kind: 'error', type: 'OperationOutcome', lines: errors });
+  // With _since, resources deleted since then as transaction Bundles (IG v2.0.0 manifest `deleted`).
+  if (since !== undefined) {
+    const gone = repo.deletions.filter((d) => d.time >= since && types.includes(d.type));
+    const lines = gone.map((d) => JSON.stringify({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ request: { method: 'DELETE', url: `${d.type}/${d.id}` } }],
+    }));
+    if (lines.length) files.push({ kind: 'deleted', type: 'Bundle', lines });
+  }
+  const id = crypto.randomBytes(8).toString('hex');
+  const requiresAccessToken = cfg.requiresAccessToken ?? state.auth.mode !== 'none';
+  state.exportJobs.set(id, {
+    id, level: route.level, since: params.get('_since'), transactionTime, request: baseOrigin + req.url,
+    files, pollsLeft: cfg.polls, requiresAccessToken,
+  });
+  return fhirResponse(202, outcome('informational', 'export started', 'information'), {
+    'Content-Location': `${fhirBase()}/$bulk-status/${id}`,
+  });
+}
+
+function exportStatus(req, route) {
+  const job = state.exportJobs.get(route.status);
+  if (!job) return fhirResponse(404, outcome('not-found', 'no such export (deleted, or never started)'));
+  if (req.method === 'DELETE') {
+    state.exportJobs.delete(job.id);
+    return fhirResponse(202, outcome('informational', 'export deleted', 'information'));
+  }
+  if (req.method !== 'GET') return fhirResponse(405, outcome('not-supported', 'GET or DELETE'));
+  const cfg = state.exportConfig;
+  if (job.pollsLeft > 0) {
+    job.pollsLeft--;
+    const done = cfg.polls - job.pollsLeft;
+    const headers = { 'X-Progress': `${Math.floor((100 * done) / (cfg.polls + 1))}% done` };
+    if (cfg.retryAfter !== null && cfg.retryAfter !== undefined) headers['Retry-After'] = String(cfg.retryAfter);
+    return { status: 202, text: '', headers };
+  }
+  const file = (kind) => job.files
+    .map((f, i) => ({ f, i }))
+    .filter(({ f }) => f.kind === kind)
+    .map(({ f, i }) => ({ type: f.type, url: `${fhirBase()}/$bulk-file/${job.id}/${i}/${f.type}.ndjson`, ...(kind === 'output' ? { count: f.lines.length } : {}) }));
+  const manifest = {
+    transactionTime: job.transactionTime,
+    request: job.request,
+    requiresAccessToken: job.requiresAccessToken,
+    output: file('output'),
+    error: file('error'),
+  };
+  const deleted = file('deleted');
+  if (deleted.length) manifest.deleted = deleted;
+  for (const [k, v] of Object.entries(cfg.manifestPatch ?? {})) {
+    if (v === null) delete manifest[k];
+    else manifest[k] = v;
+  }
+  return jsonResponse(200, manifest);
+}
+
+function exportFile(req, route) {
+  const job = state.exportJobs.get(route.file);
+  const file = job?.files[route.index];
+  if (!file) return fhirResponse(404, outcome('not-found', 'no such file (the export was deleted, or never started)'));
+  if (req.method !== 'GET') return fhirResponse(405, outcome('not-supported', 'GET only'));
+  // Files kept on another host (a storage service): 302 there, with a "signed" URL that needs no token.
+  const signed = new URL(req.url, 'http://placeholder').searchParams.get('signed') === '1';
+  if (state.exportConfig.redirectFiles && !signed) {
+    const path = req.url.slice(0, req.url.indexOf('?') < 0 ? undefined : req.url.indexOf('?'));
+    const location = `${baseOrigin.replace('127.0.0.1', 'localhost')}${path}?signed=1`;
+    return { status: 302, text: '', headers: { Location: location } };
+  }
+  if (job.requiresAccessToken && !signed) {
+    const denied = checkAccess(req);
+    if (denied) return denied;
+  }
+  const text = file.lines.map((l) => l + '\n').join('');
+  return { status: 200, text, headers: { 'Content-Type': 'application/fhir+ndjson' } };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -874,6 +1106,7 @@ async function handleAdmin(req, url, bodyText) {
       state.faults = [];
       state.requests = [];
       resetAuth();
+      resetExports();
       return jsonResponse(200, { reset: true });
     // As if the process had just started: reset, then the --load paths loaded again with fresh stamps (a
     // day before now, the same in every worker: handle() adds the epoch before the call is broadcast).
@@ -884,6 +1117,7 @@ async function handleAdmin(req, url, bodyText) {
       state.faults = [];
       state.requests = [];
       resetAuth();
+      resetExports();
       const stamp = sharedLoadStamp(Number(url.searchParams.get('epoch') ?? Date.now() - 86_400_000));
       let loaded = 0;
       for (const p of startupLoad) loaded += (await loadPath(p, stamp)).loaded;
@@ -920,6 +1154,14 @@ async function handleAdmin(req, url, bodyText) {
       return jsonResponse(200, { revoked: true });
     case 'GET /__admin/auth/stats':
       return jsonResponse(200, state.stats);
+    case 'POST /__admin/export':
+      configureExport(parseJson() ?? {});
+      return jsonResponse(200, state.exportConfig);
+    case 'GET /__admin/export':
+      return jsonResponse(200, {
+        config: state.exportConfig,
+        jobs: [...state.exportJobs.values()].map((j) => ({ id: j.id, level: j.level, since: j.since, pollsLeft: j.pollsLeft, files: j.files.length })),
+      });
     default:
       return jsonResponse(404, { error: `no admin route ${route}` });
   }
@@ -1045,6 +1287,7 @@ async function handle(req, res) {
   if (req.method !== 'GET' && !url.pathname.startsWith('/auth/')) entry.body = bodyText;
   if (req.headers['if-match'] !== undefined) entry.ifMatch = req.headers['if-match'];
   if (req.headers['if-none-exist'] !== undefined) entry.ifNoneExist = req.headers['if-none-exist'];
+  if (req.headers.prefer !== undefined) entry.prefer = req.headers.prefer;
   state.requests.push(entry);
   res.on('finish', () => (entry.status = res.statusCode));
 

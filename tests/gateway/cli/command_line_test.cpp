@@ -192,6 +192,23 @@ TEST(CommandLineTest, ConfigCheckValidatesEverySectionAndContactsNothing) {
   GatewayRun bad = Gateway(fmt::format("config check --config {}", (dir / "bad.json").string()));
   EXPECT_EQ(bad.status, 2);
   EXPECT_TRUE(Contains(bad.err, "sources[0].pageSize")) << bad.err;
+  // A bulk source says how it is pulled; a bad bulk key is named.
+  WriteFile(dir / "bulk.json", R"({"sources": [{"name": "ehr", "baseUrl": "http://127.0.0.1:9",
+      "resourceTypes": ["Patient", "Encounter"], "bulk": {"level": "group", "group": "panel",
+      "parallelDownloads": 2, "typeFilters": {"Encounter": "Encounter?date=ge2026-01-01"}}}]})");
+  GatewayRun bulk = Gateway(fmt::format("config check --config {}", (dir / "bulk.json").string()));
+  EXPECT_EQ(bulk.status, 0) << bulk.err;
+  EXPECT_TRUE(Contains(bulk.out,
+                       "pulls: Patient, Encounter with Bulk Data Group/panel/$export; 2 "
+                       "download(s) at a time; waits up to 240 min for an export; 1 type "
+                       "filter(s)"))
+      << bulk.out;
+  WriteFile(dir / "bulk-bad.json", R"({"sources": [{"name": "ehr", "baseUrl": "http://127.0.0.1:9",
+      "bulk": {"level": "ward"}}]})");
+  GatewayRun bulk_bad =
+      Gateway(fmt::format("config check --config {}", (dir / "bulk-bad.json").string()));
+  EXPECT_EQ(bulk_bad.status, 2);
+  EXPECT_TRUE(Contains(bulk_bad.err, "sources[0].bulk.level")) << bulk_bad.err;
   GatewayRun group = Gateway("config");
   EXPECT_EQ(group.status, 2);
   EXPECT_TRUE(Contains(group.err, "config check --config FILE")) << group.err;

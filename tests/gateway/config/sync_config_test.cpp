@@ -293,5 +293,67 @@ TEST(SyncConfigTest, ShippedExampleLoads) {
   EXPECT_EQ(engine->practice.time_zone_name, "America/New_York");
 }
 
+TEST(SyncConfigTest, ABulkSourceAndItsDefaults) {
+  TempDir dir;
+  auto c = Load(dir, R"({"sources": [
+    {"name": "epic", "baseUrl": "https://ehr.example/fhir/R4", "bulk": {}},
+    {"name": "oracle", "baseUrl": "https://ehr.example/fhir/R4",
+     "resourceTypes": ["Patient", "Encounter"],
+     "bulk": {"level": "group", "group": "abc-1", "parallelDownloads": 2, "maxWaitMinutes": 30,
+              "typeFilters": {"Encounter": "Encounter?date=ge2026-01-01"}}}]})");
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE(c->sources[0].bulk);
+  const BulkConfig& a = *c->sources[0].bulk;
+  EXPECT_EQ(a.level, fhir::BulkLevel::kSystem);
+  EXPECT_EQ(a.parallel_downloads, 4);
+  EXPECT_EQ(a.max_wait, std::chrono::minutes(240));
+  EXPECT_TRUE(a.type_filters.empty());
+  const BulkConfig& b = *c->sources[1].bulk;
+  EXPECT_EQ(b.level, fhir::BulkLevel::kGroup);
+  EXPECT_EQ(b.group, "Group/abc-1");
+  EXPECT_EQ(b.parallel_downloads, 2);
+  EXPECT_EQ(b.max_wait, std::chrono::minutes(30));
+  ASSERT_EQ(b.type_filters.size(), 1u);
+  EXPECT_EQ(b.type_filters[0].second, "Encounter?date=ge2026-01-01");
+}
+
+TEST(SyncConfigTest, BulkErrorsNameTheKey) {
+  TempDir dir;
+  auto source = [](std::string_view bulk, std::string_view extra = "") {
+    return fmt::format(
+        R"({{"sources": [{{"name": "e", "baseUrl": "https://ehr.example/fhir"{}, "bulk": {}}}]}})",
+        extra, bulk);
+  };
+  struct Case {
+    std::string json, key, what;
+  };
+  for (const Case& k : std::vector<Case>{
+           {source(R"({"level": "everything"})"), "sources[0].bulk.level", "expected"},
+           {source(R"({"level": "group"})"), "sources[0].bulk.group", "required"},
+           {source(R"({"level": "group", "group": "Group/a b"})"), "sources[0].bulk.group",
+            "valid FHIR id"},
+           {source(R"({"group": "Group/a"})"), "sources[0].bulk.group", "only for level"},
+           {source(R"({"parallelDownloads": 11})"), "sources[0].bulk.parallelDownloads", ""},
+           {source(R"({"parallelDownloads": 0})"), "sources[0].bulk.parallelDownloads", ""},
+           {source(R"({"maxWaitMinutes": 0})"), "sources[0].bulk.maxWaitMinutes", ""},
+           {source(R"({"typeFilters": {"Encounter": "Condition?code=x"}})"),
+            "sources[0].bulk.typeFilters.Encounter", "a search of the type"},
+           {source(R"({"typeFilters": {"Encounter": 3}})"), "sources[0].bulk.typeFilters.Encounter",
+            "a search of the type"},
+           {source(R"({"typeFilters": {"Encounters": "Encounters?a=b"}})"),
+            "sources[0].bulk.typeFilters.Encounters", ""},
+           {source(R"({"typeFilters": {"Encounter": "Encounter?a=b"}})",
+                   R"(, "resourceTypes": ["Patient"])"),
+            "sources[0].bulk.typeFilters.Encounter", "not among the source's resourceTypes"},
+           {source(R"({"levl": "system"})"), "sources[0].bulk", "levl"},
+           {source(R"("system")"), "sources[0].bulk", ""},
+           {source("{}", R"(, "scope": {"group": "g"})"), "sources[0].scope", "bulk.level"},
+       }) {
+    std::string e = ErrorOf(dir, k.json);
+    EXPECT_NE(e.find(k.key), std::string::npos) << k.json << " -> " << e;
+    EXPECT_NE(e.find(k.what), std::string::npos) << k.json << " -> " << e;
+  }
+}
+
 }  // namespace
 }  // namespace ccm::gateway
