@@ -14,19 +14,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// scheme://authority of an absolute URL, scheme and host lower-cased ("" when not absolute).
-std::string Origin(std::string_view url) {
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return "";
-  auto path = url.find_first_of("/?#", scheme_end + 3);
-  std::string origin(url.substr(0, path));
-  for (char& c : origin) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return origin;
-}
-
 // An absolute http(s) URL with a host and nothing unprintable in it.
 bool IsHttpUrl(std::string_view url) {
-  std::string origin = Origin(url);
+  std::string origin = UrlOrigin(url);
   bool scheme = origin.starts_with("https://") || origin.starts_with("http://");
   if (!scheme || origin.size() <= origin.find("://") + 3) return false;
   return std::all_of(url.begin(), url.end(), [](char c) { return c > ' ' && c <= '~'; });
@@ -35,7 +25,7 @@ bool IsHttpUrl(std::string_view url) {
 // `url` made absolute against `base` (a status URL may come as a path).
 std::string Absolute(std::string_view base, std::string_view url) {
   if (url.find("://") != std::string_view::npos) return std::string(url);
-  if (url.starts_with('/')) return Origin(base) + std::string(url);
+  if (url.starts_with('/')) return UrlOrigin(base) + std::string(url);
   std::string out(base);
   if (!out.ends_with('/')) out += '/';
   return out + std::string(url);
@@ -267,11 +257,11 @@ Result<std::string> BulkExportClient::KickOff(const BulkExportRequest& request) 
         return MakeError(Errc::kServerError,
                          fmt::format("{}: the Content-Location is not an http(s) URL", where));
       }
-      if (Origin(status_url) != Origin(options_.base_url)) {
+      if (UrlOrigin(status_url) != UrlOrigin(options_.base_url)) {
         return MakeError(Errc::kServerError,
                          fmt::format("{}: the status URL is on another server ({}); not polled, "
                                      "so that our credentials stay with this one",
-                                     where, Origin(status_url)));
+                                     where, UrlOrigin(status_url)));
       }
       return status_url;
     } else if (sent->status == 404 || sent->status == 405 || sent->status == 501) {
@@ -410,11 +400,11 @@ Result<BulkExportClient::Downloaded> BulkExportClient::Download(
     const BulkFile& file, bool with_token, const LineFn& on_line,
     const std::function<void()>& on_restart) {
   std::string where = fmt::format("Bulk Data file GET {}", RedactUrl(file.url));
-  if (with_token && Origin(file.url) != Origin(options_.base_url)) {
+  if (with_token && UrlOrigin(file.url) != UrlOrigin(options_.base_url)) {
     return MakeError(Errc::kServerError,
                      fmt::format("{}: the manifest asks for our access token on another server "
                                  "({}); not downloaded, so that the token stays with this one",
-                                 where, Origin(file.url)));
+                                 where, UrlOrigin(file.url)));
   }
   Downloaded out;
   Error last;

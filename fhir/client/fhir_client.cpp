@@ -13,18 +13,6 @@
 namespace ccm::fhir {
 namespace {
 
-// scheme://authority of an absolute URL ("https://ehr.example.org:8443"), lower-cased scheme.
-std::string Origin(std::string_view url) {
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return "";
-  auto path = url.find_first_of("/?#", scheme_end + 3);
-  std::string origin(url.substr(0, path));
-  for (std::size_t i = 0; i < scheme_end; ++i) {
-    origin[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(origin[i])));
-  }
-  return origin;
-}
-
 std::string AppendParams(std::string url,
                          const std::vector<std::pair<std::string, std::string>>& params) {
   char sep = url.find('?') == std::string::npos ? '?' : '&';
@@ -118,7 +106,7 @@ FhirClient::FhirClient(FhirClientOptions options, std::shared_ptr<TokenSource> a
 
 std::string FhirClient::Absolute(const std::string& url) const {
   if (url.find("://") != std::string::npos) return url;
-  if (url.starts_with('/')) return Origin(options_.base_url) + url;
+  if (url.starts_with('/')) return UrlOrigin(options_.base_url) + url;
   return options_.base_url + "/" + url;
 }
 
@@ -364,7 +352,7 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
   bool& cancelled = pipe.cancelled;
 
   auto fetch_all = [&, first = url]() {
-    std::string origin = Origin(Absolute(options_.base_url));
+    std::string origin = UrlOrigin(Absolute(options_.base_url));
     std::set<std::string> seen{first};
     std::string at = first;
     for (std::size_t n = 1;; ++n) {
@@ -400,12 +388,12 @@ Status FhirClient::PagesImpl(std::string url, BodyMode mode, const RawPageFn& on
       }
       if (f.response && !next.empty()) {
         next = Absolute(next);
-        if (Origin(next) != origin) {
+        if (UrlOrigin(next) != origin) {
           f.response = MakeError(
               Errc::kServerError,
               fmt::format("GET {}: page {} links to another server ({}); not followed, so that "
                           "our credentials stay with this one",
-                          RedactUrl(at), n, Origin(next)));
+                          RedactUrl(at), n, UrlOrigin(next)));
         } else if (seen.contains(next)) {
           f.response = MakeError(Errc::kServerError,
                                  fmt::format("GET {}: page {}'s next link returns to a page "

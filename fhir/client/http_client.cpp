@@ -224,6 +224,15 @@ Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const DataF
   return response;
 }
 
+std::string UrlOrigin(std::string_view url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return "";
+  auto path = url.find_first_of("/?#", scheme_end + 3);
+  std::string origin(url.substr(0, path));
+  for (char& c : origin) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return origin;
+}
+
 std::string RedactUrl(std::string_view url) {
   auto cut = url.find_first_of("?#");
   return std::string(url.substr(0, cut));

@@ -99,6 +99,10 @@ class HttpClient {
 // The URL with its query and fragment removed, for messages and logs.
 std::string RedactUrl(std::string_view url);
 
+// scheme://authority of an absolute URL, lower-cased (RFC 3986 §6.2.2.1: scheme and host compare
+// case-insensitively): "https://ehr.example.org:8443". "" when `url` is not absolute.
+std::string UrlOrigin(std::string_view url);
+
 // Percent-encodes a query value (RFC 3986 unreserved characters stay; '+' becomes %2B).
 std::string EncodeQueryValue(std::string_view value);
 

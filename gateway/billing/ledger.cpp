@@ -7,6 +7,7 @@
 #include <set>
 
 #include "fhir/build.h"
+#include "fhir/hash.h"
 #include "gateway/ccm/report.h"
 #include "mappings/code_systems.h"
 
@@ -25,14 +26,6 @@ Value LinesJson(const std::vector<BillingLine>& lines) {
     out.push_back(std::move(e));
   }
   return out;
-}
-
-std::uint64_t Fnv1a64(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
 }
 
 // "99490x1 99439x1 (106.42)": what an entry bills, for a proposal's reason.

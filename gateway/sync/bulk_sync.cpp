@@ -14,6 +14,7 @@
 #include "fhir/client/bulk_export.h"
 #include "fhir/datatypes.h"
 #include "fhir/datetime.h"
+#include "fhir/hash.h"
 #include "gateway/sync/connection.h"
 
 namespace ccm::gateway {
@@ -24,22 +25,13 @@ using fhir::json::Value;
 // Resources stored per transaction (about; a batch ends after the line that passes it).
 constexpr std::size_t kBatchBytes = std::size_t{1} << 20;
 
-// FNV-1a: stable across builds (std::hash need not be).
-std::uint64_t Fnv1a(std::string_view s, std::uint64_t h = 14695981039346656037ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 // What the cursors of a bulk source were made for: a change of level, group or filters reads
 // everything again (as a changed scope does for searches).
 std::string BulkFingerprint(const BulkConfig& b) {
   std::string out = fmt::format("bulk:{}:{}", ToCode(b.level), b.group);
   if (!b.type_filters.empty()) {
-    std::uint64_t h = Fnv1a("");
-    for (const auto& [type, filter] : b.type_filters) h = Fnv1a(filter + "\n", h);
+    std::uint64_t h = Fnv1a64("");
+    for (const auto& [type, filter] : b.type_filters) h = Fnv1a64(filter + "\n", h);
     out += fmt::format(":filters:{:016x}", h);
   }
   return out;

@@ -15,6 +15,7 @@
 
 #include "fhir/bounded_queue.h"
 #include "fhir/datetime.h"
+#include "fhir/hash.h"
 #include "gateway/sync/bulk_sync.h"
 #include "gateway/sync/connection.h"
 
@@ -109,19 +110,10 @@ std::string CapabilityProblem(const Capabilities& caps, const std::vector<std::s
   return "";
 }
 
-// FNV-1a: a fingerprint that stays the same across builds and platforms (std::hash need not).
-std::uint64_t Fnv1a(std::string_view s, std::uint64_t h = 14695981039346656037ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 std::string ScopeFingerprint(const SourceConfig& src, const std::vector<std::string>& ids) {
   if (src.scope == ScopeKind::kAll) return "all";
-  std::uint64_t h = Fnv1a(src.group);
-  for (const auto& id : ids) h = Fnv1a(id + ",", h);
+  std::uint64_t h = Fnv1a64(src.group);
+  for (const auto& id : ids) h = Fnv1a64(id + ",", h);
   return fmt::format("{}:{}:{:016x}", src.scope == ScopeKind::kGroup ? "group" : "patients",
                      src.group, h);
 }

@@ -10,6 +10,7 @@
 #include "fhir/build.h"
 #include "fhir/client/http_client.h"
 #include "fhir/datetime.h"
+#include "fhir/hash.h"
 #include "gateway/ccm/report.h"
 #include "gateway/io/files.h"
 #include "gateway/sync/connection.h"
@@ -70,19 +71,11 @@ Value MonthPeriod(std::string_view month) {
   return p;
 }
 
-std::uint64_t Fnv1a(std::string_view s, std::uint64_t h) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 // A name-based UUID (RFC 9562 version 8: vendor-defined) for urn:uuid fullUrls: the same name
 // always gives the same UUID, so a regenerated Bundle is byte-identical.
 std::string NameUuid(std::string_view name) {
-  std::uint64_t a = Fnv1a(name, 0xcbf29ce484222325ULL);
-  std::uint64_t b = Fnv1a(name, 0x84222325cbf29ce4ULL ^ a);
+  std::uint64_t a = Fnv1a64(name, 0xcbf29ce484222325ULL);
+  std::uint64_t b = Fnv1a64(name, 0x84222325cbf29ce4ULL ^ a);
   return fmt::format("urn:uuid:{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff,
                      (a & 0x0fff) | 0x8000, ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffULL);
 }

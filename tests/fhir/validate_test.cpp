@@ -19,7 +19,7 @@ json::Value P(std::string_view text) {
   return v ? *v : json::Value();
 }
 
-std::string Dump(const IssueList& issues) {
+std::string IssuesText(const IssueList& issues) {
   std::string out;
   for (const Issue& i : issues) out += "  " + FormatIssue(i) + "\n";
   return out;
@@ -40,16 +40,16 @@ void ExpectOneError(std::string_view text, std::string_view path, IssueCode code
   SCOPED_TRACE(std::string(text));
   IssueList issues = Validate(P(text));
   std::vector<Issue> errors = ErrorsOf(issues);
-  ASSERT_EQ(errors.size(), 1u) << Dump(issues);
-  EXPECT_EQ(errors[0].path, path) << Dump(issues);
-  EXPECT_EQ(ToCode(errors[0].code), ToCode(code)) << Dump(issues);
+  ASSERT_EQ(errors.size(), 1u) << IssuesText(issues);
+  EXPECT_EQ(errors[0].path, path) << IssuesText(issues);
+  EXPECT_EQ(ToCode(errors[0].code), ToCode(code)) << IssuesText(issues);
   EXPECT_NE(errors[0].message.find(fragment), std::string::npos) << errors[0].message;
 }
 
 void ExpectValid(std::string_view text) {
   SCOPED_TRACE(std::string(text));
   IssueList issues = Validate(P(text));
-  EXPECT_FALSE(issues.has_errors()) << Dump(issues);
+  EXPECT_FALSE(issues.has_errors()) << IssuesText(issues);
 }
 
 constexpr std::string_view kEncounterHead = R"("resourceType":"Encounter","status":"finished",)"
@@ -63,7 +63,7 @@ TEST(ValidateTest, MinimalResourcesAreValid) {
   ExpectValid(R"({"resourceType":"Patient"})");
   ExpectValid(Encounter(""));
   IssueList issues = Validate(P(R"({"resourceType":"Patient","id":"a-1.B"})"));
-  EXPECT_TRUE(issues.empty()) << Dump(issues);
+  EXPECT_TRUE(issues.empty()) << IssuesText(issues);
 }
 
 TEST(ValidateTest, NotAResource) {
@@ -227,7 +227,7 @@ TEST(ValidateTest, RequiredCodes) {
 TEST(ValidateTest, MissingRequiredElements) {
   IssueList issues = Validate(P(R"({"resourceType":"Encounter"})"));
   std::vector<Issue> errors = ErrorsOf(issues);
-  ASSERT_EQ(errors.size(), 2u) << Dump(issues);
+  ASSERT_EQ(errors.size(), 2u) << IssuesText(issues);
   EXPECT_EQ(errors[0].path, "Encounter.status");
   EXPECT_EQ(errors[0].code, IssueCode::kRequired);
   EXPECT_EQ(errors[1].path, "Encounter.class");
@@ -254,7 +254,7 @@ TEST(ValidateTest, RequiredChoiceElement) {
   IssueList issues = Validate(P(R"({"resourceType":"MedicationRequest","status":"active",)"
                                 R"("intent":"order","subject":{"reference":"Patient/1"}})"));
   std::vector<Issue> errors = ErrorsOf(issues);
-  ASSERT_EQ(errors.size(), 1u) << Dump(issues);
+  ASSERT_EQ(errors.size(), 1u) << IssuesText(issues);
   EXPECT_EQ(errors[0].path, "MedicationRequest.medication[x]");
   EXPECT_EQ(errors[0].code, IssueCode::kRequired);
 }
@@ -297,8 +297,8 @@ TEST(ValidateTest, UnknownPropertiesAreWarnings) {
   IssueList issues =
       Validate(P(R"({"resourceType":"Patient","nickname":"Bob","name":[{"family":"X","nick":1}],)"
                  R"("fhir_comments":["c"]})"));
-  EXPECT_FALSE(issues.has_errors()) << Dump(issues);
-  ASSERT_EQ(issues.size(), 3u) << Dump(issues);
+  EXPECT_FALSE(issues.has_errors()) << IssuesText(issues);
+  ASSERT_EQ(issues.size(), 3u) << IssuesText(issues);
   EXPECT_EQ(issues.items()[0].path, "Patient.nickname");
   EXPECT_EQ(issues.items()[0].severity, Severity::kWarning);
   EXPECT_EQ(issues.items()[0].code, IssueCode::kStructure);
@@ -394,7 +394,7 @@ TEST(ValidateTest, ContainedResources) {
       P(R"({"resourceType":"Condition","subject":{"reference":"#p1"},"contained":[{"resourceType":)"
         R"("Patient","id":"p1","meta":{"versionId":"1"},"contained":[{"resourceType":"Patient",)"
         R"("id":"p2"}]}]})"));
-  std::string dump = Dump(issues);
+  std::string dump = IssuesText(issues);
   EXPECT_NE(dump.find("dom-2"), std::string::npos) << dump;
   EXPECT_NE(dump.find("dom-4"), std::string::npos) << dump;
   // Contained id too long.
@@ -448,7 +448,7 @@ TEST(ValidateTest, DeepNestingIsBoundedAndDoesNotCrash) {
   patient.set("resourceType", json::Value::String("Patient"));
   patient.set("extension", json::Value::MakeArray()).push_back(std::move(ext));
   IssueList issues = Validate(patient);
-  ASSERT_EQ(issues.error_count(), 1u) << Dump(issues);
+  ASSERT_EQ(issues.error_count(), 1u) << IssuesText(issues);
   EXPECT_EQ(issues.items()[0].code, IssueCode::kTooLong);
   // Bundles in bundles in bundles are bounded too.
   std::string text = R"({"resourceType":"Patient"})";
@@ -457,7 +457,7 @@ TEST(ValidateTest, DeepNestingIsBoundedAndDoesNotCrash) {
         R"({{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{}}}]}})", text);
   }
   IssueList nested = Validate(P(text));
-  EXPECT_EQ(nested.error_count(), 1u) << Dump(nested);
+  EXPECT_EQ(nested.error_count(), 1u) << IssuesText(nested);
   // A 40-level deep QuestionnaireResponse.item.item... is fine.
   std::string item = R"({"linkId":"x"})";
   for (int i = 0; i < 40; ++i) item = fmt::format(R"({{"linkId":"x","item":[{}]}})", item);
@@ -504,7 +504,7 @@ TEST(ValidateTest, ArbitraryValuesEverywhereDoNotCrash) {
   walk(doc);
   EXPECT_EQ(doc, base);
   EXPECT_GT(runs, 100u);
-  EXPECT_FALSE(Validate(base).has_errors()) << Dump(Validate(base));
+  EXPECT_FALSE(Validate(base).has_errors()) << IssuesText(Validate(base));
 }
 
 TEST(ValidateTest, OperationOutcomeOfResultIsValid) {
@@ -514,9 +514,9 @@ TEST(ValidateTest, OperationOutcomeOfResultIsValid) {
   ASSERT_TRUE(issues.has_errors());
   json::Value oo = ToOperationOutcome(issues);
   IssueList check = Validate(oo);
-  EXPECT_TRUE(check.empty()) << Dump(check) << json::SerializePretty(oo);
+  EXPECT_TRUE(check.empty()) << IssuesText(check) << json::SerializePretty(oo);
   IssueList ok_check = Validate(ToOperationOutcome(IssueList()));
-  EXPECT_TRUE(ok_check.empty()) << Dump(ok_check);
+  EXPECT_TRUE(ok_check.empty()) << IssuesText(ok_check);
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kData = fs::path(CCM_SHARED_DATA) / "fhir";
+const fs::path kSharedFhir = fs::path(CCM_SHARED_DATA) / "fhir";
 
 using ccm::testing::ReadFile;
 
@@ -81,7 +81,7 @@ std::string Dump(const Tally& t) {
 // ---------------------------------------------------------------------------------------------
 // validator-cases
 
-const fs::path kCases = kData / "validator-cases";
+const fs::path kCases = kSharedFhir / "validator-cases";
 
 json::Value ParseFile(const fs::path& p) {
   auto v = json::Parse(ReadFile(p));
@@ -346,7 +346,7 @@ TEST(ValidatorCasesTest, NdjsonOnlyTheEncounterFailsPer1) {
 TEST(SampleDataValidateTest, SpecR4ExamplesHaveNoErrors) {
   Tally t;
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(kData / "spec-r4-examples")) {
+  for (const auto& e : fs::directory_iterator(kSharedFhir / "spec-r4-examples")) {
     if (e.path().extension() == ".json" && e.path().filename().string()[0] != '_') {
       files.push_back(e.path());
     }
@@ -367,7 +367,7 @@ TEST(SampleDataValidateTest, SpecR4ExamplesHaveNoErrors) {
 TEST(SampleDataValidateTest, SyntheaBulkHasNoErrors) {
   Tally t;
   for (const char* f : {"Patient", "Condition", "Encounter", "Procedure"}) {
-    ValidateNdjson(kData / "synthea-bulk-10pt" / (std::string(f) + ".000.ndjson"), t);
+    ValidateNdjson(kSharedFhir / "synthea-bulk-10pt" / (std::string(f) + ".000.ndjson"), t);
   }
   EXPECT_EQ(t.resources, 13u + 555u + 1215u + 2056u);
   EXPECT_TRUE(t.errors.empty()) << Dump(t);
@@ -377,7 +377,7 @@ TEST(SampleDataValidateTest, SyntheaBulkHasNoErrors) {
 TEST(SampleDataValidateTest, SyntheaG10HasNoErrors) {
   Tally t;
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(kData / "synthea-g10-2pt")) {
+  for (const auto& e : fs::directory_iterator(kSharedFhir / "synthea-g10-2pt")) {
     if (e.path().extension() == ".ndjson") files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
