@@ -15,7 +15,7 @@ namespace {
 // Schema migrations, applied in order; entry i takes the schema from version i to i + 1 and is
 // never edited once released (a new change is a new entry). The version lives in
 // PRAGMA user_version, so that a file from a newer build is recognised and refused.
-constexpr std::array<std::string_view, 7> kMigrations = {
+constexpr std::array<std::string_view, 8> kMigrations = {
     R"sql(
 CREATE TABLE resources (
   source        TEXT NOT NULL,
@@ -196,6 +196,16 @@ CREATE TRIGGER audit_update_bumps AFTER UPDATE ON audit
   BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
 CREATE TRIGGER audit_delete_bumps AFTER DELETE ON audit
   BEGIN UPDATE versions SET version = version + 1 WHERE name = 'billing'; END;
+)sql",
+    // 8: the Bulk Data export a source's sync started and has not finished with (resumed by the
+    // next sync instead of a second export).
+    R"sql(
+CREATE TABLE pending_exports (
+  source      TEXT PRIMARY KEY,
+  status_url  TEXT NOT NULL,
+  request     TEXT NOT NULL,
+  started_at  TEXT NOT NULL
+);
 )sql",
 };
 
@@ -386,6 +396,29 @@ class SqliteStateStore final : public StateStore {
                            "updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                            source, type, cursor.watermark, cursor.scope, now));
     return StepDone(s, "saving a sync cursor");
+  }
+
+  Result<std::optional<PendingExport>> GetPendingExport(std::string_view source) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s, Prepare("SELECT status_url, request, started_at FROM "
+                                             "pending_exports WHERE source = ?1",
+                                             source));
+    return FirstRow<PendingExport>(s, "reading a pending export", [](sqlite3_stmt* st) {
+      return PendingExport{Column(st, 0), Column(st, 1), Column(st, 2)};
+    });
+  }
+
+  Status SetPendingExport(std::string_view source, const PendingExport& e) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("INSERT OR REPLACE INTO pending_exports (source, status_url, request, "
+                           "started_at) VALUES (?1, ?2, ?3, ?4)",
+                           source, e.status_url, e.request, e.started_at));
+    return StepDone(s, "saving a pending export");
+  }
+
+  Status ClearPendingExport(std::string_view source) override {
+    CCM_TRY_ASSIGN(sqlite3_stmt * s,
+                   Prepare("DELETE FROM pending_exports WHERE source = ?1", source));
+    return StepDone(s, "forgetting a pending export");
   }
 
   Status BeginPull(std::string_view source, std::string_view type, std::int64_t run) override {

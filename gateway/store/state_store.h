@@ -58,6 +58,14 @@ struct SyncCursor {
   std::string scope;      // fingerprint of the patient scope it was made for; a change = full pull
 };
 
+// A Bulk Data export a source's sync started and has not finished with: what a killed or
+// stopped sync resumes polling instead of asking the server for the same export again.
+struct PendingExport {
+  std::string status_url;  // the kick-off's Content-Location
+  std::string request;     // the kick-off URL; a different request starts a new export
+  std::string started_at;  // instant (UTC) of the kick-off
+};
+
 // What a ledger revision does to the patient-month and family it is about.
 enum class LedgerKind {
   kCharge,      // bills it (first time, or a correction of something never delivered)
@@ -319,6 +327,11 @@ class SyncProgress {
                          PullState state, PullMode mode, std::string_view detail) = 0;
   // Every source and type ever pulled, by source and type.
   virtual Result<std::vector<PullStatus>> PullStatuses() = 0;
+  // The Bulk Data export of `source` not finished with, if any (at most one per source: Set
+  // replaces it; Clear forgets it and is not an error when there is none).
+  virtual Result<std::optional<PendingExport>> GetPendingExport(std::string_view source) = 0;
+  virtual Status SetPendingExport(std::string_view source, const PendingExport& e) = 0;
+  virtual Status ClearPendingExport(std::string_view source) = 0;
 };
 
 // The history of sync and bill runs.

@@ -366,7 +366,40 @@ SourceSync SyncBulkSource(const SourceConfig& source, const std::vector<std::str
     stats.bytes += s.bytes;
   };
   auto started = std::chrono::steady_clock::now();
-  auto status_url = client.KickOff(request);
+  // An export this source's last sync started and did not finish with (killed, stopped) is
+  // resumed when it was asked the same: the server need not prepare it twice (IG v2.0.0: the
+  // status URL stays valid until the files expire or the client deletes it).
+  const std::string kickoff = fhir::BulkKickOffUrl(source.base_url, request);
+  auto pending = store.GetPendingExport(source.name);
+  if (!pending) return fail_source(fmt::format("state store: {}", pending.error().message));
+  std::optional<std::string> resumed;
+  if (*pending && (*pending)->request == kickoff) resumed = (*pending)->status_url;
+  auto forget_export = [&] {
+    std::lock_guard lock(run.mutex);
+    if (Status s = store.ClearPendingExport(source.name); !s) {
+      run.Warn(
+          fmt::format("{}: the finished export could not be forgotten in the state store "
+                      "({}); the next sync may poll it once more",
+                      source.name, s.error().message));
+    }
+  };
+  auto kick_off = [&]() -> Result<std::string> {
+    CCM_TRY_ASSIGN(std::string url, client.KickOff(request));
+    if (Status s = store.SetPendingExport(source.name, {url, kickoff, fhir::NowUtc()}); !s) {
+      run.Warn(
+          fmt::format("{}: the export's status URL could not be kept in the state store "
+                      "({}); a sync killed now starts a new export",
+                      source.name, s.error().message));
+    }
+    return url;
+  };
+  auto on_progress = [&](std::string_view progress) {
+    std::lock_guard lock(run.mutex);
+    if (observer.on_progress) {
+      observer.on_progress(fmt::format("{}: export in progress: {}", source.name, progress));
+    }
+  };
+  Result<std::string> status_url = resumed ? Result<std::string>(*resumed) : kick_off();
   if (!status_url) {
     add_stats(client.stats());
     const Error& e = status_url.error();
@@ -378,15 +411,31 @@ SourceSync SyncBulkSource(const SourceConfig& source, const std::vector<std::str
     }
     return fail_source(e.message);
   }
-  auto manifest = client.AwaitManifest(*status_url, [&](std::string_view progress) {
+  if (resumed && observer.on_progress) {
     std::lock_guard lock(run.mutex);
-    if (observer.on_progress) {
-      observer.on_progress(fmt::format("{}: export in progress: {}", source.name, progress));
+    observer.on_progress(fmt::format("{}: resuming the export the last sync started at {}",
+                                     source.name, (*pending)->started_at));
+  }
+  auto manifest = client.AwaitManifest(*status_url, on_progress);
+  if (!manifest && resumed && manifest.error().is(Errc::kNotFound)) {
+    // The server no longer knows it (expired, deleted): a new export, once.
+    forget_export();
+    status_url = kick_off();
+    if (!status_url) {
+      add_stats(client.stats());
+      return fail_source(status_url.error().message);
     }
-  });
+    manifest = client.AwaitManifest(*status_url, on_progress);
+  }
   if (!manifest) {
+    if (run.Stopped()) {
+      // Asked to stop (SIGTERM): kept, so that the next sync resumes this export.
+      add_stats(client.stats());
+      return fail_source(manifest.error().message + "; the next sync resumes this export");
+    }
     // Given up (or refused): the server need not go on preparing files nobody fetches.
     static_cast<void>(client.Delete(*status_url));
+    forget_export();
     add_stats(client.stats());
     return fail_source(manifest.error().message);
   }
@@ -498,11 +547,13 @@ SourceSync SyncBulkSource(const SourceConfig& source, const std::vector<std::str
     std::lock_guard lock(run.mutex);
     if (observer.on_type_done) observer.on_type_done(t);
   }
-  // IG v2.0.0 "Delete a Bulk Data Request": the files are no longer needed.
+  // IG v2.0.0 "Delete a Bulk Data Request": the files are no longer needed. A type that failed
+  // is pulled by the next sync's own export (its cursor stayed).
   if (Status s = client.Delete(*status_url); !s) {
     run.Warn(fmt::format("{}: the finished export could not be deleted on the server ({})",
                          source.name, s.error().message));
   }
+  forget_export();
   add_stats(client.stats());
   for (const auto& type : types) out.types.push_back(std::move(run.types.at(type)->t));
   out.warnings = std::move(run.warnings);

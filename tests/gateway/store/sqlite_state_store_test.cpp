@@ -45,10 +45,10 @@ void ExecSql(const std::filesystem::path& file, const char* sql) {
   sqlite3_close(db);
 }
 
-// SQL that takes a current file back to schema 6: without what migration 7 adds (the billing
-// version's triggers and table). Older versions undo more after this.
-std::string UndoSeven() {
-  std::string sql;
+// SQL that takes a current file back to schema 6: without what migrations 8 (pending exports)
+// and 7 (the billing version's triggers and table) add. Older versions undo more after this.
+std::string UndoToSix() {
+  std::string sql = "DROP TABLE pending_exports; ";
   for (const char* table : {"ledger", "deliveries", "ledger_proposals", "audit"}) {
     for (const char* event : {"insert", "update", "delete"}) {
       sql += fmt::format("DROP TRIGGER {}_{}_bumps; ", table, event);
@@ -100,7 +100,7 @@ TEST(SqliteStateStoreTest, SchemaFourKeepsAVersionThreeLedgerAndAddsProposals) {
   // Back to version 3 as released: without what migration 4 adds.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "state.db").c_str(), &db), SQLITE_OK);
-  const std::string v3 = UndoSeven() + R"sql(
+  const std::string v3 = UndoToSix() + R"sql(
 DROP TABLE access_audit;
 ALTER TABLE pulls DROP COLUMN last_full_complete_started;
 DROP TABLE ledger_proposals;
@@ -138,7 +138,7 @@ TEST(SqliteStateStoreTest, SchemaFiveKnowsNoFullPullOfAnOlderFile) {
         (*store)->EndPull("ehr", "Encounter", 1, PullState::kComplete, PullMode::kFull, ""));
   }
   ExecSql(dir / "state.db",
-          (UndoSeven() +
+          (UndoToSix() +
            "DROP TABLE access_audit; ALTER TABLE pulls DROP COLUMN last_full_complete_started; "
            "PRAGMA user_version = 4;")
               .c_str());
@@ -162,7 +162,7 @@ TEST(SqliteStateStoreTest, SchemaSixKeepsTheAccessTrail) {
     ASSERT_TRUE((*store)->BeginPull("ehr", "Encounter", 1));
   }
   ExecSql(dir / "state.db",
-          (UndoSeven() + "DROP TABLE access_audit; PRAGMA user_version = 5;").c_str());
+          (UndoToSix() + "DROP TABLE access_audit; PRAGMA user_version = 5;").c_str());
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), CurrentStateSchemaVersion());
@@ -187,10 +187,10 @@ TEST(SqliteStateStoreTest, SchemaSevenCountsBillingChanges) {
     ASSERT_TRUE(store);
     ASSERT_TRUE((*store)->AddLedgerEntry(PlainEntry("Patient/a")));
   }
-  ExecSql(dir / "state.db", (UndoSeven() + "PRAGMA user_version = 6;").c_str());
+  ExecSql(dir / "state.db", (UndoToSix() + "PRAGMA user_version = 6;").c_str());
   auto store = OpenSqliteStateStore(dir / "state.db");
   ASSERT_TRUE(store) << store.error().message;
-  EXPECT_EQ((*store)->schema_version(), 7);
+  EXPECT_EQ((*store)->schema_version(), CurrentStateSchemaVersion());
   EXPECT_EQ((*store)->LedgerEntries({})->size(), 1u);
   auto before = (*store)->BillingVersion();
   ASSERT_TRUE(before) << before.error().message;

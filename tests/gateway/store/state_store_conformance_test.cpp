@@ -403,6 +403,33 @@ TEST_P(StateStoreConformance, TheBillingVersionMovesWithEveryLedgerOrAuditWrite)
   EXPECT_FALSE(moved("the access trail (who read what) is not billing input"));
 }
 
+// A Bulk Data export not finished with: one per source, replaced, forgotten, and kept across a
+// reopen (what a killed sync resumes).
+TEST_P(StateStoreConformance, APendingExportIsKeptPerSourceUntilCleared) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store);
+    EXPECT_FALSE(*store->GetPendingExport("ehr"));
+    ASSERT_TRUE(store->ClearPendingExport("ehr")) << "nothing to clear is not an error";
+    ASSERT_TRUE(store->SetPendingExport(
+        "ehr", {"https://ehr/$bulk-status/1", "https://ehr/$export?_type=Patient", "t1"}));
+    ASSERT_TRUE(store->SetPendingExport(
+        "ehr", {"https://ehr/$bulk-status/2", "https://ehr/$export?_type=Patient", "t2"}));
+    ASSERT_TRUE(store->SetPendingExport("other", {"https://o/$bulk-status/9", "x", "t3"}));
+  }
+  auto store = Open();
+  ASSERT_TRUE(store);
+  auto pending = store->GetPendingExport("ehr");
+  ASSERT_TRUE(pending);
+  ASSERT_TRUE(*pending) << "kept across a reopen";
+  EXPECT_EQ((*pending)->status_url, "https://ehr/$bulk-status/2") << "the last one set";
+  EXPECT_EQ((*pending)->request, "https://ehr/$export?_type=Patient");
+  EXPECT_EQ((*pending)->started_at, "t2");
+  ASSERT_TRUE(store->ClearPendingExport("ehr"));
+  EXPECT_FALSE(*store->GetPendingExport("ehr"));
+  EXPECT_EQ(store->GetPendingExport("other")->value().status_url, "https://o/$bulk-status/9");
+}
+
 TEST_P(StateStoreConformance, TheAccessTrailIsAppendedAndQueried) {
   auto store = Open();
   ASSERT_TRUE(store);

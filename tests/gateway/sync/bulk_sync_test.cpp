@@ -266,8 +266,8 @@ TEST_F(BulkSyncTest, ASyncKilledDuringTheDownloadsLosesNothingAndTheNextOneCompl
   server_->Send("DELETE", "/__admin/faults");
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/$export?"), 2u)
-      << "a new export (the status URL is not kept yet)";
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/$export?"), 1u)
+      << "the killed sync's export is resumed, not asked for again";
   auto events = Events(r.err);
   EXPECT_EQ((*TypeEvent(events, "Encounter"))["mode"].str(), "full");
   auto store = OpenSqliteStateStore(dir_ / "state.db");
@@ -276,6 +276,57 @@ TEST_F(BulkSyncTest, ASyncKilledDuringTheDownloadsLosesNothingAndTheNextOneCompl
   EXPECT_EQ(*(*store)->CountResources("ehr", "Encounter"), all["entry"].size());
   store->reset();
   EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+}
+
+// kill -9 while the export is being prepared: the next sync polls the same status URL (kept in
+// the state store) instead of kicking off a second export; an export the server has forgotten
+// meanwhile is asked for again, once. A finished export is forgotten.
+TEST_F(BulkSyncTest, ASyncKilledWhilePollingResumesTheSameExport) {
+  auto config = WriteBulkConfig();
+  auto pending = [&]() -> std::optional<PendingExport> {
+    auto store = OpenSqliteStateStore(dir_ / "state.db");
+    EXPECT_TRUE(store);
+    if (!store) return std::nullopt;
+    auto p = (*store)->GetPendingExport("ehr");
+    EXPECT_TRUE(p);
+    return p ? *p : std::nullopt;
+  };
+  auto killed_while_polling = [&](const char* report) {
+    server_->Faults(R"([{"match": "GET /fhir/R4/$bulk-status/", "kind": "delay",
+                         "delayMs": 30000, "times": 1000}])");
+    const std::size_t polls = CountRequests(*server_, "GET /fhir/R4/$bulk-status/");
+    pid_t pid = StartGateway(fmt::format("sync --once --month 2026-10 --config {} --report {}",
+                                         config.string(), (dir_ / report).string()));
+    WaitForRequests(*server_, "GET /fhir/R4/$bulk-status/", polls + 1);
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    server_->Send("DELETE", "/__admin/faults");
+  };
+
+  killed_while_polling("killed.ndjson");
+  auto kept = pending();
+  ASSERT_TRUE(kept) << "the status URL was kept";
+  EXPECT_NE(kept->status_url.find("/$bulk-status/"), std::string::npos) << kept->status_url;
+  GatewayRun resumed = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/$export?"), 1u) << "no second export";
+  EXPECT_NE(resumed.err.find("resuming the export the last sync started"), std::string::npos)
+      << resumed.err;
+  EXPECT_FALSE(pending()) << "a finished export is forgotten";
+  EXPECT_TRUE(SameReport(ReadFile(dir_ / "report.ndjson"), *server_));
+
+  // The next one is killed too, and the server forgets its export before the sync after it.
+  killed_while_polling("killed-again.ndjson");
+  kept = pending();
+  ASSERT_TRUE(kept);
+  const std::string url = kept->status_url;
+  server_->Send("DELETE", url.substr(url.find("/fhir/")));
+  GatewayRun fresh = Sync(config, dir_ / "report2.ndjson");
+  ASSERT_EQ(fresh.status, 0) << fresh.err;
+  EXPECT_EQ(CountRequests(*server_, "GET /fhir/R4/$export?"), 3u)
+      << "the forgotten export was asked for again, once";
+  EXPECT_FALSE(pending());
 }
 
 TEST_F(BulkSyncTest, AGroupExportPullsItsMembersOnly) {
