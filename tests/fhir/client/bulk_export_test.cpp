@@ -125,6 +125,23 @@ class BulkExportTest : public ::testing::Test {
     return BulkExportClient(o, std::move(auth));
   }
   void Export(const std::string& json) { server_->Send("POST", "/__admin/export", json); }
+  struct Exported {
+    std::string status_url;
+    BulkManifest manifest;
+  };
+  // Kicks off an export of `types` with `c` and waits for its manifest; nullopt (and a failure
+  // of the test) when either step fails.
+  static std::optional<Exported> ExportOf(BulkExportClient& c, std::vector<std::string> types) {
+    BulkExportRequest r;
+    r.types = std::move(types);
+    auto status = c.KickOff(r);
+    EXPECT_TRUE(status) << (status ? "" : status.error().message);
+    if (!status) return std::nullopt;
+    auto m = c.AwaitManifest(*status);
+    EXPECT_TRUE(m) << (m ? "" : m.error().message);
+    if (!m) return std::nullopt;
+    return Exported{*status, std::move(*m)};
+  }
   // The request log entries whose "METHOD url" contains `needle`.
   std::vector<json::Value> Logged(std::string_view needle) {
     std::vector<json::Value> out;
@@ -193,14 +210,10 @@ TEST_F(BulkExportTest, KickOffPollDownloadAndDeleteReadEveryResourceOnce) {
 
 TEST_F(BulkExportTest, AStreamedFileIsNeverHeldWholeSoItsSizeIsNoLimit) {
   BulkExportClient c = Client();
-  BulkExportRequest r;
-  r.types = {"Encounter"};
-  auto status = c.KickOff(r);
-  ASSERT_TRUE(status);
-  auto m = c.AwaitManifest(*status);
-  ASSERT_TRUE(m);
-  ASSERT_EQ(m->output.size(), 1u);
-  const std::string& url = m->output[0].url;
+  auto e = ExportOf(c, {"Encounter"});
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->manifest.output.size(), 1u);
+  const std::string& url = e->manifest.output[0].url;
   HttpOptions small;
   small.max_response_bytes = 4096;
   HttpClient http(small);
@@ -221,17 +234,18 @@ TEST_F(BulkExportTest, AStreamedFileIsNeverHeldWholeSoItsSizeIsNoLimit) {
   o.http = small;
   BulkExportClient bounded(o, nullptr);
   std::size_t lines = 0;
-  auto d = bounded.Download(m->output[0], false, [&](std::string_view, const json::Value&) {
-    ++lines;
-    return Status{};
-  });
+  auto d =
+      bounded.Download(e->manifest.output[0], false, [&](std::string_view, const json::Value&) {
+        ++lines;
+        return Status{};
+      });
   ASSERT_TRUE(d) << d.error().message;
-  EXPECT_EQ(lines, *m->output[0].count);
+  EXPECT_EQ(lines, *e->manifest.output[0].count);
   // A line longer than max_line_bytes is refused rather than held.
   o.max_line_bytes = 64;
   o.retry.max_attempts = 1;
   BulkExportClient tiny(o, nullptr);
-  auto refused = tiny.Download(m->output[0], false,
+  auto refused = tiny.Download(e->manifest.output[0], false,
                                [](std::string_view, const json::Value&) { return Status{}; });
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("a line longer than 64 bytes"), std::string::npos)
@@ -249,12 +263,8 @@ TEST_F(BulkExportTest, RetryAfterIsHonouredOnKickOffAndPolls) {
   server_->Faults(R"([{"match": "GET /fhir/R4/$export", "kind": "status", "status": 429,
                        "retryAfter": "1"}])");
   BulkExportClient c = Client();
-  BulkExportRequest r;
-  r.types = {"Patient"};
-  auto status = c.KickOff(r);
-  ASSERT_TRUE(status) << status.error().message;
-  auto m = c.AwaitManifest(*status);
-  ASSERT_TRUE(m) << m.error().message;
+  auto e = ExportOf(c, {"Patient"});
+  ASSERT_TRUE(e);
   auto kickoffs = Logged("GET /fhir/R4/$export");
   ASSERT_EQ(kickoffs.size(), 2u) << "the 429 was waited out, then the kick-off repeated";
   EXPECT_GE(Time(kickoffs[1]) - Time(kickoffs[0]), 900);
@@ -267,23 +277,19 @@ TEST_F(BulkExportTest, TransientStatusErrorsAreRetriedAndAPersistentOneFails) {
   server_->Faults(R"([{"match": "GET /fhir/R4/$bulk-status/", "kind": "status", "status": 503,
                        "times": 2}])");
   BulkExportClient c = Client(3);
-  BulkExportRequest r;
-  r.types = {"Patient"};
-  auto status = c.KickOff(r);
-  ASSERT_TRUE(status);
-  auto m = c.AwaitManifest(*status);
-  ASSERT_TRUE(m) << m.error().message;
+  auto e = ExportOf(c, {"Patient"});
+  ASSERT_TRUE(e);
 
   server_->Faults(R"([{"match": "GET /fhir/R4/$bulk-status/", "kind": "status", "status": 500,
                        "times": 100}])");
-  auto failed = c.AwaitManifest(*status);
+  auto failed = c.AwaitManifest(e->status_url);
   ASSERT_FALSE(failed);
   EXPECT_NE(failed.error().message.find("gave up after 3 attempt(s)"), std::string::npos)
       << failed.error().message;
   // A 4xx that is not marked transient ends the export at once.
   server_->Send("DELETE", "/__admin/faults");
   server_->Faults(R"([{"match": "GET /fhir/R4/$bulk-status/", "kind": "status", "status": 400}])");
-  auto refused = c.AwaitManifest(*status);
+  auto refused = c.AwaitManifest(e->status_url);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("the export failed"), std::string::npos)
       << refused.error().message;
@@ -291,13 +297,9 @@ TEST_F(BulkExportTest, TransientStatusErrorsAreRetriedAndAPersistentOneFails) {
 
 TEST_F(BulkExportTest, AFileThatFailsTwiceOrArrivesCutIsDownloadedAgain) {
   BulkExportClient c = Client(3);
-  BulkExportRequest r;
-  r.types = {"Encounter"};
-  auto status = c.KickOff(r);
-  ASSERT_TRUE(status);
-  auto m = c.AwaitManifest(*status);
-  ASSERT_TRUE(m);
-  ASSERT_EQ(m->output.size(), 1u);
+  auto e = ExportOf(c, {"Encounter"});
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->manifest.output.size(), 1u);
   std::size_t expected = ServerIds("Encounter").size();
   for (const char* faults :
        {R"([{"match": "GET /fhir/R4/$bulk-file/", "kind": "status", "status": 500, "times": 2}])",
@@ -306,7 +308,7 @@ TEST_F(BulkExportTest, AFileThatFailsTwiceOrArrivesCutIsDownloadedAgain) {
     server_->Faults(faults);
     std::size_t lines = 0, restarts = 0;
     auto d = c.Download(
-        m->output[0], false,
+        e->manifest.output[0], false,
         [&](std::string_view, const json::Value&) -> Status {
           ++lines;
           return Status{};
@@ -328,7 +330,7 @@ TEST_F(BulkExportTest, AFileThatFailsTwiceOrArrivesCutIsDownloadedAgain) {
   // One that keeps failing is an error naming the file, never a short read.
   server_->Faults(R"([{"match": "GET /fhir/R4/$bulk-file/", "kind": "status", "status": 503,
                        "times": 100}])");
-  auto d = c.Download(m->output[0], false,
+  auto d = c.Download(e->manifest.output[0], false,
                       [](std::string_view, const json::Value&) { return Status{}; });
   ASSERT_FALSE(d);
   EXPECT_NE(d.error().message.find("gave up after 3 attempt(s)"), std::string::npos)
@@ -337,14 +339,10 @@ TEST_F(BulkExportTest, AFileThatFailsTwiceOrArrivesCutIsDownloadedAgain) {
 
 TEST_F(BulkExportTest, ACountThatDoesNotMatchTheLinesFailsTheFile) {
   BulkExportClient c = Client(2);
-  BulkExportRequest r;
-  r.types = {"Patient"};
-  auto status = c.KickOff(r);
-  ASSERT_TRUE(status);
-  auto m = c.AwaitManifest(*status);
-  ASSERT_TRUE(m);
-  ASSERT_EQ(m->output.size(), 1u);
-  BulkFile f = m->output[0];
+  auto e = ExportOf(c, {"Patient"});
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->manifest.output.size(), 1u);
+  BulkFile f = e->manifest.output[0];
   f.count = *f.count + 1;
   auto d = c.Download(f, false, [](std::string_view, const json::Value&) { return Status{}; });
   ASSERT_FALSE(d);
@@ -358,15 +356,11 @@ TEST_F(BulkExportTest, TheTokenGoesToFilesOnlyWhenTheManifestAsksForIt) {
     Export(fmt::format(R"({{"requiresAccessToken": {}}})", required));
     server_->ClearRequests();
     BulkExportClient c = Client(2, StaticBearer("t0k"));
-    BulkExportRequest r;
-    r.types = {"Patient"};
-    auto status = c.KickOff(r);
-    ASSERT_TRUE(status) << status.error().message;
-    auto m = c.AwaitManifest(*status);
-    ASSERT_TRUE(m) << m.error().message;
-    EXPECT_EQ(m->requires_access_token, required);
-    for (const BulkFile& f : m->output) {
-      auto d = c.Download(f, m->requires_access_token,
+    auto e = ExportOf(c, {"Patient"});
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->manifest.requires_access_token, required);
+    for (const BulkFile& f : e->manifest.output) {
+      auto d = c.Download(f, e->manifest.requires_access_token,
                           [](std::string_view, const json::Value&) { return Status{}; });
       ASSERT_TRUE(d) << d.error().message;
     }
@@ -383,21 +377,17 @@ TEST_F(BulkExportTest, ARedirectToAnotherHostIsFollowedWithoutTheToken) {
   server_->Auth(R"({"mode": "bearer", "token": "t0k"})");
   Export(R"({"requiresAccessToken": true, "redirectFiles": true})");
   BulkExportClient c = Client(2, StaticBearer("t0k"));
-  BulkExportRequest r;
-  r.types = {"Patient"};
-  auto status = c.KickOff(r);
-  ASSERT_TRUE(status) << status.error().message;
-  auto m = c.AwaitManifest(*status);
-  ASSERT_TRUE(m) << m.error().message;
-  ASSERT_EQ(m->output.size(), 1u);
+  auto e = ExportOf(c, {"Patient"});
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->manifest.output.size(), 1u);
   server_->ClearRequests();
   std::size_t lines = 0;
-  auto d = c.Download(m->output[0], true, [&](std::string_view, const json::Value&) {
+  auto d = c.Download(e->manifest.output[0], true, [&](std::string_view, const json::Value&) {
     ++lines;
     return Status{};
   });
   ASSERT_TRUE(d) << d.error().message;
-  EXPECT_EQ(lines, *m->output[0].count);
+  EXPECT_EQ(lines, *e->manifest.output[0].count);
   auto files = Logged("GET /fhir/R4/$bulk-file/");
   ASSERT_EQ(files.size(), 2u) << "the file, then where it redirected";
   EXPECT_TRUE(files[0]["authorization"].as_bool()) << "to the FHIR server: the token";
