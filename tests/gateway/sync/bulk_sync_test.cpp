@@ -361,5 +361,46 @@ TEST_F(BulkSyncTest, AGroupExportPullsItsMembersOnly) {
   EXPECT_EQ((*cursor)->scope, "bulk:group:Group/panel");
 }
 
+// A group export with SMART Backend Services, as EHRs offer their bulk APIs: one token for the
+// kick-off, the polls and the files (requiresAccessToken), and none in the logs.
+TEST_F(BulkSyncTest, AGroupExportWithSmartBackendServicesUsesOneToken) {
+  Value patients = server_->Json("GET", "/fhir/R4/Patient?_count=1");
+  std::string member(patients["entry"][0]["resource"]["id"].str());
+  auto group = fhir::json::Parse(fmt::format(
+      R"({{"resourceType": "Group", "id": "panel", "type": "person", "actual": true,
+          "member": [{{"entity": {{"reference": "Patient/{}"}}}}]}})",
+      member));
+  ASSERT_TRUE(group);
+  server_->Put(*group);
+  Value auth = Value::MakeObject();
+  auth.set("mode", Value::String("smart"));
+  auth.set("clientId", Value::String("ccm-gateway-test"));
+  auth.set("publicKeyPem", Value::String(WriteKeyPair(dir_, true)));
+  auth.set("alg", Value::String("ES384"));
+  auth.set("kid", Value::String("bulk-key"));
+  server_->Auth(fhir::json::Serialize(auth));
+  auto config = WriteBulkConfig(R"({"level": "group", "group": "Group/panel"})",
+                                R"(, "auth": {"type": "smart-backend-services",
+      "clientId": "ccm-gateway-test", "keyId": "bulk-key", "privateKeyFile": "key.pem",
+      "algorithm": "ES384", "scope": "system/*.rs"})");
+  GatewayRun r = Sync(config, dir_ / "report.ndjson");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Num(server_->Json("GET", "/__admin/auth/stats"), "tokensIssued"), 1);
+  std::size_t files = 0;
+  Value requests = server_->Requests();
+  for (const Value& q : requests.array()) {
+    std::string url(q["url"].str());
+    if (url.find("/$export") != std::string::npos || url.find("/$bulk-") != std::string::npos) {
+      EXPECT_TRUE(q["authorization"].as_bool()) << url;
+      files += url.find("/$bulk-file/") != std::string::npos ? 1 : 0;
+    }
+  }
+  EXPECT_GT(files, 0u);
+  EXPECT_EQ(r.err.find("Bearer"), std::string::npos) << "no token in the logs";
+  auto store = OpenSqliteStateStore(dir_ / "state.db");
+  ASSERT_TRUE(store);
+  EXPECT_EQ(*(*store)->CountResources("ehr", "Patient"), 1u);
+}
+
 }  // namespace
 }  // namespace ccm::gateway

@@ -4,11 +4,14 @@
 #pragma once
 
 #include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -243,6 +246,31 @@ inline void WaitForRequests(TestFhirServer& server, std::string_view needle, std
   for (int i = 0; i < 200 && CountRequests(server, needle) < n; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+// SMART Backend Services: writes a new key pair: the private key for the gateway, the public one
+// for the server.
+inline std::string WriteKeyPair(const TempDir& dir, bool ec) {
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(ec ? EVP_EC_gen("P-384") : EVP_RSA_gen(2048));
+  auto pem = [&](bool priv) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    if (priv) {
+      PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+    } else {
+      PEM_write_bio_PUBKEY(bio, key.get());
+    }
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    std::string s(data, static_cast<std::size_t>(n));
+    BIO_free(bio);
+    return s;
+  };
+  WriteFile(dir / "key.pem", pem(true));
+  return pem(false);
 }
 
 }  // namespace ccm::gateway::sync_testing

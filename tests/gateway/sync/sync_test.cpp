@@ -559,30 +559,6 @@ TEST_F(SyncTest, ASearchThatCannotBeSplitIsPulledWholeWithAWarning) {
 
 // --- Auth -------------------------------------------------------------------------------------
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
-// Writes a new key pair: the private key for the gateway, the public one for the server.
-std::string WriteKeyPair(const TempDir& dir, bool ec) {
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(ec ? EVP_EC_gen("P-384") : EVP_RSA_gen(2048));
-  auto pem = [&](bool priv) {
-    BIO* bio = BIO_new(BIO_s_mem());
-    if (priv) {
-      PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-    } else {
-      PEM_write_bio_PUBKEY(bio, key.get());
-    }
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio, &data);
-    std::string s(data, static_cast<std::size_t>(n));
-    BIO_free(bio);
-    return s;
-  };
-  WriteFile(dir / "key.pem", pem(true));
-  return pem(false);
-}
-
 class SmartAuthTest : public SyncTest, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(SmartAuthTest, BackendServicesTokenIsObtainedCachedAndRenewedAfterRevocation) {
