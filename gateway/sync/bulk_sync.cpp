@@ -94,37 +94,15 @@ struct BulkRun {
     std::lock_guard lock(mutex);
     TypeSync& t = bt.t;
     UpsertMode mode = t.full ? UpsertMode::kTrustServer : UpsertMode::kKeepNewest;
-    std::size_t inserted = 0, updated = 0, unchanged = 0, older = 0, rolled_back = 0;
     Status s = store.InTransaction([&]() -> Status {
       for (const Row& r : rows) {
         CCM_TRY_ASSIGN(UpsertOutcome o,
                        store.Upsert(src.name, t.type, r.id, r.stamp, r.json, options.run, mode));
-        switch (o) {
-          case UpsertOutcome::kInserted:
-            ++inserted;
-            break;
-          case UpsertOutcome::kUpdated:
-            ++updated;
-            break;
-          case UpsertOutcome::kUnchanged:
-            ++unchanged;
-            break;
-          case UpsertOutcome::kOlder:
-            ++older;
-            break;
-          case UpsertOutcome::kRolledBack:
-            ++rolled_back;
-            break;
-        }
+        t.Count(o);
       }
       return Status{};
     });
     if (!s) return s;
-    t.inserted += inserted;
-    t.updated += updated;
-    t.unchanged += unchanged;
-    t.older += older;
-    t.rolled_back += rolled_back;
     t.bytes += bytes;
     rows.clear();
     if (observer.on_page) observer.on_page(t);

@@ -379,23 +379,7 @@ struct SourceRun {
                 UpsertOutcome o,
                 run_.store.Upsert(run_.src.name, t.type, it.id, it.stamp, it.json, run_.options.run,
                                   t.full ? UpsertMode::kTrustServer : UpsertMode::kKeepNewest));
-            switch (o) {
-              case UpsertOutcome::kInserted:
-                ++t.inserted;
-                break;
-              case UpsertOutcome::kUpdated:
-                ++t.updated;
-                break;
-              case UpsertOutcome::kUnchanged:
-                ++t.unchanged;
-                break;
-              case UpsertOutcome::kOlder:
-                ++t.older;
-                break;
-              case UpsertOutcome::kRolledBack:
-                ++t.rolled_back;
-                break;
-            }
+            t.Count(o);
           }
         }
         return {};
@@ -973,6 +957,26 @@ struct SourceRun {
 };
 
 }  // namespace
+
+void TypeSync::Count(UpsertOutcome o) {
+  switch (o) {
+    case UpsertOutcome::kInserted:
+      ++inserted;
+      break;
+    case UpsertOutcome::kUpdated:
+      ++updated;
+      break;
+    case UpsertOutcome::kUnchanged:
+      ++unchanged;
+      break;
+    case UpsertOutcome::kOlder:
+      ++older;
+      break;
+    case UpsertOutcome::kRolledBack:
+      ++rolled_back;
+      break;
+  }
+}
 
 bool SourceSync::ok() const {
   return error.empty() && std::all_of(types.begin(), types.end(), [](const TypeSync& t) {

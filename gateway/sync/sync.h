@@ -62,6 +62,9 @@ struct TypeSync {
   double seconds = 0;
   std::string watermark;  // the cursor saved at the end ("" when it did not move)
   std::string error;      // why the type is not complete (failed or incomplete); no patient data
+
+  // Counts one stored resource by what the store did with it (inserted ... rolled_back).
+  void Count(UpsertOutcome o);
 };
 
 struct SourceSync {

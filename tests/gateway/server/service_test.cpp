@@ -29,6 +29,7 @@
 #include "gateway/server/token_auth.h"
 #include "gateway/store/sqlite_state_store.h"
 #include "gateway/store/state_store.h"
+#include "store/state_store_conformance.h"
 #include "sync/sync_support.h"
 #include "test_server.h"
 #include "test_util.h"
@@ -1039,16 +1040,19 @@ TEST(ServiceCacheTest, ASyncThatChangedDataInvalidatesTheCache) {
   EXPECT_NE(after_report.find(second.body + "\n"), std::string::npos);
 }
 
+// How many billing summaries of 2026-10 the service computed (its metric).
+double SummariesComputed(std::uint16_t port) {
+  auto m = ParsePrometheus(Call(port, "GET", "/metrics").body);
+  return m[R"(ccm_billing_summaries_computed_total{month="2026-10"})"];
+}
+
 // The billing summary cache: a second call is answered from it (with its Age); a ledger change
 // made by another process, or a sync that changed data, makes the next call compute again; a
 // sync that changed nothing keeps it.
 TEST(ServiceCacheTest, ABillingSummaryIsComputedAgainOnlyWhenWhatItReadChanged) {
   OwnService own(ccm::testing::SampleInputs());
   ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
-  auto computed = [&] {
-    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
-    return m[R"(ccm_billing_summaries_computed_total{month="2026-10"})"];
-  };
+  auto computed = [&] { return SummariesComputed(own.port()); };
   const std::string path = "/$ccm-billing-summary?month=2026-10";
   Answer first = Call(own.port(), "GET", path);
   ASSERT_EQ(first.status, 200) << first.body;
@@ -1075,18 +1079,7 @@ TEST(ServiceCacheTest, ABillingSummaryIsComputedAgainOnlyWhenWhatItReadChanged) 
   {
     auto other = OpenSqliteStateStore(own.dir / "state.db");
     ASSERT_TRUE(other) << other.error().message;
-    LedgerRow billed;
-    billed.patient = patient;
-    billed.month = "2026-10";
-    billed.family = "care-management";
-    billed.kind = LedgerKind::kCharge;
-    billed.program = "CCM";
-    billed.lines_json = R"([{"code":"99490","units":1,"amount":60.49,"encounters":[]}])";
-    billed.amount_cents = 6049;
-    billed.evidence_json = "{}";
-    billed.fingerprint = "billed elsewhere";
-    billed.run = 1;
-    ASSERT_TRUE((*other)->AddLedgerEntry(billed));
+    ASSERT_TRUE((*other)->AddLedgerEntry(store_testing::PlainEntry(patient)));
   }
   Answer after_ledger = Call(own.port(), "GET", path);
   ASSERT_EQ(after_ledger.status, 200) << after_ledger.body;
@@ -1106,10 +1099,7 @@ TEST(ServiceCacheTest, ASummaryThatReadTheEhrIsKeptNoLongerThanItsMaxAge) {
       },
       [](ServiceOptions& o) { o.billing_summary_max_age = std::chrono::seconds(0); });
   ASSERT_EQ(own.Sync()["state"].str(), "succeeded");
-  auto computed = [&] {
-    auto m = ParsePrometheus(Call(own.port(), "GET", "/metrics").body);
-    return m[R"(ccm_billing_summaries_computed_total{month="2026-10"})"];
-  };
+  auto computed = [&] { return SummariesComputed(own.port()); };
   const std::string path = "/$ccm-billing-summary?month=2026-10";
   Answer first = Call(own.port(), "GET", path);
   ASSERT_EQ(first.status, 200) << first.body;

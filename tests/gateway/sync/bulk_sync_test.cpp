@@ -49,6 +49,18 @@ class BulkSyncTest : public ::testing::Test {
     EXPECT_TRUE(c);
     return c ? *c : std::nullopt;
   }
+  // Puts Group/panel on the server with the first patient as its only member; that patient's id.
+  std::string PutPanelOfOne() {
+    Value patients = server_->Json("GET", "/fhir/R4/Patient?_count=1");
+    std::string member(patients["entry"][0]["resource"]["id"].str());
+    auto group = fhir::json::Parse(fmt::format(
+        R"({{"resourceType": "Group", "id": "panel", "type": "person", "actual": true,
+            "member": [{{"entity": {{"reference": "Patient/{}"}}}}]}})",
+        member));
+    EXPECT_TRUE(group);
+    if (group) server_->Put(*group);
+    return member;
+  }
   std::unique_ptr<TestFhirServer> server_;
   TempDir dir_;
 };
@@ -330,14 +342,7 @@ TEST_F(BulkSyncTest, ASyncKilledWhilePollingResumesTheSameExport) {
 }
 
 TEST_F(BulkSyncTest, AGroupExportPullsItsMembersOnly) {
-  Value patients = server_->Json("GET", "/fhir/R4/Patient?_count=1");
-  std::string member(patients["entry"][0]["resource"]["id"].str());
-  auto group = fhir::json::Parse(fmt::format(
-      R"({{"resourceType": "Group", "id": "panel", "type": "person", "actual": true,
-          "member": [{{"entity": {{"reference": "Patient/{}"}}}}]}})",
-      member));
-  ASSERT_TRUE(group);
-  server_->Put(*group);
+  const std::string member = PutPanelOfOne();
   auto config = WriteBulkConfig(R"({"level": "group", "group": "Group/panel"})");
   GatewayRun r = Sync(config, dir_ / "report.ndjson");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -364,14 +369,7 @@ TEST_F(BulkSyncTest, AGroupExportPullsItsMembersOnly) {
 // A group export with SMART Backend Services, as EHRs offer their bulk APIs: one token for the
 // kick-off, the polls and the files (requiresAccessToken), and none in the logs.
 TEST_F(BulkSyncTest, AGroupExportWithSmartBackendServicesUsesOneToken) {
-  Value patients = server_->Json("GET", "/fhir/R4/Patient?_count=1");
-  std::string member(patients["entry"][0]["resource"]["id"].str());
-  auto group = fhir::json::Parse(fmt::format(
-      R"({{"resourceType": "Group", "id": "panel", "type": "person", "actual": true,
-          "member": [{{"entity": {{"reference": "Patient/{}"}}}}]}})",
-      member));
-  ASSERT_TRUE(group);
-  server_->Put(*group);
+  PutPanelOfOne();
   Value auth = Value::MakeObject();
   auth.set("mode", Value::String("smart"));
   auth.set("clientId", Value::String("ccm-gateway-test"));
